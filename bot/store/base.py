@@ -1,0 +1,229 @@
+"""The one state-store interface. Two backends implement it (SQLite embedded default, Redis for production
+and several daemons) and pass the same contract suite in ``tests/store/``.
+
+Design rules every backend keeps:
+- Writes that belong together happen in one transaction (SQLite) or one MULTI/EXEC or Lua script (Redis):
+  ``record_poll`` (posts + cursor), ``record_event`` (event + recheck update), ``enqueue_alert``.
+- Every method that adds something is idempotent, so a pipeline step retried after a crash is harmless.
+- Times go in and come out as timezone-aware UTC datetimes.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Iterator, Sequence
+from datetime import datetime
+from typing import Any
+
+from bot.models import Post, RejectedItem
+from bot.store.records import (
+    AccountState,
+    KnownKind,
+    KnownMedia,
+    MediaRecord,
+    OutboxAlert,
+    PostChange,
+    PostEvent,
+    PostMediaLink,
+    PostVersion,
+    Recheck,
+    StoredPost,
+)
+
+
+class StateStore(ABC):
+    """Everything afterimage remembers between runs, except the media bytes (those are in the archive)."""
+
+    url: str  # the store URL with any password redacted, for status and logs
+
+    # ----------------------------------------------------------------- posts
+    @abstractmethod
+    def record_poll(
+        self,
+        platform: str,
+        account: str,
+        posts: Sequence[Post],
+        cursor: str | None,
+        rejected: Sequence[RejectedItem] = (),
+        at: datetime | None = None,
+    ) -> list[PostChange]:
+        """Persist one poll atomically: every post (new, or a new version if its content fingerprint
+        changed), the account's new cursor (unchanged when ``cursor`` is None) and the rejected raw items.
+        A new or edited post becomes pending for the pipeline. Returns one change per post, in order."""
+
+    @abstractmethod
+    def save_post_version(self, post: Post, at: datetime | None = None) -> PostChange:
+        """Save a post observed outside a poll (a re-check that found it alive). Same versioning rules as
+        ``record_poll``; also sets ``last_seen_alive``."""
+
+    @abstractmethod
+    def get_post(self, platform: str, post_id: str) -> StoredPost | None: ...
+
+    @abstractmethod
+    def get_versions(self, platform: str, post_id: str) -> list[PostVersion]:
+        """All observed versions, oldest first."""
+
+    @abstractmethod
+    def iter_posts(self, platform: str | None = None, account: str | None = None) -> Iterator[StoredPost]: ...
+
+    @abstractmethod
+    def count_posts(self, platform: str | None = None, account: str | None = None) -> int: ...
+
+    @abstractmethod
+    def mark_seen_alive(self, platform: str, post_id: str, at: datetime) -> None: ...
+
+    @abstractmethod
+    def set_post_status(self, platform: str, post_id: str, status: str) -> None:
+        """Record the last confirmed state of a post (alive, deleted, author_suspended, ...)."""
+
+    @abstractmethod
+    def pending_posts(self, limit: int = 100) -> list[StoredPost]:
+        """Posts whose latest version the pipeline has not finished, oldest first seen first."""
+
+    @abstractmethod
+    def mark_processed(self, platform: str, post_id: str, version: int) -> None:
+        """The pipeline finished ``version`` of this post (a later version stays pending)."""
+
+    @abstractmethod
+    def list_rejected(self, limit: int = 100) -> list[RejectedItem]: ...
+
+    # ----------------------------------------------------------------- cursors
+    @abstractmethod
+    def get_cursor(self, platform: str, account: str) -> str | None: ...
+
+    # ----------------------------------------------------------------- media
+    @abstractmethod
+    def put_media(self, record: MediaRecord) -> MediaRecord:
+        """Insert a media record if its sha256 is new; returns the stored record (the first one wins,
+        except that ``signals`` are merged)."""
+
+    @abstractmethod
+    def get_media(self, sha256: str) -> MediaRecord | None: ...
+
+    @abstractmethod
+    def set_media_signals(self, sha256: str, signals: dict[str, str]) -> None:
+        """Merge computed hashes into a media record."""
+
+    @abstractmethod
+    def link_post_media(self, link: PostMediaLink) -> None:
+        """Record which file attachment ``index`` of a post resolved to (replaces an earlier link)."""
+
+    @abstractmethod
+    def get_post_media(self, platform: str, post_id: str) -> list[PostMediaLink]:
+        """Links of a post ordered by index."""
+
+    # ----------------------------------------------------------------- known media
+    @abstractmethod
+    def add_known(self, entry: KnownMedia) -> KnownMedia:
+        """Add an entry (assigning ``id`` when empty) and bump the known-media generation."""
+
+    @abstractmethod
+    def get_known(self, known_id: str) -> KnownMedia | None: ...
+
+    @abstractmethod
+    def find_known_by_sha256(self, sha256: str) -> list[KnownMedia]: ...
+
+    @abstractmethod
+    def list_known(self, kind: KnownKind | None = None, limit: int | None = None, offset: int = 0) -> list[KnownMedia]:
+        """Entries in insertion order."""
+
+    @abstractmethod
+    def iter_known(self, kind: KnownKind | None = None) -> Iterator[KnownMedia]: ...
+
+    @abstractmethod
+    def count_known(self, kind: KnownKind | None = None) -> int: ...
+
+    @abstractmethod
+    def remove_known(self, known_id: str) -> bool:
+        """Remove an entry; bumps the generation. False when there was no such id."""
+
+    @abstractmethod
+    def known_generation(self) -> int:
+        """A counter that changes whenever known media change, so an index knows when to reload."""
+
+    # ----------------------------------------------------------------- alert outbox
+    @abstractmethod
+    def enqueue_alert(self, alert: OutboxAlert) -> bool:
+        """Add an alert unless its key was ever enqueued (pending or sent). True when added."""
+
+    @abstractmethod
+    def due_alerts(self, now: datetime, limit: int = 50) -> list[OutboxAlert]:
+        """Unsent alerts in FIFO order. The head is returned even when not yet due, so a caller that
+        keeps order can see that it must wait; callers check ``next_attempt_at`` themselves."""
+
+    @abstractmethod
+    def mark_alert_sent(self, key: str, at: datetime) -> None: ...
+
+    @abstractmethod
+    def mark_alert_failed(self, key: str, error: str, next_attempt_at: datetime) -> None:
+        """Count a failed delivery attempt and when to try again."""
+
+    @abstractmethod
+    def get_alert(self, key: str) -> OutboxAlert | None: ...
+
+    @abstractmethod
+    def outbox_size(self) -> int:
+        """Number of alerts not yet delivered."""
+
+    # ----------------------------------------------------------------- re-checks
+    @abstractmethod
+    def schedule_recheck(self, recheck: Recheck) -> None:
+        """Insert or replace the re-check state of a post."""
+
+    @abstractmethod
+    def get_recheck(self, platform: str, post_id: str) -> Recheck | None: ...
+
+    @abstractmethod
+    def due_rechecks(self, platform: str, now: datetime, limit: int = 1000) -> list[Recheck]:
+        """Re-checks of a platform due at ``now`` or earlier, earliest due first."""
+
+    @abstractmethod
+    def count_rechecks(self, platform: str | None = None) -> int: ...
+
+    @abstractmethod
+    def remove_recheck(self, platform: str, post_id: str) -> None: ...
+
+    # ----------------------------------------------------------------- deletion log
+    @abstractmethod
+    def record_event(self, event: PostEvent, next_recheck: Recheck | None) -> PostEvent:
+        """Atomically append an event (assigning ``id``), set the post's status to the event kind where it
+        is a state (not for ``edited``), and replace the post's re-check by ``next_recheck`` (remove it when
+        None)."""
+
+    @abstractmethod
+    def list_events(
+        self,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        platform: str | None = None,
+        account: str | None = None,
+        kinds: Iterable[str] | None = None,
+    ) -> list[PostEvent]:
+        """Events in detection order, filtered by detection time [since, until), platform, account, kind."""
+
+    # ----------------------------------------------------------------- accounts
+    @abstractmethod
+    def update_account_state(self, platform: str, account: str, **fields: Any) -> AccountState:
+        """Merge the given AccountState fields into the stored state and return it."""
+
+    @abstractmethod
+    def get_account_states(self) -> list[AccountState]: ...
+
+    # ----------------------------------------------------------------- locks (several daemons)
+    @abstractmethod
+    def acquire_lock(self, name: str, owner: str, ttl_seconds: float) -> bool:
+        """Take (or renew, when ``owner`` already holds it) a lock that expires after ``ttl_seconds``."""
+
+    @abstractmethod
+    def release_lock(self, name: str, owner: str) -> None:
+        """Release the lock if ``owner`` holds it (someone else's lock is left alone)."""
+
+    # ----------------------------------------------------------------- lifecycle
+    @abstractmethod
+    def close(self) -> None: ...
+
+    def __enter__(self) -> StateStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,247 @@
+"""Records the state store holds besides posts. Plain dataclasses with dict round-trips, so both backends
+(SQLite rows, Redis hashes) serialize them the same way (JSON)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from bot.models import Post, iso, parse_iso, utcnow
+
+
+def _dt_fields_to_iso(data: dict[str, Any]) -> dict[str, Any]:
+    return {k: iso(v) if isinstance(v, datetime) else v for k, v in data.items()}
+
+
+class Change(StrEnum):
+    """What saving an observed post did to the store."""
+
+    NEW = "new"
+    EDITED = "edited"
+    UNCHANGED = "unchanged"
+
+
+@dataclass(frozen=True)
+class PostChange:
+    post: Post
+    change: Change
+    version: int
+
+
+@dataclass(frozen=True)
+class PostVersion:
+    """One observed version of a post (version 1 is the first one seen)."""
+
+    version: int
+    observed_at: datetime
+    post: Post
+    fingerprint: str
+    raw_sha256: str
+
+
+@dataclass(frozen=True)
+class StoredPost:
+    """The latest version of a post plus what the store knows about its life."""
+
+    post: Post
+    version: int
+    first_seen: datetime
+    last_seen_alive: datetime
+    processed_version: int
+    status: str = "alive"  # alive | deleted | author_suspended | ... (last confirmed state)
+
+    @property
+    def pending(self) -> bool:
+        """True while the pipeline has not finished the latest version (restart resumes it)."""
+        return self.processed_version < self.version
+
+
+@dataclass(frozen=True)
+class MediaRecord:
+    """An archived media file, keyed by its SHA-256. ``signals`` maps signal type to serialized hash."""
+
+    sha256: str
+    size: int
+    content_type: str
+    archive_path: str
+    first_url: str
+    first_seen: datetime = field(default_factory=utcnow)
+    signals: dict[str, str] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return _dt_fields_to_iso(asdict(self))
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> MediaRecord:
+        return cls(**{**d, "first_seen": parse_iso(d["first_seen"]), "signals": dict(d.get("signals") or {})})
+
+
+@dataclass(frozen=True)
+class PostMediaLink:
+    """Which archived file a post's attachment resolved to (``sha256`` is None while it failed)."""
+
+    platform: str
+    post_id: str
+    index: int
+    url: str
+    sha256: str | None
+    error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> PostMediaLink:
+        return cls(**d)
+
+
+class KnownKind(StrEnum):
+    KNOWN = "known"  # added by a person: game footage, stock photo, debunked image
+    SEEN = "seen"  # archived from a watched post: a later reuse is "recycled"
+
+
+@dataclass(frozen=True)
+class KnownMedia:
+    """An entry of the known-media store.
+
+    ``signals`` maps a signal type name (``pdq``, ``phash``...) to its serialized hash. For a video, each
+    keyframe is its own entry with ``frame_ts`` (seconds) and the same ``source``. For ``seen`` entries
+    ``origin`` holds platform, account, post_id, url and posted_at of the post it first appeared in.
+    ``id`` is assigned by the store when empty.
+    """
+
+    label: str
+    signals: dict[str, str]
+    kind: KnownKind = KnownKind.KNOWN
+    id: str = ""
+    source: str | None = None
+    note: str | None = None
+    sha256: str | None = None
+    archive_path: str | None = None
+    frame_ts: float | None = None
+    origin: dict[str, Any] = field(default_factory=dict)
+    added_at: datetime = field(default_factory=utcnow)
+
+    def to_dict(self) -> dict[str, Any]:
+        return _dt_fields_to_iso(asdict(self))
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> KnownMedia:
+        return cls(
+            **{
+                **d,
+                "kind": KnownKind(d.get("kind", "known")),
+                "added_at": parse_iso(d["added_at"]),
+                "signals": dict(d.get("signals") or {}),
+                "origin": dict(d.get("origin") or {}),
+            }
+        )
+
+
+@dataclass(frozen=True)
+class OutboxAlert:
+    """An alert waiting in (or delivered from) the persistent outbox.
+
+    ``key`` is the idempotence key (e.g. ``match:x:123:<sha>:<known_id>``): enqueuing a key twice is a no-op,
+    which is what makes a restart resend nothing. ``seq`` orders delivery (FIFO)."""
+
+    key: str
+    kind: str
+    payload: dict[str, Any]
+    created_at: datetime = field(default_factory=utcnow)
+    seq: int = 0
+    attempts: int = 0
+    next_attempt_at: datetime | None = None
+    last_error: str | None = None
+    sent_at: datetime | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return _dt_fields_to_iso(asdict(self))
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> OutboxAlert:
+        return cls(
+            **{
+                **d,
+                "created_at": parse_iso(d["created_at"]),
+                "next_attempt_at": parse_iso(d.get("next_attempt_at")),
+                "sent_at": parse_iso(d.get("sent_at")),
+            }
+        )
+
+
+@dataclass(frozen=True)
+class Recheck:
+    """Where a post stands in its re-check schedule.
+
+    ``step`` indexes the decaying schedule; ``deleted_streak`` counts consecutive ``deleted`` answers
+    (a deletion is confirmed at 2, at least a minute apart, measured from ``first_deleted_at``)."""
+
+    platform: str
+    post_id: str
+    account: str
+    posted_at: datetime
+    due_at: datetime
+    step: int = 0
+    deleted_streak: int = 0
+    first_deleted_at: datetime | None = None
+    last_status: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return _dt_fields_to_iso(asdict(self))
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Recheck:
+        return cls(
+            **{
+                **d,
+                "posted_at": parse_iso(d["posted_at"]),
+                "due_at": parse_iso(d["due_at"]),
+                "first_deleted_at": parse_iso(d.get("first_deleted_at")),
+            }
+        )
+
+
+@dataclass(frozen=True)
+class PostEvent:
+    """An entry of the deletion log: deleted, author_suspended, author_protected, author_deleted,
+    withheld, edited or restored. ``details`` holds kind-specific evidence (before/after for edits)."""
+
+    platform: str
+    account: str
+    post_id: str
+    kind: str
+    detected_at: datetime = field(default_factory=utcnow)
+    details: dict[str, Any] = field(default_factory=dict)
+    id: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return _dt_fields_to_iso(asdict(self))
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> PostEvent:
+        return cls(**{**d, "detected_at": parse_iso(d["detected_at"]), "details": dict(d.get("details") or {})})
+
+
+@dataclass(frozen=True)
+class AccountState:
+    """Polling state of one watched account, shown by ``afterimage status``."""
+
+    platform: str
+    account: str
+    last_poll_at: datetime | None = None
+    next_poll_at: datetime | None = None
+    last_error: str | None = None
+    last_error_at: datetime | None = None
+    consecutive_errors: int = 0
+    paused_until: datetime | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return _dt_fields_to_iso(asdict(self))
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> AccountState:
+        dt = ("last_poll_at", "next_poll_at", "last_error_at", "paused_until")
+        return cls(**{k: (parse_iso(v) if k in dt else v) for k, v in d.items()})

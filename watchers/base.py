@@ -1,0 +1,61 @@
+"""The one small interface every platform watcher implements.
+
+A watcher turns one platform into normalized :class:`bot.models.Post` objects and answers "is this post
+still there?". It knows nothing of hashing, alerts or storage: the daemon hands it an account and a cursor
+and persists what comes back.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from bot.models import Post, PostStatus, RejectedItem
+
+
+@dataclass
+class PollResult:
+    """What one poll of one account found.
+
+    ``posts`` are only those newer than the cursor given, across all pages, oldest first. ``cursor`` is the
+    value to pass next time (None: keep the old one, e.g. nothing new was found). ``rejected`` holds items
+    that could not be normalized, raw, so the store keeps them as evidence.
+    """
+
+    posts: list[Post]
+    cursor: str | None
+    rejected: list[RejectedItem] = field(default_factory=list)
+
+    def __iter__(self):  # allows ``posts, cursor = watcher.poll(...)``
+        return iter((self.posts, self.cursor))
+
+
+class Watcher(ABC):
+    """Base of all platform watchers.
+
+    Contract:
+    - ``poll`` raises :class:`bot.errors.RateLimited` on 429 (with the reset time when the platform gave one)
+      and :class:`bot.errors.PlatformError` on any other failure of the request as a whole; a malformed
+      single item goes to ``PollResult.rejected`` and never loses the other items.
+    - ``lookup`` never raises for a platform failure: a post it cannot decide is ``PostStatus.unknown``.
+      Rate limits, timeouts, 5xx and malformed answers are ``unknown``, never ``deleted``.
+    """
+
+    platform: ClassVar[str]
+    #: how many ids one lookup request may carry
+    lookup_batch_size: ClassVar[int] = 100
+
+    def __init__(self, config: Any):
+        self.config = config
+
+    @abstractmethod
+    def poll(self, account: str, cursor: str | None) -> PollResult: ...
+
+    @abstractmethod
+    def lookup(self, post_ids: Sequence[str]) -> dict[str, PostStatus]:
+        """Status of each id given. Every id given is a key of the answer."""
+
+    def close(self) -> None:
+        """Release network resources (sessions)."""
