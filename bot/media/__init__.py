@@ -1,0 +1,2 @@
+"""Media handling: safe download of posted media (:mod:`bot.media.fetch`) and video keyframes
+(:mod:`bot.media.keyframes`)."""
