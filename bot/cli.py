@@ -1,0 +1,29 @@
+"""The ``afterimage`` console command. Each command lives in its own module under :mod:`bot.commands`."""
+
+from __future__ import annotations
+
+from importlib import import_module
+
+import click
+
+from bot import __version__
+
+#: "module:attribute" of every click command or group added to ``afterimage``
+COMMANDS: list[str] = [
+    "bot.commands.config_cmd:config",
+]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="afterimage")
+def main() -> None:
+    """afterimage: watches official accounts for recycled images and deletions, and keeps the evidence."""
+
+
+for _spec in COMMANDS:
+    _module, _attr = _spec.split(":")
+    main.add_command(getattr(import_module(_module), _attr))
+
+
+if __name__ == "__main__":  # python -m bot.cli
+    main()
