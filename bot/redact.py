@@ -56,6 +56,8 @@ def redact_url(url: str) -> str:
         parts = urlsplit(url)
     except ValueError:
         return MASK
+    if not parts.netloc:  # sqlite:///path, file paths: nothing secret in them
+        return redact(url)
     netloc = parts.hostname or ""
     if parts.port:
         netloc += f":{parts.port}"
