@@ -11,6 +11,9 @@ from bot import __version__
 #: "module:attribute" of every click command or group added to ``afterimage``
 COMMANDS: list[str] = [
     "bot.commands.config_cmd:config",
+    "bot.commands.daemon_cmds:run",
+    "bot.commands.daemon_cmds:poll",
+    "bot.commands.daemon_cmds:status",
 ]
 
 

@@ -265,21 +265,35 @@ def _compose_lines(node: yaml.Node, path: tuple[Any, ...], lines: dict[tuple[Any
             _compose_lines(item, path + (i,), lines)
 
 
+def _disabled_watchers(data: dict[str, Any]) -> set[tuple[str, str]]:
+    """Paths of watcher sections with ``enabled: false``: their unset variables are not errors."""
+    watchers = data.get("watchers")
+    if not isinstance(watchers, dict):
+        return set()
+    return {("watchers", k) for k, v in watchers.items() if isinstance(v, dict) and v.get("enabled") is False}
+
+
 def _resolve_env(
-    value: Any, path: tuple[Any, ...], lines: dict[tuple[Any, ...], int], problems: list[str], environ: dict[str, str]
+    value: Any,
+    path: tuple[Any, ...],
+    lines: dict[tuple[Any, ...], int],
+    problems: list[str],
+    environ: dict[str, str],
+    lenient: set[tuple[str, str]],
 ) -> Any:
     """Replace ``${NAME}`` in every string; register resolved values as secrets."""
     if isinstance(value, dict):
-        return {k: _resolve_env(v, path + (k,), lines, problems, environ) for k, v in value.items()}
+        return {k: _resolve_env(v, path + (k,), lines, problems, environ, lenient) for k, v in value.items()}
     if isinstance(value, list):
-        return [_resolve_env(v, path + (i,), lines, problems, environ) for i, v in enumerate(value)]
+        return [_resolve_env(v, path + (i,), lines, problems, environ, lenient) for i, v in enumerate(value)]
     if isinstance(value, str) and "${" in value:
 
         def sub(m: re.Match[str]) -> str:
             name = m.group(1)
             if name not in environ:
-                problems.append(_problem(path, lines, f"environment variable {name} is not set"))
-                return ""
+                if path[:2] not in lenient:
+                    problems.append(_problem(path, lines, f"environment variable {name} is not set"))
+                return "unset"
             register_secret(environ[name])
             return environ[name]
 
@@ -355,7 +369,7 @@ def parse_config(text: str, environ: dict[str, str] | None = None, source: str =
     if not isinstance(data, dict):
         raise ConfigError([f"{source}: the top level must be a mapping of keys (data_dir:, watchers:, ...)"])
     problems = _literal_secret_problems(data, lines)
-    data = _resolve_env(data, (), lines, problems, environ)
+    data = _resolve_env(data, (), lines, problems, environ, _disabled_watchers(data))
     if "data_dir" not in data and environ.get(DATA_ENV):
         data["data_dir"] = environ[DATA_ENV]
     try:

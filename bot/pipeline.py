@@ -1,0 +1,203 @@
+"""The post pipeline: what happens to a post between a watcher finding it and an alert leaving.
+
+One direction, each step idempotent, so a crash at any point is repaired by running the step again:
+
+1. ``ingest``: persist the posts (raw payload kept) and the cursor in one write, and archive each post
+   version's raw JSON. Nothing else happens before the post is safe.
+2. ``process_pending``: for each post whose latest version is not processed yet: schedule its re-checks,
+   download each attachment (safe fetcher), archive it (sha256, atomic), record it, hash and match it
+   against known and previously seen media, enqueue alerts in the persistent outbox (idempotence keys),
+   remember the image as seen, and only then mark the version processed.
+
+Transient failures (disk full, store hiccup, a media host timing out) leave the post pending for the next
+run; permanent ones (not an image, 404, refused address) are recorded on the attachment and the post moves
+on. Delivery of alerts is the sender's job (:mod:`bot.alerts`), never this module's.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from PIL import Image
+
+from bot.alerts.payloads import match_alert
+from bot.archive import Archive
+from bot.deletions.tracker import RecheckTracker
+from bot.errors import ArchiveError, MediaError, StoreError
+from bot.hashing.decode import decode_image
+from bot.known import remember_seen
+from bot.matching.matcher import Matcher
+from bot.media.fetch import FetchedMedia, MediaFetcher
+from bot.media.keyframes import extract_keyframes
+from bot.models import Media, MediaKind, Post, utcnow
+from bot.store import StateStore
+from bot.store.records import MediaRecord, PostChange, PostMediaLink, StoredPost
+from watchers.base import PollResult
+
+log = logging.getLogger(__name__)
+
+#: media errors worth retrying on the next run; every other reason is final for that attachment
+TRANSIENT_MEDIA_ERRORS = frozenset({"timeout", "unavailable"})
+#: how many runs a post may stay pending because of transient errors before it is finished with errors
+MAX_ATTEMPTS = 5
+
+
+class RetryLater(Exception):
+    """A step failed in a way that may pass (disk full, timeout): keep the post pending."""
+
+
+@dataclass
+class ProcessReport:
+    """What one ``process_pending`` run did (for logs, status and tests)."""
+
+    posts: int = 0
+    media_archived: int = 0
+    alerts_enqueued: int = 0
+    retry_later: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+class Pipeline:
+    def __init__(
+        self,
+        store: StateStore,
+        archive: Archive,
+        fetcher: MediaFetcher,
+        matcher: Matcher,
+        tracker: RecheckTracker,
+        *,
+        video_keyframes: int = 8,
+        clock: Callable[[], datetime] = utcnow,
+        stop: threading.Event | None = None,
+    ):
+        self.store = store
+        self.archive = archive
+        self.fetcher = fetcher
+        self.matcher = matcher
+        self.tracker = tracker
+        self.video_keyframes = video_keyframes
+        self.clock = clock
+        self.stop = stop or threading.Event()
+        self._attempts: dict[str, int] = {}
+        self._lock = threading.Lock()  # one post processed at a time per process: steps share the matcher
+
+    # ------------------------------------------------------------------ step 1
+    def ingest(self, platform: str, account: str, result: PollResult) -> list[PostChange]:
+        """Persist one poll's posts and cursor (one atomic write) and archive each raw version."""
+        for post in result.posts:
+            self.archive.put(post.raw_bytes(), "json")
+        changes = self.store.record_poll(platform, account, result.posts, result.cursor, result.rejected, at=self.clock())
+        for item in result.rejected:
+            log.warning("%s/%s: kept a malformed item without processing it: %s", platform, account, item.error)
+        return changes
+
+    # ------------------------------------------------------------------ step 2
+    def process_pending(self, limit: int = 100) -> ProcessReport:
+        report = ProcessReport()
+        for stored in self.store.pending_posts(limit):
+            if self.stop.is_set():
+                break
+            self.process(stored, report)
+        return report
+
+    def process(self, stored: StoredPost, report: ProcessReport | None = None) -> None:
+        report = report if report is not None else ProcessReport()
+        post = stored.post
+        with self._lock:
+            try:
+                self.archive.put(post.raw_bytes(), "json")  # again: a crash may have come between persist and archive
+                self.tracker.schedule_new(post, self.clock())
+                for index, media in enumerate(post.media):
+                    if self.stop.is_set():
+                        raise RetryLater("stopping")
+                    report.media_archived += self._process_media(post, index, media, report)
+            except (RetryLater, ArchiveError, StoreError) as e:
+                attempts = self._attempts.get(post.key, 0) + 1
+                self._attempts[post.key] = attempts
+                if attempts < MAX_ATTEMPTS or isinstance(e, StoreError) or str(e) == "stopping":
+                    report.retry_later += 1
+                    log.warning("%s: kept pending for retry (attempt %d): %s", post.key, attempts, e)
+                    return
+                report.errors.append(f"{post.key}: gave up after {attempts} attempts: {e}")
+                log.error("%s: gave up after %d attempts, last error: %s", post.key, attempts, e)
+            self._attempts.pop(post.key, None)
+            self.store.mark_processed(post.platform, post.post_id, stored.version)
+            report.posts += 1
+
+    def _process_media(self, post: Post, index: int, media: Media, report: ProcessReport) -> int:
+        """Fetch, archive, record, match one attachment. Returns the number of files archived."""
+        archived = 0
+        for url, role in _urls_to_fetch(media):
+            try:
+                fetched = self.fetcher.fetch(url)
+            except MediaError as e:
+                if e.reason in TRANSIENT_MEDIA_ERRORS:
+                    raise RetryLater(f"{url}: {e}") from e
+                log.warning("%s: attachment %d (%s) not archived: %s", post.key, index, role, e)
+                if role == "main":
+                    self.store.link_post_media(PostMediaLink(post.platform, post.post_id, index, url, None, f"{e.reason}: {e}"))
+                continue
+            record = self._archive(fetched)
+            archived += 1
+            if role == "main":
+                self.store.link_post_media(PostMediaLink(post.platform, post.post_id, index, url, record.sha256))
+            for image in self._images_of(fetched, post, index):
+                report.alerts_enqueued += self._match_and_remember(post, record, image)
+        return archived
+
+    def _archive(self, fetched: FetchedMedia) -> MediaRecord:
+        stored = self.archive.put(fetched.data, fetched.ext)
+        record = MediaRecord(
+            sha256=stored.sha256,
+            size=stored.size,
+            content_type=fetched.content_type,
+            archive_path=stored.relpath,
+            first_url=fetched.url,
+            first_seen=self.clock(),
+        )
+        return self.store.put_media(record)
+
+    def _images_of(self, fetched: FetchedMedia, post: Post, index: int) -> Iterable[Image.Image]:
+        """The still images to match: the picture itself, or sampled frames of a video."""
+        try:
+            if fetched.kind == "video":
+                return [frame for _, frame in extract_keyframes(fetched.data, max_frames=self.video_keyframes)]
+            return [decode_image(fetched.data)]
+        except MediaError as e:
+            log.warning("%s: attachment %d archived but not decodable: %s", post.key, index, e)
+            return []
+
+    def _match_and_remember(self, post: Post, record: MediaRecord, image: Image.Image) -> int:
+        enqueued = 0
+        for match in self.matcher.match(image, exclude_sha256=record.sha256):
+            alert = match_alert(post, record, match)
+            if self.store.enqueue_alert(alert):
+                enqueued += 1
+                log.info("%s: %s alert queued (%s, %s)", post.key, alert.kind, match.known.label, match.tier)
+        remember_seen(
+            self.store,
+            self.archive,
+            sha256=record.sha256,
+            archive_path=record.archive_path,
+            image=image,
+            origin={
+                "platform": post.platform,
+                "account": post.account,
+                "post_id": post.post_id,
+                "url": post.url,
+                "posted_at": post.created_at.isoformat(),
+            },
+        )
+        return enqueued
+
+
+def _urls_to_fetch(media: Media) -> list[tuple[str, str]]:
+    """Photos: the photo. Videos and GIFs: the video file (keyframes) and its preview still."""
+    urls = [(media.url, "main")]
+    if media.kind in (MediaKind.VIDEO, MediaKind.GIF) and media.preview_url and media.preview_url != media.url:
+        urls.append((media.preview_url, "preview"))
+    return urls

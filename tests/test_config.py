@@ -1,0 +1,153 @@
+"""Config: defaults with no file, pointed errors with key path and line, secrets from the environment only."""
+
+from __future__ import annotations
+
+import io
+import logging
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from bot.cli import main
+from bot.config import load_config, parse_config, parse_duration
+from bot.errors import ConfigError
+from bot.redact import install_log_redaction
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLE_ENV = {
+    "X_BEARER_TOKEN": "AAAA-x-bearer-secret-0001",
+    "FB_PAGE_TOKEN": "EAAB-fb-page-secret-0002",
+    "SLACK_WEBHOOK_URL": "slack://T000/B000/slack-secret-0003",
+}
+
+
+def problems_of(text: str, environ: dict[str, str] | None = None) -> list[str]:
+    with pytest.raises(ConfigError) as info:
+        parse_config(text, environ=environ or {}, source="cfg.yaml")
+    return info.value.problems
+
+
+def test_defaults_without_a_file_use_the_data_folder(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("AFTERIMAGE_CONFIG", raising=False)
+    monkeypatch.delenv("AFTERIMAGE_DATA", raising=False)
+    cfg = load_config(None)
+    assert cfg.data_dir == Path("./afterimage-data")
+    assert cfg.store_url == "sqlite:///afterimage-data/state.db"
+    assert cfg.archive_path == Path("afterimage-data/archive")
+    assert cfg.watchers.enabled() == {}
+
+
+def test_data_folder_from_environment_and_file_override(tmp_path):
+    cfg = parse_config("", environ={"AFTERIMAGE_DATA": str(tmp_path / "d")})
+    assert cfg.store_url == f"sqlite:///{tmp_path}/d/state.db"
+    cfg = parse_config(f"data_dir: {tmp_path}/file\n", environ={"AFTERIMAGE_DATA": str(tmp_path / "d")})
+    assert cfg.archive_path == tmp_path / "file" / "archive"
+
+
+def test_example_config_is_valid_and_documents_every_section():
+    text = (ROOT / "config.example.yaml").read_text()
+    cfg = parse_config(text, environ=EXAMPLE_ENV)
+    assert set(cfg.watchers.enabled()) == {"x", "facebook"}
+    assert cfg.watchers.x.bearer_token.get_secret_value() == EXAMPLE_ENV["X_BEARER_TOKEN"]
+    assert cfg.watchers.x.interval == 300 and cfg.watchers.x.recheck.horizon == 30 * 86400
+    assert cfg.health.listen == "127.0.0.1:9108"
+    for key in ("store:", "redis://", "rediss://", "api_base", "interval", "targets", "trusted_hosts", "pdq_match"):
+        assert key in text
+
+
+def test_bad_duration_names_key_path_and_line():
+    text = "watchers:\n  x:\n    bearer_token: ${TOKEN}\n    interval: 5 minutes\n"
+    assert problems_of(text, {"TOKEN": "secret-token-1"}) == [
+        'cfg.yaml: line 4: watchers.x.interval: "5 minutes" is not a duration (use 30s, 5m, 1h)'
+    ]
+
+
+def test_every_problem_is_reported_at_once():
+    text = (
+        "log_level: loud\n"
+        "watchers:\n"
+        "  x:\n"
+        "    bearer_token: ${MISSING_X_TOKEN}\n"
+        "    intervall: 5m\n"
+        "    api_base: api.twitter.com\n"
+        "media:\n"
+        "  max_bytes: lots\n"
+    )
+    problems = problems_of(text)
+    joined = "\n".join(problems)
+    assert "line 4: watchers.x.bearer_token: environment variable MISSING_X_TOKEN is not set" in joined
+    assert "line 5: watchers.x.intervall: unknown key" in joined
+    assert 'line 6: watchers.x.api_base: "api.twitter.com" is not a URL' in joined
+    assert 'line 8: media.max_bytes: "lots" is not a size' in joined
+    assert "line 1: log_level:" in joined
+    assert len(problems) == 5
+
+
+def test_secret_written_in_the_file_is_refused():
+    problems = problems_of("watchers:\n  facebook:\n    access_token: EAABliteral\n")
+    assert problems == [
+        "cfg.yaml: line 3: watchers.facebook.access_token: write secrets as ${ENV_NAME} references, not in the file"
+    ]
+
+
+def test_missing_variable_in_a_disabled_watcher_is_not_an_error():
+    cfg = parse_config("watchers:\n  mastodon:\n    enabled: false\n    access_token: ${NOPE}\n", environ={})
+    assert cfg.watchers.enabled() == {}
+
+
+def test_invalid_yaml_reports_the_line():
+    problems = problems_of("watchers:\n  x: [unclosed\n")
+    assert len(problems) == 1 and "not valid YAML" in problems[0] and "line" in problems[0]
+
+
+@pytest.mark.parametrize("text,seconds", [("30s", 30), ("5m", 300), ("1h30m", 5400), ("2d", 172800), (45, 45)])
+def test_durations(text, seconds):
+    assert parse_duration(text) == seconds
+
+
+def test_config_check_command_exit_codes(tmp_path, monkeypatch):
+    for name, value in EXAMPLE_ENV.items():
+        monkeypatch.setenv(name, value)
+    runner = CliRunner()
+    ok = runner.invoke(main, ["config", "check", "-c", str(ROOT / "config.example.yaml")])
+    assert ok.exit_code == 0, ok.output
+    assert "OK" in ok.output and "watchers.x: 1 account(s)" in ok.output
+    assert EXAMPLE_ENV["SLACK_WEBHOOK_URL"] not in ok.output
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("watchers:\n  x:\n    bearer_token: ${X_BEARER_TOKEN}\n    interval: 5 minutes\n")
+    result = runner.invoke(main, ["config", "check", "-c", str(bad)])
+    assert result.exit_code == 1
+    assert 'line 4: watchers.x.interval: "5 minutes" is not a duration (use 30s, 5m, 1h)' in result.output
+    assert "1 problem(s) found." in result.output
+
+
+def test_secrets_never_reach_log_output_or_reprs():
+    text = (ROOT / "config.example.yaml").read_text().replace("# store: sqlite", "store: redis://:${REDIS_PW}@h:6379/0 #")
+    cfg = parse_config(text, environ={**EXAMPLE_ENV, "REDIS_PW": "redis-pass-0004"})
+    secrets = [*EXAMPLE_ENV.values(), "redis-pass-0004"]
+
+    stream = io.StringIO()
+    logger = logging.getLogger("afterimage.test.secrets")
+    handler = logging.StreamHandler(stream)
+    logger.addHandler(handler)
+    logger.propagate = False
+    install_log_redaction(logger)
+    try:
+        token = cfg.watchers.x.bearer_token.get_secret_value()
+        logger.warning("GET https://api.twitter.com/2/users?token=%s failed", token)
+        logger.error("store %s unreachable", cfg.store_url)
+        try:
+            raise RuntimeError(f"Authorization: Bearer {token}; page token {EXAMPLE_ENV['FB_PAGE_TOKEN']}")
+        except RuntimeError:
+            logger.exception("request failed")
+        logger.info("target %s", cfg.alerts.targets[0].get_secret_value())
+    finally:
+        logger.removeHandler(handler)
+    output = stream.getvalue() + repr(cfg) + str(cfg)
+    for secret in secrets:
+        assert secret not in output
+    assert output.count("***") >= 4
+    assert "RuntimeError" in output  # the trace itself is kept, only the secret is masked
