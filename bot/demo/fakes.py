@@ -1,0 +1,242 @@
+"""In-process fake X and Facebook servers for the demo, speaking the platforms' real wire formats.
+
+They are small on purpose: just the endpoints the real clients (tweepy, python-facebook-api) call for one
+ministry account, backed by a mutable list of posts so the demo can post and then delete. They also serve
+the posted media, and a webhook receiver stands in for the team chat (apprise's ``json://`` target).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from dataclasses import dataclass, field
+from datetime import datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+X_USER_ID = "783214"
+
+
+@dataclass
+class FakePost:
+    post_id: str
+    text: str
+    created_at: datetime
+    media_path: str  # served by the same fake server
+    deleted: bool = False
+
+
+@dataclass
+class FakeWorld:
+    """What the fake platforms currently show. Mutated by the demo script, read by the servers."""
+
+    username: str = "MinistryOfDefence"
+    page_id: str = "1010101"
+    x_posts: list[FakePost] = field(default_factory=list)
+    fb_posts: list[FakePost] = field(default_factory=list)
+    media: dict[str, tuple[str, bytes]] = field(default_factory=dict)  # path -> (content type, bytes)
+    received_alerts: list[dict[str, Any]] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+def _x_time(value: datetime) -> str:
+    return value.strftime("%Y-%m-%dT%H:%M:%S.000Z")
+
+
+class _Handler(BaseHTTPRequestHandler):
+    world: FakeWorld
+    base_url: str
+
+    def log_message(self, format: str, *args: object) -> None:  # the demo prints its own story
+        pass
+
+    def _json(self, code: int, body: Any) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json; charset=utf-8")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_POST(self) -> None:  # noqa: N802: the chat webhook
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length)
+        try:
+            payload = json.loads(body)
+        except ValueError:
+            payload = {"raw": body.decode("utf-8", "replace")}
+        with self.world.lock:
+            self.world.received_alerts.append(payload)
+        self._json(200, {"ok": True})
+
+    def do_GET(self) -> None:  # noqa: N802
+        url = urlsplit(self.path)
+        query = {k: v[-1] for k, v in parse_qs(url.query).items()}
+        path = url.path
+        with self.world.lock:
+            if path in self.world.media:
+                content_type, data = self.world.media[path]
+                self.send_response(200)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+                return
+            if path.startswith("/2/"):
+                return self._x(path, query)
+            if path.startswith("/v"):
+                return self._facebook(path, query)
+        self._json(404, {"error": "not found"})
+
+    # ---------------------------------------------------------------------------------------- X API v2
+    def _x_tweet(self, post: FakePost) -> tuple[dict[str, Any], dict[str, Any]]:
+        key = f"3_{post.post_id}"
+        tweet = {
+            "id": post.post_id,
+            "text": post.text,
+            "created_at": _x_time(post.created_at),
+            "author_id": X_USER_ID,
+            "edit_history_tweet_ids": [post.post_id],
+            "attachments": {"media_keys": [key]},
+        }
+        media = {"media_key": key, "type": "photo", "url": self.base_url + post.media_path, "width": 768, "height": 488}
+        return tweet, media
+
+    def _x(self, path: str, query: dict[str, str]) -> None:
+        w = self.world
+        user = {"id": X_USER_ID, "name": "Ministry of Defence", "username": w.username, "protected": False}
+        if path == f"/2/users/by/username/{w.username}":
+            return self._json(200, {"data": user})
+        if path == "/2/users":
+            return self._json(200, {"data": [user]})
+        if path == f"/2/users/{X_USER_ID}/tweets":
+            since = int(query.get("since_id") or 0)
+            visible = [p for p in w.x_posts if not p.deleted and int(p.post_id) > since]
+            visible.sort(key=lambda p: int(p.post_id), reverse=True)  # the API pages newest first
+            if not visible:
+                return self._json(200, {"meta": {"result_count": 0}})
+            pairs = [self._x_tweet(p) for p in visible]
+            return self._json(
+                200,
+                {
+                    "data": [t for t, _ in pairs],
+                    "includes": {"media": [m for _, m in pairs], "users": [user]},
+                    "meta": {"result_count": len(pairs), "newest_id": visible[0].post_id, "oldest_id": visible[-1].post_id},
+                },
+            )
+        if path == "/2/tweets":
+            ids = [i for i in query.get("ids", "").split(",") if i]
+            by_id = {p.post_id: p for p in w.x_posts}
+            data, media, errors = [], [], []
+            for tweet_id in ids:
+                post = by_id.get(tweet_id)
+                if post is None or post.deleted:
+                    errors.append(
+                        {
+                            "value": tweet_id,
+                            "detail": f"Could not find tweet with ids: [{tweet_id}].",
+                            "title": "Not Found Error",
+                            "resource_type": "tweet",
+                            "parameter": "ids",
+                            "resource_id": tweet_id,
+                            "type": "https://api.twitter.com/2/problems/resource-not-found",
+                        }
+                    )
+                    continue
+                tweet, m = self._x_tweet(post)
+                data.append(tweet)
+                media.append(m)
+            body: dict[str, Any] = {}
+            if data:
+                body["data"] = data
+                body["includes"] = {"media": media, "users": [user]}
+            if errors:
+                body["errors"] = errors
+            return self._json(200, body)
+        self._json(404, {"title": "Not Found Error", "detail": f"no route {path}", "type": "about:blank", "status": 404})
+
+    # ---------------------------------------------------------------------------------------- Graph API
+    def _fb_post(self, post: FakePost) -> dict[str, Any]:
+        full_id = f"{self.world.page_id}_{post.post_id}"
+        image = {"height": 488, "width": 768, "src": self.base_url + post.media_path}
+        return {
+            "id": full_id,
+            "message": post.text,
+            "created_time": post.created_at.strftime("%Y-%m-%dT%H:%M:%S+0000"),
+            "permalink_url": f"https://www.facebook.com/{self.world.page_id}/posts/{post.post_id}",
+            "attachments": {
+                "data": [
+                    {
+                        "media": {"image": image},
+                        "media_type": "photo",
+                        "type": "photo",
+                        "url": f"https://www.facebook.com/photo.php?fbid={post.post_id}",
+                        "target": {"id": post.post_id, "url": f"https://www.facebook.com/photo.php?fbid={post.post_id}"},
+                    }
+                ]
+            },
+        }
+
+    def _facebook(self, path: str, query: dict[str, str]) -> None:
+        w = self.world
+        parts = [p for p in path.split("/") if p]
+        node = parts[1] if len(parts) > 1 else ""
+        edge = parts[2] if len(parts) > 2 else ""
+        page = {"id": w.page_id, "name": "Ministry of Defence", "username": w.username}
+        if node in (w.page_id, w.username) and edge in ("posts", "feed", "published_posts"):
+            since = query.get("since")
+            posts = [p for p in w.fb_posts if not p.deleted]
+            if since and since.isdigit():
+                posts = [p for p in posts if p.created_at.timestamp() >= int(since)]
+            posts.sort(key=lambda p: p.created_at, reverse=True)
+            return self._json(200, {"data": [self._fb_post(p) for p in posts]})
+        if node in (w.page_id, w.username) and not edge:
+            return self._json(200, page)
+        if not node and "ids" in query:
+            by_full_id = {f"{w.page_id}_{p.post_id}": p for p in w.fb_posts}
+            out = {}
+            for full_id in query["ids"].split(","):
+                post = by_full_id.get(full_id)
+                if post is None or post.deleted:
+                    return self._json(
+                        400,
+                        {
+                            "error": {
+                                "message": f"Unsupported get request. Object with ID '{full_id}' does not exist, cannot be "
+                                "loaded due to missing permissions, or does not support this operation.",
+                                "type": "GraphMethodException",
+                                "code": 100,
+                                "error_subcode": 33,
+                                "fbtrace_id": "AfakeTraceId",
+                            }
+                        },
+                    )
+                out[full_id] = self._fb_post(post)
+            return self._json(200, out)
+        return self._json(
+            404, {"error": {"message": "Unknown path components", "type": "OAuthException", "code": 2500, "fbtrace_id": "x"}}
+        )
+
+
+class FakePlatforms:
+    """One loopback server answering as X, as the Graph API, as the media CDN and as the chat webhook."""
+
+    def __init__(self, world: FakeWorld):
+        self.world = world
+        handler = type("Handler", (_Handler,), {"world": world, "base_url": ""})
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.server.daemon_threads = True
+        host, port = self.server.server_address[:2]
+        self.host = f"{host}:{port}"
+        self.base_url = f"http://{self.host}"
+        handler.base_url = self.base_url
+        self.thread = threading.Thread(target=self.server.serve_forever, name="fake-platforms", daemon=True)
+
+    def __enter__(self) -> FakePlatforms:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
