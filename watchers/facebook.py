@@ -207,32 +207,40 @@ class FacebookWatcher(Watcher):
             if not _ACCOUNT.match(post_id):
                 result[post_id] = PostStatus.unknown("not a Facebook post id")
         for batch in chunks([i for i in ids if i not in result], self.lookup_batch_size):
-            if state.limited is not None:
-                result.update({i: PostStatus.unknown(f"rate limited: {state.limited}") for i in batch})
-                continue
-            try:
-                answer = self._call(self.api.get_objects, ids=",".join(batch), fields=POST_FIELDS)
-            except RateLimited as e:
-                state.limited = e
-                result.update({i: PostStatus.unknown(f"rate limited: {e}") for i in batch})
-                continue
-            except GraphError as e:
-                if e.code in (100, 803):  # one id of the batch does not resolve: ask for each alone
-                    for post_id in batch:
-                        result[post_id] = self._lookup_one(post_id, state)
-                else:
-                    result.update({i: PostStatus.unknown(_explain(e)) for i in batch})
-                continue
-            except PlatformError as e:
-                result.update({i: PostStatus.unknown(str(e)) for i in batch})
-                continue
-            for post_id in batch:
-                item = answer.get(post_id)
-                if item is None:
-                    result[post_id] = self._lookup_one(post_id, state)
-                else:
-                    result[post_id] = self._alive(item, post_id)
+            result.update(self._lookup_batch(batch, state, retry=True))
         return {post_id: result[post_id] for post_id in ids}
+
+    def _lookup_batch(self, batch: list[str], state: _LookupState, retry: bool) -> dict[str, PostStatus]:
+        if state.limited is not None:
+            return {i: PostStatus.unknown(f"rate limited: {state.limited}") for i in batch}
+        try:
+            answer = self._call(self.api.get_objects, ids=",".join(batch), fields=POST_FIELDS)
+        except RateLimited as e:
+            state.limited = e
+            return {i: PostStatus.unknown(f"rate limited: {e}") for i in batch}
+        except GraphError as e:
+            if e.code not in (100, 803):
+                return {i: PostStatus.unknown(_explain(e)) for i in batch}
+            # Graph fails the whole request when one id does not resolve ("Some of the aliases you
+            # requested do not exist: a,b"): ask again without the ids it named, and for those alone
+            named = _aliases_named(str(e), batch)
+            out: dict[str, PostStatus] = {}
+            rest = [i for i in batch if i not in named]
+            if retry and named and rest:
+                out.update(self._lookup_batch(rest, state, retry=False))
+                alone = named
+            else:
+                alone = batch
+            for post_id in alone:
+                out[post_id] = self._lookup_one(post_id, state)
+            return out
+        except PlatformError as e:
+            return {i: PostStatus.unknown(str(e)) for i in batch}
+        out = {}
+        for post_id in batch:
+            item = answer.get(post_id)
+            out[post_id] = self._lookup_one(post_id, state) if item is None else self._alive(item, post_id)
+        return out
 
     def _alive(self, item: Any, post_id: str) -> PostStatus:
         try:
@@ -463,6 +471,15 @@ def _reset_at(response: requests.Response | None) -> datetime | None:
     if retry_after is not None and retry_after > 0:
         return now + timedelta(seconds=retry_after)
     return None
+
+
+def _aliases_named(message: str, batch: list[str]) -> list[str]:
+    """The ids of ``batch`` that an "aliases ... do not exist: a,b" error message names."""
+    _, sep, tail = message.partition("do not exist:")
+    if not sep:
+        return []
+    named = {part.strip() for part in re.split(r"[,\s]+", tail) if part.strip()}
+    return [i for i in batch if i in named]
 
 
 def _explain(error: GraphError) -> str:

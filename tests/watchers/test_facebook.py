@@ -254,8 +254,19 @@ def test_lookup_batch_alive_and_edited(httpserver, watcher):
 
 
 def test_lookup_distinguishes_deleted_from_permission_problem(httpserver, watcher):
-    httpserver.expect_request(V).respond_with_response(json_response(fixture("error_aliases.json"), 404))
-    serve_single(httpserver, "111_201", json_response(fixture("page_posts_2.json")["data"][0]))
+    gone = ["111_404", "111_405", "999_1"]
+    alive = {"111_201": fixture("page_posts_2.json")["data"][0]}
+
+    def batch(request: Request) -> Response:  # Graph fails a multi-id request naming the ids it cannot load
+        ids = request.args["ids"].split(",")
+        missing = [i for i in ids if i in gone]
+        if missing:
+            error = fixture("error_aliases.json")
+            error["error"]["message"] = "(#803) Some of the aliases you requested do not exist: " + ",".join(missing)
+            return json_response(error, 404)
+        return json_response({i: alive[i] for i in ids})
+
+    httpserver.expect_request(V).respond_with_handler(batch)
     serve_single(httpserver, "111_404", json_response(fixture("error_does_not_exist.json"), 400))
     serve_single(httpserver, "111_405", json_response(fixture("error_does_not_exist.json"), 400))
     serve_single(httpserver, "111", json_response(fixture("page_111.json")))
@@ -268,8 +279,20 @@ def test_lookup_distinguishes_deleted_from_permission_problem(httpserver, watche
     assert status["111_405"].kind is StatusKind.DELETED
     assert status["999_1"].kind is StatusKind.UNKNOWN
     assert "permission problem" in status["999_1"].error
-    control = [r for r, _ in httpserver.log if r.path == f"{V}/111"]
-    assert len(control) == 1  # one control request per page and lookup
+    paths = [r.full_path.split("?")[0] for r, _ in httpserver.log]
+    assert paths.count(V) == 2  # the batch, then the batch without the ids Graph named
+    assert paths.count(f"{V}/111") == 1  # one control request per page and lookup
+    assert sorted(p for p in paths if "_" in p) == [f"{V}/111_404", f"{V}/111_405", f"{V}/999_1"]
+
+
+def test_lookup_batch_error_without_named_ids_asks_each_alone(httpserver, watcher):
+    httpserver.expect_request(V).respond_with_response(json_response(fixture("error_does_not_exist.json"), 400))
+    serve_single(httpserver, "111_201", json_response(fixture("page_posts_2.json")["data"][0]))
+    serve_single(httpserver, "111_404", json_response(fixture("error_does_not_exist.json"), 400))
+    serve_single(httpserver, "111", json_response(fixture("page_111.json")))
+    status = watcher.lookup(["111_201", "111_404"])
+    assert status["111_201"].kind is StatusKind.ALIVE
+    assert status["111_404"].kind is StatusKind.DELETED
 
 
 def test_lookup_control_request_rate_limited_is_unknown(httpserver, watcher):
