@@ -193,30 +193,33 @@ class _Handler(BaseHTTPRequestHandler):
             return self._json(200, {"data": [self._fb_post(p) for p in posts]})
         if node in (w.page_id, w.username) and not edge:
             return self._json(200, page)
-        if not node and "ids" in query:
-            by_full_id = {f"{w.page_id}_{p.post_id}": p for p in w.fb_posts}
-            out = {}
-            for full_id in query["ids"].split(","):
-                post = by_full_id.get(full_id)
-                if post is None or post.deleted:
-                    return self._json(
-                        400,
-                        {
-                            "error": {
-                                "message": f"Unsupported get request. Object with ID '{full_id}' does not exist, cannot be "
-                                "loaded due to missing permissions, or does not support this operation.",
-                                "type": "GraphMethodException",
-                                "code": 100,
-                                "error_subcode": 33,
-                                "fbtrace_id": "AfakeTraceId",
-                            }
-                        },
-                    )
-                out[full_id] = self._fb_post(post)
-            return self._json(200, out)
+        by_full_id = {f"{w.page_id}_{p.post_id}": p for p in w.fb_posts}
+        wanted = query["ids"].split(",") if not node and "ids" in query else [node] if node in by_full_id else []
+        out = {}
+        for full_id in wanted:
+            post = by_full_id.get(full_id)
+            if post is None or post.deleted:
+                return self._json(400, _graph_missing(full_id))
+            out[full_id] = self._fb_post(post)
+        if wanted:
+            return self._json(200, out if not node else out[node])
         return self._json(
             404, {"error": {"message": "Unknown path components", "type": "OAuthException", "code": 2500, "fbtrace_id": "x"}}
         )
+
+
+def _graph_missing(object_id: str) -> dict[str, Any]:
+    """Graph's answer for an object that is gone (or not visible to the token): code 100, subcode 33."""
+    return {
+        "error": {
+            "message": f"Unsupported get request. Object with ID '{object_id}' does not exist, cannot be "
+            "loaded due to missing permissions, or does not support this operation.",
+            "type": "GraphMethodException",
+            "code": 100,
+            "error_subcode": 33,
+            "fbtrace_id": "AfakeTraceId",
+        }
+    }
 
 
 class FakePlatforms:
