@@ -11,6 +11,7 @@ from bot import __version__
 #: "module:attribute" of every click command or group added to ``afterimage``
 COMMANDS: list[str] = [
     "bot.commands.config_cmd:config",
+    "bot.commands.deletions:deletions",
 ]
 
 

@@ -266,3 +266,17 @@ class MemoryStore(StateStore):
 
     def close(self):
         pass
+
+
+class MemoryStoreWithAlertListing(MemoryStore):
+    """The read method the exports would like the real backends to have (see bot.export.matches)."""
+
+    def list_alerts(self, platform=None, post_id=None, kinds=None):
+        kinds = set(kinds) if kinds is not None else None
+        return [
+            a
+            for a in sorted(self.alerts.values(), key=lambda a: a.seq)
+            if (kinds is None or a.kind in kinds)
+            and (platform is None or a.payload.get("platform") == platform)
+            and (post_id is None or str(a.payload.get("post_id")) == post_id)
+        ]

@@ -26,7 +26,7 @@ def make_post(post_id: str = "100", *, platform: str = "x", account: str = "Mini
         platform=platform,
         account=account,
         post_id=post_id,
-        url=f"https://x.com/{account}/status/{post_id}",
+        url=f"https://x.com/{account}/status/{post_id}" if platform == "x" else f"https://{platform}.example/@{account}/{post_id}",
         text=text,
         created_at=created_at,
         media=tuple(Media(url=f"https://pbs.example/{m}.jpg", media_id=m) for m in media),
