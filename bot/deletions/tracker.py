@@ -5,7 +5,8 @@ Rules (issue #6), and the decisions taken where the issue left room:
 - Every new post gets a re-check on the decaying schedule of :mod:`bot.deletions.schedule`; the state lives
   in the store (:class:`bot.store.records.Recheck`), so a restarted daemon continues where it stopped.
 - ``unknown`` answers (429, 5xx, timeouts, malformed answers, ids missing from an answer, a watcher that
-  raised) never count: they leave the confirmation streak as it was and the post moves on to its next step.
+  raised) never count: they leave the confirmation streak as it was and the post moves on to its next step
+  (while a confirmation is pending, it is retried after 15 minutes instead when that is sooner).
 - A "gone" answer (``deleted``, ``author_*``, ``withheld``) starts a streak and brings the next check forward
   to ``confirm_after`` later. The event is recorded only when the same gone answer came twice in a row (no
   decisive answer in between), the two at least ``confirm_after`` apart.
@@ -18,6 +19,8 @@ Rules (issue #6), and the decisions taken where the issue left room:
   post that revealed it) and every other post of the account only gets its status set. The account coming
   back is likewise one ``restored`` event with scope ``account``.
 - Re-checks continue after a confirmed deletion, until the horizon, so a restored post is noticed.
+- Two different gone answers in a row (deleted, then suspended) start a new streak without an early check,
+  so a platform flapping between answers cannot make a post be looked up every minute.
 - Budget: at most ``budget_per_hour`` look-up requests per platform in any sliding hour (kept in memory: a
   restart forgets the spend of the last hour). When the budget is short, pending confirmations go first,
   then the youngest posts (their deletions matter most and their schedule is densest); the rest stay due.
@@ -54,6 +57,8 @@ GONE_KINDS = frozenset(
 ACCOUNT_KINDS = frozenset(
     {StatusKind.AUTHOR_SUSPENDED.value, StatusKind.AUTHOR_PROTECTED.value, StatusKind.AUTHOR_DELETED.value}
 )
+#: while a deletion awaits confirmation, an ``unknown`` answer is retried this soon (seconds)
+UNKNOWN_RETRY_SECONDS = 900.0
 EDITED = "edited"
 RESTORED = "restored"
 #: every kind the deletion log holds
@@ -202,7 +207,13 @@ class RecheckTracker:
             return
         kind = status.kind.value
         if kind == StatusKind.UNKNOWN.value:
-            self._reschedule(rc, self._advance(rc, cfg, now))
+            nxt = self._advance(rc, cfg, now)
+            if rc.deleted_streak > 0 and rc.last_status not in (None, StatusKind.ALIVE.value):
+                # a confirmation is pending: retry it soon, not only at the next (possibly daily) step
+                retry = now + timedelta(seconds=max(float(cfg.confirm_after), UNKNOWN_RETRY_SECONDS))
+                if nxt is None or retry < nxt.due_at:
+                    nxt = replace(rc, due_at=retry)
+            self._reschedule(rc, nxt)
         elif kind == StatusKind.ALIVE.value:
             self._alive(rc, stored, status.post, cfg, now, report)
         else:
@@ -240,6 +251,11 @@ class RecheckTracker:
         confirm_after = timedelta(seconds=float(cfg.confirm_after))
 
         if self._already_in_state(stored, kind):
+            self._reschedule(rc, self._advance(current, cfg, now))
+            return
+        if streak == 1 and rc.last_status in GONE_KINDS:
+            # flapping between two gone answers (deleted, then suspended...): no early check, or a post whose
+            # platform keeps changing its mind would be looked up every confirm_after until the horizon
             self._reschedule(rc, self._advance(current, cfg, now))
             return
         if streak < 2 or now - first < confirm_after:

@@ -84,6 +84,18 @@ def test_unknown_between_two_deleted_neither_counts_nor_resets(store):
     assert events[0].details["answers"] == 2
 
 
+def test_pending_confirmation_retried_soon_after_unknown(store):
+    post = make_post(created_at=T0 - timedelta(days=3))
+    tracker = setup(store, post, first_seen=T0)
+    w = ScriptedWatcher({"100": [PostStatus.deleted(), PostStatus.unknown("503"), PostStatus.deleted()]})
+    first_due = next_due(store)
+    assert first_due == T0 + timedelta(days=1)  # daily tail
+    tracker.run("x", w, first_due)
+    tracker.run("x", w, first_due + minutes(1))  # the confirmation check answers unknown
+    assert next_due(store) == first_due + minutes(16)  # retried in 15 minutes, not tomorrow
+    assert [e.kind for e in tracker.run("x", w, first_due + minutes(16)).events] == ["deleted"]
+
+
 def test_alive_between_two_deleted_resets_the_streak(store):
     post = make_post()
     tracker = setup(store, post)
@@ -191,6 +203,7 @@ def test_mixed_gone_answers_do_not_confirm_each_other(store):
     kinds = [PostStatus.deleted(), PostStatus.of(StatusKind.AUTHOR_SUSPENDED)]
     w = ScriptedWatcher({"100": lambda pid, n: kinds[n % 2]})
     assert drive(tracker, w, store, T0 + timedelta(days=31)) == []
+    assert len(w.calls) <= 40  # flapping does not turn into a look-up every minute for 30 days
 
 
 def test_suspended_account_comes_back_once(store):
