@@ -39,7 +39,7 @@ from typing import Any
 from bot.deletions import schedule
 from bot.models import Post, PostStatus, StatusKind, as_utc, iso
 from bot.store.base import StateStore
-from bot.store.records import OutboxAlert, PostEvent, Recheck, StoredPost
+from bot.store.records import Change, OutboxAlert, PostChange, PostEvent, Recheck, StoredPost
 
 log = logging.getLogger(__name__)
 
@@ -153,6 +153,22 @@ class RecheckTracker:
         )
         self.store.schedule_recheck(recheck)
         return recheck
+
+    def record_edit(self, change: PostChange, now: datetime) -> PostEvent | None:
+        """Log an edit the pipeline found by polling (``record_poll`` returned ``Change.EDITED``): the same
+        ``edited`` event and alert as one found by a re-check. The re-check schedule is left as it is.
+        Returns the event, or None when ``change`` is not an edit."""
+        if change.change != Change.EDITED:
+            return None
+        post = change.post
+        stored = self.store.get_post(post.platform, post.post_id)
+        if stored is None:
+            return None
+        current = self.store.get_recheck(post.platform, post.post_id)
+        rc = current or Recheck(post.platform, post.post_id, post.account, post.created_at, due_at=as_utc(now))
+        report = RecheckReport(post.platform)
+        self._record(self._edited_event(rc, stored, as_utc(now)), current, as_utc(now), report)
+        return report.events[0]
 
     # ------------------------------------------------------------------ running
     def run(self, platform: str, watcher: Any, now: datetime, limit: int = 10000) -> RecheckReport:

@@ -363,3 +363,18 @@ def test_alert_enqueued_per_event_with_payload(store):
     assert p["detected_at"] == "2026-03-01T12:06:00Z"
     assert p["media"] == [{"sha256": "ab" * 32, "archive_path": f"ab/ab/{'ab' * 32}.jpg"}]
     assert store.enqueue_alert(alert) is False  # idempotent key
+
+
+def test_edit_found_by_a_poll_is_logged_too(store):
+    post = make_post()
+    tracker = setup(store, post)
+    before = store.get_recheck("x", "100")
+    edited = make_post(text="Corrected caption")
+    [change] = store.record_poll("x", post.account, [edited], None, at=T0 + minutes(3))
+    event = tracker.record_edit(change, T0 + minutes(3))
+    assert event.kind == "edited" and event.details["before"]["text"] == post.text
+    assert event.details["after"]["text"] == "Corrected caption"
+    assert store.get_recheck("x", "100") == before  # schedule untouched
+    assert store.get_alert(f"edited:x:100:{event.id}") is not None
+    [same] = store.record_poll("x", post.account, [edited], None, at=T0 + minutes(4))
+    assert tracker.record_edit(same, T0 + minutes(4)) is None

@@ -61,3 +61,25 @@ def test_list(cli_env):
     result = CliRunner().invoke(main, ["deletions", "list", "-c", str(cfg), "--kind", "deleted"])
     assert result.exit_code == 0, result.output
     assert "deleted" in result.output and "lifetime 5m 0s" in result.output and "2 event(s)" in result.output
+
+
+def test_cli_export_leaves_the_sqlite_file_untouched(tmp_path):
+    sqlite = pytest.importorskip("bot.store.sqlite")
+    import hashlib
+
+    db = tmp_path / "state.db"
+    store = sqlite.SqliteStore(str(db))
+    sc = build(store, tmp_path)
+    store.close()
+    cfg = tmp_path / "afterimage.yaml"
+    cfg.write_text(f"data_dir: {tmp_path}\narchive_dir: {sc.archive_root}\nstore: sqlite:///{db}\n")
+
+    def snapshot():
+        return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(tmp_path.glob("state.db*"))}
+
+    before = snapshot()
+    for fmt in ("csv", "jsonl", "html"):
+        result = CliRunner().invoke(main, ["deletions", "export", "-c", str(cfg), "--format", fmt, "-o", str(tmp_path / f"o.{fmt}")])
+        assert result.exit_code == 0, result.output
+        assert json.loads((tmp_path / f"o.{fmt}.manifest.json").read_text())["rows"] == 5
+    assert snapshot() == before
