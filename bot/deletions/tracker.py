@@ -37,7 +37,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from bot.deletions import schedule
-from bot.models import Post, PostStatus, StatusKind, as_utc, iso
+from bot.models import Post, PostStatus, StatusKind, as_utc, iso, parse_iso
 from bot.store.base import StateStore
 from bot.store.records import Change, OutboxAlert, PostChange, PostEvent, Recheck, StoredPost
 
@@ -330,7 +330,7 @@ class RecheckTracker:
         after = versions[-1]
         before = versions[-2] if len(versions) >= 2 else None
 
-        def side(v: Any, post: Post, version: int, raw_sha: str, observed: datetime | None) -> dict[str, Any]:
+        def side(post: Post, version: int, raw_sha: str, observed: datetime | None) -> dict[str, Any]:
             return {
                 "version": version,
                 "observed_at": iso(observed),
@@ -341,10 +341,10 @@ class RecheckTracker:
             }
 
         if before is not None:
-            b = side(before, before.post, before.version, before.raw_sha256, before.observed_at)
+            b = side(before.post, before.version, before.raw_sha256, before.observed_at)
         else:
-            b = side(None, stored.post, stored.version, stored.post.raw_sha256(), stored.last_seen_alive)
-        a = side(after, after.post, after.version, after.raw_sha256, after.observed_at)
+            b = side(stored.post, stored.version, stored.post.raw_sha256(), stored.last_seen_alive)
+        a = side(after.post, after.version, after.raw_sha256, after.observed_at)
         return PostEvent(
             rc.platform,
             rc.account,
@@ -367,8 +367,6 @@ class RecheckTracker:
         last_alive = event.details.get("last_seen_alive") or (iso(stored.last_seen_alive) if stored else None)
         lifetime = None
         if post is not None and last_alive:
-            from bot.models import parse_iso
-
             lifetime = int((parse_iso(last_alive) - post.created_at).total_seconds())  # type: ignore[operator]
         media = []
         for link in self.store.get_post_media(event.platform, event.post_id):

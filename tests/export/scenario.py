@@ -13,7 +13,7 @@ from bot.archive import Archive
 from bot.config import RecheckConfig
 from bot.deletions import RecheckTracker
 from bot.models import PostStatus, StatusKind
-from bot.store.records import KnownKind, KnownMedia, MediaRecord, OutboxAlert, PostMediaLink
+from bot.store.records import KnownMedia, MediaRecord, OutboxAlert, PostMediaLink
 from scripted import T0, ScriptedWatcher, make_post, minutes
 
 TRICKY_TEXT = 'Relief convoy arrived, "as promised" <script>alert("x")</script>\nSecond line; 100% real'
