@@ -14,6 +14,7 @@ COMMANDS: list[str] = [
     "bot.commands.daemon_cmds:run",
     "bot.commands.daemon_cmds:poll",
     "bot.commands.daemon_cmds:status",
+    "bot.commands.deletions:deletions",
 ]
 
 

@@ -1,0 +1,427 @@
+"""The re-check tracker: looks archived posts up again and turns the answers into confirmed events.
+
+Rules (issue #6), and the decisions taken where the issue left room:
+
+- Every new post gets a re-check on the decaying schedule of :mod:`bot.deletions.schedule`; the state lives
+  in the store (:class:`bot.store.records.Recheck`), so a restarted daemon continues where it stopped.
+- ``unknown`` answers (429, 5xx, timeouts, malformed answers, ids missing from an answer, a watcher that
+  raised) never count: they leave the confirmation streak as it was and the post moves on to its next step
+  (while a confirmation is pending, it is retried after 15 minutes instead when that is sooner).
+- A "gone" answer (``deleted``, ``author_*``, ``withheld``) starts a streak and brings the next check forward
+  to ``confirm_after`` later. The event is recorded only when the same gone answer came twice in a row (no
+  decisive answer in between), the two at least ``confirm_after`` apart.
+- ``alive`` resets the streak, saves the observed version (``store.save_post_version``: last seen alive, and a
+  changed text or media set becomes a new version the pipeline archives and matches) and, when it changed,
+  records an ``edited`` event with before and after. A post whose state was gone and that answers ``alive``
+  again gets a ``restored`` event; the earlier event stays in the log.
+- Account-level states (``author_suspended``, ``author_protected``, ``author_deleted``) are events of the
+  account, not of each post: the first confirmed one is recorded once (``details.scope = "account"``, on the
+  post that revealed it) and every other post of the account only gets its status set. The account coming
+  back is likewise one ``restored`` event with scope ``account``.
+- Re-checks continue after a confirmed deletion, until the horizon, so a restored post is noticed.
+- Two different gone answers in a row (deleted, then suspended) start a new streak without an early check,
+  so a platform flapping between answers cannot make a post be looked up every minute.
+- Budget: at most ``budget_per_hour`` look-up requests per platform in any sliding hour (kept in memory: a
+  restart forgets the spend of the last hour). When the budget is short, pending confirmations go first,
+  then the youngest posts (their deletions matter most and their schedule is densest); the rest stay due.
+- Every event enqueues one alert in the store outbox, key ``{kind}:{platform}:{post_id}:{event.id}``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter, deque
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from typing import Any
+
+from bot.deletions import schedule
+from bot.models import Post, PostStatus, StatusKind, as_utc, iso, parse_iso
+from bot.store.base import StateStore
+from bot.store.records import Change, OutboxAlert, PostChange, PostEvent, Recheck, StoredPost
+
+log = logging.getLogger(__name__)
+
+#: answers that say a post is gone (each needs confirmation before it becomes an event)
+GONE_KINDS = frozenset(
+    {
+        StatusKind.DELETED.value,
+        StatusKind.WITHHELD.value,
+        StatusKind.AUTHOR_SUSPENDED.value,
+        StatusKind.AUTHOR_PROTECTED.value,
+        StatusKind.AUTHOR_DELETED.value,
+    }
+)
+#: gone answers that describe the account rather than the post
+ACCOUNT_KINDS = frozenset(
+    {StatusKind.AUTHOR_SUSPENDED.value, StatusKind.AUTHOR_PROTECTED.value, StatusKind.AUTHOR_DELETED.value}
+)
+#: while a deletion awaits confirmation, an ``unknown`` answer is retried this soon (seconds)
+UNKNOWN_RETRY_SECONDS = 900.0
+EDITED = "edited"
+RESTORED = "restored"
+#: every kind the deletion log holds
+EVENT_KINDS = (
+    "deleted",
+    "author_suspended",
+    "author_protected",
+    "author_deleted",
+    "withheld",
+    EDITED,
+    RESTORED,
+)
+
+
+class HourlyBudget:
+    """Look-up requests spent per platform in a sliding hour (in memory)."""
+
+    WINDOW = timedelta(hours=1)
+
+    def __init__(self) -> None:
+        self._spent: dict[str, deque[datetime]] = {}
+
+    def _window(self, platform: str, now: datetime) -> deque[datetime]:
+        spent = self._spent.setdefault(platform, deque())
+        while spent and spent[0] <= now - self.WINDOW:
+            spent.popleft()
+        return spent
+
+    def available(self, platform: str, per_hour: int, now: datetime) -> int:
+        return max(0, per_hour - len(self._window(platform, as_utc(now))))
+
+    def spend(self, platform: str, now: datetime, requests: int = 1) -> None:
+        self._window(platform, as_utc(now)).extend([as_utc(now)] * requests)
+
+
+@dataclass
+class RecheckReport:
+    """What one :meth:`RecheckTracker.run` did."""
+
+    platform: str
+    due: int = 0
+    checked: int = 0
+    requests: int = 0
+    deferred: int = 0  # due but left for a later run: the hourly budget was spent
+    answers: Counter[str] = field(default_factory=Counter)
+    events: list[PostEvent] = field(default_factory=list)
+    alerts: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+class RecheckTracker:
+    def __init__(
+        self,
+        store: StateStore,
+        config_by_platform: Mapping[str, Any],
+        budget: HourlyBudget | None = None,
+    ):
+        """``config_by_platform`` maps a platform to its :class:`bot.config.RecheckConfig`."""
+        self.store = store
+        self.configs = dict(config_by_platform)
+        self.budget = budget or HourlyBudget()
+        self._account_state: dict[tuple[str, str], str] = {}
+
+    def _config(self, platform: str) -> Any:
+        try:
+            return self.configs[platform]
+        except KeyError:
+            from bot.config import RecheckConfig
+
+            return self.configs.setdefault(platform, RecheckConfig())
+
+    # ------------------------------------------------------------------ scheduling
+    def schedule_new(self, post: Post, now: datetime) -> Recheck | None:
+        """Start the re-check schedule of a newly archived post (called once per new post by the pipeline).
+
+        Idempotent: an existing schedule is kept (a retried pipeline step does not restart it). Returns the
+        re-check, or None when the post is already older than the horizon."""
+        existing = self.store.get_recheck(post.platform, post.post_id)
+        if existing is not None:
+            return existing
+        nxt = schedule.next_step(post.created_at, self._config(post.platform), -1, now)
+        if nxt is None:
+            return None
+        step, due = nxt
+        recheck = Recheck(
+            platform=post.platform,
+            post_id=post.post_id,
+            account=post.account,
+            posted_at=post.created_at,
+            due_at=due,
+            step=step,
+        )
+        self.store.schedule_recheck(recheck)
+        return recheck
+
+    def record_edit(self, change: PostChange, now: datetime) -> PostEvent | None:
+        """Log an edit the pipeline found by polling (``record_poll`` returned ``Change.EDITED``): the same
+        ``edited`` event and alert as one found by a re-check. The re-check schedule is left as it is.
+        Returns the event, or None when ``change`` is not an edit."""
+        if change.change != Change.EDITED:
+            return None
+        post = change.post
+        stored = self.store.get_post(post.platform, post.post_id)
+        if stored is None:
+            return None
+        current = self.store.get_recheck(post.platform, post.post_id)
+        rc = current or Recheck(post.platform, post.post_id, post.account, post.created_at, due_at=as_utc(now))
+        report = RecheckReport(post.platform)
+        self._record(self._edited_event(rc, stored, as_utc(now)), current, as_utc(now), report)
+        return report.events[0]
+
+    # ------------------------------------------------------------------ running
+    def run(self, platform: str, watcher: Any, now: datetime, limit: int = 10000) -> RecheckReport:
+        """Look up every due post of ``platform`` the hourly budget allows, in batches of
+        ``watcher.lookup_batch_size``, and record what changed."""
+        now = as_utc(now)
+        cfg = self._config(platform)
+        report = RecheckReport(platform)
+        self._account_state.clear()  # re-read from the log each run (another daemon may have written)
+        due = self.store.due_rechecks(platform, now, limit=limit)
+        report.due = len(due)
+        if not due:
+            return report
+        # pending confirmations first, then youngest posts first
+        due.sort(key=lambda r: (r.deleted_streak == 0, -as_utc(r.posted_at).timestamp()))
+        batch_size = max(1, int(getattr(watcher, "lookup_batch_size", 100) or 100))
+        requests = self.budget.available(platform, int(cfg.budget_per_hour), now)
+        chosen = due[: requests * batch_size]
+        report.deferred = len(due) - len(chosen)
+        for start in range(0, len(chosen), batch_size):
+            batch = chosen[start : start + batch_size]
+            answers = self._lookup(watcher, [r.post_id for r in batch], report)
+            self.budget.spend(platform, now)
+            report.requests += 1
+            for recheck in batch:
+                status = _validate(answers.get(recheck.post_id), recheck)
+                report.answers[status.kind.value] += 1
+                report.checked += 1
+                try:
+                    self._apply(recheck, status, cfg, now, report)
+                except Exception as e:  # one bad post must not stop the others; it stays due
+                    log.exception("re-check of %s:%s failed", platform, recheck.post_id)
+                    report.errors.append(f"{recheck.post_id}: {e}")
+        return report
+
+    def _lookup(self, watcher: Any, ids: Sequence[str], report: RecheckReport) -> Mapping[str, Any]:
+        try:
+            answers = watcher.lookup(list(ids))
+        except Exception as e:  # the contract says lookup never raises; if it does, nothing is known
+            log.warning("%s lookup raised %s: every id counts as unknown", report.platform, e)
+            report.errors.append(f"lookup raised: {e}")
+            return {}
+        if not isinstance(answers, Mapping):
+            report.errors.append(f"lookup returned {type(answers).__name__}, not a mapping")
+            return {}
+        return answers
+
+    def _apply(self, rc: Recheck, status: PostStatus, cfg: Any, now: datetime, report: RecheckReport) -> None:
+        stored = self.store.get_post(rc.platform, rc.post_id)
+        if stored is None:  # nothing to compare with (store cleaned up): stop checking it
+            self.store.remove_recheck(rc.platform, rc.post_id)
+            return
+        kind = status.kind.value
+        if kind == StatusKind.UNKNOWN.value:
+            nxt = self._advance(rc, cfg, now)
+            if rc.deleted_streak > 0 and rc.last_status not in (None, StatusKind.ALIVE.value):
+                # a confirmation is pending: retry it soon, not only at the next (possibly daily) step
+                retry = now + timedelta(seconds=max(float(cfg.confirm_after), UNKNOWN_RETRY_SECONDS))
+                if nxt is None or retry < nxt.due_at:
+                    nxt = replace(rc, due_at=retry)
+            self._reschedule(rc, nxt)
+        elif kind == StatusKind.ALIVE.value:
+            self._alive(rc, stored, status.post, cfg, now, report)
+        else:
+            self._gone(rc, stored, kind, status, cfg, now, report)
+
+    # ------------------------------------------------------------------ answers
+    def _alive(self, rc: Recheck, stored: StoredPost, post: Post | None, cfg: Any, now: datetime, report: RecheckReport) -> None:
+        assert post is not None
+        if post.account != rc.account:  # a look-up does not know under which account the post was found
+            post = replace(post, account=rc.account)
+        change = self.store.save_post_version(post, at=now)
+        nxt = self._advance(replace(rc, deleted_streak=0, first_deleted_at=None, last_status=StatusKind.ALIVE.value), cfg, now)
+        events: list[PostEvent] = []
+        if stored.status in GONE_KINDS:
+            restored = self._restored_event(rc, stored, now)
+            if restored is not None:
+                events.append(restored)
+            else:
+                self.store.set_post_status(rc.platform, rc.post_id, StatusKind.ALIVE.value)
+        if change.change.value == EDITED:
+            events.append(self._edited_event(rc, stored, now))
+        if not events:
+            self._reschedule(rc, nxt)
+        for event in events:
+            self._record(event, nxt, now, report)
+
+    def _gone(
+        self, rc: Recheck, stored: StoredPost, kind: str, status: PostStatus, cfg: Any, now: datetime, report: RecheckReport
+    ) -> None:
+        if rc.last_status == kind and rc.deleted_streak > 0 and rc.first_deleted_at is not None:
+            streak, first = rc.deleted_streak + 1, as_utc(rc.first_deleted_at)
+        else:
+            streak, first = 1, now
+        current = replace(rc, deleted_streak=streak, first_deleted_at=first, last_status=kind)
+        confirm_after = timedelta(seconds=float(cfg.confirm_after))
+
+        if self._already_in_state(stored, kind):
+            self._reschedule(rc, self._advance(current, cfg, now))
+            return
+        if streak == 1 and rc.last_status in GONE_KINDS:
+            # flapping between two gone answers (deleted, then suspended...): no early check, or a post whose
+            # platform keeps changing its mind would be looked up every confirm_after until the horizon
+            self._reschedule(rc, self._advance(current, cfg, now))
+            return
+        if streak < 2 or now - first < confirm_after:
+            # not confirmed yet: look again once confirm_after has passed since the first gone answer
+            when = max(first + confirm_after, now + timedelta(seconds=1))
+            self._reschedule(rc, replace(current, due_at=when))
+            return
+
+        nxt = self._advance(current, cfg, now)
+        details: dict[str, Any] = {
+            "scope": "post",
+            "first_answer_at": iso(first),
+            "confirmed_at": iso(now),
+            "answers": streak,
+            "last_seen_alive": iso(stored.last_seen_alive),
+            "version": stored.version,
+            "raw_sha256": stored.post.raw_sha256(),
+        }
+        if status.error:
+            details["platform_said"] = status.error
+        if kind in ACCOUNT_KINDS:
+            if self._account_kind(rc.platform, rc.account) == kind:
+                # the account's state is already in the log: only this post's status changes
+                if stored.status != StatusKind.DELETED.value:
+                    self.store.set_post_status(rc.platform, rc.post_id, kind)
+                self._reschedule(rc, nxt)
+                return
+            details["scope"] = "account"
+            self._account_state[(rc.platform, rc.account)] = kind
+        event = PostEvent(rc.platform, rc.account, rc.post_id, kind, detected_at=now, details=details)
+        self._record(event, nxt, now, report)
+
+    def _already_in_state(self, stored: StoredPost, kind: str) -> bool:
+        if stored.status == kind:
+            return True
+        # a post already confirmed deleted stays deleted while its author is away
+        return kind in ACCOUNT_KINDS and stored.status == StatusKind.DELETED.value
+
+    # ------------------------------------------------------------------ events
+    def _restored_event(self, rc: Recheck, stored: StoredPost, now: datetime) -> PostEvent | None:
+        details: dict[str, Any] = {
+            "scope": "post",
+            "previous": stored.status,
+            "last_seen_alive_before": iso(stored.last_seen_alive),
+            "raw_sha256": stored.post.raw_sha256(),
+        }
+        if stored.status in ACCOUNT_KINDS:
+            if self._account_kind(rc.platform, rc.account) not in ACCOUNT_KINDS:
+                return None  # the account's return is already logged
+            details["scope"] = "account"
+            self._account_state[(rc.platform, rc.account)] = StatusKind.ALIVE.value
+        return PostEvent(rc.platform, rc.account, rc.post_id, RESTORED, detected_at=now, details=details)
+
+    def _edited_event(self, rc: Recheck, stored: StoredPost, now: datetime) -> PostEvent:
+        versions = self.store.get_versions(rc.platform, rc.post_id)
+        after = versions[-1]
+        before = versions[-2] if len(versions) >= 2 else None
+
+        def side(post: Post, version: int, raw_sha: str, observed: datetime | None) -> dict[str, Any]:
+            return {
+                "version": version,
+                "observed_at": iso(observed),
+                "text": post.text,
+                "media": [m.identity() for m in post.media],
+                "media_urls": [m.url for m in post.media],
+                "raw_sha256": raw_sha,
+            }
+
+        if before is not None:
+            b = side(before.post, before.version, before.raw_sha256, before.observed_at)
+        else:
+            b = side(stored.post, stored.version, stored.post.raw_sha256(), stored.last_seen_alive)
+        a = side(after.post, after.version, after.raw_sha256, after.observed_at)
+        return PostEvent(
+            rc.platform,
+            rc.account,
+            rc.post_id,
+            EDITED,
+            detected_at=now,
+            details={"scope": "post", "before": b, "after": a, "raw_sha256": after.raw_sha256},
+        )
+
+    def _record(self, event: PostEvent, nxt: Recheck | None, now: datetime, report: RecheckReport) -> None:
+        event = self.store.record_event(event, nxt)
+        report.events.append(event)
+        if self.store.enqueue_alert(self._alert_for(event, now)):
+            report.alerts += 1
+        log.info("%s: %s %s (%s)", event.platform, event.kind, event.post_id, event.account)
+
+    def _alert_for(self, event: PostEvent, now: datetime) -> OutboxAlert:
+        stored = self.store.get_post(event.platform, event.post_id)
+        post = stored.post if stored else None
+        last_alive = event.details.get("last_seen_alive") or (iso(stored.last_seen_alive) if stored else None)
+        lifetime = None
+        if post is not None and last_alive:
+            lifetime = int((parse_iso(last_alive) - post.created_at).total_seconds())  # type: ignore[operator]
+        media = []
+        for link in self.store.get_post_media(event.platform, event.post_id):
+            if link.sha256:
+                record = self.store.get_media(link.sha256)
+                media.append({"sha256": link.sha256, "archive_path": record.archive_path if record else None})
+        payload = {
+            "platform": event.platform,
+            "account": event.account,
+            "post_id": event.post_id,
+            "post_url": post.url if post else None,
+            "posted_at": iso(post.created_at) if post else None,
+            "text": post.text if post else None,
+            "detected_at": iso(event.detected_at),
+            "lifetime_seconds": lifetime,
+            "details": event.details,
+            "media": media,
+        }
+        key = f"{event.kind}:{event.platform}:{event.post_id}:{event.id}"
+        return OutboxAlert(key=key, kind=event.kind, payload=payload, created_at=now)
+
+    # ------------------------------------------------------------------ helpers
+    def _account_kind(self, platform: str, account: str) -> str:
+        """The account's last logged state: an ``author_*`` kind, or ``alive``."""
+        key = (platform, account)
+        if key not in self._account_state:
+            state = StatusKind.ALIVE.value
+            for event in self.store.list_events(platform=platform, account=account, kinds=[*ACCOUNT_KINDS, RESTORED]):
+                if event.details.get("scope") == "account":
+                    state = event.kind if event.kind in ACCOUNT_KINDS else StatusKind.ALIVE.value
+            self._account_state[key] = state
+        return self._account_state[key]
+
+    def _advance(self, rc: Recheck, cfg: Any, now: datetime) -> Recheck | None:
+        nxt = schedule.next_step(rc.posted_at, cfg, rc.step, now)
+        if nxt is None:
+            return None
+        step, due = nxt
+        return replace(rc, step=step, due_at=due)
+
+    def _reschedule(self, rc: Recheck, nxt: Recheck | None) -> None:
+        if nxt is None:
+            self.store.remove_recheck(rc.platform, rc.post_id)
+        else:
+            self.store.schedule_recheck(nxt)
+
+
+def _validate(answer: Any, rc: Recheck) -> PostStatus:
+    """Anything but a well-formed answer about this very post is ``unknown``."""
+    if answer is None:
+        return PostStatus.unknown("no answer for this id")
+    if not isinstance(answer, PostStatus) or not isinstance(answer.kind, StatusKind):
+        return PostStatus.unknown(f"malformed answer: {answer!r:.200}")
+    if answer.kind is StatusKind.ALIVE:
+        post = answer.post
+        if not isinstance(post, Post) or post.post_id != rc.post_id or post.platform != rc.platform:
+            return PostStatus.unknown("alive answer without this post")
+    return answer

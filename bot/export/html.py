@@ -1,0 +1,232 @@
+"""The self-contained HTML report of the deletion log: one file, images embedded as JPEG thumbnails.
+
+Rendered by jinja2 with autoescaping (post text is data, never markup) and a Content-Security-Policy that
+allows no script and no remote resource, so the file shows the same thing offline, attached to a report.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import os
+import statistics
+from collections import Counter, defaultdict
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from jinja2 import Environment, PackageLoader, select_autoescape
+
+from bot import __version__
+from bot.archive import Archive
+from bot.errors import ArchiveError
+from bot.models import iso, parse_iso, utcnow
+
+THUMB_PX = 320
+KIND_LABELS = {
+    "deleted": "Deleted",
+    "author_suspended": "Account suspended",
+    "author_protected": "Account protected",
+    "author_deleted": "Account deleted",
+    "withheld": "Withheld",
+    "edited": "Edited",
+    "restored": "Restored",
+}
+KIND_COLORS = {
+    "deleted": "#c0392b",
+    "author_suspended": "#8e44ad",
+    "author_protected": "#d35400",
+    "author_deleted": "#6d214f",
+    "withheld": "#7f8c8d",
+    "edited": "#2471a3",
+    "restored": "#1e8449",
+}
+
+
+def human_duration(seconds: float | None) -> str:
+    """``3d 4h``, ``2h 14m``, ``5m 3s``, ``45s``."""
+    if seconds is None:
+        return "—"
+    s = int(round(seconds))
+    sign = "-" if s < 0 else ""
+    s = abs(s)
+    d, rem = divmod(s, 86400)
+    h, rem = divmod(rem, 3600)
+    m, sec = divmod(rem, 60)
+    if d:
+        return f"{sign}{d}d {h}h"
+    if h:
+        return f"{sign}{h}h {m}m"
+    if m:
+        return f"{sign}{m}m {sec}s"
+    return f"{sign}{sec}s"
+
+
+class Thumbnails:
+    """JPEG data: URIs of archived images, verified against their hash on read, cached per path."""
+
+    def __init__(self, archive_root: str | os.PathLike[str] | None, max_px: int = THUMB_PX):
+        self.archive = Archive(archive_root) if archive_root else None
+        self.max_px = max_px
+        self._cache: dict[str, tuple[str | None, str | None]] = {}
+
+    def get(self, relpath: str | None) -> tuple[str | None, str | None]:
+        """``(data_uri, problem)``: one of them is None."""
+        if not relpath:
+            return None, "not archived"
+        if self.archive is None:
+            return None, "archive folder not given"
+        if relpath not in self._cache:
+            self._cache[relpath] = self._make(relpath)
+        return self._cache[relpath]
+
+    def _make(self, relpath: str) -> tuple[str | None, str | None]:
+        from PIL import Image, UnidentifiedImageError
+
+        assert self.archive is not None
+        try:
+            data = self.archive.get(relpath)
+        except ArchiveError as e:
+            return None, str(e)
+        try:
+            with Image.open(io.BytesIO(data)) as img:
+                img.thumbnail((self.max_px, self.max_px))
+                if img.mode not in ("RGB", "L"):
+                    background = Image.new("RGB", img.size, "white")
+                    rgba = img.convert("RGBA")
+                    background.paste(rgba, mask=rgba.getchannel("A"))
+                    img = background
+                out = io.BytesIO()
+                img.save(out, "JPEG", quality=82, optimize=True)
+        except (UnidentifiedImageError, OSError, ValueError):
+            return None, "no still preview (video or unsupported format)"
+        return "data:image/jpeg;base64," + base64.b64encode(out.getvalue()).decode("ascii"), None
+
+
+def _median(values: Sequence[float]) -> float | None:
+    return statistics.median(values) if values else None
+
+
+def summarize(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    kinds = [k for k in KIND_LABELS if any(r["kind"] == k for r in rows)]
+    per_account: dict[tuple[str, str], Counter[str]] = defaultdict(Counter)
+    lifetimes: dict[tuple[str, str], list[float]] = defaultdict(list)
+    for r in rows:
+        key = (r["platform"], r["account"])
+        per_account[key][r["kind"]] += 1
+        if r["kind"] == "deleted" and r["lifetime_seconds"] is not None:
+            lifetimes[key].append(r["lifetime_seconds"])
+    accounts = [
+        {
+            "platform": p,
+            "account": a,
+            "counts": [per_account[(p, a)].get(k, 0) for k in kinds],
+            "total": sum(per_account[(p, a)].values()),
+            "median_lifetime": human_duration(_median(lifetimes[(p, a)])),
+        }
+        for (p, a) in sorted(per_account)
+    ]
+    all_lifetimes = [x for v in lifetimes.values() for x in v]
+    return {
+        "kinds": [{"kind": k, "label": KIND_LABELS[k], "color": KIND_COLORS[k]} for k in kinds],
+        "kind_totals": [sum(1 for r in rows if r["kind"] == k) for k in kinds],
+        "accounts": accounts,
+        "total": len(rows),
+        "deletions": sum(1 for r in rows if r["kind"] == "deleted"),
+        "median_lifetime": human_duration(_median(all_lifetimes)),
+        "median_lifetime_seconds": _median(all_lifetimes),
+    }
+
+
+def timeline(rows: Sequence[dict[str, Any]], width: int = 1000, row_h: int = 22, label_w: int = 230) -> dict[str, Any] | None:
+    """Geometry of the SVG timeline: per event a bar from posted to last seen alive, a dashed gap until
+    detection, and a dot at detection."""
+    items = [r for r in rows if r["posted_at"] and r["detected_at"]]
+    if not items:
+        return None
+    times = [parse_iso(r["posted_at"]) for r in items] + [parse_iso(r["detected_at"]) for r in items]
+    t0, t1 = min(times), max(times)  # type: ignore[type-var]
+    span = max((t1 - t0).total_seconds(), 60.0)  # type: ignore[operator]
+    plot_w = width - label_w - 20
+
+    def x(t: datetime | None) -> float:
+        assert t is not None
+        return round(label_w + (t - t0).total_seconds() / span * plot_w, 1)  # type: ignore[operator]
+
+    bars = []
+    for i, r in enumerate(items):
+        posted, detected = parse_iso(r["posted_at"]), parse_iso(r["detected_at"])
+        alive = parse_iso(r["last_seen_alive"]) or posted
+        y = 30 + i * row_h
+        bars.append(
+            {
+                "y": y,
+                "label": f"{r['account']} · {r['post_id']}",
+                "x_posted": x(posted),
+                "x_alive": x(alive),
+                "x_detected": x(detected),
+                "color": KIND_COLORS.get(r["kind"], "#333"),
+                "kind": KIND_LABELS.get(r["kind"], r["kind"]),
+                "title": f"{KIND_LABELS.get(r['kind'], r['kind'])}: posted {r['posted_at']}, last seen alive "
+                f"{r['last_seen_alive']}, detected {r['detected_at']}",
+                "anchor": f"event-{r['event_id']}",
+            }
+        )
+    ticks = []
+    for k in range(5):
+        t = t0 + (t1 - t0) * (k / 4)  # type: ignore[operator]
+        ticks.append({"x": x(t), "label": t.strftime("%Y-%m-%d %H:%M")})
+    return {"width": width, "height": 50 + len(items) * row_h, "bars": bars, "ticks": ticks, "label_w": label_w,
+            "bottom": 30 + len(items) * row_h}
+
+
+def _card(row: dict[str, Any], thumbs: Thumbnails) -> dict[str, Any]:
+    matches_by_media: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for m in row["known_matches"]:
+        src, problem = thumbs.get(m.get("known_archive_path"))
+        matches_by_media[m["media_sha256"]].append({**m, "thumb": src, "thumb_problem": problem})
+    media = []
+    for sha, path in zip(row["media_sha256"], row["media_archive_paths"]):
+        src, problem = thumbs.get(path)
+        media.append({"sha256": sha, "path": path, "thumb": src, "thumb_problem": problem, "matches": matches_by_media.get(sha, [])})
+    details = row["details"] or {}
+    return {
+        **row,
+        "label": KIND_LABELS.get(row["kind"], row["kind"]),
+        "color": KIND_COLORS.get(row["kind"], "#333"),
+        "lifetime": human_duration(row["lifetime_seconds"]),
+        "media": media,
+        "before": details.get("before") if row["kind"] == "edited" else None,
+        "after": details.get("after") if row["kind"] == "edited" else None,
+        "details_json": json.dumps(details, indent=2, sort_keys=True, ensure_ascii=False),
+    }
+
+
+def _environment() -> Environment:
+    env = Environment(
+        loader=PackageLoader("bot", "templates"),
+        autoescape=select_autoescape(enabled_extensions=("html", "j2"), default=True),
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    return env
+
+
+def render_html(
+    rows: Sequence[dict[str, Any]],
+    store: Any = None,
+    archive_root: str | os.PathLike[str] | None = None,
+    filters: Any = None,
+    now: datetime | None = None,
+) -> str:
+    thumbs = Thumbnails(archive_root)
+    template = _environment().get_template("deletion_report.html.j2")
+    return template.render(
+        generated_at=iso(now or utcnow()),
+        version=__version__,
+        filters={k: v for k, v in (filters.to_dict() if filters else {}).items() if v},
+        summary=summarize(rows),
+        timeline=timeline(rows),
+        cards=[_card(r, thumbs) for r in rows],
+    )

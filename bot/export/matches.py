@@ -1,0 +1,84 @@
+"""Known-media matches of a post's archived media, for the deletion log exports.
+
+The store has no match table. What the matching stage found is durable in two places:
+
+1. the known-media store itself, for exact copies: an entry with the same SHA-256 as an archived attachment
+   (a ``known`` image, or a ``seen`` entry from another post: a recycled image);
+2. the alert outbox, which keeps sent alerts: the ``match`` / ``recycled`` alerts of a post carry the
+   perceptual matches (PDQ/pHash distance, keypoint inliers) with the known entry's id.
+
+This helper always uses (1), and uses (2) as soon as the store offers a read-only
+``list_alerts(platform=..., post_id=..., kinds=...)`` (not in :class:`bot.store.base.StateStore` yet; asked of
+the store owner). That keeps the export correct for exact reuse today and complete once the method lands,
+without the export ever writing to the store or re-running the matcher.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from bot.store.records import KnownKind, KnownMedia
+
+MATCH_ALERT_KINDS = ("match", "recycled")
+
+
+def _entry(media_sha256: str, known: KnownMedia | None, known_id: str, **extra: Any) -> dict[str, Any]:
+    return {
+        "media_sha256": media_sha256,
+        "known_id": known_id,
+        "label": known.label if known else extra.get("label"),
+        "kind": (
+            "recycled"
+            if (known is not None and known.kind == KnownKind.SEEN) or extra.get("kind") == "recycled"
+            else "match"
+        ),
+        "method": extra.get("method", "sha256"),
+        "distance": extra.get("distance", 0),
+        "known_sha256": known.sha256 if known else None,
+        "known_archive_path": known.archive_path if known else None,
+        "source": (known.source if known else None) or ((known.origin or {}).get("url") if known else None),
+    }
+
+
+def _from_alert(store: Any, payload: dict[str, Any], kind: str) -> dict[str, Any] | None:
+    """A match alert payload (as the matching stage writes it; tolerant of its exact field names)."""
+    known_id = payload.get("known_id") or (payload.get("known") or {}).get("id")
+    media_sha = payload.get("media_sha256") or payload.get("sha256")
+    if not known_id or not media_sha:
+        return None
+    known = store.get_known(str(known_id))
+    return _entry(
+        media_sha,
+        known,
+        str(known_id),
+        label=payload.get("label"),
+        kind=kind,
+        method=payload.get("signal") or payload.get("method") or "perceptual",
+        distance=payload.get("distance"),
+    )
+
+
+def known_media_matches(store: Any, platform: str, post_id: str, media_sha256: Sequence[str]) -> list[dict[str, Any]]:
+    """Known media matched by the archived attachments of one post (deduplicated by media and known id)."""
+    found: dict[tuple[str, str], dict[str, Any]] = {}
+    lister = getattr(store, "list_alerts", None) if _has_list_alerts(store) else None
+    if lister is not None:
+        for alert in lister(platform=platform, post_id=post_id, kinds=MATCH_ALERT_KINDS):
+            entry = _from_alert(store, alert.payload, alert.kind)
+            if entry is not None:
+                found.setdefault((entry["media_sha256"], entry["known_id"]), entry)
+    for sha in media_sha256:
+        for known in store.find_known_by_sha256(sha):
+            origin = known.origin or {}
+            if known.kind == KnownKind.SEEN and origin.get("platform") == platform and str(origin.get("post_id")) == post_id:
+                continue  # the post's own "seen" entry is not a match
+            found.setdefault((sha, known.id), _entry(sha, known, known.id))
+    return list(found.values())
+
+
+def _has_list_alerts(store: Any) -> bool:
+    try:
+        return callable(getattr(store, "list_alerts"))
+    except AttributeError:
+        return False
