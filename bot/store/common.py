@@ -1,0 +1,211 @@
+"""Logic both store backends share, so SQLite and Redis cannot drift apart: the versioning decision of
+``record_poll``/``save_post_version``, which event kinds set a post's status, id generation, time keys and
+the JSON (de)serialization of posts, versions and rejected items.
+
+Conventions (both backends):
+- Ids of known media and events are ``uuid4().hex[:12]`` (48 random bits: unique in practice, short enough
+  to type in the CLI).
+- Orderings that involve times use integer microseconds since the epoch (:func:`micros`), because ISO strings
+  of different precision do not sort correctly as text; ties are broken by the natural key (post key,
+  post id) or by insertion order, the same way in both backends.
+- Raw payloads are stored as JSON without re-ordering keys, so they come back verbatim.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, fields
+from datetime import datetime, timezone
+from typing import Any
+
+from bot.models import Post, RejectedItem, as_utc, iso, parse_iso, utcnow
+from bot.store.records import AccountState, Change, PostChange, PostVersion, StoredPost
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+#: Event kinds that are a state of the post, and the status they set. ``edited`` is not a state.
+EVENT_STATUS: dict[str, str] = {
+    "deleted": "deleted",
+    "author_suspended": "author_suspended",
+    "author_protected": "author_protected",
+    "author_deleted": "author_deleted",
+    "withheld": "withheld",
+    "restored": "alive",
+}
+
+ACCOUNT_FIELDS = frozenset(f.name for f in fields(AccountState)) - {"platform", "account"}
+_ACCOUNT_DT_FIELDS = frozenset({"last_poll_at", "next_poll_at", "last_error_at", "paused_until"})
+
+
+def new_id() -> str:
+    """A short unique id for known-media entries and events."""
+    return uuid.uuid4().hex[:12]
+
+
+def micros(value: datetime) -> int:
+    """Microseconds since the epoch (exact, and below 2**53 so a Redis sorted-set score holds it exactly)."""
+    delta = as_utc(value) - _EPOCH
+    return (delta.days * 86400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def dumps(value: Any) -> str:
+    """JSON text for storage (keys kept in their order, so raw payloads stay verbatim)."""
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
+
+
+def loads(text: str | bytes) -> Any:
+    return json.loads(text)
+
+
+def status_for_event(kind: str) -> str | None:
+    """The post status an event kind sets, or None (``edited`` and unknown kinds leave it alone)."""
+    return EVENT_STATUS.get(kind)
+
+
+# --------------------------------------------------------------------------- versioning
+
+
+@dataclass(frozen=True)
+class PlannedPost:
+    """What saving one observed post must write. ``version`` is set only for NEW and EDITED."""
+
+    change: PostChange
+    fingerprint: str
+    new_version: PostVersion | None
+
+
+def plan_versions(
+    posts: Sequence[Post],
+    current: Callable[[Post], tuple[int, str] | None],
+    at: datetime,
+) -> list[PlannedPost]:
+    """The versioning decision, in one place for both backends.
+
+    ``current(post)`` returns the stored (latest version, fingerprint) of the post or None. A post never seen
+    is NEW (version 1); a different content fingerprint (text or set of attachments; a media URL's query
+    string is not part of it) is EDITED (version + 1); otherwise UNCHANGED. The same post twice in one batch
+    is handled as if saved one after the other."""
+    seen: dict[str, tuple[int, str]] = {}
+    plans: list[PlannedPost] = []
+    for post in posts:
+        fingerprint = post.content_fingerprint()
+        state = seen.get(post.key) or current(post)
+        if state is None:
+            change, version = Change.NEW, 1
+        elif state[1] == fingerprint:
+            change, version = Change.UNCHANGED, state[0]
+        else:
+            change, version = Change.EDITED, state[0] + 1
+        new_version = None
+        if change is not Change.UNCHANGED:
+            new_version = PostVersion(
+                version=version, observed_at=at, post=post, fingerprint=fingerprint, raw_sha256=post.raw_sha256()
+            )
+            seen[post.key] = (version, fingerprint)
+        elif post.key not in seen:
+            seen[post.key] = state  # type: ignore[assignment]
+        plans.append(PlannedPost(PostChange(post, change, version), fingerprint, new_version))
+    return plans
+
+
+def resolve_at(at: datetime | None) -> datetime:
+    return as_utc(at) if at is not None else utcnow()
+
+
+# --------------------------------------------------------------------------- serialization
+
+
+def version_to_dict(v: PostVersion) -> dict[str, Any]:
+    return {
+        "version": v.version,
+        "observed_at": iso(v.observed_at),
+        "fingerprint": v.fingerprint,
+        "raw_sha256": v.raw_sha256,
+        "post": v.post.to_dict(),
+    }
+
+
+def version_from_dict(d: dict[str, Any]) -> PostVersion:
+    observed = parse_iso(d["observed_at"])
+    assert observed is not None
+    return PostVersion(
+        version=int(d["version"]),
+        observed_at=observed,
+        post=Post.from_dict(d["post"]),
+        fingerprint=d["fingerprint"],
+        raw_sha256=d["raw_sha256"],
+    )
+
+
+def stored_post(
+    post: dict[str, Any] | str,
+    version: int | str,
+    first_seen: str,
+    last_seen_alive: str,
+    processed_version: int | str,
+    status: str,
+) -> StoredPost:
+    """Build a :class:`StoredPost` from stored columns/fields (JSON text or dict for the post)."""
+    data = loads(post) if isinstance(post, str) else post
+    first = parse_iso(first_seen)
+    alive = parse_iso(last_seen_alive)
+    assert first is not None and alive is not None
+    return StoredPost(
+        post=Post.from_dict(data),
+        version=int(version),
+        first_seen=first,
+        last_seen_alive=alive,
+        processed_version=int(processed_version),
+        status=status,
+    )
+
+
+def rejected_to_dict(item: RejectedItem) -> dict[str, Any]:
+    return {
+        "platform": item.platform,
+        "account": item.account,
+        "raw": item.raw,
+        "error": item.error,
+        "seen_at": iso(item.seen_at),
+    }
+
+
+def rejected_from_dict(d: dict[str, Any]) -> RejectedItem:
+    return RejectedItem(
+        platform=d["platform"], account=d["account"], raw=d.get("raw"), error=d["error"], seen_at=parse_iso(d["seen_at"])
+    )
+
+
+def check_account_fields(values: dict[str, Any]) -> dict[str, Any]:
+    """Validate ``update_account_state`` fields and return them JSON-ready (datetimes as ISO strings)."""
+    unknown = set(values) - ACCOUNT_FIELDS
+    if unknown:
+        raise TypeError(f"unknown AccountState field(s): {', '.join(sorted(unknown))}")
+    return {k: (iso(v) if isinstance(v, datetime) else v) for k, v in values.items()}
+
+
+def account_from_dict(platform: str, account: str, values: dict[str, Any]) -> AccountState:
+    return AccountState.from_dict({**values, "platform": platform, "account": account})
+
+
+__all__ = [
+    "ACCOUNT_FIELDS",
+    "EVENT_STATUS",
+    "PlannedPost",
+    "account_from_dict",
+    "check_account_fields",
+    "dumps",
+    "loads",
+    "micros",
+    "new_id",
+    "plan_versions",
+    "rejected_from_dict",
+    "rejected_to_dict",
+    "resolve_at",
+    "status_for_event",
+    "stored_post",
+    "version_from_dict",
+    "version_to_dict",
+]

@@ -1,0 +1,534 @@
+"""The state-store contract: every backend passes exactly these tests (see ``conftest.open_store``)."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from bot.models import Media, MediaKind, Post, RejectedItem
+from bot.store.records import (
+    AccountState,
+    Change,
+    KnownKind,
+    KnownMedia,
+    MediaRecord,
+    OutboxAlert,
+    PostEvent,
+    PostMediaLink,
+    Recheck,
+)
+
+T0 = datetime(2026, 3, 1, 12, 0, 0, tzinfo=timezone.utc)
+
+
+def at(seconds: float) -> datetime:
+    return T0 + timedelta(seconds=seconds)
+
+
+def make_post(post_id: str = "1", text: str = "hello", media=(), account: str = "gov", platform: str = "x", **raw):
+    return Post(
+        platform=platform,
+        account=account,
+        post_id=post_id,
+        url=f"https://example.org/{account}/{post_id}",
+        text=text,
+        created_at=T0 - timedelta(hours=1),
+        media=tuple(media),
+        raw={"id": post_id, "text": text, "zeta": 1, "alpha": [1, 2, {"b": None, "a": "é"}], **raw},
+        author_id="42",
+    )
+
+
+def photo(url: str = "https://cdn.example.org/a.jpg?sig=1", media_id: str | None = None) -> Media:
+    return Media(url=url, kind=MediaKind.PHOTO, alt_text="alt", media_id=media_id)
+
+
+def assert_aware(value: datetime | None) -> None:
+    assert value is not None and value.tzinfo is not None and value.utcoffset() == timedelta(0)
+
+
+# --------------------------------------------------------------------------- posts and versions
+
+
+def test_new_post_is_stored_pending_with_verbatim_raw(store):
+    post = make_post(media=[photo()])
+    changes = store.record_poll("x", "gov", [post], cursor="c1", at=at(0))
+    assert [(c.change, c.version) for c in changes] == [(Change.NEW, 1)]
+    assert changes[0].post == post
+
+    stored = store.get_post("x", "1")
+    assert stored.post == post
+    assert stored.post.raw == post.raw and list(stored.post.raw) == list(post.raw)  # key order kept
+    assert stored.version == 1 and stored.processed_version == 0 and stored.pending
+    assert stored.status == "alive"
+    assert stored.first_seen == at(0) and stored.last_seen_alive == at(0)
+    assert_aware(stored.first_seen)
+    assert_aware(stored.post.created_at)
+
+    (version,) = store.get_versions("x", "1")
+    assert version.version == 1 and version.observed_at == at(0)
+    assert version.post == post
+    assert version.raw_sha256 == post.raw_sha256()
+    assert version.fingerprint == post.content_fingerprint()
+    assert store.get_post("x", "nope") is None
+    assert store.get_versions("x", "nope") == []
+
+
+def test_same_content_twice_is_unchanged(store):
+    store.record_poll("x", "gov", [make_post()], cursor=None, at=at(0))
+    (change,) = store.record_poll("x", "gov", [make_post(likes=5)], cursor=None, at=at(10))
+    assert (change.change, change.version) == (Change.UNCHANGED, 1)
+    assert len(store.get_versions("x", "1")) == 1
+    assert store.get_post("x", "1").last_seen_alive == at(10)
+
+
+def test_changed_text_is_edited_v2(store):
+    store.record_poll("x", "gov", [make_post(text="v1")], cursor=None, at=at(0))
+    (change,) = store.record_poll("x", "gov", [make_post(text="v2")], cursor=None, at=at(60))
+    assert (change.change, change.version) == (Change.EDITED, 2)
+    versions = store.get_versions("x", "1")
+    assert [v.version for v in versions] == [1, 2]
+    assert [v.post.text for v in versions] == ["v1", "v2"]
+    assert versions[1].observed_at == at(60)
+    stored = store.get_post("x", "1")
+    assert stored.version == 2 and stored.post.text == "v2"
+    assert stored.first_seen == at(0)
+
+
+def test_changed_media_is_edited_but_url_query_change_is_not(store):
+    store.record_poll("x", "gov", [make_post(media=[photo("https://cdn/a.jpg?sig=1")])], cursor=None, at=at(0))
+    (same,) = store.record_poll(
+        "x", "gov", [make_post(media=[photo("https://cdn/a.jpg?sig=2")])], cursor=None, at=at(1)
+    )
+    assert same.change is Change.UNCHANGED
+    (edited,) = store.record_poll(
+        "x", "gov", [make_post(media=[photo("https://cdn/b.jpg?sig=2")])], cursor=None, at=at(2)
+    )
+    assert (edited.change, edited.version) == (Change.EDITED, 2)
+
+
+def test_same_post_twice_in_one_poll(store):
+    changes = store.record_poll("x", "gov", [make_post(text="a"), make_post(text="a")], cursor=None, at=at(0))
+    assert [c.change for c in changes] == [Change.NEW, Change.UNCHANGED]
+    changes = store.record_poll("x", "gov", [make_post(text="b"), make_post(text="c")], cursor=None, at=at(1))
+    assert [(c.change, c.version) for c in changes] == [(Change.EDITED, 2), (Change.EDITED, 3)]
+
+
+def test_save_post_version_outside_a_poll(store):
+    store.record_poll("x", "gov", [make_post(text="a")], cursor=None, at=at(0))
+    store.mark_processed("x", "1", 1)
+    same = store.save_post_version(make_post(text="a"), at=at(100))
+    assert (same.change, same.version) == (Change.UNCHANGED, 1)
+    assert store.get_post("x", "1").last_seen_alive == at(100)
+    assert not store.get_post("x", "1").pending
+    edited = store.save_post_version(make_post(text="b"), at=at(200))
+    assert (edited.change, edited.version) == (Change.EDITED, 2)
+    stored = store.get_post("x", "1")
+    assert stored.pending and stored.last_seen_alive == at(200)
+    new = store.save_post_version(make_post("2"), at=at(300))
+    assert new.change is Change.NEW
+
+
+def test_pending_and_mark_processed(store):
+    store.record_poll("x", "gov", [make_post("1"), make_post("2")], cursor=None, at=at(0))
+    store.record_poll("x", "gov", [make_post("3")], cursor=None, at=at(10))
+    assert [s.post.post_id for s in store.pending_posts()] == ["1", "2", "3"]
+    assert [s.post.post_id for s in store.pending_posts(limit=2)] == ["1", "2"]
+
+    store.mark_processed("x", "1", 1)
+    assert [s.post.post_id for s in store.pending_posts()] == ["2", "3"]
+    assert store.get_post("x", "1").processed_version == 1
+
+    # an edit makes it pending again; finishing the old version keeps the new one pending
+    store.record_poll("x", "gov", [make_post("2", text="edited")], cursor=None, at=at(20))
+    store.mark_processed("x", "2", 1)
+    stored = store.get_post("x", "2")
+    assert stored.version == 2 and stored.processed_version == 1 and stored.pending
+    store.mark_processed("x", "2", 2)
+    store.mark_processed("x", "2", 1)  # a late, stale mark does not go backwards
+    assert not store.get_post("x", "2").pending
+    assert [s.post.post_id for s in store.pending_posts()] == ["3"]
+    store.mark_processed("x", "missing", 1)  # harmless
+    assert store.get_post("x", "missing") is None
+
+
+def test_iter_and_count_posts(store):
+    store.record_poll("x", "gov", [make_post("1"), make_post("2")], cursor=None, at=at(0))
+    store.record_poll("x", "pm", [make_post("3", account="pm")], cursor=None, at=at(1))
+    store.record_poll("mastodon", "gov", [make_post("1", platform="mastodon")], cursor=None, at=at(2))
+    assert store.count_posts() == 4
+    assert store.count_posts(platform="x") == 3
+    assert store.count_posts(platform="x", account="gov") == 2
+    assert store.count_posts(account="gov") == 3
+    assert store.count_posts(platform="rss") == 0
+    assert [(s.post.platform, s.post.post_id) for s in store.iter_posts()] == [
+        ("x", "1"),
+        ("x", "2"),
+        ("x", "3"),
+        ("mastodon", "1"),
+    ]
+    assert [s.post.post_id for s in store.iter_posts(platform="x", account="pm")] == ["3"]
+    assert [s.post.platform for s in store.iter_posts(platform="mastodon")] == ["mastodon"]
+
+
+def test_mark_seen_alive_and_status(store):
+    store.record_poll("x", "gov", [make_post()], cursor=None, at=at(0))
+    store.mark_seen_alive("x", "1", at(500))
+    store.set_post_status("x", "1", "deleted")
+    stored = store.get_post("x", "1")
+    assert stored.last_seen_alive == at(500) and stored.status == "deleted"
+    store.mark_seen_alive("x", "missing", at(1))
+    store.set_post_status("x", "missing", "deleted")
+    assert store.get_post("x", "missing") is None
+    assert store.count_posts() == 1
+
+
+def test_cursor_kept_when_none_and_rejected_items_kept(store):
+    assert store.get_cursor("x", "gov") is None
+    store.record_poll("x", "gov", [], cursor="c1", at=at(0))
+    assert store.get_cursor("x", "gov") == "c1"
+    bad = RejectedItem("x", "gov", raw={"weird": [1, 2]}, error="no id", seen_at=at(1))
+    store.record_poll("x", "gov", [make_post()], cursor=None, rejected=[bad], at=at(1))
+    assert store.get_cursor("x", "gov") == "c1"
+    assert store.get_cursor("x", "other") is None
+    store.record_poll("x", "gov", [], cursor="c2", rejected=[RejectedItem("x", "gov", "raw2", "bad", at(2))])
+    assert store.get_cursor("x", "gov") == "c2"
+    rejected = store.list_rejected()
+    assert rejected == [bad, RejectedItem("x", "gov", "raw2", "bad", at(2))]
+    assert_aware(rejected[0].seen_at)
+    assert store.list_rejected(limit=1) == [RejectedItem("x", "gov", "raw2", "bad", at(2))]  # the latest
+
+
+def test_default_times_are_now_in_utc(store):
+    before = datetime.now(timezone.utc) - timedelta(seconds=1)
+    store.record_poll("x", "gov", [make_post()], cursor=None)
+    stored = store.get_post("x", "1")
+    assert_aware(stored.first_seen)
+    assert stored.first_seen >= before
+
+
+# --------------------------------------------------------------------------- media
+
+
+def media_record(sha: str = "a" * 64, **kw) -> MediaRecord:
+    fields = dict(size=10, content_type="image/jpeg", archive_path=f"media/{sha[:2]}/{sha}.jpg",
+                  first_url="https://cdn/a.jpg", first_seen=at(0))
+    fields.update(kw)
+    return MediaRecord(sha256=sha, **fields)
+
+
+def test_media_first_wins_and_signals_merge(store):
+    first = store.put_media(media_record(signals={"pdq": "p1"}))
+    assert first == media_record(signals={"pdq": "p1"})
+    assert_aware(first.first_seen)
+    again = store.put_media(media_record(first_url="https://other/b.jpg", signals={"phash": "h1"}))
+    assert again.first_url == "https://cdn/a.jpg"
+    assert again.signals == {"pdq": "p1", "phash": "h1"}
+    store.set_media_signals("a" * 64, {"pdq": "p2", "dhash": "d"})
+    assert store.get_media("a" * 64).signals == {"pdq": "p2", "phash": "h1", "dhash": "d"}
+    assert store.get_media("b" * 64) is None
+    store.set_media_signals("b" * 64, {"pdq": "x"})  # no such record: nothing created
+    assert store.get_media("b" * 64) is None
+
+
+def test_post_media_links(store):
+    store.link_post_media(PostMediaLink("x", "1", 1, "https://cdn/2.jpg", None, error="http_404"))
+    store.link_post_media(PostMediaLink("x", "1", 0, "https://cdn/1.jpg", "a" * 64))
+    store.link_post_media(PostMediaLink("x", "2", 0, "https://cdn/3.jpg", "c" * 64))
+    links = store.get_post_media("x", "1")
+    assert [link.index for link in links] == [0, 1]
+    assert links[1].error == "http_404" and links[1].sha256 is None
+    store.link_post_media(PostMediaLink("x", "1", 1, "https://cdn/2.jpg", "b" * 64))  # replaces
+    assert store.get_post_media("x", "1")[1] == PostMediaLink("x", "1", 1, "https://cdn/2.jpg", "b" * 64)
+    assert store.get_post_media("x", "none") == []
+
+
+# --------------------------------------------------------------------------- known media
+
+
+def known(label: str, kind=KnownKind.KNOWN, sha: str | None = None, **kw) -> KnownMedia:
+    return KnownMedia(label=label, signals={"pdq": f"pdq-{label}"}, kind=kind, sha256=sha, added_at=at(0), **kw)
+
+
+def test_known_media(store):
+    gen0 = store.known_generation()
+    a = store.add_known(known("a", sha="1" * 64, source="game", note="n", frame_ts=1.5))
+    assert a.id and len(a.id) <= 32
+    assert store.known_generation() != gen0
+    b = store.add_known(known("b", kind=KnownKind.SEEN, sha="1" * 64, origin={"platform": "x", "post_id": "9"}))
+    c = store.add_known(known("c"))
+    assert len({a.id, b.id, c.id}) == 3
+    assert store.get_known(a.id) == a
+    assert store.get_known(b.id).origin == {"platform": "x", "post_id": "9"}
+    assert store.get_known("nope") is None
+    assert_aware(store.get_known(a.id).added_at)
+
+    assert [k.label for k in store.list_known()] == ["a", "b", "c"]
+    assert [k.label for k in store.list_known(kind=KnownKind.KNOWN)] == ["a", "c"]
+    assert [k.label for k in store.list_known(limit=1, offset=1)] == ["b"]
+    assert [k.label for k in store.list_known(offset=2)] == ["c"]
+    assert [k.label for k in store.iter_known()] == ["a", "b", "c"]
+    assert [k.label for k in store.iter_known(KnownKind.SEEN)] == ["b"]
+    assert store.count_known() == 3
+    assert store.count_known(KnownKind.SEEN) == 1
+    assert {k.id for k in store.find_known_by_sha256("1" * 64)} == {a.id, b.id}
+    assert store.find_known_by_sha256("2" * 64) == []
+
+    gen1 = store.known_generation()
+    assert store.remove_known(a.id) is True
+    gen2 = store.known_generation()
+    assert gen2 != gen1
+    assert store.remove_known(a.id) is False
+    assert store.get_known(a.id) is None
+    assert [k.label for k in store.list_known()] == ["b", "c"]
+    assert [k.id for k in store.find_known_by_sha256("1" * 64)] == [b.id]
+    assert store.count_known() == 2 and store.count_known(KnownKind.KNOWN) == 1
+
+
+def test_known_media_keeps_a_given_id(store):
+    entry = store.add_known(known("x", id="myid"))
+    assert entry.id == "myid" and store.get_known("myid") == entry
+
+
+# --------------------------------------------------------------------------- alert outbox
+
+
+def alert(key: str, **kw) -> OutboxAlert:
+    return OutboxAlert(key=key, kind="match", payload={"post": key, "score": 0.9}, created_at=at(0), **kw)
+
+
+def test_outbox_idempotent_fifo_and_delivery(store):
+    assert store.enqueue_alert(alert("k1")) is True
+    assert store.enqueue_alert(alert("k2")) is True
+    assert store.enqueue_alert(alert("k3")) is True
+    assert store.enqueue_alert(alert("k1")) is False
+    assert store.outbox_size() == 3
+    due = store.due_alerts(at(0))
+    assert [a.key for a in due] == ["k1", "k2", "k3"]
+    assert due[0].seq < due[1].seq < due[2].seq
+    assert due[0].payload == {"post": "k1", "score": 0.9}
+    assert [a.key for a in store.due_alerts(at(0), limit=2)] == ["k1", "k2"]
+
+    store.mark_alert_sent("k1", at(5))
+    assert store.enqueue_alert(alert("k1")) is False  # even after it was sent
+    assert store.outbox_size() == 2
+    assert [a.key for a in store.due_alerts(at(10))] == ["k2", "k3"]
+    sent = store.get_alert("k1")
+    assert sent.sent_at == at(5)
+    assert_aware(sent.sent_at)
+    assert store.get_alert("nope") is None
+
+
+def test_outbox_failures_count_attempts_and_keep_the_head(store):
+    store.enqueue_alert(alert("k1"))
+    store.enqueue_alert(alert("k2"))
+    store.mark_alert_failed("k1", "timeout", at(60))
+    store.mark_alert_failed("k1", "500 from chat", at(120))
+    failed = store.get_alert("k1")
+    assert failed.attempts == 2 and failed.last_error == "500 from chat"
+    assert failed.next_attempt_at == at(120) and failed.sent_at is None
+    # the head is returned although not yet due: the caller sees it must wait
+    head = store.due_alerts(at(1))
+    assert [a.key for a in head] == ["k1", "k2"]
+    assert head[0].next_attempt_at == at(120)
+    assert store.outbox_size() == 2
+    store.mark_alert_failed("missing", "x", at(1))
+    store.mark_alert_sent("missing", at(1))
+    assert store.get_alert("missing") is None
+
+
+# --------------------------------------------------------------------------- re-checks
+
+
+def recheck(post_id: str, due: float, platform: str = "x", **kw) -> Recheck:
+    return Recheck(platform=platform, post_id=post_id, account="gov", posted_at=at(-3600), due_at=at(due), **kw)
+
+
+def test_rechecks(store):
+    store.schedule_recheck(recheck("1", 300))
+    store.schedule_recheck(recheck("2", 100))
+    store.schedule_recheck(recheck("3", 200.5))
+    store.schedule_recheck(recheck("4", 10, platform="bluesky"))
+    assert [r.post_id for r in store.due_rechecks("x", at(250))] == ["2", "3"]
+    assert [r.post_id for r in store.due_rechecks("x", at(300))] == ["2", "3", "1"]  # due at now included
+    assert [r.post_id for r in store.due_rechecks("x", at(1000), limit=1)] == ["2"]
+    assert store.due_rechecks("x", at(0)) == []
+    assert store.count_rechecks() == 4 and store.count_rechecks("x") == 3 and store.count_rechecks("rss") == 0
+
+    replaced = recheck("2", 900, step=3, deleted_streak=1, first_deleted_at=at(50), last_status="deleted")
+    store.schedule_recheck(replaced)
+    assert store.get_recheck("x", "2") == replaced
+    assert_aware(store.get_recheck("x", "2").first_deleted_at)
+    assert [r.post_id for r in store.due_rechecks("x", at(400))] == ["3", "1"]
+    assert store.count_rechecks("x") == 3
+
+    store.remove_recheck("x", "3")
+    store.remove_recheck("x", "missing")
+    assert store.get_recheck("x", "3") is None
+    assert store.count_rechecks() == 3
+    assert [r.post_id for r in store.due_rechecks("x", at(10_000))] == ["1", "2"]
+
+
+# --------------------------------------------------------------------------- deletion log
+
+
+def event(kind: str, post_id: str = "1", detected: float = 0, platform: str = "x", account: str = "gov", **details):
+    return PostEvent(platform=platform, account=account, post_id=post_id, kind=kind, detected_at=at(detected),
+                     details=details)
+
+
+def test_record_event_sets_status_and_replaces_recheck(store):
+    store.record_poll("x", "gov", [make_post("1")], cursor=None, at=at(0))
+    store.schedule_recheck(recheck("1", 100))
+
+    nxt = recheck("1", 400, step=2, deleted_streak=1)
+    withheld = store.record_event(event("withheld", detected=100, country="DE"), nxt)
+    assert withheld.id
+    assert store.get_post("x", "1").status == "withheld"
+    assert store.get_recheck("x", "1") == nxt
+
+    edited = store.record_event(event("edited", detected=200, before="a", after="b"), nxt)
+    assert store.get_post("x", "1").status == "withheld"  # edited is not a state
+
+    store.record_event(event("restored", detected=300), nxt)
+    assert store.get_post("x", "1").status == "alive"
+
+    deleted = store.record_event(event("deleted", detected=400), None)
+    assert store.get_post("x", "1").status == "deleted"
+    assert store.get_recheck("x", "1") is None
+    assert store.count_rechecks() == 0
+
+    events = store.list_events()
+    assert [e.kind for e in events] == ["withheld", "edited", "restored", "deleted"]
+    assert events[0] == withheld and events[1] == edited and events[3] == deleted
+    assert events[1].details == {"before": "a", "after": "b"}
+    assert len({e.id for e in events}) == 4
+    assert_aware(events[0].detected_at)
+
+    for kind in ("author_suspended", "author_protected", "author_deleted"):
+        store.record_event(event(kind, detected=500), None)
+        assert store.get_post("x", "1").status == kind
+
+    # an event for a post the store never saw is still logged, and creates no post
+    store.record_event(event("deleted", post_id="ghost", detected=600), None)
+    assert store.get_post("x", "ghost") is None
+    assert store.list_events(kinds=["deleted"])[-1].post_id == "ghost"
+
+
+def test_list_events_filters(store):
+    store.record_event(event("deleted", "1", detected=10), None)
+    store.record_event(event("edited", "2", detected=20), None)
+    store.record_event(event("deleted", "3", detected=30, platform="bluesky"), None)
+    store.record_event(event("withheld", "4", detected=40, account="pm"), None)
+    store.record_event(event("deleted", "5", detected=5), None)  # detected earlier, logged later
+
+    def ids(**kw):
+        return [e.post_id for e in store.list_events(**kw)]
+
+    assert ids() == ["5", "1", "2", "3", "4"]
+    assert ids(since=at(10)) == ["1", "2", "3", "4"]
+    assert ids(until=at(30)) == ["5", "1", "2"]  # until is exclusive
+    assert ids(since=at(10), until=at(30.5)) == ["1", "2", "3"]
+    assert ids(platform="x") == ["5", "1", "2", "4"]
+    assert ids(account="pm") == ["4"]
+    assert ids(platform="x", account="gov") == ["5", "1", "2"]
+    assert ids(kinds=["deleted"]) == ["5", "1", "3"]
+    assert ids(kinds={"edited", "withheld"}) == ["2", "4"]
+    assert ids(kinds=[]) == []
+    assert ids(since=at(0), platform="x", kinds=["deleted"]) == ["5", "1"]
+
+
+# --------------------------------------------------------------------------- accounts
+
+
+def test_account_state_merge(store):
+    assert store.get_account_states() == []
+    state = store.update_account_state("x", "gov", last_poll_at=at(0), consecutive_errors=0)
+    assert state == AccountState("x", "gov", last_poll_at=at(0))
+    state = store.update_account_state("x", "gov", last_error="boom", last_error_at=at(5), consecutive_errors=2)
+    assert state.last_poll_at == at(0) and state.last_error == "boom" and state.consecutive_errors == 2
+    state = store.update_account_state("x", "gov", paused_until=at(900))
+    state = store.update_account_state("x", "gov", paused_until=None, last_error=None)
+    assert state.paused_until is None and state.last_error is None and state.last_error_at == at(5)
+    store.update_account_state("bluesky", "gov.bsky.social", next_poll_at=at(60))
+    states = store.get_account_states()
+    assert [(s.platform, s.account) for s in states] == [("bluesky", "gov.bsky.social"), ("x", "gov")]
+    assert states[1] == state
+    assert_aware(states[0].next_poll_at)
+    with pytest.raises(TypeError):
+        store.update_account_state("x", "gov", nonsense=1)
+
+
+# --------------------------------------------------------------------------- locks
+
+
+def test_locks(store):
+    assert store.acquire_lock("poll:x", "daemon-a", 30) is True
+    assert store.acquire_lock("poll:x", "daemon-b", 30) is False
+    assert store.acquire_lock("poll:x", "daemon-a", 30) is True  # renew
+    assert store.acquire_lock("other", "daemon-b", 30) is True
+    store.release_lock("poll:x", "daemon-b")  # not the owner: ignored
+    assert store.acquire_lock("poll:x", "daemon-b", 30) is False
+    store.release_lock("poll:x", "daemon-a")
+    assert store.acquire_lock("poll:x", "daemon-b", 30) is True
+
+
+def test_lock_expires(store):
+    assert store.acquire_lock("short", "a", 0.2) is True
+    assert store.acquire_lock("short", "b", 0.2) is False
+    time.sleep(0.35)
+    assert store.acquire_lock("short", "b", 10) is True
+    assert store.acquire_lock("short", "a", 10) is False
+
+
+def test_renewal_extends_the_lock(store):
+    assert store.acquire_lock("r", "a", 0.3) is True
+    time.sleep(0.2)
+    assert store.acquire_lock("r", "a", 1.0) is True
+    time.sleep(0.2)
+    assert store.acquire_lock("r", "b", 1.0) is False
+
+
+# --------------------------------------------------------------------------- persistence
+
+
+def test_everything_persists_across_reopen(open_store):
+    first = open_store()
+    first.record_poll("x", "gov", [make_post(text="a")], cursor="c9",
+                      rejected=[RejectedItem("x", "gov", {"r": 1}, "bad", at(0))], at=at(0))
+    first.record_poll("x", "gov", [make_post(text="b")], cursor=None, at=at(1))
+    first.mark_processed("x", "1", 1)
+    first.put_media(media_record(signals={"pdq": "p"}))
+    first.link_post_media(PostMediaLink("x", "1", 0, "https://cdn/a.jpg", "a" * 64))
+    entry = first.add_known(known("k"))
+    generation = first.known_generation()
+    first.enqueue_alert(alert("k1"))
+    first.schedule_recheck(recheck("1", 10))
+    ev = first.record_event(event("edited", detected=2), recheck("1", 20))
+    first.update_account_state("x", "gov", consecutive_errors=3)
+    first.acquire_lock("daemon", "a", 60)
+    first.close()
+
+    second = open_store()
+    stored = second.get_post("x", "1")
+    assert stored.version == 2 and stored.processed_version == 1 and stored.pending
+    assert [v.post.text for v in second.get_versions("x", "1")] == ["a", "b"]
+    assert second.get_cursor("x", "gov") == "c9"
+    assert len(second.list_rejected()) == 1
+    assert second.get_media("a" * 64).signals == {"pdq": "p"}
+    assert len(second.get_post_media("x", "1")) == 1
+    assert second.get_known(entry.id) == entry and second.known_generation() == generation
+    assert second.enqueue_alert(alert("k1")) is False and second.outbox_size() == 1
+    assert second.get_recheck("x", "1").due_at == at(20)
+    assert second.list_events() == [ev]
+    assert second.get_account_states()[0].consecutive_errors == 3
+    assert second.acquire_lock("daemon", "b", 60) is False
+    next_alert = alert("k2")
+    second.enqueue_alert(next_alert)
+    assert [a.key for a in second.due_alerts(at(0))] == ["k1", "k2"]
+
+
+def test_url_attribute(store):
+    assert isinstance(store.url, str) and store.url

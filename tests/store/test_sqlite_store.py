@@ -1,0 +1,162 @@
+"""SQLite-only behaviour: schema migrations, WAL readers in other processes, thread safety."""
+
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+import sys
+import threading
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+
+from bot.errors import StoreError
+from bot.models import Post
+from bot.store import open_store
+from bot.store.records import Change, OutboxAlert
+from bot.store.sqlite import MIGRATIONS, SCHEMA_VERSION, SqliteStore, _split_statements
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+T0 = datetime(2026, 3, 1, tzinfo=timezone.utc)
+
+
+def post(post_id: str, text: str = "t", account: str = "gov") -> Post:
+    return Post("x", account, post_id, f"https://x/{post_id}", text, T0, raw={"id": post_id})
+
+
+def user_version(path) -> int:
+    conn = sqlite3.connect(path)
+    try:
+        return conn.execute("PRAGMA user_version").fetchone()[0]
+    finally:
+        conn.close()
+
+
+def test_new_database_is_at_current_version_in_wal_mode(tmp_path):
+    path = tmp_path / "a" / "b" / "state.db"
+    store = SqliteStore(str(path))
+    store.close()
+    assert user_version(path) == SCHEMA_VERSION
+    conn = sqlite3.connect(path)
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    conn.close()
+
+
+def test_open_store_url(tmp_path):
+    store = open_store(f"sqlite:///{tmp_path}/s.db")
+    assert isinstance(store, SqliteStore)
+    assert store.url == f"sqlite:///{tmp_path}/s.db"
+    store.close()
+
+
+def test_older_database_is_migrated_keeping_its_data(tmp_path):
+    path = tmp_path / "state.db"
+    conn = sqlite3.connect(path)
+    for statement in _split_statements(MIGRATIONS[0]):
+        conn.execute(statement)
+    conn.execute("PRAGMA user_version = 1")
+    conn.execute("INSERT INTO cursors (platform, account, cursor) VALUES ('x', 'gov', 'old-cursor')")
+    conn.commit()
+    conn.close()
+    assert SCHEMA_VERSION > 1
+
+    store = SqliteStore(str(path))
+    assert user_version(path) == SCHEMA_VERSION
+    assert store.get_cursor("x", "gov") == "old-cursor"
+    assert store.acquire_lock("l", "me", 10)  # the table version 2 added
+    store.close()
+    SqliteStore(str(path)).close()  # reopening a current database changes nothing
+    assert user_version(path) == SCHEMA_VERSION
+
+
+def test_newer_database_is_refused(tmp_path):
+    path = tmp_path / "state.db"
+    SqliteStore(str(path)).close()
+    conn = sqlite3.connect(path)
+    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 5}")
+    conn.commit()
+    conn.close()
+    with pytest.raises(StoreError, match="newer"):
+        SqliteStore(str(path))
+
+
+def test_not_a_database_is_a_store_error(tmp_path):
+    path = tmp_path / "state.db"
+    path.write_bytes(b"this is not sqlite" * 100)
+    with pytest.raises(StoreError):
+        SqliteStore(str(path))
+
+
+READER = """
+import sys, time
+from bot.store.sqlite import SqliteStore
+store = SqliteStore(sys.argv[1])
+counts = []
+deadline = time.monotonic() + 20
+while time.monotonic() < deadline:
+    counts.append(store.count_posts())
+    store.outbox_size()
+    if counts[-1] >= int(sys.argv[2]):
+        break
+print(len(counts), counts[-1], int(all(a <= b for a, b in zip(counts, counts[1:]))))
+"""
+
+
+def test_reader_process_while_daemon_writes(tmp_path):
+    path = str(tmp_path / "state.db")
+    store = SqliteStore(path)
+    total = 150
+    reader = subprocess.Popen(
+        [sys.executable, "-c", READER, path, str(total)], stdout=subprocess.PIPE, text=True, cwd=REPO_ROOT
+    )
+    try:
+        for i in range(total):
+            store.record_poll("x", "gov", [post(str(i))], cursor=str(i))
+            store.enqueue_alert(OutboxAlert(key=f"k{i}", kind="match", payload={}))
+        out, _ = reader.communicate(timeout=30)
+    finally:
+        if reader.poll() is None:
+            reader.kill()
+    assert reader.returncode == 0
+    reads, last, monotonic = out.split()
+    assert int(reads) >= 1 and int(last) == total and monotonic == "1"
+    store.close()
+
+
+def test_several_threads_write_and_read_at_once(tmp_path):
+    store = SqliteStore(str(tmp_path / "state.db"))
+    errors: list[BaseException] = []
+
+    def worker(n: int) -> None:
+        try:
+            for i in range(40):
+                (change,) = store.record_poll("x", f"acct{n}", [post(f"{n}-{i}", account=f"acct{n}")], cursor=str(i))
+                assert change.change is Change.NEW
+                store.enqueue_alert(OutboxAlert(key=f"{n}-{i}", kind="match", payload={}))
+                store.pending_posts(limit=5)
+                store.count_posts()
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert store.count_posts() == 240
+    assert store.outbox_size() == 240
+    assert all(store.get_cursor("x", f"acct{n}") == "39" for n in range(6))
+    store.close()
+
+
+def test_two_store_objects_on_one_file(tmp_path):
+    path = str(tmp_path / "state.db")
+    a, b = SqliteStore(path), SqliteStore(path)
+    a.record_poll("x", "gov", [post("1", "one")], cursor=None)
+    (change,) = b.record_poll("x", "gov", [post("1", "two")], cursor=None)
+    assert change.change is Change.EDITED
+    assert a.acquire_lock("l", "a", 30) and not b.acquire_lock("l", "b", 30)
+    a.close()
+    b.close()
