@@ -59,6 +59,7 @@ def untrusted(value: Any, *, one_line: bool = True) -> str:
     if one_line:
         text = " ".join(text.split())
     text = _MD_SPECIAL.sub(r"\\\1", text)
+    text = re.sub(r"<(?=[!@#])", "<" + WORD_JOINER, text)  # Slack-style <!here>, <@U123>, <#C123> even unescaped
     return text.replace("@", "@" + WORD_JOINER)
 
 
