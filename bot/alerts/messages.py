@@ -2,8 +2,9 @@
 
 The body is CommonMark; apprise converts it for each target (HTML for Matrix/Telegram, Slack mrkdwn...).
 Everything that comes from a post or a platform is untrusted and goes through :func:`untrusted`:
-control and bidi characters removed, Markdown/HTML punctuation backslash-escaped, and ``@`` followed by a
-word joiner (U+2060), so ``@channel``, ``@here``, ``@everyone``, ``@all``, ``@room`` and user mentions never
+control and bidi characters removed, Markdown/HTML punctuation backslash-escaped, ``@`` (and the ``<`` of
+``<!here>``-style tokens, and the ``&`` of HTML entities such as ``&#64;``) followed by a word joiner
+(U+2060), so ``@channel``, ``@here``, ``@everyone``, ``@all``, ``@room`` and user mentions never
 notify anyone and ``<!channel>``-style or raw HTML cannot be formed. Title and body are finally passed
 through :func:`bot.redact.redact`. Rendering never raises: a payload it cannot read is shown as a generic
 alert with its key.
@@ -28,7 +29,8 @@ EXCERPT_CHARS = 280
 EXCERPT_LINES = 8
 WORD_JOINER = "\u2060"
 
-_MD_SPECIAL = re.compile(r"([\\`*_\[\]<>~]|&(?=#?\w+;))")
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]<>~])")
+_ENTITY = re.compile(r"&(?=#?\w+;)")
 _BIDI = dict.fromkeys(map(ord, "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200e\u200f"), None)
 
 EVENT_TITLES = {
@@ -59,6 +61,7 @@ def untrusted(value: Any, *, one_line: bool = True) -> str:
     if one_line:
         text = " ".join(text.split())
     text = _MD_SPECIAL.sub(r"\\\1", text)
+    text = _ENTITY.sub("&" + WORD_JOINER, text)  # &#64;room must not become @room in HTML targets
     text = re.sub(r"<(?=[!@#])", "<" + WORD_JOINER, text)  # Slack-style <!here>, <@U123>, <#C123> even unescaped
     return text.replace("@", "@" + WORD_JOINER)
 
