@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 
 EXCERPT_CHARS = 280
 EXCERPT_LINES = 8
+MAX_BODY_CHARS = 1900
 WORD_JOINER = "\u2060"
 
 _MD_SPECIAL = re.compile(r"([\\`*_\[\]<>~])")
@@ -93,8 +94,8 @@ def quote_block(text: str | None, limit: int = EXCERPT_CHARS) -> str:
 
 
 def link(url: Any) -> str:
-    """An http(s) URL as a bare autolink (percent-encoding whatever could end or break it); anything else as
-    escaped text."""
+    """An http(s) URL as a CommonMark autolink ``<url>`` (percent-encoding whatever could end or break it; on
+    Discord the brackets also stop link previews); anything else as escaped text."""
     if not isinstance(url, str) or not url:
         return "(no link)"
     try:
@@ -103,7 +104,7 @@ def link(url: Any) -> str:
         scheme = ""
     if scheme not in ("http", "https"):
         return untrusted(url)
-    return quote(_strip_controls(url).strip(), safe=":/?#@!$&'*+,;=%~.-_")
+    return "<" + quote(_strip_controls(url).strip(), safe=":/?#@!$&'+,;=%.-_") + ">"
 
 
 def when(value: Any) -> str:
@@ -186,7 +187,7 @@ def _render_match(alert: OutboxAlert) -> tuple[str, str]:
             f"posted {when(origin.get('posted_at'))} {link(origin.get('url'))}"
         )
     else:
-        lines.append(f"**Added to known media:** {when(known.get('added_at'))}")
+        lines.append(f"**First seen:** added to known media {when(known.get('added_at'))}")
     lines.append(
         f"**Tier:** {untrusted(p.get('tier'))} · **Signal:** {untrusted(p.get('signal'))} · "
         f"**Distance:** {_number(p.get('distance'))} · **Inliers:** {_number(p.get('inliers'))}"
@@ -290,5 +291,9 @@ def render(alert: OutboxAlert) -> tuple[str, str]:
         log.exception("cannot render alert %s; sending it in raw form", redact(alert.key))
         title, body = _render_fallback(alert)
     created = iso(alert.created_at) if alert.created_at else ""
-    body += f"\n\n_afterimage · {untrusted(alert.key)} · queued {when(created)}_"
-    return redact(_title_text(title)), redact(body)
+    shown_key = re.sub(r"\b([0-9a-f]{12})[0-9a-f]{52}\b", r"\1…", str(alert.key))  # sha256 shortened
+    body += f"\n\n_afterimage · {untrusted(shown_key)} · queued {when(created)}_"
+    body = redact(body)
+    if len(body) > MAX_BODY_CHARS:  # Discord refuses more than 2000 characters; a refusal would block the outbox
+        body = body[: MAX_BODY_CHARS - 2].rstrip() + " …"
+    return redact(_title_text(title)), body

@@ -164,3 +164,12 @@ def build_targets(urls: list[str], console: bool, timeout: float = DEFAULT_TIMEO
     if problems:
         raise ConfigError(problems)
     return targets
+
+
+def target_problems(urls: list[str]) -> list[str]:
+    """Problems with the configured target URLs (empty when apprise can use all of them), for ``config check``."""
+    try:
+        build_targets(urls, console=False)
+    except ConfigError as e:
+        return list(e.problems)
+    return []

@@ -110,7 +110,7 @@ def test_outage_then_recovery_delivers_backlog_in_order_exactly_once(httpserver,
     hook.status = 200
     recovered = sender.deliver_due(now)
     assert recovered.sent == keys and recovered.pending == 0
-    delivered_posts = [b["message"].split("status/")[1].split()[0] for b in hook.accepted]
+    delivered_posts = [b["message"].split("status/")[1].split(">")[0] for b in hook.accepted]
     assert delivered_posts == ["2000", "2001", "2002", "2003", "2004"]
 
     again = sender.deliver_due(now + timedelta(hours=1))
@@ -282,3 +282,45 @@ def test_missing_images_still_deliver_with_placeholder_panels(httpserver, receiv
     assert png.size[1] > 400
     colors = {c for _, c in png.convert("RGB").getcolors(1 << 22)}
     assert RED not in colors and BLUE not in colors
+
+
+def test_mattermost_bot_mode_uploads_the_comparison_png(httpserver, store, archive, make_alert):
+    uploads, posts = [], []
+
+    def upload(request):
+        uploads.append((request.headers.get("Authorization"), request.form.get("channel_id"), request.files["files"]))
+        uploads[-1] = (*uploads[-1][:2], request.files["files"].filename, request.files["files"].read())
+        return Response('{"file_infos": [{"id": "file-1"}]}', status=201, content_type="application/json")
+
+    def post(request):
+        posts.append(request.get_json())
+        return Response("{}", status=201, content_type="application/json")
+
+    httpserver.expect_request("/api/v4/files", method="POST").respond_with_handler(upload)
+    httpserver.expect_request("/api/v4/posts", method="POST").respond_with_handler(post)
+    make_alert()
+    url = f"mmost://127.0.0.1:{httpserver.port}/botTokenSecret123?mode=bot&to=chan1234567890"
+    assert make_sender(store, archive, url).deliver_due(T0).ok
+    ((auth, channel, filename, data),) = uploads
+    assert auth == "Bearer botTokenSecret123" and channel == "chan1234567890"
+    assert filename.startswith("comparison-") and filename.endswith(".png")
+    assert data.startswith(b"\x89PNG")
+    (message,) = posts
+    assert message["channel_id"] == "chan1234567890" and message["file_ids"] == ["file-1"]
+    assert "https://x.com/mod_gov/status/1001" in message["message"]
+
+
+def test_temporary_attachment_files_are_removed(httpserver, receiver, store, archive, make_alert, tmp_path, monkeypatch):
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    hook = receiver("/hook")
+    hook.status = 500
+    make_alert()
+    sender = make_sender(store, archive, json_url(httpserver, "/hook"))
+    report = sender.deliver_due(T0)
+    hook.status = 200
+    sender.deliver_due(report.retry_at)
+    assert len(hook.received) == 2 and all(b["attachments"] for b in hook.received)
+    assert list((tmp_path / "tmp").iterdir()) == []

@@ -146,3 +146,13 @@ def test_non_http_links_are_not_made_clickable(make_alert):
     _, body = render(alert)
     assert "javascript:alert(1)" in body.replace("\\", "")
     assert "**Post:** javascript:alert\\(1\\)" in body or "**Post:** javascript:alert(1)" in body
+
+
+def test_body_stays_under_discord_limit_even_for_huge_payloads():
+    details = {f"k{i}": "v" * 300 for i in range(30)}
+    event = PostEvent("x", "mod_gov", "42", "edited", detected_at=T0, id="e",
+                      details={"before": {"text": "a " * 5000}, "after": {"text": "b " * 5000}, **details})
+    title, body = render(event_alert(event, POST))
+    assert len(body) <= 1900 and len(title) <= 200
+    event = PostEvent("x", "mod_gov", "42", "deleted", detected_at=T0, id="e", details=details)
+    assert len(render(event_alert(event, POST))[1]) <= 1900

@@ -169,3 +169,12 @@ def test_enqueue_digest_once_per_day_after_its_time(store, httpserver, receiver,
     assert make_sender(store, archive, f"json://127.0.0.1:{httpserver.port}/hook").deliver_due(T0).sent == [first.key]
     assert hook.received[0]["title"] == "Daily digest 2026-11-24"
     assert hook.received[0]["attachments"] == []
+
+
+def test_target_problems_for_config_check():
+    from bot.alerts.targets import target_problems
+
+    assert target_problems(["json://127.0.0.1:9/hook", "mmost://host/token123"]) == []
+    problems = target_problems(["json://127.0.0.1:9/hook", "bogus://secretish/abc", "json://127.0.0.1:9/hook"])
+    assert len(problems) == 2 and problems[0].startswith("alerts.targets.1:") and "secretish" not in problems[0]
+    assert problems[1].startswith("alerts.targets.2:")
