@@ -117,7 +117,8 @@ class AlertSender:
         self.base_backoff = base_backoff
         self.max_backoff = float(config.max_backoff)
         self.max_per_run = max_per_run
-        self.lock_ttl = lock_ttl
+        # a run renews the lock after each alert; one alert may take every target's full timeout
+        self.lock_ttl = max(lock_ttl, 2 * timeout * (len(self.targets) + 1))
         self.rng = rng or random.Random()
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._warned_no_targets = False
@@ -166,7 +167,9 @@ class AlertSender:
                 done.add(alert.key)
                 if len(report.sent) >= self.max_per_run:
                     return
-                self.store.acquire_lock(LOCK_NAME, self.owner, self.lock_ttl)  # renew
+                if not self.store.acquire_lock(LOCK_NAME, self.owner, self.lock_ttl):  # renew
+                    log.warning("lost the alert sender lock to another daemon; stopping this run")
+                    return
 
     def _deliver_one(self, alert: OutboxAlert, now: datetime, report: DeliveryReport) -> bool:
         delivered = delivered_targets(alert)
@@ -209,8 +212,12 @@ class AlertSender:
         """The comparison PNG in ``tmp`` for match/recycled alerts going to a target other than the console."""
         if alert.kind not in ATTACH_KINDS or all(isinstance(t, ConsoleTarget) for t in todo):
             return None
-        data = comparison_png(self.archive, alert.payload)
-        sha = str(alert.payload.get("media_sha256") or "image")[:12]
-        path = tmp / f"comparison-{re.sub(r'[^A-Za-z0-9]', '', sha) or 'image'}.png"
-        path.write_bytes(data)
+        try:
+            data = comparison_png(self.archive, alert.payload)
+            sha = str(alert.payload.get("media_sha256") or "image")[:12]
+            path = tmp / f"comparison-{re.sub(r'[^A-Za-z0-9]', '', sha) or 'image'}.png"
+            path.write_bytes(data)
+        except Exception:  # e.g. no space for the temp file: deliver the text without the picture
+            log.exception("alert %s: cannot prepare the comparison picture; sending without it", redact(alert.key))
+            return None
         return path
