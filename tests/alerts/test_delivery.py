@@ -324,3 +324,34 @@ def test_temporary_attachment_files_are_removed(httpserver, receiver, store, arc
     sender.deliver_due(report.retry_at)
     assert len(hook.received) == 2 and all(b["attachments"] for b in hook.received)
     assert list((tmp_path / "tmp").iterdir()) == []
+
+
+def test_two_daemons_on_one_store_deliver_each_alert_once(httpserver, receiver, db_path, store, archive, make_alert):
+    import threading
+
+    hook = receiver("/hook")
+    keys = [make_alert(post_id=str(i)).key for i in range(8)]
+    stores = [SqliteStore(db_path), SqliteStore(db_path)]
+    senders = [make_sender(s, archive, json_url(httpserver, "/hook"), owner=f"daemon-{i}") for i, s in enumerate(stores)]
+    reports = [None, None]
+    start = threading.Barrier(2)
+
+    def run(i):
+        start.wait()
+        reports[i] = senders[i].deliver_due(T0)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(2)]
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+        for s in senders:  # whoever was locked out catches up; nothing is left to send twice
+            s.deliver_due(T0)
+    finally:
+        for s in stores:
+            s.close()
+    sent = [k for r in reports for k in r.sent]
+    assert sorted(sent) == sorted(keys)
+    posts = [b["message"].split("status/")[1].split(">")[0] for b in hook.accepted]
+    assert posts == [str(i) for i in range(8)]
