@@ -122,10 +122,13 @@ class AlertSender:
         self.rng = rng or random.Random()
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._warned_no_targets = False
+        self._clock = utcnow
 
     # ------------------------------------------------------------------ running
     def deliver_due(self, now: datetime | None = None) -> DeliveryReport:
         """Deliver due alerts in FIFO order until the outbox is empty, the head is backing off, or one fails."""
+        # a given ``now`` (tests, replays) is used throughout; otherwise each record gets the real time
+        self._clock = (lambda fixed=as_utc(now): fixed) if now is not None else utcnow
         now = as_utc(now or utcnow())
         report = DeliveryReport()
         if not self.targets:
@@ -187,6 +190,7 @@ class AlertSender:
                         log.warning("alert %s not accepted by %s: %s", redact(alert.key), target.label, errors[-1])
                     else:
                         delivered.add(target.id)
+        now = self._clock()
         if errors:
             delay = backoff_delay(alert.attempts, self.base_backoff, self.max_backoff, self.rng)
             retry_at = now + timedelta(seconds=delay)

@@ -355,3 +355,13 @@ def test_two_daemons_on_one_store_deliver_each_alert_once(httpserver, receiver, 
     assert sorted(sent) == sorted(keys)
     posts = [b["message"].split("status/")[1].split(">")[0] for b in hook.accepted]
     assert posts == [str(i) for i in range(8)]
+
+
+def test_without_an_explicit_now_the_real_time_is_recorded(httpserver, receiver, store, archive, make_alert):
+    from bot.models import utcnow
+
+    receiver("/hook")
+    alert = make_alert(created_at=utcnow())
+    before = utcnow()
+    assert make_sender(store, archive, json_url(httpserver, "/hook")).deliver_due().sent == [alert.key]
+    assert before <= store.get_alert(alert.key).sent_at <= utcnow()
