@@ -20,7 +20,7 @@ import logging
 import re
 from pathlib import Path
 from typing import Protocol
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 import apprise
 
@@ -68,26 +68,36 @@ def target_id(url: str) -> str:
     return "t" + hashlib.sha256(url.encode()).hexdigest()[:12]
 
 
-_SPLIT = re.compile(r"[/?&=:@,;+]")
+_SPLIT = re.compile(r"[/?&=:@,;+#]")
+
+
+def _looks_secret(piece: str) -> bool:
+    """Tokens are long or mix letters and digits; plain words ("hooks", "alerts") are not masked everywhere."""
+    return len(piece) >= 10 or (len(piece) >= 6 and any(c.isdigit() for c in piece) and any(c.isalpha() for c in piece))
 
 
 def register_url_secrets(url: str, private_form: str | None = None) -> None:
-    """Register the secret parts of an apprise URL for redaction (see module docstring)."""
+    """Register the secret parts of an apprise URL for redaction: the whole URL, its password, and every
+    token-like part of its host, path, query values and fragment that apprise hides in ``private_form``
+    (its ``url(privacy=True)``)."""
     register_secret(url)
     try:
         parts = urlsplit(url)
+        password = parts.password
     except ValueError:
         return
-    if parts.password:
-        register_secret(parts.password)
-        register_secret(unquote(parts.password))
+    if password:
+        register_secret(password)
+        register_secret(unquote(password))
     if private_form is None:
         return
-    shown = set(_SPLIT.split(private_form))
-    for piece in _SPLIT.split(f"{parts.path}?{parts.query}#{parts.fragment}"):
-        if piece and piece not in shown:
-            register_secret(piece)
-            register_secret(unquote(piece))
+    shown = {unquote(p) for p in _SPLIT.split(private_form)}
+    hostinfo = parts.netloc.rsplit("@", 1)[-1]
+    values = [v for _, v in parse_qsl(parts.query, keep_blank_values=False)]
+    for text in (hostinfo, parts.path, parts.fragment, *values):
+        for piece in _SPLIT.split(unquote(text)):
+            if piece and piece not in shown and _looks_secret(piece):
+                register_secret(piece)
 
 
 def _scheme_only(url: str) -> str:

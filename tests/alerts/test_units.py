@@ -178,3 +178,24 @@ def test_target_problems_for_config_check():
     problems = target_problems(["json://127.0.0.1:9/hook", "bogus://secretish/abc", "json://127.0.0.1:9/hook"])
     assert len(problems) == 2 and problems[0].startswith("alerts.targets.1:") and "secretish" not in problems[0]
     assert problems[1].startswith("alerts.targets.2:")
+
+
+@pytest.mark.parametrize(
+    "url, secret",
+    [
+        ("slack://T1JJ3T3L2/A1BRTD4JD/TIiajkdnlazkcOXrIdevi7FQ/#alerts", "TIiajkdnlazkcOXrIdevi7FQ"),
+        ("mmosts://chat.example.org/8j4kd0s9fh3ud7s6dk2m4l1a0p", "8j4kd0s9fh3ud7s6dk2m4l1a0p"),
+        ("workflows://prod-12.westus.logic.azure.com:443/6d2a3a9e8f/sigSECRETsig123", "sigSECRETsig123"),
+        ("discord://4174216298/JHMHI8qBe7bk2ZwO5U711o3dV_js", "JHMHI8qBe7bk2ZwO5U711o3dV_js"),
+        ("matrixs://bot:matrixPassw0rd@matrix.example.org/#newsroom", "matrixPassw0rd"),
+        ("tgram://123456789:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw/-100123", "AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw"),
+        ("json://hooks.example.org/ingest?token=jsonTokenValue99", "jsonTokenValue99"),
+    ],
+)
+def test_every_supported_chat_url_is_accepted_and_its_secret_registered(url, secret):
+    from bot.alerts.targets import AppriseTarget
+    from bot.redact import redact
+
+    target = AppriseTarget(url)
+    assert secret not in target.label
+    assert redact(f"error talking to {secret}") == "error talking to ***"
