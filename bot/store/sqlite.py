@@ -198,26 +198,32 @@ class SqliteStore(StateStore):
 
     # ----------------------------------------------------------------- plumbing
     def _migrate(self) -> None:
-        with self._lock:
-            try:
-                current = self._conn.execute("PRAGMA user_version").fetchone()[0]
-            except sqlite3.DatabaseError as exc:
-                raise StoreError(f"{self.path} is not a usable SQLite database: {exc}") from exc
-            if current > SCHEMA_VERSION:
-                raise StoreError(
-                    f"{self.path} has schema version {current}, newer than this afterimage knows "
-                    f"({SCHEMA_VERSION}): upgrade afterimage or use another store"
-                )
-            for number in range(current + 1, SCHEMA_VERSION + 1):
+        """Apply the missing migrations, one transaction each. The version is read again inside each write
+        transaction, so two processes opening a new database at once do not both apply a step."""
+        while True:
+            with self._lock:
                 try:
                     self._conn.execute("BEGIN IMMEDIATE")
-                    for statement in _split_statements(MIGRATIONS[number - 1]):
-                        self._conn.execute(statement)
-                    self._conn.execute(f"PRAGMA user_version = {number}")
-                    self._conn.execute("COMMIT")
+                    try:
+                        current = self._conn.execute("PRAGMA user_version").fetchone()[0]
+                        if current > SCHEMA_VERSION:
+                            raise StoreError(
+                                f"{self.path} has schema version {current}, newer than this afterimage knows "
+                                f"({SCHEMA_VERSION}): upgrade afterimage or use another store"
+                            )
+                        if current < SCHEMA_VERSION:
+                            for statement in _split_statements(MIGRATIONS[current]):
+                                self._conn.execute(statement)
+                            self._conn.execute(f"PRAGMA user_version = {current + 1}")
+                        self._conn.execute("COMMIT")
+                    except BaseException:
+                        if self._conn.in_transaction:
+                            self._conn.execute("ROLLBACK")
+                        raise
                 except sqlite3.Error as exc:
-                    self._conn.execute("ROLLBACK")
-                    raise StoreError(f"{self.path}: schema migration to version {number} failed: {exc}") from exc
+                    raise StoreError(f"{self.path}: cannot open or migrate the schema: {exc}") from exc
+            if current >= SCHEMA_VERSION:
+                return
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
@@ -225,18 +231,15 @@ class SqliteStore(StateStore):
         with self._lock:
             try:
                 self._conn.execute("BEGIN IMMEDIATE")
+                try:
+                    yield self._conn
+                    self._conn.execute("COMMIT")
+                except BaseException:
+                    if self._conn.in_transaction:  # SQLite may already have rolled back (disk full, ...)
+                        self._conn.execute("ROLLBACK")
+                    raise
             except sqlite3.Error as exc:
                 raise StoreError(f"SQLite store {self.path}: {exc}") from exc
-            try:
-                yield self._conn
-            except sqlite3.Error as exc:
-                self._conn.execute("ROLLBACK")
-                raise StoreError(f"SQLite store {self.path}: {exc}") from exc
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
-            else:
-                self._conn.execute("COMMIT")
 
     def _query(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row | tuple[Any, ...]]:
         with self._lock:

@@ -28,7 +28,7 @@ def _delete_prefix(url: str) -> None:
 
 
 @pytest.fixture(params=["sqlite", pytest.param("redis", marks=pytest.mark.redis)])
-def open_store(request: pytest.FixtureRequest, tmp_path) -> Iterator[Opener]:
+def store_opener(request: pytest.FixtureRequest, tmp_path) -> Iterator[Opener]:
     """A function opening (again) the same store: a second call sees what the first one wrote."""
     if request.param == "sqlite":
         from bot.store.sqlite import SqliteStore
@@ -64,5 +64,5 @@ def open_store(request: pytest.FixtureRequest, tmp_path) -> Iterator[Opener]:
 
 
 @pytest.fixture
-def store(open_store: Opener) -> StateStore:
-    return open_store()
+def store(store_opener: Opener) -> StateStore:
+    return store_opener()

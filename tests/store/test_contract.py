@@ -1,4 +1,4 @@
-"""The state-store contract: every backend passes exactly these tests (see ``conftest.open_store``)."""
+"""The state-store contract: every backend passes exactly these tests (see ``conftest.store_opener``)."""
 
 from __future__ import annotations
 
@@ -494,8 +494,8 @@ def test_renewal_extends_the_lock(store):
 # --------------------------------------------------------------------------- persistence
 
 
-def test_everything_persists_across_reopen(open_store):
-    first = open_store()
+def test_everything_persists_across_reopen(store_opener):
+    first = store_opener()
     first.record_poll("x", "gov", [make_post(text="a")], cursor="c9",
                       rejected=[RejectedItem("x", "gov", {"r": 1}, "bad", at(0))], at=at(0))
     first.record_poll("x", "gov", [make_post(text="b")], cursor=None, at=at(1))
@@ -511,7 +511,7 @@ def test_everything_persists_across_reopen(open_store):
     first.acquire_lock("daemon", "a", 60)
     first.close()
 
-    second = open_store()
+    second = store_opener()
     stored = second.get_post("x", "1")
     assert stored.version == 2 and stored.processed_version == 1 and stored.pending
     assert [v.post.text for v in second.get_versions("x", "1")] == ["a", "b"]

@@ -160,3 +160,11 @@ def test_two_store_objects_on_one_file(tmp_path):
     assert a.acquire_lock("l", "a", 30) and not b.acquire_lock("l", "b", 30)
     a.close()
     b.close()
+
+
+def test_several_processes_creating_the_database_at_once(tmp_path):
+    path = str(tmp_path / "fresh.db")
+    script = "import sys; from bot.store.sqlite import SqliteStore; SqliteStore(sys.argv[1]).close()"
+    procs = [subprocess.Popen([sys.executable, "-c", script, path], cwd=REPO_ROOT) for _ in range(4)]
+    assert [p.wait(timeout=30) for p in procs] == [0, 0, 0, 0]
+    assert user_version(path) == SCHEMA_VERSION

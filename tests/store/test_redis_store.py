@@ -1,0 +1,204 @@
+"""Redis-only behaviour: URL handling, password redaction, key prefixes, connection errors, atomic versioning
+with several clients. Needs a real redis-server (``redis_url`` fixture)."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+import uuid
+from datetime import datetime, timezone
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+import redis
+
+from bot.errors import StoreError
+from bot.models import Post
+from bot.redact import redact
+from bot.store import open_store
+from bot.store.records import Change, OutboxAlert
+from bot.store.redis import RedisStore, parse_store_url
+
+pytestmark = pytest.mark.redis
+
+T0 = datetime(2026, 3, 1, tzinfo=timezone.utc)
+
+
+def post(post_id: str, text: str = "t") -> Post:
+    return Post("x", "gov", post_id, f"https://x/{post_id}", text, T0, raw={"id": post_id})
+
+
+def prefix_of(url: str) -> str:
+    return parse_qs(urlsplit(url).query)["prefix"][0]
+
+
+def raw_client(url: str) -> redis.Redis:
+    return redis.Redis.from_url(url.split("?", 1)[0], decode_responses=True)
+
+
+@pytest.fixture
+def cleanup():
+    """Delete every key under the prefixes a test registers."""
+    urls: list[str] = []
+    yield urls.append
+    for url in urls:
+        client = raw_client(url)
+        keys = list(client.scan_iter(match=f"{prefix_of(url)}:*"))
+        if keys:
+            client.delete(*keys)
+        client.close()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# --------------------------------------------------------------------------- URL handling (no server needed)
+
+
+def test_prefix_is_stripped_and_redis_options_pass_through():
+    url, prefix, password = parse_store_url(
+        "rediss://:s3cr%40t@redis.example.org:6380/2?prefix=team1&ssl_cert_reqs=none&ssl_ca_certs=/etc/ca.pem"
+    )
+    assert prefix == "team1" and password == "s3cr@t"
+    assert "prefix" not in url
+    kwargs = redis.Redis.from_url(url).connection_pool.connection_kwargs
+    assert kwargs["ssl_cert_reqs"] == "none" and kwargs["ssl_ca_certs"] == "/etc/ca.pem"
+    assert kwargs["password"] == "s3cr@t" and kwargs["db"] == 2 and kwargs["port"] == 6380
+
+
+def test_default_prefix_and_unix_socket_url():
+    url, prefix, password = parse_store_url("unix:///run/redis/redis.sock?db=3")
+    assert prefix == "afterimage" and password is None
+    assert url == "unix:///run/redis/redis.sock?db=3"
+    assert redis.Redis.from_url(url).connection_pool.connection_kwargs["path"] == "/run/redis/redis.sock"
+
+
+@pytest.mark.parametrize("bad", ["http://localhost:6379", "redis://localhost?prefix=", "redis://localhost?prefix=a%20b"])
+def test_bad_urls_are_store_errors(bad):
+    with pytest.raises(StoreError):
+        parse_store_url(bad)
+
+
+def test_unreachable_server_is_a_fast_store_error_without_the_password():
+    port = free_port()  # nothing listens there
+    started = time.monotonic()
+    with pytest.raises(StoreError) as info:
+        RedisStore(f"redis://:hunter2-pw@127.0.0.1:{port}/0?socket_connect_timeout=0.5&prefix=p")
+    assert time.monotonic() - started < 5
+    message = str(info.value)
+    assert "hunter2-pw" not in message
+    assert "cannot reach" in message and f"127.0.0.1:{port}" in message
+    assert redact("leaked hunter2-pw") == "leaked ***"  # the password was registered as a secret
+
+
+# --------------------------------------------------------------------------- against the test server
+
+
+def test_open_store_url_and_redacted_url(redis_url, cleanup):
+    cleanup(redis_url)
+    store = open_store(redis_url)
+    assert isinstance(store, RedisStore)
+    assert store.url.endswith(f"?prefix={prefix_of(redis_url)}")
+    store.close()
+
+
+def test_password_in_url_is_used_and_redacted(redis_url, cleanup):
+    cleanup(redis_url)
+    admin = raw_client(redis_url)
+    user, password = f"afterimage-test-{uuid.uuid4().hex[:8]}", f"pw-{uuid.uuid4().hex}"
+    prefix = prefix_of(redis_url)
+    admin.acl_setuser(user, enabled=True, passwords=[f"+{password}"], keys=[f"{prefix}:*"], commands=["+@all"])
+    try:
+        parts = urlsplit(redis_url)
+        url = f"redis://{user}:{password}@{parts.hostname}:{parts.port}{parts.path}?prefix={prefix}"
+        store = RedisStore(url)
+        assert password not in store.url and f"{user}:***@" in store.url
+        assert redact(f"url was {url}") == f"url was {url.replace(password, '***')}"
+        store.record_poll("x", "gov", [post("1")], cursor="c")
+        assert store.get_cursor("x", "gov") == "c"
+        store.close()
+
+        with pytest.raises(StoreError) as info:
+            RedisStore(url.replace(password, "wrong-password-123"))
+        assert "wrong-password-123" not in str(info.value)
+    finally:
+        admin.acl_deluser(user)
+        admin.close()
+
+
+def test_every_key_is_under_the_prefix_and_prefixes_are_isolated(redis_url, cleanup):
+    other_url = redis_url.rsplit("prefix=", 1)[0] + f"prefix=other-{uuid.uuid4().hex[:8]}"
+    cleanup(redis_url)
+    cleanup(other_url)
+    client = raw_client(redis_url)
+    before = set(client.scan_iter(match="*"))
+    a, b = RedisStore(redis_url), RedisStore(other_url)
+    a.record_poll("x", "gov", [post("1")], cursor="a")
+    a.enqueue_alert(OutboxAlert(key="k", kind="match", payload={}))
+    a.acquire_lock("l", "me", 30)
+    assert b.get_post("x", "1") is None and b.get_cursor("x", "gov") is None
+    assert b.count_posts() == 0 and b.outbox_size() == 0
+    assert b.enqueue_alert(OutboxAlert(key="k", kind="match", payload={})) is True
+    assert b.acquire_lock("l", "other", 30) is True
+
+    written = set(client.scan_iter(match="*")) - before
+    prefix, other = prefix_of(redis_url), prefix_of(other_url)
+    assert any(k.startswith(f"{prefix}:post:") for k in written)
+    assert any(k.startswith(f"{other}:outbox") for k in written)
+    assert all(k.startswith((f"{prefix}:", f"{other}:")) for k in written)
+    client.close()
+    a.close()
+    b.close()
+
+
+def test_errors_during_use_are_store_errors(redis_url, cleanup):
+    cleanup(redis_url)
+    store = RedisStore(redis_url)
+    store.record_poll("x", "gov", [post("1")], cursor=None)
+    retry = store._r.get_retry()  # the store's own short retry policy
+    store._r.close()
+    store._r = redis.Redis(port=free_port(), socket_connect_timeout=0.5, decode_responses=True, retry=retry)
+    started = time.monotonic()
+    with pytest.raises(StoreError, match="cannot reach"):
+        store.get_post("x", "1")
+    with pytest.raises(StoreError):
+        store.record_poll("x", "gov", [post("2")], cursor=None)
+    with pytest.raises(StoreError):
+        list(store.iter_posts())
+    assert time.monotonic() - started < 5  # the daemon gets the error quickly and does its own waiting
+    store.close()
+
+
+def test_concurrent_clients_version_one_post_atomically(redis_url, cleanup):
+    cleanup(redis_url)
+    stores = [RedisStore(redis_url) for _ in range(6)]
+    results: list[tuple[Change, int]] = []
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(len(stores))
+
+    def worker(n: int) -> None:
+        try:
+            barrier.wait()
+            for i in range(10):
+                (change,) = stores[n].record_poll("x", "gov", [post("1", text=f"{n}-{i}")], cursor=None)
+                results.append((change.change, change.version))
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(len(stores))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    versions = stores[0].get_versions("x", "1")
+    assert [v.version for v in versions] == list(range(1, 61))  # no version lost or duplicated
+    assert sorted(v for _, v in results) == list(range(1, 61))
+    assert sum(1 for c, _ in results if c is Change.NEW) == 1
+    assert stores[0].get_post("x", "1").version == 60
+    for s in stores:
+        s.close()
