@@ -165,6 +165,17 @@ class StateStore(ABC):
     def outbox_size(self) -> int:
         """Number of alerts not yet delivered."""
 
+    def list_alerts(
+        self,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        kinds: Iterable[str] | None = None,
+    ) -> list[OutboxAlert]:
+        """Alerts (sent or not) created in [since, until), of the given kinds, in FIFO order. Optional: used by
+        the daily digest to count matches; a backend without it raises NotImplementedError and the digest
+        then counts only deletion-log events."""
+        raise NotImplementedError
+
     # ----------------------------------------------------------------- re-checks
     @abstractmethod
     def schedule_recheck(self, recheck: Recheck) -> None:

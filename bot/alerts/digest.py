@@ -1,0 +1,118 @@
+"""The daily digest: what happened on the watched accounts in the 24 hours before the digest time.
+
+:func:`build_digest` counts, per account, the match / recycled / suggest alerts raised and the deletion-log
+events detected in the window ``[until - 24h, until)``, where ``until`` is the configured time of day
+(``alerts.digest.at``, UTC) on the digest's date, so the same day always yields the same digest.
+:func:`enqueue_digest_if_due` is safe to call as often as the daemon likes: the key ``digest:YYYY-MM-DD``
+makes the store refuse a second digest for a day.
+
+Alert counts need ``StateStore.list_alerts`` (an optional store method); a store without it still gets a
+digest of the events, with ``alerts_counted: false``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Iterable
+from datetime import date, datetime, time, timedelta, timezone
+from typing import Any
+
+from bot.alerts.payloads import EVENT_KINDS, MATCH_KINDS, digest_key
+from bot.config import DigestConfig
+from bot.models import as_utc, iso, utcnow
+from bot.store.base import StateStore
+from bot.store.records import OutboxAlert
+
+log = logging.getLogger(__name__)
+
+WINDOW = timedelta(hours=24)
+COUNTERS = ("match", "recycled", "suggest", "deleted", "edited", "other_events")
+
+
+def digest_window(day: date, at: str = "00:00") -> tuple[datetime, datetime]:
+    hh, mm = (int(x) for x in at.split(":"))
+    until = datetime.combine(day, time(hh, mm), tzinfo=timezone.utc)
+    return until - WINDOW, until
+
+
+def _alerts_in(store: StateStore, since: datetime, until: datetime) -> list[OutboxAlert] | None:
+    lister = getattr(store, "list_alerts", None)
+    if lister is None:
+        return None
+    try:
+        return list(lister(since=since, until=until, kinds=MATCH_KINDS))
+    except NotImplementedError:
+        return None
+
+
+def digest_payload(
+    day: date,
+    since: datetime,
+    until: datetime,
+    events: Iterable[Any],
+    alerts: Iterable[OutboxAlert] | None,
+) -> dict[str, Any]:
+    """The ``digest`` payload from deletion-log events and match alerts (see :mod:`bot.alerts.payloads`)."""
+    per: dict[tuple[str, str], dict[str, int]] = defaultdict(lambda: dict.fromkeys(COUNTERS, 0))
+    totals = dict.fromkeys(COUNTERS, 0)
+    for ev in events:
+        counter = ev.kind if ev.kind in ("deleted", "edited") else "other_events"
+        if ev.kind not in EVENT_KINDS:
+            continue
+        per[(ev.platform, ev.account)][counter] += 1
+        totals[counter] += 1
+    for alert in alerts or ():
+        if alert.kind not in MATCH_KINDS:
+            continue
+        created = as_utc(alert.created_at)
+        if not (since <= created < until):
+            continue
+        p = alert.payload
+        counter = "suggest" if p.get("tier") == "suggest" else alert.kind
+        per[(str(p.get("platform")), str(p.get("account")))][counter] += 1
+        totals[counter] += 1
+    accounts = [{"platform": k[0], "account": k[1], **v} for k, v in sorted(per.items())]
+    return {
+        "date": day.isoformat(),
+        "since": iso(since),
+        "until": iso(until),
+        "totals": totals,
+        "accounts": accounts,
+        "alerts_counted": alerts is not None,
+    }
+
+
+def build_digest(
+    store: StateStore,
+    day: date,
+    at: str = "00:00",
+    alerts: Iterable[OutboxAlert] | None = None,
+    now: datetime | None = None,
+) -> OutboxAlert:
+    """The digest alert of ``day`` (kind ``digest``, key ``digest:YYYY-MM-DD``). ``alerts`` overrides the
+    match alerts read from the store (for stores without ``list_alerts``)."""
+    since, until = digest_window(day, at)
+    events = store.list_events(since=since, until=until)
+    if alerts is None:
+        alerts = _alerts_in(store, since, until)
+    payload = digest_payload(day, since, until, events, alerts)
+    return OutboxAlert(key=digest_key(day.isoformat()), kind="digest", payload=payload, created_at=now or utcnow())
+
+
+def enqueue_digest_if_due(store: StateStore, config: DigestConfig, now: datetime | None = None) -> OutboxAlert | None:
+    """Enqueue today's digest once ``config.at`` has passed (when enabled). Returns the alert when it was added."""
+    if not config.enabled:
+        return None
+    now = as_utc(now or utcnow())
+    since, until = digest_window(now.date(), config.at)
+    if now < until:
+        return None
+    key = digest_key(now.date().isoformat())
+    if store.get_alert(key) is not None:
+        return None
+    alert = build_digest(store, now.date(), config.at, now=now)
+    if store.enqueue_alert(alert):
+        log.info("daily digest %s queued", key)
+        return alert
+    return None

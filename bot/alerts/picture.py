@@ -1,0 +1,164 @@
+"""The side-by-side comparison picture attached to match and recycled alerts.
+
+Posted image on the left, known image on the right, both scaled to the same height, the matched region
+outlined on the posted image, a small label above each panel. Images come from the evidence archive
+(verified reads); an image that is missing, corrupt, not an image (e.g. a video file) or too large to decode
+becomes a grey placeholder panel saying so: building the picture never raises.
+
+Region coordinates are in the posted image's decoded pixel grid (EXIF orientation is not applied, so the
+outline lands where the matcher measured it).
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from PIL import Image, ImageDraw, ImageFont
+
+from bot.archive import Archive
+from bot.redact import redact
+
+log = logging.getLogger(__name__)
+
+PANEL_HEIGHT = 480
+MAX_WIDTH = 1800
+LABEL_HEIGHT = 22
+GAP = 8
+BACKGROUND = (255, 255, 255)
+PLACEHOLDER = (200, 200, 200)
+OUTLINE = (255, 0, 255)
+MAX_PIXELS = 80_000_000  # refuse decompression bombs before decoding
+
+
+@dataclass(frozen=True)
+class Panel:
+    image: Image.Image | None  # None: placeholder
+    label: str
+    problem: str | None = None
+
+
+def _font(size: int = 14) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
+    try:
+        return ImageFont.load_default(size=size)
+    except Exception:  # Pillow built without FreeType
+        return ImageFont.load_default()
+
+
+def load_image(archive: Archive, relpath: str | None) -> tuple[Image.Image | None, str | None]:
+    """(RGB image, None) or (None, why it could not be loaded)."""
+    if not relpath:
+        return None, "no archived file"
+    try:
+        data = archive.get(relpath)
+    except Exception as e:  # ArchiveError: missing, unreadable or hash mismatch
+        return None, "corrupt in archive" if "corrupt" in str(e) else "missing from archive"
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            if im.width * im.height > MAX_PIXELS:
+                return None, f"too large to show ({im.width}x{im.height})"
+            im.seek(0)
+            return im.convert("RGB"), None
+    except Exception:
+        return None, "not a decodable image"
+
+
+def _scale(image: Image.Image, height: int) -> tuple[Image.Image, float]:
+    factor = height / image.height
+    width = max(1, round(image.width * factor))
+    return image.resize((width, height), Image.Resampling.LANCZOS), factor
+
+
+def _placeholder(width: int, height: int, text: str) -> Image.Image:
+    im = Image.new("RGB", (width, height), PLACEHOLDER)
+    draw = ImageDraw.Draw(im)
+    font = _font(16)
+    lines = ["image unavailable", text[:60]]
+    y = height // 2 - 20
+    for line in lines:
+        w = draw.textlength(line, font=font)
+        draw.text(((width - w) / 2, y), line, fill=(60, 60, 60), font=font)
+        y += 22
+    return im
+
+
+def _valid_region(region: Any) -> list[tuple[float, float]] | None:
+    try:
+        points = [(float(p[0]), float(p[1])) for p in region]
+    except (TypeError, ValueError, IndexError):
+        return None
+    return points if len(points) >= 3 else None
+
+
+def comparison_image(
+    posted: Panel,
+    known: Panel,
+    region: Sequence[Sequence[float]] | None = None,
+    height: int = PANEL_HEIGHT,
+    max_width: int = MAX_WIDTH,
+) -> Image.Image:
+    """Compose the comparison picture from two panels (see module docstring)."""
+    images = [p.image for p in (posted, known)]
+    # the common height: PANEL_HEIGHT, or smaller if the two scaled widths would not fit in max_width
+    widths_at_h = [(im.width * height / im.height) if im is not None else height * 0.75 for im in images]
+    total = sum(widths_at_h) + GAP
+    if total > max_width:
+        height = max(64, int(height * (max_width - GAP) / (total - GAP)))
+    scaled: list[Image.Image] = []
+    factors: list[float] = []
+    for panel, im in zip((posted, known), images):
+        if im is None:
+            scaled.append(_placeholder(max(160, int(height * 0.75)), height, panel.problem or ""))
+            factors.append(0.0)
+        else:
+            s, f = _scale(im, height)
+            scaled.append(s)
+            factors.append(f)
+    points = _valid_region(region) if region is not None else None
+    if points and posted.image is not None:
+        f = factors[0]
+        draw = ImageDraw.Draw(scaled[0])
+        poly = [(x * f, y * f) for x, y in points]
+        draw.line(poly + [poly[0]], fill=OUTLINE, width=max(2, height // 160), joint="curve")
+    width = scaled[0].width + GAP + scaled[1].width
+    out = Image.new("RGB", (width, height + LABEL_HEIGHT), BACKGROUND)
+    draw = ImageDraw.Draw(out)
+    font = _font(14)
+    x = 0
+    for panel, im in zip((posted, known), scaled):
+        out.paste(im, (x, LABEL_HEIGHT))
+        label = panel.label
+        while label and draw.textlength(label, font=font) > im.width - 4 and len(label) > 4:
+            label = label[:-2]
+        if label != panel.label:
+            label = label.rstrip() + "…"
+        draw.text((x + 2, 3), label, fill=(0, 0, 0), font=font)
+        x += im.width + GAP
+    return out
+
+
+def comparison_png(archive: Archive, payload: dict[str, Any]) -> bytes:
+    """The PNG for a ``match``/``recycled`` payload; never raises (worst case: two placeholder panels)."""
+    try:
+        known = payload.get("known") or {}
+        posted_img, posted_problem = load_image(archive, payload.get("media_archive_path"))
+        known_img, known_problem = load_image(archive, known.get("archive_path"))
+        posted_label = redact(f"posted: {payload.get('platform')}/{payload.get('account')} {payload.get('post_id')}")
+        what = "seen before" if known.get("kind") == "seen" else "known"
+        known_label = redact(f"{what}: {known.get('label') or '?'}")
+        if known.get("frame_ts") is not None:
+            known_label += f" @ {known['frame_ts']}s"
+        image = comparison_image(
+            Panel(posted_img, posted_label, posted_problem),
+            Panel(known_img, known_label, known_problem),
+            payload.get("region"),
+        )
+    except Exception:
+        log.exception("cannot build the comparison picture; sending a placeholder")
+        image = comparison_image(Panel(None, "posted", "error"), Panel(None, "known", "error"))
+    buf = io.BytesIO()
+    image.save(buf, format="PNG", optimize=False)
+    return buf.getvalue()
