@@ -30,10 +30,9 @@ from datetime import datetime, timedelta, timezone
 
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
-from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
-from bot.alerts.digest import digest_alert
+from bot.alerts.digest import enqueue_digest_if_due
 from bot.alerts.sender import AlertSender
 from bot.archive import Archive
 from bot.config import Config
@@ -88,7 +87,7 @@ class Daemon:
         self.accounts = {p: list(s.accounts) for p, s in sections.items() if p in self.watchers}
         self.matcher = Matcher(self.store, self.archive, config.matching)
         self.tracker = RecheckTracker(self.store, {p: s.recheck for p, s in sections.items()})
-        self.sender = AlertSender(self.store, self.archive, config.alerts)
+        self.sender = AlertSender(self.store, self.archive, config.alerts, owner=self.owner)
         self.pipeline = Pipeline(
             self.store,
             self.archive,
@@ -185,15 +184,12 @@ class Daemon:
         self.process_pending()  # edits found by re-checks: archive and match their new media
 
     def deliver_alerts(self) -> None:
-        if not self.store.acquire_lock("outbox", self.owner, ttl_seconds=300):
-            return
-        try:
-            self.sender.deliver_due(self.clock())
-        finally:
-            self.store.release_lock("outbox", self.owner)
+        """Deliver queued alerts (the sender takes the outbox lock itself, so several daemons never both send)."""
+        self.sender.deliver_due(self.clock())
 
     def enqueue_digest(self) -> None:
-        self.store.enqueue_alert(digest_alert(self.store, self.clock()))
+        """Queue today's digest once its time has passed; idempotent, so checking often is harmless."""
+        enqueue_digest_if_due(self.store, self.config.alerts.digest, self.clock())
 
     # ------------------------------------------------------------------ scheduling
     def _guarded(self, name: str, fn: Callable[..., object], *args: object) -> None:
@@ -247,10 +243,9 @@ class Daemon:
             id="pending", next_run_time=now, misfire_grace_time=60,
         )
         if self.config.alerts.digest.enabled:
-            hour, minute = (int(p) for p in self.config.alerts.digest.at.split(":"))
             scheduler.add_job(
-                self._guarded, CronTrigger(hour=hour, minute=minute, timezone=timezone.utc),
-                args=("digest", self.enqueue_digest), id="digest", misfire_grace_time=3600,
+                self._guarded, IntervalTrigger(minutes=5, timezone=timezone.utc), args=("digest", self.enqueue_digest),
+                id="digest", next_run_time=now, misfire_grace_time=300,
             )
         return scheduler
 

@@ -90,7 +90,10 @@ class Pipeline:
         """Persist one poll's posts and cursor (one atomic write) and archive each raw version."""
         for post in result.posts:
             self.archive.put(post.raw_bytes(), "json")
-        changes = self.store.record_poll(platform, account, result.posts, result.cursor, result.rejected, at=self.clock())
+        now = self.clock()
+        changes = self.store.record_poll(platform, account, result.posts, result.cursor, result.rejected, at=now)
+        for change in changes:
+            self.tracker.record_edit(change, now)  # an edit seen by polling goes to the deletion log too
         for item in result.rejected:
             log.warning("%s/%s: kept a malformed item without processing it: %s", platform, account, item.error)
         return changes
@@ -174,7 +177,19 @@ class Pipeline:
     def _match_and_remember(self, post: Post, record: MediaRecord, image: Image.Image) -> int:
         enqueued = 0
         for match in self.matcher.match(image, exclude_sha256=record.sha256):
-            alert = match_alert(post, record, match)
+            alert = match_alert(
+                post,
+                media_sha256=record.sha256,
+                media_archive_path=record.archive_path,
+                media_url=record.first_url,
+                known=match.known,
+                tier=match.tier,
+                signal=match.signal,
+                distance=match.distance,
+                inliers=match.inliers,
+                region=match.region,
+                created_at=self.clock(),
+            )
             if self.store.enqueue_alert(alert):
                 enqueued += 1
                 log.info("%s: %s alert queued (%s, %s)", post.key, alert.kind, match.known.label, match.tier)
