@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import calendar
 import hashlib
+import io
 import logging
 import re
 import time
@@ -163,7 +164,7 @@ class RssWatcher(Watcher):
         if not 200 <= response.status_code < 300:
             raise PlatformError(f"rss: {feed_url} answered HTTP {response.status_code}")
         parsed = feedparser.parse(
-            response.content,
+            io.BytesIO(response.content),  # a stream: feedparser would open a body that names a local file
             resolve_relative_uris=False,  # <img src> is resolved against the item link, not the feed URL
             # no content-location: feedparser would resolve a plain guid ("press-7", a permalink by RSS's
             # default) against the feed URL into a URL that does not exist; links are resolved below

@@ -370,3 +370,11 @@ def test_plain_guid_stays_verbatim_and_relative_links_are_resolved_against_the_f
     assert [m.url for m in post.media] == [site.url("/press/pic.jpg")]
     site.pages["/press/rel-1"] = 410
     assert make_watcher(site, [feed]).lookup(["plain-1"])["plain-1"].kind == StatusKind.DELETED
+
+
+def test_a_body_naming_a_local_file_is_not_read(site, tmp_path):
+    local = tmp_path / "secret-feed.xml"
+    local.write_text("<rss version='2.0'><channel><title>local</title><item><title>x</title><link>http://l/1</link></item></channel></rss>")
+    site.feed_answers["/feed.xml"] = [Response(str(local), 200, content_type="text/plain")]
+    with pytest.raises(PlatformError, match="not an RSS/Atom feed"):
+        make_watcher(site).poll(site.url("/feed.xml"), None)
