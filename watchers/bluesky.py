@@ -24,6 +24,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
 from collections.abc import Sequence
@@ -36,7 +37,7 @@ from atproto_client.models.common import XrpcError
 from atproto_client.request import Request
 
 from bot.errors import PlatformError, RateLimited
-from bot.models import Media, MediaKind, Post, PostStatus, RejectedItem, StatusKind, iso, parse_iso
+from bot.models import Media, MediaKind, Post, PostStatus, RejectedItem, StatusKind, canonical_json, iso, parse_iso
 from watchers._social_common import describe, parse_time, require, reset_time
 from watchers.base import PollResult, Watcher
 
@@ -150,12 +151,13 @@ class BlueskyWatcher(Watcher):
             if isinstance(reason, dict) and reason.get("$type") == _REPOST:
                 return parse_time(reason.get("indexedAt"))
             post = item["post"]
-            indexed = parse_time(post.get("indexedAt"))
-            try:
-                created = parse_time(post["record"]["createdAt"])
-            except (ValueError, KeyError, TypeError):
-                return indexed
-            return min(created, indexed)
+            times = []
+            for get in (lambda: post["indexedAt"], lambda: post["record"]["createdAt"]):
+                try:
+                    times.append(parse_time(get()))
+                except (ValueError, KeyError, TypeError):
+                    pass
+            return min(times) if times else None
         except (ValueError, KeyError, TypeError, AttributeError):
             return None
 
@@ -250,13 +252,16 @@ class BlueskyWatcher(Watcher):
         page_cursor: str | None = None
         pages = 0
         while True:
-            params = models.AppBskyFeedGetAuthorFeed.Params(
-                actor=actor,
-                filter="posts_with_replies",
-                include_pins=False,
-                limit=self.page_limit if since else self.first_poll_limit,
-                cursor=page_cursor,
-            )
+            try:
+                params = models.AppBskyFeedGetAuthorFeed.Params(
+                    actor=actor,
+                    filter="posts_with_replies",
+                    include_pins=False,
+                    limit=self.page_limit if since else self.first_poll_limit,
+                    cursor=page_cursor,
+                )
+            except ValueError as e:
+                raise PlatformError(f"bluesky: {actor!r} cannot be asked for: {describe(e)}") from None
             try:
                 data = self._query("app.bsky.feed.getAuthorFeed", params)
             except XrpcFailure as e:
@@ -287,16 +292,20 @@ class BlueskyWatcher(Watcher):
         posts: list[Post] = []
         rejected: list[RejectedItem] = []
         times: list[tuple[datetime, str]] = []
+        untimed: list[str] = []  # keys of items without a usable time: always kept in the cursor
         for item in reversed(items):  # oldest first
             t = self._sort_time(item) if isinstance(item, dict) else None
             post_raw = item.get("post") if isinstance(item, dict) else None
             uri = post_raw.get("uri") if isinstance(post_raw, dict) else None
-            if t is not None and isinstance(uri, str):
-                times.append((t, uri))
+            key = uri if isinstance(uri, str) and uri else "#" + hashlib.sha256(canonical_json(item)).hexdigest()[:16]
+            if t is not None:
+                times.append((t, key))
+            else:
+                untimed.append(key)
             reason = item.get("reason") if isinstance(item, dict) else None
             if isinstance(reason, dict) and reason.get("$type") == _REPOST:
                 continue
-            if isinstance(uri, str) and uri in seen:
+            if key in seen:
                 continue
             try:
                 if not isinstance(item, dict):
@@ -316,8 +325,8 @@ class BlueskyWatcher(Watcher):
             newest = since
         if newest is None:
             return PollResult(posts, None, rejected)
-        recent = [u for t, u in sorted(times, reverse=True) if t >= newest - self.grace][: self.max_cursor_uris]
-        new_cursor = CURSOR_PREFIX + iso(newest) + "|" + ",".join(dict.fromkeys(recent))
+        recent = untimed + [u for t, u in sorted(times, reverse=True) if t >= newest - self.grace]
+        new_cursor = CURSOR_PREFIX + iso(newest) + "|" + ",".join(list(dict.fromkeys(recent))[: self.max_cursor_uris])
         return PollResult(posts, new_cursor, rejected)
 
     # ------------------------------------------------------------------ lookup

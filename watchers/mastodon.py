@@ -119,8 +119,9 @@ class MastodonWatcher(Watcher):
         try:
             return fn(*args, **kwargs)
         except MastodonRatelimitError as e:
-            reset = reset_time(self._raw.headers) if self._raw.status == 429 else None
-            raise RateLimited(self.platform, reset, redact(f"mastodon: rate limited ({what})")) from e
+            if self._raw.status != 429:  # Mastodon.py also raises this for an unparsable X-RateLimit-Reset
+                raise PlatformError(f"mastodon: {what} failed: {describe(e)}") from e
+            raise RateLimited(self.platform, reset_time(self._raw.headers), redact(f"mastodon: rate limited ({what})")) from e
         except MastodonError as e:
             raise PlatformError(f"mastodon: {what} failed: {describe(e)}") from e
 

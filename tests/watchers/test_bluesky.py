@@ -93,7 +93,10 @@ class FakeAppView:
     def sort_at(item: dict) -> str:
         if "reason" in item:
             return item["reason"]["indexedAt"]
-        return min(item["post"]["record"]["createdAt"], item["post"]["indexedAt"])
+        post = item["post"]
+        # the real AppView always has a sortAt; for posts built broken on purpose, put them at the top
+        times = [t for t in (post.get("indexedAt"), post["record"].get("createdAt")) if str(t).startswith("20")]
+        return min(times) if times else "9999"
 
     def handle(self, request: Request) -> Response:
         nsid = request.path.removeprefix("/xrpc/")
@@ -396,3 +399,29 @@ def test_lookup_batches_25_and_rejects_non_post_uris(appview):
     assert all(answer[b].kind == StatusKind.UNKNOWN for b in bogus)
     sizes = [len(a["uris"]) for n, a in appview.requests if n == "app.bsky.feed.getPosts"]
     assert sizes == [25, 25, 10]
+
+
+def test_rejected_items_are_not_rejected_again_by_the_next_poll(appview):
+    appview.add(make_post(1))
+    w = make_watcher(appview)
+    cursor = w.poll(HANDLE, None).cursor
+    no_time = make_post(2)
+    del no_time["indexedAt"]
+    no_time["record"]["createdAt"] = "sometime"
+    no_uri = make_post(3)
+    del no_uri["uri"]
+    appview.add(no_time, no_uri, make_post(4))
+    first = w.poll(HANDLE, cursor)
+    assert [p.post_id for p in first.posts] == [uri(4)] and len(first.rejected) == 2
+    second = w.poll(HANDLE, first.cursor)
+    assert second.posts == [] and second.rejected == []
+
+
+def test_post_without_indexed_at_uses_created_at_for_the_cursor(appview):
+    post = make_post(1)
+    del post["indexedAt"]
+    appview.add(post)
+    w = make_watcher(appview)
+    result = w.poll(HANDLE, None)
+    assert len(result.posts) == 1 and parse_cursor(result.cursor)[0] == T0 + timedelta(minutes=1)
+    assert w.poll(HANDLE, result.cursor).posts == []

@@ -468,3 +468,15 @@ def test_token_is_sent_but_never_logged(fake, caplog):
         with pytest.raises(PlatformError) as info:
             w.poll("govinfo", None)
     assert TOKEN not in str(info.value) and TOKEN not in caplog.text
+
+
+def test_429_without_reset_header_and_garbage_reset_header(fake):
+    fake.force["statuses"].append(Response(json.dumps({"error": "Too many requests"}), 429))
+    with pytest.raises(RateLimited) as info:
+        make_watcher(fake).poll("govinfo", None)
+    assert info.value.reset_at is None
+    # a 200 whose X-RateLimit-Reset Mastodon.py cannot parse is a failure, not a rate limit
+    fake.force["statuses"].append(Response("[]", 200, headers={"X-RateLimit-Reset": "soon-ish"}, content_type="application/json"))
+    with pytest.raises(PlatformError) as info:
+        make_watcher(fake).poll("govinfo", None)
+    assert not isinstance(info.value, RateLimited)
