@@ -44,7 +44,9 @@ from watchers.base import PollResult, Watcher
 log = logging.getLogger(__name__)
 
 CURSOR_PREFIX = "bsky1:"
-_POST_URI = re.compile(r"^at://(did:[a-z0-9]+:[A-Za-z0-9._:%-]+|[A-Za-z0-9.-]+)/app\.bsky\.feed\.post/([A-Za-z0-9._~:-]+)$")
+#: post URIs with a DID authority (what the AppView returns; a handle-based URI would never match an answer
+#: and so would look deleted)
+_POST_URI = re.compile(r"^at://(did:[a-z0-9]+:[A-Za-z0-9._:%-]+)/app\.bsky\.feed\.post/([A-Za-z0-9._~:-]+)$")
 _REPOST = "app.bsky.feed.defs#reasonRepost"
 
 

@@ -393,7 +393,11 @@ def test_lookup_timeout_is_unknown(appview):
 
 def test_lookup_batches_25_and_rejects_non_post_uris(appview):
     appview.add(*[make_post(n, embed=None) for n in range(1, 61)])
-    bogus = ["https://bsky.app/profile/x/post/y", f"at://{DID}/app.bsky.feed.like/3abc"]
+    bogus = [
+        "https://bsky.app/profile/x/post/y",
+        f"at://{DID}/app.bsky.feed.like/3abc",
+        f"at://{HANDLE}/app.bsky.feed.post/3lbpost000001",  # handle-based: the answer would never match it
+    ]
     answer = make_watcher(appview).lookup([uri(n) for n in range(1, 61)] + bogus)
     assert all(answer[uri(n)].kind == StatusKind.ALIVE for n in range(1, 61))
     assert all(answer[b].kind == StatusKind.UNKNOWN for b in bogus)
