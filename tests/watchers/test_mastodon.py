@@ -480,3 +480,24 @@ def test_429_without_reset_header_and_garbage_reset_header(fake):
     with pytest.raises(PlatformError) as info:
         make_watcher(fake).poll("govinfo", None)
     assert not isinstance(info.value, RateLimited)
+
+
+def test_built_from_yaml_config_with_env_token(fake, caplog):
+    from bot.config import parse_config
+    from bot.redact import redact
+
+    text = f"""
+watchers:
+  mastodon:
+    access_token: ${{MASTODON_TOKEN}}
+    api_base: {fake.base()}
+    accounts: ["@govinfo@localhost"]
+    interval: 2m
+    timeout: 5s
+"""
+    config = parse_config(text, environ={"MASTODON_TOKEN": TOKEN})
+    w = build_watcher("mastodon", config.watchers.mastodon)
+    fake.add(make_status(1))
+    assert len(w.poll("@govinfo@localhost", None).posts) == 1  # the fake asserts the Bearer token
+    assert redact(f"token={TOKEN}") == "token=***"
+    w.close()
