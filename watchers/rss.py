@@ -128,6 +128,8 @@ class RssWatcher(Watcher):
     max_seen = 1000
     #: last versions kept in memory for lookups
     max_cached_posts = 5000
+    #: a feed answer larger than this is refused
+    max_feed_bytes = 20 * 1024 * 1024
 
     def __init__(self, config: Any):
         super().__init__(config)
@@ -154,17 +156,25 @@ class RssWatcher(Watcher):
         if modified:
             headers["If-Modified-Since"] = modified
         try:
-            response = self._session.get(feed_url, headers=headers, timeout=self._timeout)
+            response = self._session.get(feed_url, headers=headers, timeout=self._timeout, stream=True)
+            try:
+                if response.status_code == 429:
+                    raise RateLimited(self.platform, reset_time(response.headers), f"rss: {feed_url} answered 429")
+                if response.status_code == 304:
+                    return None, response
+                if not 200 <= response.status_code < 300:
+                    raise PlatformError(f"rss: {feed_url} answered HTTP {response.status_code}")
+                body = bytearray()
+                for chunk in response.iter_content(65536):
+                    body += chunk
+                    if len(body) > self.max_feed_bytes:
+                        raise PlatformError(f"rss: {feed_url} is larger than {self.max_feed_bytes} bytes")
+            finally:
+                response.close()
         except requests.RequestException as e:
             raise PlatformError(f"rss: fetching {feed_url} failed: {describe(e)}") from e
-        if response.status_code == 429:
-            raise RateLimited(self.platform, reset_time(response.headers), f"rss: {feed_url} answered 429")
-        if response.status_code == 304:
-            return None, response
-        if not 200 <= response.status_code < 300:
-            raise PlatformError(f"rss: {feed_url} answered HTTP {response.status_code}")
         parsed = feedparser.parse(
-            io.BytesIO(response.content),  # a stream: feedparser would open a body that names a local file
+            io.BytesIO(bytes(body)),  # a stream: feedparser would open a body that names a local file
             resolve_relative_uris=False,  # <img src> is resolved against the item link, not the feed URL
             # no content-location: feedparser would resolve a plain guid ("press-7", a permalink by RSS's
             # default) against the feed URL into a URL that does not exist; links are resolved below

@@ -378,3 +378,11 @@ def test_a_body_naming_a_local_file_is_not_read(site, tmp_path):
     site.feed_answers["/feed.xml"] = [Response(str(local), 200, content_type="text/plain")]
     with pytest.raises(PlatformError, match="not an RSS/Atom feed"):
         make_watcher(site).poll(site.url("/feed.xml"), None)
+
+
+def test_oversized_feed_is_refused(site):
+    feed = site.set_feed("/feed.xml", "press.rss.xml")
+    w = make_watcher(site)
+    w.max_feed_bytes = 1000
+    with pytest.raises(PlatformError, match="larger than"):
+        w.poll(feed, None)
