@@ -1,0 +1,388 @@
+"""RSS/Atom watcher against a fake government website (pytest-httpserver) serving real RSS 2.0 / Atom
+documents and press-release pages, parsed by the real feedparser: seen-id cursor, media of every kind,
+conditional GET, bozo feeds, every lookup status and every failure path (none of which may yield
+``deleted``)."""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+from pytest_httpserver import HTTPServer
+from werkzeug import Request, Response
+
+from bot.config import RssConfig
+from bot.errors import PlatformError, RateLimited
+from bot.models import MediaKind, StatusKind
+from watchers import build_watcher
+from watchers.rss import CURSOR_PREFIX, RssWatcher, id_hash, parse_cursor
+
+FIXTURES = Path(__file__).parent / "fixtures" / "rss"
+UA = "afterimage-test (+https://example.org/afterimage)"
+
+
+class FakeSite:
+    """A ministry website: feeds at /<name>.xml (with ETag support), pages whose status can be set."""
+
+    def __init__(self, server: HTTPServer):
+        self.server = server
+        self.feeds: dict[str, tuple[bytes, str]] = {}
+        self.feed_answers: dict[str, list[Response]] = {}
+        self.pages: dict[str, int] = {}
+        self.page_answers: dict[str, Response] = {}
+        self.slow: set[str] = set()
+        self.requests: list[tuple[str, dict]] = []
+        server.expect_request(re.compile(r"^/.*")).respond_with_handler(self.handle)
+
+    @property
+    def base(self) -> str:
+        return self.server.url_for("").rstrip("/")
+
+    def url(self, path: str) -> str:
+        return self.base + path
+
+    def set_feed(self, path: str, text_or_fixture: str, content_type: str = "application/rss+xml") -> str:
+        fixture = FIXTURES / text_or_fixture
+        text = fixture.read_text() if fixture.exists() else text_or_fixture
+        self.feeds[path] = (text.replace("{BASE}", self.base).encode(), content_type)
+        return self.url(path)
+
+    def handle(self, request: Request) -> Response:
+        path = request.path
+        self.requests.append((path, dict(request.headers)))
+        if path in self.slow:
+            time.sleep(1.5)
+        if path in self.feed_answers and self.feed_answers[path]:
+            return self.feed_answers[path].pop(0)
+        if path in self.feeds:
+            body, ctype = self.feeds[path]
+            etag = f'"{hash(body) & 0xFFFFFFFF:x}"'
+            if request.headers.get("If-None-Match") == etag:
+                return Response(status=304, headers={"ETag": etag})
+            return Response(body, 200, headers={"ETag": etag, "Last-Modified": "Tue, 24 Nov 2026 12:00:00 GMT"}, content_type=ctype)
+        if path in self.page_answers:
+            return self.page_answers[path]
+        status = self.pages.get(path, 200)
+        return Response(f"<html><body>page {path}</body></html>", status, content_type="text/html")
+
+
+@pytest.fixture(scope="module")
+def threaded_server():
+    httpserver = HTTPServer(threaded=True)
+    httpserver.start()
+    yield httpserver
+    httpserver.stop()
+
+
+@pytest.fixture
+def site(threaded_server) -> FakeSite:
+    threaded_server.clear()
+    yield FakeSite(threaded_server)
+    threaded_server.clear()
+
+
+def make_watcher(site: FakeSite, accounts: list[str] | None = None) -> RssWatcher:
+    cfg = RssConfig(accounts=accounts or [site.url("/feed.xml")], timeout=0.5, user_agent=UA)
+    watcher = build_watcher("rss", cfg)
+    assert isinstance(watcher, RssWatcher)
+    return watcher
+
+
+# ----------------------------------------------------------------------------- poll
+
+
+def test_first_poll_returns_every_item_oldest_first_with_media_of_every_kind(site):
+    feed = site.set_feed("/feed.xml", "press.rss.xml")
+    result = make_watcher(site).poll(feed, None)
+    ids = [p.post_id for p in result.posts]
+    assert ids == [site.url("/press/2026/11/vaccination"), "press-1002", "press-1003"]
+    vacc, water, visit = result.posts
+    assert visit.platform == "rss" and visit.account == feed
+    assert visit.url == site.url("/press/2026/11/minister-visits-flood-area")
+    assert visit.created_at == datetime(2026, 11, 24, 10, 30, tzinfo=timezone.utc)
+    assert visit.text == "Minister visits flood area\n\nThe Minister visited the northern district today."
+    # <img> in content, relative URLs resolved against the item link; tracking pixel skipped
+    assert [(m.url, m.alt_text) for m in visit.media] == [
+        (site.url("/media/2026/flood-visit.jpg"), "Minister at the bridge"),
+        (site.url("/press/2026/11/images/second.png"), "Second photo"),
+    ]
+    # image enclosure (the PDF one ignored) and media:content video with its thumbnail as preview
+    assert [(m.url, m.kind, m.preview_url) for m in water.media] == [
+        (site.url("/media/2026/water.jpg"), MediaKind.PHOTO, None),
+        (site.url("/media/2026/briefing.mp4"), MediaKind.VIDEO, site.url("/media/2026/briefing-thumb.jpg")),
+    ]
+    assert [(m.url, m.preview_url) for m in vacc.media] == [
+        (site.url("/media/2026/vaccine.png"), site.url("/media/2026/vaccine-small.png"))
+    ]
+    assert visit.raw["id"] == "press-1003" and visit.raw["published"]  # feedparser's view, JSON-safe
+    assert result.cursor.startswith(CURSOR_PREFIX)
+    assert set(parse_cursor(result.cursor)) == {id_hash(i) for i in ids}
+    assert site.requests[0][1]["User-Agent"] == UA
+
+
+def test_atom_feed(site):
+    feed = site.set_feed("/atom.xml", "press.atom.xml", "application/atom+xml")
+    posts = make_watcher(site, [feed]).poll(feed, None).posts
+    assert [p.post_id for p in posts] == [
+        "urn:uuid:1225c695-cfb8-4ebb-aaaa-80da344efa6b",
+        "urn:uuid:1225c695-cfb8-4ebb-aaaa-80da344efa6a",
+    ]
+    budget = posts[1]
+    assert budget.created_at == datetime(2026, 11, 24, 11, 0, tzinfo=timezone.utc)  # published, not updated
+    assert [m.url for m in budget.media] == [site.url("/news/budget-cover.jpg"), site.url("/news/charts/budget.png")]
+    assert posts[0].text == "Cabinet meeting\n\nDecisions of the cabinet."
+
+
+def test_only_unseen_items_are_new_even_when_the_feed_reorders_and_redates(site):
+    feed = site.set_feed("/feed.xml", "press.rss.xml")
+    w = make_watcher(site)
+    first = w.poll(feed, None)
+    again = w.poll(feed, first.cursor)
+    assert again.posts == [] and again.cursor is None
+    text = (FIXTURES / "press.rss.xml").read_text()
+    items = text.split("<item>")
+    # reorder the items, re-date one and add a new one with no date at the end
+    reordered = items[0] + "<item>" + items[3].replace("</channel>", "").replace("</rss>", "")
+    reordered += "<item>" + items[1].replace("Tue, 24 Nov 2026", "Wed, 25 Nov 2026") + "<item>" + items[2]
+    reordered += "<item><title>New release</title><link>{BASE}/press/new</link><guid>press-1004</guid></item></channel></rss>"
+    site.set_feed("/feed.xml", reordered)
+    third = w.poll(feed, first.cursor)
+    assert [p.post_id for p in third.posts] == ["press-1004"]
+    assert set(parse_cursor(third.cursor)) == set(parse_cursor(first.cursor)) | {id_hash("press-1004")}
+
+
+def test_items_without_dates_come_in_reverse_feed_order_and_are_marked(site):
+    feed = site.set_feed("/feed.xml", "nodates.rss.xml")
+    before = datetime.now(timezone.utc) - timedelta(seconds=1)
+    posts = make_watcher(site).poll(feed, None).posts
+    assert [p.text.split("\n")[0] for p in posts] == ["First", "Second", "Third"]
+    assert all(p.created_at >= before for p in posts)
+    assert all(p.raw["afterimage_first_seen"] is True for p in posts)
+    assert posts[0].post_id == site.url("/regional/1")  # no guid: the link
+
+
+def test_cursor_is_bounded(site):
+    items = "".join(f"<item><title>{n}</title><link>{{BASE}}/p/{n}</link></item>" for n in range(30))
+    feed = site.set_feed("/feed.xml", f"<rss version='2.0'><channel><title>t</title>{items}</channel></rss>")
+    w = make_watcher(site)
+    w.max_seen = 10
+    cursor = w.poll(feed, None).cursor
+    assert len(parse_cursor(cursor)) == 30  # never fewer than the feed holds
+    smaller = "".join(f"<item><title>{n}</title><link>{{BASE}}/q/{n}</link></item>" for n in range(5))
+    site.set_feed("/feed.xml", f"<rss version='2.0'><channel><title>t</title>{smaller}</channel></rss>")
+    result = w.poll(feed, cursor)
+    assert len(result.posts) == 5 and len(parse_cursor(result.cursor)) == 10
+
+
+def test_bozo_feed_that_still_has_items_is_used(site):
+    feed = site.set_feed("/feed.xml", "bozo.rss.xml")
+    posts = make_watcher(site).poll(feed, None).posts
+    assert [p.post_id for p in posts] == ["health-6", "health-7"]
+
+
+def test_malformed_item_is_rejected_and_not_reported_again(site, caplog):
+    feed = site.set_feed(
+        "/feed.xml",
+        "<rss version='2.0'><channel><title>t</title>"
+        "<item><title>good</title><link>{BASE}/p/1</link></item>"
+        "<item><title>no id, no link</title><description>orphan</description></item>"
+        "</channel></rss>",
+    )
+    w = make_watcher(site)
+    with caplog.at_level(logging.WARNING):
+        result = w.poll(feed, None)
+    assert [p.post_id for p in result.posts] == [site.url("/p/1")]
+    assert len(result.rejected) == 1 and result.rejected[0].raw["title"] == "no id, no link"
+    assert "neither id/guid nor link" in result.rejected[0].error
+    assert "skipped a malformed item" in caplog.text
+    assert w.poll(feed, result.cursor).rejected == []
+
+
+def test_conditional_get_and_304(site):
+    feed = site.set_feed("/feed.xml", "press.rss.xml")
+    w = make_watcher(site)
+    cursor = w.poll(feed, None).cursor
+    result = w.poll(feed, cursor)
+    assert site.requests[-1][1].get("If-None-Match")
+    assert result.posts == [] and result.cursor is None
+    # a cursor other than the one returned (the daemon lost a result): fetched in full again
+    w.poll(feed, None)
+    assert "If-None-Match" not in site.requests[-1][1]
+
+
+@pytest.mark.parametrize(
+    "answer, match",
+    [
+        (Response("oops", 500), "HTTP 500"),
+        (Response("gone", 404), "HTTP 404"),
+        (Response((FIXTURES / "not-a-feed.html").read_text(), 200, content_type="text/html"), "not an RSS/Atom feed"),
+        (Response(b"\x00\x01\x02garbage{", 200, content_type="application/octet-stream"), "not an RSS/Atom feed"),
+        (Response("<rss version='2.0'><channel><title>t</title><item><title>x", 200), None),
+    ],
+    ids=["500", "404", "html", "garbage", "truncated"],
+)
+def test_feed_failures_raise_platform_error(site, answer, match):
+    feed = site.url("/feed.xml")
+    site.feed_answers["/feed.xml"] = [answer]
+    w = make_watcher(site)
+    if match is None:  # a truncated feed that still yields its item is used (bozo)
+        result = w.poll(feed, None)
+        assert len(result.posts) + len(result.rejected) == 1
+        return
+    with pytest.raises(PlatformError, match=match) as info:
+        w.poll(feed, None)
+    assert not isinstance(info.value, RateLimited)
+
+
+def test_feed_429_raises_rate_limited_with_reset(site):
+    site.feed_answers["/feed.xml"] = [Response("slow down", 429, headers={"Retry-After": "120"})]
+    before = datetime.now(timezone.utc)
+    with pytest.raises(RateLimited) as info:
+        make_watcher(site).poll(site.url("/feed.xml"), None)
+    assert info.value.platform == "rss"
+    assert before + timedelta(seconds=119) <= info.value.reset_at <= before + timedelta(seconds=125)
+
+
+def test_feed_timeout_and_connection_error_raise_platform_error(site):
+    site.set_feed("/feed.xml", "press.rss.xml")
+    site.slow.add("/feed.xml")
+    with pytest.raises(PlatformError, match="timed out"):
+        make_watcher(site).poll(site.url("/feed.xml"), None)
+    with pytest.raises(PlatformError, match="failed"):
+        make_watcher(site).poll("http://127.0.0.1:9/feed.xml", None)
+
+
+# ----------------------------------------------------------------------------- lookup
+
+
+def test_lookup_alive_returns_the_feed_version_and_detects_edits(site):
+    feed = site.set_feed("/feed.xml", "press.rss.xml")
+    w = make_watcher(site)
+    w.poll(feed, None)
+    before = w.lookup(["press-1003"])["press-1003"]
+    assert before.kind == StatusKind.ALIVE and before.post.text.startswith("Minister visits flood area")
+    edited = (FIXTURES / "press.rss.xml").read_text().replace("visited the <b>northern", "visited the <b>southern")
+    edited = edited.replace('<img src="images/second.png" alt="Second photo">', "")
+    site.set_feed("/feed.xml", edited)
+    after = w.lookup(["press-1003"])["press-1003"]
+    assert after.kind == StatusKind.ALIVE and "southern district" in after.post.text
+    assert len(after.post.media) == 1
+    assert after.post.content_fingerprint() != before.post.content_fingerprint()
+    # the item page itself was requested
+    assert "/press/2026/11/minister-visits-flood-area" in [p for p, _ in site.requests]
+
+
+@pytest.mark.parametrize("code", [404, 410])
+def test_lookup_404_and_410_are_deleted(site, code):
+    feed = site.set_feed("/feed.xml", "press.rss.xml")
+    w = make_watcher(site)
+    w.poll(feed, None)
+    site.pages["/press/2026/11/water-supply"] = code
+    answer = w.lookup(["press-1002", "press-1003"])
+    assert answer["press-1002"].kind == StatusKind.DELETED
+    assert answer["press-1003"].kind == StatusKind.ALIVE
+
+
+@pytest.mark.parametrize("code", [500, 502, 503, 403, 401, 429, 451])
+def test_lookup_other_errors_are_unknown(site, code):
+    feed = site.set_feed("/feed.xml", "press.rss.xml")
+    w = make_watcher(site)
+    w.poll(feed, None)
+    site.pages["/press/2026/11/water-supply"] = code
+    status = w.lookup(["press-1002"])["press-1002"]
+    assert status.kind == StatusKind.UNKNOWN and str(code) in status.error
+
+
+def test_lookup_timeout_and_connection_errors_are_unknown(site):
+    feed = site.set_feed("/feed.xml", "press.rss.xml")
+    w = make_watcher(site)
+    w.poll(feed, None)
+    site.slow.add("/press/2026/11/water-supply")
+    assert w.lookup(["press-1002"])["press-1002"].kind == StatusKind.UNKNOWN
+    assert w.lookup(["http://127.0.0.1:9/gone"])["http://127.0.0.1:9/gone"].kind == StatusKind.UNKNOWN
+
+
+def test_lookup_of_item_that_left_the_feed_uses_the_last_version_seen(site):
+    feed = site.set_feed("/feed.xml", "press.rss.xml")
+    w = make_watcher(site)
+    w.poll(feed, None)
+    site.set_feed("/feed.xml", "nodates.rss.xml")
+    status = w.lookup(["press-1002"])["press-1002"]
+    assert status.kind == StatusKind.ALIVE and status.post.text.startswith("Statement on water supply")
+
+
+def test_lookup_after_restart_finds_the_item_in_configured_feeds(site):
+    feed = site.set_feed("/feed.xml", "press.rss.xml")
+    w = make_watcher(site, [feed])  # new process: nothing in memory
+    status = w.lookup(["press-1002"])["press-1002"]
+    assert status.kind == StatusKind.ALIVE and len(status.post.media) == 2
+    site.pages["/press/2026/11/water-supply"] = 404
+    assert make_watcher(site, [feed]).lookup(["press-1002"])["press-1002"].kind == StatusKind.DELETED
+
+
+def test_lookup_after_restart_of_an_item_gone_from_the_feed(site):
+    site.set_feed("/feed.xml", "nodates.rss.xml")
+    w = make_watcher(site)
+    # a URL id: its page is checked; alive comes back reconstructed (edit detection must skip it)
+    url_id = site.url("/press/2026/11/vaccination")
+    status = w.lookup([url_id, "press-1002"])
+    assert status[url_id].kind == StatusKind.ALIVE and status[url_id].post.raw["reconstructed"] is True
+    # a guid that is not a URL and in no feed: no link to check
+    assert status["press-1002"].kind == StatusKind.UNKNOWN
+
+
+def test_lookup_when_the_feed_cannot_be_refreshed(site):
+    feed = site.set_feed("/feed.xml", "press.rss.xml")
+    w = make_watcher(site)
+    w.poll(feed, None)
+    site.feed_answers["/feed.xml"] = [Response("down", 503)]
+    status = w.lookup(["press-1003"])["press-1003"]
+    assert status.kind == StatusKind.ALIVE and status.post.text.startswith("Minister")
+    site.feed_answers["/feed.xml"] = [Response("down", 503)]
+    assert make_watcher(site).lookup(["press-1003"])["press-1003"].kind == StatusKind.UNKNOWN
+
+
+def test_lookup_refetches_each_feed_at_most_once(site):
+    feed = site.set_feed("/feed.xml", "press.rss.xml")
+    w = make_watcher(site)
+    w.poll(feed, None)
+    site.requests.clear()
+    answer = w.lookup(["press-1002", "press-1003", site.url("/press/2026/11/vaccination")])
+    assert {s.kind for s in answer.values()} == {StatusKind.ALIVE}
+    assert [p for p, _ in site.requests].count("/feed.xml") == 1
+
+
+def test_plain_guid_stays_verbatim_and_relative_links_are_resolved_against_the_feed(site):
+    feed = site.set_feed(
+        "/feeds/press.xml",
+        "<rss version='2.0'><channel><title>t</title>"
+        "<item><title>x</title><link>/press/rel-1</link><guid>plain-1</guid>"
+        "<description>&lt;img src='pic.jpg'&gt;</description></item></channel></rss>",
+    )
+    w = make_watcher(site, [feed])
+    post = w.poll(feed, None).posts[0]
+    assert post.post_id == "plain-1"
+    assert post.url == site.url("/press/rel-1")
+    assert [m.url for m in post.media] == [site.url("/press/pic.jpg")]
+    site.pages["/press/rel-1"] = 410
+    assert make_watcher(site, [feed]).lookup(["plain-1"])["plain-1"].kind == StatusKind.DELETED
+
+
+def test_a_body_naming_a_local_file_is_not_read(site, tmp_path):
+    local = tmp_path / "secret-feed.xml"
+    local.write_text("<rss version='2.0'><channel><title>local</title><item><title>x</title><link>http://l/1</link></item></channel></rss>")
+    site.feed_answers["/feed.xml"] = [Response(str(local), 200, content_type="text/plain")]
+    with pytest.raises(PlatformError, match="not an RSS/Atom feed"):
+        make_watcher(site).poll(site.url("/feed.xml"), None)
+
+
+def test_oversized_feed_is_refused(site):
+    feed = site.set_feed("/feed.xml", "press.rss.xml")
+    w = make_watcher(site)
+    w.max_feed_bytes = 1000
+    with pytest.raises(PlatformError, match="larger than"):
+        w.poll(feed, None)
