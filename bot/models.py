@@ -183,7 +183,9 @@ class PostStatus:
     """The answer of :meth:`watchers.base.Watcher.lookup` for one post.
 
     ``unknown`` covers every failure (rate limit, timeout, 5xx, malformed answer): it never counts as a
-    deletion. ``post`` is set for ``alive`` (the current version, for edit detection).
+    deletion. ``post`` is set for ``alive`` when the platform showed the current version (for edit
+    detection); an ``alive`` answer without a post means "still there, content not observed" (an RSS item
+    whose link still answers after it left the feed): it proves the post stands but says nothing of edits.
     """
 
     kind: StatusKind
@@ -191,7 +193,7 @@ class PostStatus:
     error: str | None = None
 
     @classmethod
-    def alive(cls, post: Post) -> PostStatus:
+    def alive(cls, post: Post | None) -> PostStatus:
         return cls(StatusKind.ALIVE, post=post)
 
     @classmethod

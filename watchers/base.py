@@ -8,7 +8,7 @@ and persists what comes back.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -54,8 +54,12 @@ class Watcher(ABC):
     def poll(self, account: str, cursor: str | None) -> PollResult: ...
 
     @abstractmethod
-    def lookup(self, post_ids: Sequence[str]) -> dict[str, PostStatus]:
-        """Status of each id given. Every id given is a key of the answer."""
+    def lookup(self, post_ids: Sequence[str], authors: Mapping[str, str | None] | None = None) -> dict[str, PostStatus]:
+        """Status of each id given. Every id given is a key of the answer.
+
+        ``authors`` maps post ids to the author id stored with them (``Post.author_id``): a hint for platforms
+        that refuse to name the author of a post they no longer show (X), so that a suspended or protected
+        author is not mistaken for a deletion after a restart. Watchers that do not need it ignore it."""
 
     def close(self) -> None:
         """Release network resources (sessions)."""

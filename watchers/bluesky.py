@@ -27,7 +27,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -333,7 +333,7 @@ class BlueskyWatcher(Watcher):
 
     # ------------------------------------------------------------------ lookup
 
-    def lookup(self, post_ids: Sequence[str]) -> dict[str, PostStatus]:
+    def lookup(self, post_ids: Sequence[str], authors: Mapping[str, str | None] | None = None) -> dict[str, PostStatus]:
         answer: dict[str, PostStatus] = {}
         valid = []
         for post_id in post_ids:

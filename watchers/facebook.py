@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta, timezone
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
@@ -199,7 +199,7 @@ class FacebookWatcher(Watcher):
 
     # ------------------------------------------------------------------------------------------ lookup
 
-    def lookup(self, post_ids: Sequence[str]) -> dict[str, PostStatus]:
+    def lookup(self, post_ids: Sequence[str], authors: Mapping[str, str | None] | None = None) -> dict[str, PostStatus]:
         ids = unique(post_ids)
         result: dict[str, PostStatus] = {}
         state = _LookupState()

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -245,7 +245,7 @@ class MastodonWatcher(Watcher):
 
     # ------------------------------------------------------------------ lookup
 
-    def lookup(self, post_ids: Sequence[str]) -> dict[str, PostStatus]:
+    def lookup(self, post_ids: Sequence[str], authors: Mapping[str, str | None] | None = None) -> dict[str, PostStatus]:
         answer: dict[str, PostStatus] = {}
         account_states: dict[str, PostStatus | None] = {}
         for post_id in post_ids:

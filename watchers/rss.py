@@ -17,8 +17,8 @@
   itself when it is an absolute URL, i.e. a permalink guid). 404/410 -> deleted; 2xx -> alive; anything else (403, 429, 5xx, timeouts,
   connection errors) -> unknown. The alive post is the item as the feed shows it now (feed refetched, cheap
   with conditional GET) so edits are seen; if the item has left the feed, the last version this process saw;
-  failing that (item gone from the feed since a restart) a reconstructed post with no text or media whose
-  ``raw`` has ``"reconstructed": true`` — edit detection must skip those. An id that is not a URL and is in no
+  failing that (item gone from the feed since a restart) ``alive`` without a post: the page stands, its
+  content was not observed, so the tracker records it as seen alive without comparing versions. An id that is not a URL and is in no
   configured feed any more has no known link: unknown.
 """
 
@@ -31,7 +31,7 @@ import logging
 import re
 import time
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from html.parser import HTMLParser
 from typing import Any
@@ -340,7 +340,7 @@ class RssWatcher(Watcher):
 
     # ------------------------------------------------------------------ lookup
 
-    def lookup(self, post_ids: Sequence[str]) -> dict[str, PostStatus]:
+    def lookup(self, post_ids: Sequence[str], authors: Mapping[str, str | None] | None = None) -> dict[str, PostStatus]:
         answer: dict[str, PostStatus] = {}
         refreshed: dict[str, dict[str, Post] | None] = {}
         for post_id in post_ids:
@@ -398,18 +398,8 @@ class RssWatcher(Watcher):
             return PostStatus.deleted()
         if not 200 <= code < 300:
             return PostStatus.unknown(f"{link} answered HTTP {code}")
-        post = self._find(post_id, refreshed)
-        if post is None:
-            post = Post(
-                platform=self.platform,
-                account=self._feed_of.get(post_id, ""),
-                post_id=post_id,
-                url=link,
-                text="",
-                created_at=utcnow(),
-                raw={"reconstructed": True, "link": link, "http_status": code},
-            )
-        return PostStatus.alive(post)
+        # still in the feed: the current version (edits show); gone from the feed: the page stands, content unseen
+        return PostStatus.alive(self._find(post_id, refreshed))
 
     def close(self) -> None:
         self._session.close()

@@ -190,7 +190,9 @@ class RecheckTracker:
         report.deferred = len(due) - len(chosen)
         for start in range(0, len(chosen), batch_size):
             batch = chosen[start : start + batch_size]
-            answers = self._lookup(watcher, [r.post_id for r in batch], report)
+            stored_posts = {r.post_id: self.store.get_post(platform, r.post_id) for r in batch}
+            authors = {pid: s.post.author_id for pid, s in stored_posts.items() if s is not None}
+            answers = self._lookup(watcher, [r.post_id for r in batch], authors, report)
             self.budget.spend(platform, now)
             report.requests += 1
             for recheck in batch:
@@ -198,15 +200,17 @@ class RecheckTracker:
                 report.answers[status.kind.value] += 1
                 report.checked += 1
                 try:
-                    self._apply(recheck, status, cfg, now, report)
+                    self._apply(recheck, stored_posts[recheck.post_id], status, cfg, now, report)
                 except Exception as e:  # one bad post must not stop the others; it stays due
                     log.exception("re-check of %s:%s failed", platform, recheck.post_id)
                     report.errors.append(f"{recheck.post_id}: {e}")
         return report
 
-    def _lookup(self, watcher: Any, ids: Sequence[str], report: RecheckReport) -> Mapping[str, Any]:
+    def _lookup(
+        self, watcher: Any, ids: Sequence[str], authors: Mapping[str, str | None], report: RecheckReport
+    ) -> Mapping[str, Any]:
         try:
-            answers = watcher.lookup(list(ids))
+            answers = watcher.lookup(list(ids), authors=authors)
         except Exception as e:  # the contract says lookup never raises; if it does, nothing is known
             log.warning("%s lookup raised %s: every id counts as unknown", report.platform, e)
             report.errors.append(f"lookup raised: {e}")
@@ -216,8 +220,9 @@ class RecheckTracker:
             return {}
         return answers
 
-    def _apply(self, rc: Recheck, status: PostStatus, cfg: Any, now: datetime, report: RecheckReport) -> None:
-        stored = self.store.get_post(rc.platform, rc.post_id)
+    def _apply(
+        self, rc: Recheck, stored: StoredPost | None, status: PostStatus, cfg: Any, now: datetime, report: RecheckReport
+    ) -> None:
         if stored is None:  # nothing to compare with (store cleaned up): stop checking it
             self.store.remove_recheck(rc.platform, rc.post_id)
             return
@@ -237,10 +242,13 @@ class RecheckTracker:
 
     # ------------------------------------------------------------------ answers
     def _alive(self, rc: Recheck, stored: StoredPost, post: Post | None, cfg: Any, now: datetime, report: RecheckReport) -> None:
-        assert post is not None
-        if post.account != rc.account:  # a look-up does not know under which account the post was found
-            post = replace(post, account=rc.account)
-        change = self.store.save_post_version(post, at=now)
+        if post is None:  # the platform only confirmed the post stands: no version to compare
+            self.store.mark_seen_alive(rc.platform, rc.post_id, now)
+            change = None
+        else:
+            if post.account != rc.account:  # a look-up does not know under which account the post was found
+                post = replace(post, account=rc.account)
+            change = self.store.save_post_version(post, at=now)
         nxt = self._advance(replace(rc, deleted_streak=0, first_deleted_at=None, last_status=StatusKind.ALIVE.value), cfg, now)
         events: list[PostEvent] = []
         if stored.status in GONE_KINDS:
@@ -249,7 +257,7 @@ class RecheckTracker:
                 events.append(restored)
             else:
                 self.store.set_post_status(rc.platform, rc.post_id, StatusKind.ALIVE.value)
-        if change.change.value == EDITED:
+        if change is not None and change.change.value == EDITED:
             events.append(self._edited_event(rc, stored, now))
         if not events:
             self._reschedule(rc, nxt)
@@ -420,7 +428,7 @@ def _validate(answer: Any, rc: Recheck) -> PostStatus:
         return PostStatus.unknown("no answer for this id")
     if not isinstance(answer, PostStatus) or not isinstance(answer.kind, StatusKind):
         return PostStatus.unknown(f"malformed answer: {answer!r:.200}")
-    if answer.kind is StatusKind.ALIVE:
+    if answer.kind is StatusKind.ALIVE and answer.post is not None:  # no post: alive, content not observed
         post = answer.post
         if not isinstance(post, Post) or post.post_id != rc.post_id or post.platform != rc.platform:
             return PostStatus.unknown("alive answer without this post")

@@ -37,6 +37,7 @@ class FakeWorld:
     fb_posts: list[FakePost] = field(default_factory=list)
     media: dict[str, tuple[str, bytes]] = field(default_factory=dict)  # path -> (content type, bytes)
     received_alerts: list[dict[str, Any]] = field(default_factory=list)
+    chat_down: bool = False  # the webhook answers 503 (a chat outage)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -62,6 +63,8 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:  # noqa: N802: the chat webhook
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length)
+        if self.world.chat_down:
+            return self._json(503, {"error": "chat outage"})
         try:
             payload = json.loads(body)
         except ValueError:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -45,6 +45,7 @@ class ScriptedWatcher(Watcher):
         super().__init__(config=None)
         self.script: dict[str, Any] = dict(script or {})
         self.calls: list[list[str]] = []
+        self.authors: dict[str, str | None] = {}  # the author hints the tracker passed
         self.default = default
         self._seen: dict[str, int] = {}
         if batch_size is not None:
@@ -53,8 +54,9 @@ class ScriptedWatcher(Watcher):
     def poll(self, account: str, cursor: str | None) -> PollResult:
         return PollResult([], None)
 
-    def lookup(self, post_ids: Sequence[str]) -> dict[str, PostStatus]:
+    def lookup(self, post_ids: Sequence[str], authors: Mapping[str, str | None] | None = None) -> dict[str, PostStatus]:
         self.calls.append(list(post_ids))
+        self.authors.update(authors or {})
         out: dict[str, Any] = {}
         for pid in post_ids:
             n = self._seen.get(pid, 0)

@@ -104,7 +104,7 @@ def test_alive_between_two_deleted_resets_the_streak(store):
 
 
 class Boom(ScriptedWatcher):
-    def lookup(self, post_ids):
+    def lookup(self, post_ids, authors=None):
         self.calls.append(list(post_ids))
         raise TimeoutError("read timed out")
 
@@ -378,3 +378,25 @@ def test_edit_found_by_a_poll_is_logged_too(store):
     assert store.get_alert(f"edited:x:100:{event.id}") is not None
     [same] = store.record_poll("x", post.account, [edited], None, at=T0 + minutes(4))
     assert tracker.record_edit(same, T0 + minutes(4)) is None
+
+
+def test_alive_without_a_post_marks_seen_alive_and_never_records_an_edit(store):
+    """An RSS item whose page still answers after it left the feed: alive, content unseen."""
+    post = make_post()
+    tracker = setup(store, post)
+    w = ScriptedWatcher({"100": [PostStatus.alive(None), PostStatus.alive(None)]})
+    assert tracker.run("x", w, T0 + minutes(2)).events == []
+    assert tracker.run("x", w, T0 + minutes(5)).events == []
+    stored = store.get_post("x", "100")
+    assert stored.last_seen_alive == T0 + minutes(5)
+    assert stored.version == 1 and store.list_events() == []
+
+
+def test_lookup_gets_the_stored_author_of_each_post(store):
+    """X cannot name the author of a tweet it refuses to show: the stored author id tells a suspended
+    author from a deletion even after a restart."""
+    post = replace(make_post(), author_id="783214")
+    tracker = setup(store, post)
+    w = ScriptedWatcher({"100": [alive(post)]})
+    tracker.run("x", w, T0 + minutes(2))
+    assert w.authors == {"100": "783214"}
