@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE_ENV = {
     "X_BEARER_TOKEN": "AAAA-x-bearer-secret-0001",
     "FB_PAGE_TOKEN": "EAAB-fb-page-secret-0002",
-    "SLACK_WEBHOOK_URL": "slack://T000/B000/slack-secret-0003",
+    "SLACK_WEBHOOK_URL": "slack://T1JJ3T3L2/A1BRTD4JD/TIiajkdnlazkcOXrIdevi7FQ",
 }
 
 
@@ -151,3 +151,11 @@ def test_secrets_never_reach_log_output_or_reprs():
         assert secret not in output
     assert output.count("***") >= 4
     assert "RuntimeError" in output  # the trace itself is kept, only the secret is masked
+
+
+def test_config_check_reports_an_unusable_alert_target(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("alerts:\n  targets: ['${CHAT_URL}']\n")
+    result = CliRunner().invoke(main, ["config", "check", "-c", str(bad)], env={"CHAT_URL": "nosuchscheme://tok3n-s3cret/x"})
+    assert result.exit_code == 1
+    assert "alerts" in result.output and "tok3n-s3cret" not in result.output

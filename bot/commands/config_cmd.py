@@ -36,6 +36,14 @@ def check(config_path: str | None) -> None:
             click.echo(problem, err=True)
         click.echo(f"{len(e.problems)} problem(s) found.", err=True)
         sys.exit(1)
+    from bot.alerts.targets import target_problems  # imports apprise: only when the file itself is valid
+
+    problems = target_problems([t.get_secret_value() for t in cfg.alerts.targets])
+    if problems:
+        for problem in problems:
+            click.echo(problem, err=True)
+        click.echo(f"{len(problems)} problem(s) found.", err=True)
+        sys.exit(1)
     source = find_config_file(config_path) or "(built-in defaults)"
     click.echo(f"{source}: OK")
     click.echo(f"  data folder: {cfg.data_dir}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from typing import TYPE_CHECKING
 
 import click
 
@@ -12,6 +13,9 @@ from bot.errors import ConfigError, StoreError
 from bot.models import utcnow
 from bot.redact import setup_logging
 from bot.status import render_text, take_snapshot
+
+if TYPE_CHECKING:
+    from bot.daemon import Daemon
 
 
 def load_or_exit(config_path: str | None) -> Config:
@@ -24,20 +28,30 @@ def load_or_exit(config_path: str | None) -> Config:
         sys.exit(1)
 
 
+def build_or_exit(cfg: Config) -> Daemon:
+    """Create the daemon, or say why not (unreachable store: exit 2; unusable alert target: exit 1)."""
+    from bot.daemon import Daemon
+
+    try:
+        return Daemon(cfg)
+    except StoreError as e:
+        click.echo(f"cannot open the state store: {e}", err=True)
+        sys.exit(2)
+    except ConfigError as e:
+        for problem in e.problems:
+            click.echo(problem, err=True)
+        sys.exit(1)
+
+
 @click.command()
 @CONFIG_OPTION
 def run(config_path: str | None) -> None:
     """Run the daemon: poll, archive, match, alert and re-check until SIGTERM/SIGINT."""
-    from bot.daemon import Daemon
     from bot.health import HealthServer
 
     cfg = load_or_exit(config_path)
     setup_logging(cfg.log_level)
-    try:
-        daemon = Daemon(cfg)
-    except StoreError as e:
-        click.echo(f"cannot open the state store: {e}", err=True)
-        sys.exit(2)
+    daemon = build_or_exit(cfg)
     health = None
     if cfg.health.listen:
         health = HealthServer(
@@ -57,11 +71,9 @@ def run(config_path: str | None) -> None:
 @click.option("--once", is_flag=True, required=True, help="Poll every configured account one time, then exit.")
 def poll(config_path: str | None, once: bool) -> None:
     """Poll every configured account once through the whole pipeline and print what was found."""
-    from bot.daemon import Daemon
-
     cfg = load_or_exit(config_path)
     setup_logging(cfg.log_level)
-    daemon = Daemon(cfg)
+    daemon = build_or_exit(cfg)
     failed = 0
     try:
         for platform, accounts in daemon.accounts.items():
