@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import io
+import itertools
 import struct
 import time
 import tracemalloc
@@ -30,7 +31,7 @@ def _pixels(image: Image.Image) -> np.ndarray:
 
 
 def _assert_distinct(frames: list[tuple[float, Image.Image]]) -> None:
-    for (_, a), (_, b) in zip(frames, frames[1:]):
+    for (_, a), (_, b) in itertools.pairwise(frames):
         assert np.abs(_pixels(a) - _pixels(b)).mean() > 1
 
 
@@ -58,7 +59,7 @@ def test_max_frames_spread_evenly(mp4: bytes) -> None:
 def test_min_interval_respected(mp4: bytes) -> None:
     times = [t for t, _ in extract_keyframes(mp4, min_interval=2.5)]
     assert times == pytest.approx([0.0, 3.0, 6.0, 9.0], abs=0.01)
-    assert all(b - a >= 2.5 - 1e-6 for a, b in zip(times, times[1:]))
+    assert all(b - a >= 2.5 - 1e-6 for a, b in itertools.pairwise(times))
 
 
 def test_few_keyframes_falls_back_to_decoding() -> None:
