@@ -92,6 +92,8 @@ def extract_keyframes(
         raise ValueError("max_frames must be at least 1")
     if min_interval < 0:
         raise ValueError("min_interval must not be negative")
+    if isinstance(source, (bytearray, memoryview)):
+        source = bytes(source)
     demuxer = _demuxer_for(source)
 
     with _open(source, demuxer) as container:
@@ -146,7 +148,12 @@ def _demuxer_for(source: str | Path | bytes) -> str:
 
 @contextmanager
 def _open(source: str | Path | bytes, demuxer: str) -> Iterator[Any]:
-    file: Any = io.BytesIO(source) if isinstance(source, bytes) else str(source)
+    # a path is opened by Python, never handed to FFmpeg as a string: FFmpeg would read "concat:...",
+    # "subfile,...:" or "http://..." as protocols
+    try:
+        file: Any = io.BytesIO(source) if isinstance(source, bytes) else open(source, "rb")  # noqa: SIM115
+    except OSError as e:
+        raise MediaError("not_video", f"cannot read {source}: {e.strerror or e}") from None
     try:
         container = av.open(
             file,
@@ -155,13 +162,16 @@ def _open(source: str | Path | bytes, demuxer: str) -> Iterator[Any]:
             options={"probesize": str(5 * 1024 * 1024), "analyzeduration": str(5_000_000)},
         )
     except av.error.FFmpegError as e:
+        file.close()
         raise MediaError("corrupt_video", f"cannot open the video: {_ffmpeg_message(e)}") from None
     except (OSError, ValueError) as e:
+        file.close()
         raise MediaError("corrupt_video", f"cannot open the video: {e}") from None
     try:
         yield container
     finally:
         container.close()
+        file.close()
 
 
 def _ffmpeg_message(e: Exception) -> str:

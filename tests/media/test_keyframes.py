@@ -51,6 +51,19 @@ def test_path_source(tmp_path, mp4: bytes) -> None:
     assert len(extract_keyframes(str(path))) == 10
 
 
+def test_bytes_like_source(mp4: bytes) -> None:
+    assert len(extract_keyframes(bytearray(mp4))) == len(extract_keyframes(memoryview(mp4))) == 10
+
+
+def test_ffmpeg_protocol_strings_are_not_opened(tmp_path, mp4: bytes, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "v.mp4").write_bytes(mp4)
+    monkeypatch.chdir(tmp_path)
+    for source in ("concat:v.mp4|v.mp4", "file:v.mp4", "https://example.org/v.mp4"):
+        with pytest.raises(MediaError) as e:
+            extract_keyframes(source)
+        assert e.value.reason == "not_video"
+
+
 def test_max_frames_spread_evenly(mp4: bytes) -> None:
     assert [t for t, _ in extract_keyframes(mp4, max_frames=3)] == pytest.approx([0.0, 4.0, 9.0], abs=0.01)
     assert [t for t, _ in extract_keyframes(mp4, max_frames=1)] == [0.0]
