@@ -16,7 +16,9 @@ Media URLs come from platform payloads anyone can influence, so every fetch is t
 - **Type**: a declared Content-Type that cannot be media (HTML, SVG, text, JSON, XML...) is refused before the
   body is read, and the magic bytes of the body decide the type (:mod:`bot.media.sniff`): JPEG, PNG, GIF, WebP,
   MP4/MOV, WebM. Anything else is ``not_media``.
-- **Time**: connect and read timeouts of ``media.timeout``; a total deadline per attempt (slow-drip bodies).
+- **Time**: connect and read timeouts of ``media.timeout``, and a total deadline per attempt (redirects, TLS
+  handshake, headers and body): a watchdog shuts the socket down when it passes, so a peer dripping one byte
+  per read timeout cannot hold a worker.
 - **Retries**: 5xx, 408, 429, timeouts and connection failures are retried ``media.retries`` times with
   exponential backoff; other 4xx and policy refusals are not.
 
@@ -29,11 +31,13 @@ Messages name the URL with :func:`~bot.redact.redact_url` (no query strings: sig
 
 from __future__ import annotations
 
+import contextvars
 import http.client
 import ipaddress
 import logging
 import socket
 import ssl
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -43,6 +47,8 @@ from urllib.parse import urljoin, urlsplit, urlunsplit
 import requests
 import urllib3
 from requests.adapters import HTTPAdapter
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
 from bot.config import MediaConfig
 from bot.errors import MediaError
@@ -238,6 +244,84 @@ def system_resolver(host: str, port: int) -> list[str]:
 # ----------------------------------------------------------------------------- pinned connections
 
 
+class _Watchdog:
+    """Shuts down the socket of the current attempt when its deadline passes.
+
+    Socket timeouts bound each read, not a peer that sends one byte just before each one expires (slow-drip
+    headers, TLS handshakes or bodies); shutting the socket down makes the blocked read return."""
+
+    def __init__(self, seconds: float):
+        self._lock = threading.Lock()
+        self._socks: list[socket.socket] = []
+        self.fired = False
+        self._timer = threading.Timer(seconds, self._fire)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def attach(self, sock: socket.socket) -> None:
+        with self._lock:
+            self._socks.append(sock)
+            fired = self.fired
+        if fired:
+            self._shutdown(sock)
+
+    def cancel(self) -> None:
+        self._timer.cancel()
+
+    def _fire(self) -> None:
+        with self._lock:
+            self.fired = True
+            socks = list(self._socks)
+        for sock in socks:
+            self._shutdown(sock)
+
+    @staticmethod
+    def _shutdown(sock: socket.socket) -> None:
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+
+_current_watchdog: contextvars.ContextVar[_Watchdog | None] = contextvars.ContextVar("media_watchdog", default=None)
+
+
+def _watch(sock: Any) -> None:
+    watchdog = _current_watchdog.get()
+    if watchdog is not None and sock is not None:
+        watchdog.attach(sock)
+
+
+class _WatchedHTTPConnection(HTTPConnection):
+    def _new_conn(self) -> socket.socket:
+        sock = super()._new_conn()
+        _watch(sock)  # covers the TLS handshake too: the TLS socket wraps this one
+        return sock
+
+    def getresponse(self, *args: Any, **kwargs: Any) -> Any:
+        _watch(self.sock)  # a kept-alive connection was created in an earlier attempt
+        return super().getresponse(*args, **kwargs)
+
+
+class _WatchedHTTPSConnection(HTTPSConnection):
+    def _new_conn(self) -> socket.socket:
+        sock = super()._new_conn()
+        _watch(sock)
+        return sock
+
+    def getresponse(self, *args: Any, **kwargs: Any) -> Any:
+        _watch(self.sock)
+        return super().getresponse(*args, **kwargs)
+
+
+class _WatchedHTTPPool(HTTPConnectionPool):
+    ConnectionCls = _WatchedHTTPConnection
+
+
+class _WatchedHTTPSPool(HTTPSConnectionPool):
+    ConnectionCls = _WatchedHTTPSConnection
+
+
 class _PinnedAdapter(HTTPAdapter):
     """Connects to a pre-checked IP address while Host, SNI and certificate checks use the host name.
 
@@ -247,6 +331,10 @@ class _PinnedAdapter(HTTPAdapter):
     def __init__(self) -> None:
         super().__init__(pool_connections=4, pool_maxsize=4, max_retries=0)
         self.pin: tuple[str, str] | None = None  # (host, ip)
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = {"http": _WatchedHTTPPool, "https": _WatchedHTTPSPool}
 
     def get_connection_with_tls_context(
         self, request: requests.PreparedRequest, verify: Any, proxies: Any = None, cert: Any = None
@@ -333,6 +421,20 @@ class MediaFetcher:
     # ------------------------------------------------------------------ one attempt
 
     def _fetch_once(self, url: str) -> FetchedMedia:
+        watchdog = _Watchdog(self._total_timeout)
+        token = _current_watchdog.set(watchdog)
+        try:
+            return self._follow(url, watchdog)
+        except (MediaError, _Retryable) as e:
+            # a socket shut down by the watchdog surfaces as a reset, an aborted handshake or an early EOF
+            if watchdog.fired and e.reason in ("unavailable", "tls_error", "timeout"):
+                raise _Retryable("timeout", f"fetching {_display(url)} exceeded {self._total_timeout:g}s") from None
+            raise
+        finally:
+            watchdog.cancel()
+            _current_watchdog.reset(token)
+
+    def _follow(self, url: str, watchdog: _Watchdog) -> FetchedMedia:
         deadline = time.monotonic() + self._total_timeout
         current = url
         for hop in range(MAX_REDIRECTS + 1):
@@ -352,7 +454,7 @@ class MediaFetcher:
                     raise _Retryable(reason, f"HTTP {status} from {_display(current)}")
                 if status != 200:
                     raise MediaError(f"http_{status}", f"HTTP {status} from {_display(current)}")
-                return self._read_body(url, target, response, deadline)
+                return self._read_body(url, target, response, deadline, watchdog)
             finally:
                 response.close()
         raise MediaError("too_many_redirects", f"more than {MAX_REDIRECTS} redirects from {_display(url)}")
@@ -412,7 +514,9 @@ class MediaFetcher:
             return _Retryable("unavailable", f"connection failed fetching {shown}: {_short(e)}")
         return e
 
-    def _read_body(self, url: str, target: _Target, response: requests.Response, deadline: float) -> FetchedMedia:
+    def _read_body(
+        self, url: str, target: _Target, response: requests.Response, deadline: float, watchdog: _Watchdog
+    ) -> FetchedMedia:
         shown = _display(target.url)
         declared = (response.headers.get("Content-Type") or "").split(";", 1)[0].strip().lower()
         if declared and not _may_be_media(declared):
@@ -433,7 +537,7 @@ class MediaFetcher:
         try:
             while True:
                 if time.monotonic() > deadline:
-                    raise _Retryable("timeout", f"download of {shown} exceeded {self._total_timeout:.0f}s")
+                    raise _Retryable("timeout", f"download of {shown} exceeded {self._total_timeout:g}s")
                 chunk = raw.read1(CHUNK, decode_content=True)
                 if not chunk:
                     break
@@ -446,6 +550,8 @@ class MediaFetcher:
             raise
         except Exception as e:  # noqa: BLE001
             raise self._map_exception(e, shown) from None
+        if watchdog.fired:  # the socket was shut down: what was read is not the whole body
+            raise _Retryable("timeout", f"download of {shown} exceeded {self._total_timeout:g}s")
         if sniffed is None:
             sniffed = _sniff_or_refuse(bytes(data), declared, shown)
         return FetchedMedia(

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import io
 import socket
+import threading
 import time
 import tracemalloc
 from collections.abc import Iterator
@@ -534,6 +535,65 @@ def test_slow_drip_body_hits_the_total_deadline(server: HTTPServer) -> None:
     started = time.monotonic()
     assert _reason(fetcher, server.url_for("/drip")) == "timeout"
     assert time.monotonic() - started < 2
+
+
+class DripServer:
+    """A raw TCP server that answers every connection with ``head`` and then one byte of ``drip`` at a time."""
+
+    def __init__(self, head: bytes, drip: bytes, interval: float = 0.05):
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen()
+        self.port = self.sock.getsockname()[1]
+        self.head, self.drip, self.interval = head, drip, interval
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        while not self.stopped.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._answer, args=(conn,), daemon=True).start()
+
+    def _answer(self, conn: socket.socket) -> None:
+        with conn:
+            try:
+                conn.recv(65536)
+                conn.sendall(self.head)
+                for byte in self.drip:
+                    if self.stopped.wait(self.interval):
+                        return
+                    conn.sendall(bytes([byte]))
+            except OSError:
+                return
+
+    def close(self) -> None:
+        self.stopped.set()
+        self.sock.close()
+
+
+@pytest.mark.parametrize(
+    ("head", "drip"),
+    [
+        (b"HTTP/1.1 200 OK\r\n", b"X-Slow: " + b"a" * 10_000),  # headers never end
+        (b"HTTP/1.1 200 OK\r\nContent-Type: image/jpeg\r\n\r\n" + JPEG[:100], b"\0" * 10_000),  # body
+        (b"", b"HTTP/1.1 200 OK\r\n" * 1000),  # the status line itself
+    ],
+    ids=["headers", "body", "status-line"],
+)
+def test_slow_drip_is_cut_at_the_total_deadline(head: bytes, drip: bytes) -> None:
+    server = DripServer(head, drip)
+    try:
+        fetcher, sleeps = _fetcher(_config(trusted_hosts=["127.0.0.1"], timeout=1, retries=1), total_timeout=0.5)
+        started = time.monotonic()
+        assert _reason(fetcher, f"http://127.0.0.1:{server.port}/a.jpg") == "timeout"
+        assert time.monotonic() - started < 3  # two attempts of 0.5 s
+        assert len(sleeps) == 1
+    finally:
+        server.close()
 
 
 def test_connection_refused_is_unavailable() -> None:
