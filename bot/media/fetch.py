@@ -437,7 +437,7 @@ class MediaFetcher:
     def _follow(self, url: str, watchdog: _Watchdog) -> FetchedMedia:
         deadline = time.monotonic() + self._total_timeout
         current = url
-        for hop in range(MAX_REDIRECTS + 1):
+        for _hop in range(MAX_REDIRECTS + 1):
             target = check_url(current, self.config.trusted_hosts)
             ip = self._resolve(target)
             response = self._request(target, ip)
@@ -500,17 +500,29 @@ class MediaFetcher:
             self._adapter.pin = None
 
     @staticmethod
-    def _map_exception(e: Exception, shown: str) -> Exception:
+    def _map_exception(e: Exception, shown: str, *, in_body: bool = False) -> Exception:
+        """The MediaError (final) or _Retryable for an exception of requests/urllib3/http.client/ssl.
+
+        A TLS error before the response (handshake, certificate) is final; one while reading the body is a
+        broken connection like any other, and retried."""
         if _header_too_large(e):
             return MediaError("header_too_large", f"response headers too large from {shown}")
         if isinstance(e, (requests.exceptions.Timeout, urllib3.exceptions.TimeoutError, TimeoutError, socket.timeout)):
             return _Retryable("timeout", f"timed out fetching {shown}")
-        if isinstance(e, requests.exceptions.SSLError) or _in_chain(e, lambda x: isinstance(x, ssl.SSLError)):
+        if not in_body and (
+            isinstance(e, requests.exceptions.SSLError) or _in_chain(e, lambda x: isinstance(x, ssl.SSLError))
+        ):
             return MediaError("tls_error", f"TLS failure fetching {shown}: {_short(e)}")
         if isinstance(e, requests.exceptions.InvalidURL):
             return MediaError("bad_url", f"not a usable URL: {shown}")
-        if isinstance(e, (requests.exceptions.ConnectionError, requests.exceptions.ChunkedEncodingError,
-                          urllib3.exceptions.HTTPError, http.client.HTTPException, ConnectionError, OSError)):
+        connection_errors = (
+            requests.exceptions.ConnectionError,
+            requests.exceptions.ChunkedEncodingError,
+            urllib3.exceptions.HTTPError,
+            http.client.HTTPException,
+            OSError,  # ConnectionError, ssl.SSLError
+        )
+        if isinstance(e, connection_errors):
             return _Retryable("unavailable", f"connection failed fetching {shown}: {_short(e)}")
         return e
 
@@ -549,7 +561,7 @@ class MediaFetcher:
         except (MediaError, _Retryable):
             raise
         except Exception as e:  # noqa: BLE001
-            raise self._map_exception(e, shown) from None
+            raise self._map_exception(e, shown, in_body=True) from None
         if watchdog.fired:  # the socket was shut down: what was read is not the whole body
             raise _Retryable("timeout", f"download of {shown} exceeded {self._total_timeout:g}s")
         if sniffed is None:
