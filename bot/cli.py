@@ -15,6 +15,7 @@ COMMANDS: list[str] = [
     "bot.commands.daemon_cmds:poll",
     "bot.commands.daemon_cmds:status",
     "bot.commands.deletions:deletions",
+    "bot.commands.demo:demo",
 ]
 
 

@@ -75,8 +75,12 @@ class Daemon:
         store: StateStore | None = None,
         watchers: dict[str, Watcher] | None = None,
         clock: Callable[[], datetime] = utcnow,
+        recheck_every: float = 30.0,
     ):
+        """``recheck_every``: how often each platform's due re-checks are looked for (the schedule itself
+        is per post, in the store; the demo looks every second to show a deletion within a minute)."""
         self.config = config
+        self.recheck_every = recheck_every
         self.clock = clock
         self.stop_event = threading.Event()
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
@@ -228,10 +232,10 @@ class Daemon:
                 )
             scheduler.add_job(
                 self._guarded,
-                IntervalTrigger(seconds=30, timezone=timezone.utc),
+                IntervalTrigger(seconds=self.recheck_every, timezone=timezone.utc),
                 args=(f"recheck {platform}", self.run_rechecks, platform),
                 id=f"recheck:{platform}",
-                next_run_time=now + timedelta(seconds=5),
+                next_run_time=now + timedelta(seconds=min(5.0, self.recheck_every)),
                 misfire_grace_time=30,
             )
         scheduler.add_job(
