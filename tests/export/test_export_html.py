@@ -33,17 +33,17 @@ def test_html_is_self_contained_and_escapes_post_text(store, scenario):
     assert re.findall(r'src="(?!data:)', html) == []
     assert "url(" not in html.split("<style>")[1].split("</style>")[0]
     thumbs = re.findall(r'src="data:image/jpeg;base64,([A-Za-z0-9+/=]+)"', html)
-    assert len(thumbs) == 5  # attachments on 4 cards (post 300 twice) + the known stock photo
+    assert len(thumbs) == 7  # attachments on 4 cards (post 300 twice), the stock photo, the game frame twice
     for b64 in thumbs:
         import base64
 
         img = Image.open(io.BytesIO(base64.b64decode(b64)))
         assert img.format == "JPEG" and max(img.size) <= 320
     assert html.count('class="card"') == 5
-    assert html.count('figure class="known"') == 1  # exact copy of the stock photo; pdq match needs list_alerts
+    # exact copy of the stock photo (post 100), pdq match alert of the game frame (both post 300 cards)
+    assert html.count('figure class="known"') == 3
     for sha in scenario.shas.values():
-        if sha != scenario.shas["game"]:
-            assert sha in html
+        assert sha in html
     assert "Stock photo, 2019 flood (AP)" in html
 
 
