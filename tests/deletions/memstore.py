@@ -285,8 +285,3 @@ class MemoryStore(StateStore):
 
     def close(self):
         pass
-
-
-
-class MemoryStoreWithAlertListing(MemoryStore):
-    """Kept for the export tests until they use the store fixture (list_alerts is in MemoryStore now)."""

@@ -13,7 +13,6 @@ from PIL import Image
 from bot.export import ExportFilters, export_to_file, render
 from bot.export.html import human_duration, summarize
 from bot.export.rows import deletion_log_rows
-from memstore import MemoryStoreWithAlertListing
 from scenario import build
 from scripted import T0
 
@@ -47,8 +46,7 @@ def test_html_is_self_contained_and_escapes_post_text(store, scenario):
     assert "Stock photo, 2019 flood (AP)" in html
 
 
-def test_known_match_side_by_side_from_alerts(tmp_path):
-    store = MemoryStoreWithAlertListing()
+def test_known_match_side_by_side_from_alerts(store, tmp_path):
     sc = build(store, tmp_path)
     html, _ = render("html", store, archive_root=sc.archive_root)
     assert html.count('figure class="known"') == 3  # stock photo on post 100, game frame on both post 300 cards
@@ -95,14 +93,13 @@ def _chromium() -> str | None:
     return None
 
 
-def test_html_report_in_headless_chromium(tmp_path):
+def test_html_report_in_headless_chromium(store, tmp_path):
     """Render the report in a real browser: thumbnails decode and show, the post text stays text."""
     browser = _chromium()
     if browser is None:
         if os.environ.get("CI") == "true":
             pytest.fail("chromium is not installed: CI must run the HTML report test in a real browser")
         pytest.skip("chromium not installed (apt-get install -y chromium)")
-    store = MemoryStoreWithAlertListing()
     sc = build(store, tmp_path)
     out = tmp_path / "report.html"
     export_to_file("html", store, out, archive_root=sc.archive_root)
