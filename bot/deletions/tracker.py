@@ -24,7 +24,8 @@ Rules (issue #6), and the decisions taken where the issue left room:
 - Budget: at most ``budget_per_hour`` look-up requests per platform in any sliding hour (kept in memory: a
   restart forgets the spend of the last hour). When the budget is short, pending confirmations go first,
   then the youngest posts (their deletions matter most and their schedule is densest); the rest stay due.
-- Every event enqueues one alert in the store outbox, key ``{kind}:{platform}:{post_id}:{event.id}``.
+- Every event enqueues one alert in the store outbox, key ``{kind}:{platform}:{post_id}:{event.id}``, in the
+  same store transaction as the event and its re-check change (``record_event(event, next, alert)``).
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from typing import Any
 from bot.deletions import schedule
 from bot.models import Post, PostStatus, StatusKind, as_utc, iso, parse_iso
 from bot.store.base import StateStore
+from bot.store.common import new_id
 from bot.store.records import Change, OutboxAlert, PostChange, PostEvent, Recheck, StoredPost
 
 log = logging.getLogger(__name__)
@@ -363,10 +365,14 @@ class RecheckTracker:
         )
 
     def _record(self, event: PostEvent, nxt: Recheck | None, now: datetime, report: RecheckReport) -> None:
-        event = self.store.record_event(event, nxt)
+        # the alert key names the event id, so the id is chosen here; the event, the re-check change and the
+        # alert are then one store transaction (a crash cannot log the event and lose its alert)
+        if not event.id:
+            event = replace(event, id=new_id())
+        alert = self._alert_for(event, now)
+        event = self.store.record_event(event, nxt, alert)
         report.events.append(event)
-        if self.store.enqueue_alert(self._alert_for(event, now)):
-            report.alerts += 1
+        report.alerts += 1  # a fresh event id: its alert key was never enqueued before
         log.info("%s: %s %s (%s)", event.platform, event.kind, event.post_id, event.account)
 
     def _alert_for(self, event: PostEvent, now: datetime) -> OutboxAlert:

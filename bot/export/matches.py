@@ -7,10 +7,9 @@ The store has no match table. What the matching stage found is durable in two pl
 2. the alert outbox, which keeps sent alerts: the ``match`` / ``recycled`` alerts of a post carry the
    perceptual matches (PDQ/pHash distance, keypoint inliers) with the known entry's id.
 
-This helper always uses (1), and uses (2) as soon as the store offers a read-only
-``list_alerts(platform=..., post_id=..., kinds=...)`` (not in :class:`bot.store.base.StateStore` yet; asked of
-the store owner). That keeps the export correct for exact reuse today and complete once the method lands,
-without the export ever writing to the store or re-running the matcher.
+This helper uses both: (2) through the read-only ``store.list_alerts(platform, post_id, kinds)`` (an indexed
+look-up of the post's alerts, pending or sent), (1) for exact copies that raised no alert. The export never
+writes to the store or re-runs the matcher.
 """
 
 from __future__ import annotations
@@ -62,12 +61,10 @@ def _from_alert(store: Any, payload: dict[str, Any], kind: str) -> dict[str, Any
 def known_media_matches(store: Any, platform: str, post_id: str, media_sha256: Sequence[str]) -> list[dict[str, Any]]:
     """Known media matched by the archived attachments of one post (deduplicated by media and known id)."""
     found: dict[tuple[str, str], dict[str, Any]] = {}
-    lister = getattr(store, "list_alerts", None) if _has_list_alerts(store) else None
-    if lister is not None:
-        for alert in lister(platform=platform, post_id=post_id, kinds=MATCH_ALERT_KINDS):
-            entry = _from_alert(store, alert.payload, alert.kind)
-            if entry is not None:
-                found.setdefault((entry["media_sha256"], entry["known_id"]), entry)
+    for alert in store.list_alerts(platform, post_id, kinds=MATCH_ALERT_KINDS):
+        entry = _from_alert(store, alert.payload, alert.kind)
+        if entry is not None:
+            found.setdefault((entry["media_sha256"], entry["known_id"]), entry)
     for sha in media_sha256:
         for known in store.find_known_by_sha256(sha):
             origin = known.origin or {}
@@ -76,9 +73,3 @@ def known_media_matches(store: Any, platform: str, post_id: str, media_sha256: S
             found.setdefault((sha, known.id), _entry(sha, known, known.id))
     return list(found.values())
 
-
-def _has_list_alerts(store: Any) -> bool:
-    try:
-        return callable(getattr(store, "list_alerts"))
-    except AttributeError:
-        return False

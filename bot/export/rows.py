@@ -106,7 +106,7 @@ _READ_METHODS = frozenset(
         "iter_known",
         "count_known",
         "get_alert",
-        "list_alerts",  # not in the interface yet: used when a backend grows it (see bot.export.matches)
+        "list_alerts",
         "list_events",
         "get_recheck",
         "count_rechecks",

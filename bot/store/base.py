@@ -3,7 +3,8 @@ and several daemons) and pass the same contract suite in ``tests/store/``.
 
 Design rules every backend keeps:
 - Writes that belong together happen in one transaction (SQLite) or one MULTI/EXEC or Lua script (Redis):
-  ``record_poll`` (posts + cursor), ``record_event`` (event + recheck update), ``enqueue_alert``.
+  ``record_poll`` (posts + cursor), ``record_event`` (event + recheck update + its alert), ``enqueue_alert``
+  (alert + the per-post alert index).
 - Every method that adds something is idempotent, so a pipeline step retried after a crash is harmless.
 - Times go in and come out as timezone-aware UTC datetimes.
 """
@@ -165,16 +166,12 @@ class StateStore(ABC):
     def outbox_size(self) -> int:
         """Number of alerts not yet delivered."""
 
-    def list_alerts(
-        self,
-        since: datetime | None = None,
-        until: datetime | None = None,
-        kinds: Iterable[str] | None = None,
-    ) -> list[OutboxAlert]:
-        """Alerts (sent or not) created in [since, until), of the given kinds, in FIFO order. Optional: used by
-        the daily digest to count matches; a backend without it raises NotImplementedError and the digest
-        then counts only deletion-log events."""
-        raise NotImplementedError
+    @abstractmethod
+    def list_alerts(self, platform: str, post_id: str, kinds: Iterable[str] | None = None) -> list[OutboxAlert]:
+        """Every alert (pending or sent) whose payload's ``platform`` and ``post_id`` are these, in FIFO (seq)
+        order, optionally only of the given kinds (an empty ``kinds`` gives nothing). Read from a per-post
+        index, never a scan of the outbox. Alerts without both payload fields (a digest) are never listed;
+        a numeric ``post_id`` in a payload is listed under its decimal text."""
 
     # ----------------------------------------------------------------- re-checks
     @abstractmethod
@@ -196,10 +193,15 @@ class StateStore(ABC):
 
     # ----------------------------------------------------------------- deletion log
     @abstractmethod
-    def record_event(self, event: PostEvent, next_recheck: Recheck | None) -> PostEvent:
-        """Atomically append an event (assigning ``id``), set the post's status to the event kind where it
-        is a state (not for ``edited``), and replace the post's re-check by ``next_recheck`` (remove it when
-        None)."""
+    def record_event(
+        self, event: PostEvent, next_recheck: Recheck | None, alert: OutboxAlert | None = None
+    ) -> PostEvent:
+        """Atomically append an event (assigning ``id`` when empty; an event id already logged is not logged
+        again), set the post's status to the event kind where it is a state (not for ``edited``), replace the
+        post's re-check by ``next_recheck`` (remove it when None) and, when given, enqueue ``alert`` exactly
+        as :meth:`enqueue_alert` does (a key ever enqueued is not enqueued again). All in one transaction:
+        after a crash either all of it happened or none. A caller whose alert key names the event id
+        assigns the id itself (:func:`bot.store.common.new_id`) before building the alert."""
 
     @abstractmethod
     def list_events(

@@ -59,6 +59,19 @@ def loads(text: str | bytes) -> Any:
     return json.loads(text)
 
 
+def alert_post(payload: Any) -> tuple[str, str] | None:
+    """(platform, post_id) an alert payload is about, for the per-post alert index, or None (a digest).
+
+    ``platform`` must be a string and ``post_id`` a string or an integer (listed under its decimal text);
+    anything else is not indexed. The SQLite migration that backfilled old rows applies the same rule."""
+    if not isinstance(payload, dict):
+        return None
+    platform, post_id = payload.get("platform"), payload.get("post_id")
+    if not isinstance(platform, str) or isinstance(post_id, bool) or not isinstance(post_id, (str, int)):
+        return None
+    return platform, str(post_id)
+
+
 def status_for_event(kind: str) -> str | None:
     """The post status an event kind sets, or None (``edited`` and unknown kinds leave it alone)."""
     return EVENT_STATUS.get(kind)
@@ -195,6 +208,7 @@ __all__ = [
     "EVENT_STATUS",
     "PlannedPost",
     "account_from_dict",
+    "alert_post",
     "check_account_fields",
     "dumps",
     "loads",

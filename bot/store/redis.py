@@ -23,6 +23,10 @@ Key layout (``P`` = ``<prefix>:``; ``M(a, b)`` = ``a + "\\x1f" + b``, a member t
 ``P known:seq`` / ``P known:gen``   counter   insertion sequence / generation
 ``P alert:<key>``                   hash      OutboxAlert fields (JSON values); ``outbox`` zset of unsent
                                               keys by seq (``outbox:seq`` counter)
+``P alerts:post:<platform>:<id>``   zset      keys of every alert (pending or sent) whose payload names
+                                              this post, by seq; written by the enqueue script.
+                                              ``alerts:indexed`` flag: alerts older than the index were
+                                              indexed once, at the first open by a version that has it
 ``P recheck:<platform>:<post_id>``  string    JSON re-check; ``rechecks:<platform>`` zset post_id by due
                                               (µs); ``rechecks`` set of M(platform, post_id)
 ``P events``                        zset      ``<seq:015d>:<id>`` by detected_at (µs); ``events:data``
@@ -55,6 +59,7 @@ from bot.redact import redact, redact_url, register_secret
 from bot.store.base import StateStore
 from bot.store.common import (
     account_from_dict,
+    alert_post,
     check_account_fields,
     dumps,
     loads,
@@ -117,12 +122,13 @@ end
 return 1
 """
 
-# KEYS: alert hash, outbox zset, seq counter; ARGV: key, sent(0/1), field, value, ...
+# KEYS: alert hash, outbox zset, seq counter[, the post's alert index zset]; ARGV: key, sent(0/1), field, value, ...
 _ENQUEUE = """
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 local seq = redis.call('INCR', KEYS[3])
 redis.call('HSET', KEYS[1], 'seq', seq, unpack(ARGV, 3))
 if ARGV[2] == '0' then redis.call('ZADD', KEYS[2], seq, ARGV[1]) end
+if KEYS[4] then redis.call('ZADD', KEYS[4], seq, ARGV[1]) end
 return 1
 """
 
@@ -224,6 +230,33 @@ class RedisStore(StateStore):
         self._lock_renew = self._r.register_script(_LOCK_RENEW)
         self._lock_release = self._r.register_script(_LOCK_RELEASE)
         self.ping()
+        try:
+            self._index_old_alerts()
+        except redis.RedisError as exc:
+            raise self._error(exc) from None
+
+    def _index_old_alerts(self) -> None:
+        """Add alerts enqueued before the per-post alert index existed to it (once per store: a flag key
+        records it). Idempotent (ZADD of the alert's own seq), so two daemons doing it at once is harmless."""
+        flag = self._k("alerts", "indexed")
+        if self._r.exists(flag):
+            return
+        pattern = "".join("\\" + c if c in "*?[]\\" else c for c in self._k("alert", "")) + "*"
+        keys = list(self._r.scan_iter(match=pattern, count=1000))
+        for start in range(0, len(keys), _PAGE):
+            chunk = keys[start : start + _PAGE]
+            pipe = self._r.pipeline(transaction=False)
+            for key in chunk:
+                pipe.hmget(key, "key", "seq", "payload")
+            writes = self._r.pipeline(transaction=False)
+            for fields in pipe.execute():
+                if None in fields:
+                    continue
+                ref = alert_post(loads(fields[2]))
+                if ref is not None:
+                    writes.zadd(self._alert_index(*ref), {loads(fields[0]): int(fields[1])})
+            writes.execute()
+        self._r.set(flag, "1")
 
     def _error(self, exc: Exception) -> StoreError:
         kind = "cannot reach" if isinstance(exc, (redis.ConnectionError, redis.TimeoutError)) else "error from"
@@ -242,6 +275,9 @@ class RedisStore(StateStore):
 
     def _post_key(self, platform: str, post_id: str) -> str:
         return self._k("post", platform, post_id)
+
+    def _alert_index(self, platform: str, post_id: str) -> str:
+        return self._k("alerts", "post", platform, post_id)
 
     def _post_indexes(self, platform: str, account: str) -> list[str]:
         return [
@@ -523,15 +559,19 @@ class RedisStore(StateStore):
     def _alert(fields: dict[str, str]) -> OutboxAlert | None:
         return OutboxAlert.from_dict(_hash_decode(fields)) if fields else None
 
-    def enqueue_alert(self, alert: OutboxAlert) -> bool:
+    def _enqueue_alert(self, alert: OutboxAlert, client: Any = None) -> Any:
+        """Run the enqueue script (on ``client``, a pipeline, when given: then it runs inside its EXEC)."""
         data = alert.to_dict()
         data.pop("seq")
         args = [x for k, v in _hash_encode(data).items() for x in (k, v)]
-        added = self._enqueue(
-            keys=[self._k("alert", alert.key), self._k("outbox"), self._k("outbox", "seq")],
-            args=[alert.key, "1" if alert.sent_at else "0", *args],
-        )
-        return bool(added)
+        keys = [self._k("alert", alert.key), self._k("outbox"), self._k("outbox", "seq")]
+        ref = alert_post(alert.payload)
+        if ref is not None:
+            keys.append(self._alert_index(*ref))
+        return self._enqueue(keys=keys, args=[alert.key, "1" if alert.sent_at else "0", *args], client=client)
+
+    def enqueue_alert(self, alert: OutboxAlert) -> bool:
+        return bool(self._enqueue_alert(alert))
 
     def due_alerts(self, now: datetime, limit: int = 50) -> list[OutboxAlert]:
         if limit <= 0:
@@ -553,6 +593,17 @@ class RedisStore(StateStore):
 
     def outbox_size(self) -> int:
         return int(self._r.zcard(self._k("outbox")))
+
+    def list_alerts(self, platform: str, post_id: str, kinds: Iterable[str] | None = None) -> list[OutboxAlert]:
+        wanted = None if kinds is None else {str(k) for k in kinds}
+        if wanted is not None and not wanted:
+            return []
+        keys = self._r.zrange(self._alert_index(platform, str(post_id)), 0, -1)
+        pipe = self._r.pipeline(transaction=False)
+        for key in keys:
+            pipe.hgetall(self._k("alert", key))
+        alerts = [a for a in map(self._alert, pipe.execute()) if a is not None]
+        return [a for a in alerts if wanted is None or a.kind in wanted]
 
     # ----------------------------------------------------------------- re-checks
     def _queue_recheck(self, pipe: Any, recheck: Recheck) -> None:
@@ -594,7 +645,9 @@ class RedisStore(StateStore):
         pipe.execute()
 
     # ----------------------------------------------------------------- deletion log
-    def record_event(self, event: PostEvent, next_recheck: Recheck | None) -> PostEvent:
+    def record_event(
+        self, event: PostEvent, next_recheck: Recheck | None, alert: OutboxAlert | None = None
+    ) -> PostEvent:
         if not event.id:
             event = PostEvent.from_dict({**event.to_dict(), "id": new_id()})
         status = status_for_event(event.kind)
@@ -612,6 +665,8 @@ class RedisStore(StateStore):
             self._queue_remove_recheck(pipe, event.platform, event.post_id)
         else:
             self._queue_recheck(pipe, next_recheck)
+        if alert is not None:
+            self._enqueue_alert(alert, client=pipe)
         pipe.execute()
         return event
 

@@ -28,6 +28,7 @@ from bot.redact import redact_url
 from bot.store.base import StateStore
 from bot.store.common import (
     account_from_dict,
+    alert_post,
     check_account_fields,
     dumps,
     loads,
@@ -161,6 +162,22 @@ MIGRATIONS: list[str] = [
         expires_at REAL NOT NULL
     );
     CREATE INDEX events_post ON events (platform, post_id, seq);
+    """,
+    # 3: list a post's alerts (list_alerts): kind and the payload's platform/post_id as indexed columns,
+    # backfilled from the JSON of existing rows with the rule of bot.store.common.alert_post
+    """
+    ALTER TABLE outbox ADD COLUMN kind TEXT;
+    ALTER TABLE outbox ADD COLUMN platform TEXT;
+    ALTER TABLE outbox ADD COLUMN post_id TEXT;
+    UPDATE outbox SET
+        kind = json_extract(data, '$.kind'),
+        platform = CASE WHEN json_type(data, '$.payload.platform') = 'text'
+                             AND json_type(data, '$.payload.post_id') IN ('text', 'integer')
+                        THEN json_extract(data, '$.payload.platform') END,
+        post_id = CASE WHEN json_type(data, '$.payload.platform') = 'text'
+                            AND json_type(data, '$.payload.post_id') IN ('text', 'integer')
+                       THEN CAST(json_extract(data, '$.payload.post_id') AS TEXT) END;
+    CREATE INDEX outbox_post ON outbox (platform, post_id, seq);
     """,
 ]
 
@@ -514,13 +531,18 @@ class SqliteStore(StateStore):
     def _alert(seq: int, data: str) -> OutboxAlert:
         return OutboxAlert.from_dict({**loads(data), "seq": seq})
 
+    @staticmethod
+    def _insert_alert(conn: sqlite3.Connection, alert: OutboxAlert) -> bool:
+        platform, post_id = alert_post(alert.payload) or (None, None)
+        cur = conn.execute(
+            "INSERT OR IGNORE INTO outbox (key, sent, kind, platform, post_id, data) VALUES (?, ?, ?, ?, ?, ?)",
+            (alert.key, 1 if alert.sent_at else 0, alert.kind, platform, post_id, dumps(alert.to_dict())),
+        )
+        return cur.rowcount > 0
+
     def enqueue_alert(self, alert: OutboxAlert) -> bool:
         with self._write() as conn:
-            cur = conn.execute(
-                "INSERT OR IGNORE INTO outbox (key, sent, data) VALUES (?, ?, ?)",
-                (alert.key, 1 if alert.sent_at else 0, dumps(alert.to_dict())),
-            )
-            return cur.rowcount > 0
+            return self._insert_alert(conn, alert)
 
     def due_alerts(self, now: datetime, limit: int = 50) -> list[OutboxAlert]:
         rows = self._query("SELECT seq, data FROM outbox WHERE sent = 0 ORDER BY seq LIMIT ?", (limit,))
@@ -555,6 +577,17 @@ class SqliteStore(StateStore):
     def outbox_size(self) -> int:
         return self._one("SELECT COUNT(*) FROM outbox WHERE sent = 0")[0]  # type: ignore[index]
 
+    def list_alerts(self, platform: str, post_id: str, kinds: Iterable[str] | None = None) -> list[OutboxAlert]:
+        where, params = "platform = ? AND post_id = ?", [platform, str(post_id)]
+        if kinds is not None:
+            kind_list = [str(k) for k in kinds]
+            if not kind_list:
+                return []
+            where += f" AND kind IN ({', '.join('?' * len(kind_list))})"
+            params.extend(kind_list)
+        rows = self._query(f"SELECT seq, data FROM outbox WHERE {where} ORDER BY seq", params)
+        return [self._alert(*r) for r in rows]
+
     # ----------------------------------------------------------------- re-checks
     @staticmethod
     def _put_recheck(conn: sqlite3.Connection, recheck: Recheck) -> None:
@@ -588,7 +621,9 @@ class SqliteStore(StateStore):
             conn.execute("DELETE FROM rechecks WHERE platform = ? AND post_id = ?", (platform, post_id))
 
     # ----------------------------------------------------------------- deletion log
-    def record_event(self, event: PostEvent, next_recheck: Recheck | None) -> PostEvent:
+    def record_event(
+        self, event: PostEvent, next_recheck: Recheck | None, alert: OutboxAlert | None = None
+    ) -> PostEvent:
         if not event.id:
             event = PostEvent.from_dict({**event.to_dict(), "id": new_id()})
         status = status_for_event(event.kind)
@@ -617,6 +652,8 @@ class SqliteStore(StateStore):
                 )
             else:
                 self._put_recheck(conn, next_recheck)
+            if alert is not None:
+                self._insert_alert(conn, alert)
         return event
 
     def list_events(

@@ -13,6 +13,7 @@ from typing import Any
 
 from bot.models import Post, RejectedItem, as_utc, utcnow
 from bot.store.base import StateStore
+from bot.store.common import alert_post, status_for_event
 from bot.store.records import (
     AccountState,
     Change,
@@ -180,6 +181,9 @@ class MemoryStore(StateStore):
     # outbox
     def enqueue_alert(self, alert: OutboxAlert) -> bool:
         self.writes += 1
+        return self._enqueue(alert)
+
+    def _enqueue(self, alert: OutboxAlert) -> bool:
         if alert.key in self.alerts:
             return False
         self.alerts[alert.key] = replace(alert, seq=next(self._seq))
@@ -203,6 +207,15 @@ class MemoryStore(StateStore):
     def outbox_size(self):
         return sum(1 for a in self.alerts.values() if a.sent_at is None)
 
+    def list_alerts(self, platform, post_id, kinds: Iterable[str] | None = None):
+        kinds = set(kinds) if kinds is not None else None
+        post_id = str(post_id)
+        return [
+            a
+            for a in sorted(self.alerts.values(), key=lambda a: a.seq)
+            if (kinds is None or a.kind in kinds) and alert_post(a.payload) == (platform, post_id)
+        ]
+
     # re-checks
     def schedule_recheck(self, recheck: Recheck) -> None:
         self.writes += 1
@@ -223,16 +236,22 @@ class MemoryStore(StateStore):
         self.rechecks.pop((platform, post_id), None)
 
     # deletion log
-    def record_event(self, event: PostEvent, next_recheck: Recheck | None) -> PostEvent:
+    def record_event(
+        self, event: PostEvent, next_recheck: Recheck | None, alert: OutboxAlert | None = None
+    ) -> PostEvent:
         self.writes += 1
-        event = replace(event, id=str(len(self.events) + 1), details=copy.deepcopy(event.details))
-        self.events.append(event)
-        if event.kind != "edited":
-            self.set_post_status(event.platform, event.post_id, event.kind)
+        event = replace(event, id=event.id or f"e{len(self.events) + 1}", details=copy.deepcopy(event.details))
+        if all(e.id != event.id for e in self.events):  # an id is logged once
+            self.events.append(event)
+        status = status_for_event(event.kind)
+        if status is not None:
+            self.set_post_status(event.platform, event.post_id, status)
         if next_recheck is None:
             self.rechecks.pop((event.platform, event.post_id), None)
         else:
             self.rechecks[(event.platform, event.post_id)] = next_recheck
+        if alert is not None:
+            self._enqueue(alert)
         return event
 
     def list_events(self, since=None, until=None, platform=None, account=None, kinds: Iterable[str] | None = None):
@@ -266,17 +285,3 @@ class MemoryStore(StateStore):
 
     def close(self):
         pass
-
-
-class MemoryStoreWithAlertListing(MemoryStore):
-    """The read method the exports would like the real backends to have (see bot.export.matches)."""
-
-    def list_alerts(self, platform=None, post_id=None, kinds=None):
-        kinds = set(kinds) if kinds is not None else None
-        return [
-            a
-            for a in sorted(self.alerts.values(), key=lambda a: a.seq)
-            if (kinds is None or a.kind in kinds)
-            and (platform is None or a.payload.get("platform") == platform)
-            and (post_id is None or str(a.payload.get("post_id")) == post_id)
-        ]

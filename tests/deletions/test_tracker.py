@@ -365,6 +365,27 @@ def test_alert_enqueued_per_event_with_payload(store):
     assert store.enqueue_alert(alert) is False  # idempotent key
 
 
+def test_event_and_its_alert_are_one_store_write(store, monkeypatch):
+    """The alert goes into record_event (one transaction), never through a separate enqueue_alert."""
+    post = make_post()
+    tracker = setup(store, post)
+
+    def separate_enqueue(alert):
+        raise AssertionError("the tracker must not enqueue event alerts separately")
+
+    monkeypatch.setattr(store, "enqueue_alert", separate_enqueue)
+    w = ScriptedWatcher({"100": [alive(post), PostStatus.deleted()]})
+    report_alerts = []
+    events = []
+    while (when := next_due(store)) is not None and when <= T0 + minutes(6):
+        report = tracker.run("x", w, when)
+        events += report.events
+        report_alerts.append(report.alerts)
+    (ev,) = events
+    assert sum(report_alerts) == 1
+    assert [a.key for a in store.list_alerts("x", "100")] == [f"deleted:x:100:{ev.id}"]
+
+
 def test_edit_found_by_a_poll_is_logged_too(store):
     post = make_post()
     tracker = setup(store, post)

@@ -13,7 +13,6 @@ from PIL import Image
 from bot.export import ExportFilters, export_to_file, render
 from bot.export.html import human_duration, summarize
 from bot.export.rows import deletion_log_rows
-from memstore import MemoryStoreWithAlertListing
 from scenario import build
 from scripted import T0
 
@@ -33,22 +32,21 @@ def test_html_is_self_contained_and_escapes_post_text(store, scenario):
     assert re.findall(r'src="(?!data:)', html) == []
     assert "url(" not in html.split("<style>")[1].split("</style>")[0]
     thumbs = re.findall(r'src="data:image/jpeg;base64,([A-Za-z0-9+/=]+)"', html)
-    assert len(thumbs) == 5  # attachments on 4 cards (post 300 twice) + the known stock photo
+    assert len(thumbs) == 7  # attachments on 4 cards (post 300 twice), the stock photo, the game frame twice
     for b64 in thumbs:
         import base64
 
         img = Image.open(io.BytesIO(base64.b64decode(b64)))
         assert img.format == "JPEG" and max(img.size) <= 320
     assert html.count('class="card"') == 5
-    assert html.count('figure class="known"') == 1  # exact copy of the stock photo; pdq match needs list_alerts
+    # exact copy of the stock photo (post 100), pdq match alert of the game frame (both post 300 cards)
+    assert html.count('figure class="known"') == 3
     for sha in scenario.shas.values():
-        if sha != scenario.shas["game"]:
-            assert sha in html
+        assert sha in html
     assert "Stock photo, 2019 flood (AP)" in html
 
 
-def test_known_match_side_by_side_from_alerts(tmp_path):
-    store = MemoryStoreWithAlertListing()
+def test_known_match_side_by_side_from_alerts(store, tmp_path):
     sc = build(store, tmp_path)
     html, _ = render("html", store, archive_root=sc.archive_root)
     assert html.count('figure class="known"') == 3  # stock photo on post 100, game frame on both post 300 cards
@@ -95,14 +93,13 @@ def _chromium() -> str | None:
     return None
 
 
-def test_html_report_in_headless_chromium(tmp_path):
+def test_html_report_in_headless_chromium(store, tmp_path):
     """Render the report in a real browser: thumbnails decode and show, the post text stays text."""
     browser = _chromium()
     if browser is None:
         if os.environ.get("CI") == "true":
             pytest.fail("chromium is not installed: CI must run the HTML report test in a real browser")
         pytest.skip("chromium not installed (apt-get install -y chromium)")
-    store = MemoryStoreWithAlertListing()
     sc = build(store, tmp_path)
     out = tmp_path / "report.html"
     export_to_file("html", store, out, archive_root=sc.archive_root)

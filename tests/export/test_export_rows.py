@@ -10,7 +10,6 @@ import pytest
 
 from bot.export import COLUMNS, ExportFilters, ReadOnlyStore, deletion_log_rows, export_to_file, render, verify_manifest
 from bot.export.writers import manifest_path
-from memstore import MemoryStoreWithAlertListing
 from scenario import TRICKY_TEXT, build
 from scripted import T0, minutes
 
@@ -83,8 +82,7 @@ def test_other_kinds_rows(store, scenario):
     assert restored["details"]["previous"] == "deleted"
 
 
-def test_perceptual_match_from_alerts_when_store_can_list_them(tmp_path):
-    store = MemoryStoreWithAlertListing()
+def test_perceptual_match_from_alerts(store, tmp_path):
     sc = build(store, tmp_path)
     r = by_event(deletion_log_rows(store), "deleted", "300")
     assert [(m["label"], m["method"], m["distance"], m["known_sha256"]) for m in r["known_matches"]] == [

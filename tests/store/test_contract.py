@@ -339,6 +339,43 @@ def test_outbox_failures_count_attempts_and_keep_the_head(store):
     assert store.get_alert("missing") is None
 
 
+def post_alert(key: str, kind: str = "match", platform: str = "x", post_id="1", **kw) -> OutboxAlert:
+    payload = {"platform": platform, "post_id": post_id, "media_sha256": "a" * 64, "known": {"id": "k1"}}
+    return OutboxAlert(key=key, kind=kind, payload=payload, created_at=at(0), **kw)
+
+
+def test_list_alerts_of_a_post_in_fifo_order_sent_ones_included(store):
+    store.enqueue_alert(post_alert("m1"))
+    store.enqueue_alert(post_alert("other-post", post_id="2"))
+    store.enqueue_alert(post_alert("other-platform", platform="bluesky"))
+    store.enqueue_alert(post_alert("d1", kind="deleted"))
+    store.enqueue_alert(OutboxAlert(key="digest:2026-03-01", kind="digest", payload={"date": "2026-03-01"}))
+    store.enqueue_alert(post_alert("r1", kind="recycled", post_id=1))  # a numeric id is listed as "1"
+    store.enqueue_alert(post_alert("pre-sent", sent_at=at(1)))  # enqueued already delivered
+    store.mark_alert_sent("m1", at(5))
+    store.mark_alert_failed("d1", "timeout", at(60))
+
+    listed = store.list_alerts("x", "1")
+    assert [a.key for a in listed] == ["m1", "d1", "r1", "pre-sent"]
+    assert listed[0].seq < listed[1].seq < listed[2].seq < listed[3].seq
+    assert listed[0] == store.get_alert("m1") and listed[0].sent_at == at(5)  # sent alerts are kept and listed
+    assert listed[1].attempts == 1 and listed[1].sent_at is None
+    assert listed[0].payload == post_alert("m1").payload
+
+    def keys(*args, **kw):
+        return [a.key for a in store.list_alerts(*args, **kw)]
+
+    assert keys("x", "1", kinds=["match", "recycled"]) == ["m1", "r1", "pre-sent"]
+    assert keys("x", "1", kinds=("deleted",)) == ["d1"]
+    assert keys("x", "1", kinds={"digest"}) == []
+    assert keys("x", "1", kinds=[]) == []
+    assert keys("x", "2") == ["other-post"]
+    assert keys("bluesky", "1") == ["other-platform"]
+    assert keys("x", "nope") == [] and keys("mastodon", "1") == []
+    assert store.enqueue_alert(post_alert("m1")) is False
+    assert keys("x", "1") == ["m1", "d1", "r1", "pre-sent"]  # a repeated key is not listed twice
+
+
 # --------------------------------------------------------------------------- re-checks
 
 
@@ -415,6 +452,56 @@ def test_record_event_sets_status_and_replaces_recheck(store):
     store.record_event(event("deleted", post_id="ghost", detected=600), None)
     assert store.get_post("x", "ghost") is None
     assert store.list_events(kinds=["deleted"])[-1].post_id == "ghost"
+
+
+def test_record_event_with_its_alert_in_one_transaction_idempotent(store):
+    store.record_poll("x", "gov", [make_post("1")], cursor=None, at=at(0))
+    store.schedule_recheck(recheck("1", 100))
+    deleted = PostEvent(platform="x", account="gov", post_id="1", kind="deleted", detected_at=at(100),
+                        details={"n": 1}, id="ev1")
+    alert_d = post_alert("deleted:x:1:ev1", kind="deleted")
+
+    assert store.record_event(deleted, None, alert_d) == deleted  # a given id is kept
+    assert store.get_post("x", "1").status == "deleted" and store.get_recheck("x", "1") is None
+    assert store.list_events() == [deleted]
+    stored = store.get_alert("deleted:x:1:ev1")
+    assert stored.kind == "deleted" and stored.payload == alert_d.payload and stored.seq > 0
+    assert store.outbox_size() == 1
+    assert [a.key for a in store.due_alerts(at(100))] == ["deleted:x:1:ev1"]
+    assert [a.key for a in store.list_alerts("x", "1")] == ["deleted:x:1:ev1"]
+
+    # retried after a crash: neither the event nor the alert is there twice
+    nxt = recheck("1", 400)
+    store.record_event(deleted, nxt, alert_d)
+    assert store.list_events() == [deleted]
+    assert store.outbox_size() == 1 and store.get_alert("deleted:x:1:ev1") == stored
+    assert [a.key for a in store.list_alerts("x", "1")] == ["deleted:x:1:ev1"]
+    assert store.get_recheck("x", "1") == nxt
+
+    # a key already delivered is not enqueued again either
+    store.mark_alert_sent("deleted:x:1:ev1", at(150))
+    restored = store.record_event(event("restored", detected=200), nxt, alert_d)
+    assert store.outbox_size() == 0 and store.get_alert("deleted:x:1:ev1").sent_at == at(150)
+    assert [e.id for e in store.list_events()] == ["ev1", restored.id]
+
+    # without an alert (the two-argument call) nothing is enqueued
+    store.record_event(event("edited", detected=300), nxt)
+    assert [a.key for a in store.list_alerts("x", "1")] == ["deleted:x:1:ev1"]
+
+
+def test_record_event_with_alert_is_all_or_nothing(store):
+    store.record_poll("x", "gov", [make_post("1")], cursor=None, at=at(0))
+    before = recheck("1", 100)
+    store.schedule_recheck(before)
+    broken = OutboxAlert(key="deleted:x:1:e", kind="deleted", created_at=at(0),
+                         payload={"platform": "x", "post_id": "1", "bad": (i for i in ())})  # cannot be copied
+    with pytest.raises(TypeError):
+        store.record_event(event("deleted", detected=100), None, broken)
+    assert store.list_events() == []
+    assert store.get_post("x", "1").status == "alive"
+    assert store.get_recheck("x", "1") == before
+    assert store.get_alert("deleted:x:1:e") is None and store.outbox_size() == 0
+    assert store.list_alerts("x", "1") == []
 
 
 def test_list_events_filters(store):
@@ -528,6 +615,10 @@ def test_everything_persists_across_reopen(store_opener):
     next_alert = alert("k2")
     second.enqueue_alert(next_alert)
     assert [a.key for a in second.due_alerts(at(0))] == ["k1", "k2"]
+    second.enqueue_alert(post_alert("m1"))
+    second.close()
+    third = store_opener()
+    assert [a.key for a in third.list_alerts("x", "1")] == ["m1"]
 
 
 def test_url_attribute(store):

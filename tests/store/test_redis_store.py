@@ -155,6 +155,35 @@ def test_every_key_is_under_the_prefix_and_prefixes_are_isolated(redis_url, clea
     b.close()
 
 
+def test_alerts_enqueued_before_the_per_post_index_are_indexed_at_open(redis_url, cleanup):
+    base = redis_url.rsplit("prefix=", 1)[0]
+    tag = uuid.uuid4().hex[:8]
+    url, other_url = f"{base}prefix=g*{tag}", f"{base}prefix=g-other{tag}"  # a glob character in the prefix
+    cleanup(url)
+    cleanup(other_url)
+    store, other = RedisStore(url), RedisStore(other_url)
+
+    def match(key: str, post_id: str) -> OutboxAlert:
+        return OutboxAlert(key=key, kind="match", payload={"platform": "x", "post_id": post_id}, created_at=T0)
+
+    store.enqueue_alert(match("m1", "1"))
+    store.enqueue_alert(match("m2", "2"))
+    store.enqueue_alert(match("m3", "1"))
+    store.mark_alert_sent("m1", T0)
+    other.enqueue_alert(match("theirs", "1"))
+    store.close()
+    client = raw_client(url)  # make it look like a store written before the index existed
+    client.delete(f"g*{tag}:alerts:post:x:1", f"g*{tag}:alerts:post:x:2", f"g*{tag}:alerts:indexed")
+    client.close()
+
+    reopened = RedisStore(url)
+    assert [a.key for a in reopened.list_alerts("x", "1")] == ["m1", "m3"]
+    assert [a.key for a in reopened.list_alerts("x", "2")] == ["m2"]
+    assert [a.key for a in other.list_alerts("x", "1")] == ["theirs"]
+    reopened.close()
+    other.close()
+
+
 def test_errors_during_use_are_store_errors(redis_url, cleanup):
     cleanup(redis_url)
     store = RedisStore(redis_url)

@@ -14,6 +14,7 @@ import pytest
 from bot.errors import StoreError
 from bot.models import Post
 from bot.store import open_store
+from bot.store.common import dumps
 from bot.store.records import Change, OutboxAlert
 from bot.store.sqlite import MIGRATIONS, SCHEMA_VERSION, SqliteStore, _split_statements
 
@@ -68,6 +69,50 @@ def test_older_database_is_migrated_keeping_its_data(tmp_path):
     store.close()
     SqliteStore(str(path)).close()  # reopening a current database changes nothing
     assert user_version(path) == SCHEMA_VERSION
+
+
+def test_outbox_of_a_version_2_database_is_indexed_for_list_alerts(tmp_path):
+    path = tmp_path / "state.db"
+    conn = sqlite3.connect(path)
+    for step in MIGRATIONS[:2]:
+        for statement in _split_statements(step):
+            conn.execute(statement)
+    conn.execute("PRAGMA user_version = 2")
+
+    def old_row(alert: OutboxAlert) -> None:  # what enqueue_alert wrote at version 2
+        conn.execute(
+            "INSERT INTO outbox (key, sent, data) VALUES (?, ?, ?)",
+            (alert.key, 1 if alert.sent_at else 0, dumps(alert.to_dict())),
+        )
+
+    def payload(post_id, platform="x"):
+        return {"platform": platform, "post_id": post_id, "media_sha256": "a" * 64}
+
+    old_row(OutboxAlert("m1", "match", payload("1"), created_at=T0, sent_at=T0))
+    old_row(OutboxAlert("d1", "deleted", payload("1"), created_at=T0))
+    old_row(OutboxAlert("o1", "match", payload("2"), created_at=T0))
+    old_row(OutboxAlert("digest:2026-03-01", "digest", {"date": "2026-03-01"}, created_at=T0))
+    old_row(OutboxAlert("r1", "recycled", payload(1), created_at=T0))  # numeric post id
+    old_row(OutboxAlert("odd", "match", payload(["1"]), created_at=T0))  # not indexable: never listed
+    conn.commit()
+    conn.close()
+
+    store = SqliteStore(str(path))
+    assert user_version(path) == SCHEMA_VERSION
+    store.enqueue_alert(OutboxAlert("m2", "match", payload("1"), created_at=T0))
+    assert [a.key for a in store.list_alerts("x", "1")] == ["m1", "d1", "r1", "m2"]
+    assert [a.key for a in store.list_alerts("x", "1", kinds=["match", "recycled"])] == ["m1", "r1", "m2"]
+    assert store.list_alerts("x", "1")[0].sent_at == T0
+    assert [a.key for a in store.list_alerts("x", "2")] == ["o1"]
+    assert store.outbox_size() == 6  # 7 rows, m1 sent
+    store.close()
+    store = SqliteStore(str(path))  # reopened: same answers, nothing migrated twice
+    assert [a.key for a in store.list_alerts("x", "1")] == ["m1", "d1", "r1", "m2"]
+    plan = store._query(
+        "EXPLAIN QUERY PLAN SELECT seq, data FROM outbox WHERE platform = ? AND post_id = ? ORDER BY seq", ("x", "1")
+    )
+    assert "outbox_post" in " ".join(str(row) for row in plan)  # an index look-up, not a scan of the outbox
+    store.close()
 
 
 def test_newer_database_is_refused(tmp_path):
