@@ -1,0 +1,55 @@
+"""Media type sniffing from magic bytes: the only thing that decides what a downloaded file is.
+
+Declared content types and file names come from untrusted servers and payloads; the first bytes of the file
+do not lie about which decoder will read it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+#: bytes needed by :func:`sniff` to recognize every supported type
+SNIFF_BYTES = 64
+
+
+@dataclass(frozen=True)
+class SniffedType:
+    content_type: str
+    ext: str  # jpg, png, gif, webp, mp4, webm, mov
+    kind: str  # "image" | "video"
+
+
+JPEG = SniffedType("image/jpeg", "jpg", "image")
+PNG = SniffedType("image/png", "png", "image")
+GIF = SniffedType("image/gif", "gif", "image")
+WEBP = SniffedType("image/webp", "webp", "image")
+MP4 = SniffedType("video/mp4", "mp4", "video")
+MOV = SniffedType("video/quicktime", "mov", "video")
+WEBM = SniffedType("video/webm", "webm", "video")
+
+# ISO base media major brands that are QuickTime rather than MP4
+_QUICKTIME_BRANDS = {b"qt  "}
+
+
+def sniff(head: bytes) -> SniffedType | None:
+    """The media type of a file starting with ``head``, or None when it is none of the supported ones.
+
+    Supported: JPEG, PNG, GIF (87a/89a), WebP (RIFF....WEBP), MP4/MOV (an ``ftyp`` box first) and
+    WebM/Matroska (EBML header; reported as webm).
+    """
+    if head.startswith(b"\xff\xd8\xff"):
+        return JPEG
+    if head.startswith(b"\x89PNG\r\n\x1a\n"):
+        return PNG
+    if head.startswith((b"GIF87a", b"GIF89a")):
+        return GIF
+    if len(head) >= 12 and head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return WEBP
+    if len(head) >= 12 and head[4:8] == b"ftyp":
+        size = int.from_bytes(head[:4], "big")
+        if size < 8 + 4:  # an ftyp box holds at least the major brand
+            return None
+        return MOV if head[8:12] in _QUICKTIME_BRANDS else MP4
+    if head.startswith(b"\x1a\x45\xdf\xa3"):
+        return WEBM
+    return None
