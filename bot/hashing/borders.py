@@ -12,7 +12,7 @@ import numpy as np
 from PIL import Image
 
 #: grey-level distance to the bar colour that still counts as the bar (JPEG noise, anti-aliasing)
-TOLERANCE = 14
+TOLERANCE = 10
 #: share of a row's pixels that must have the bar colour (the rest may be caption text)
 BAR_SHARE = 0.55
 #: never remove more than this share of a dimension per side, nor leave less than MIN_KEEP of it
@@ -62,6 +62,6 @@ def _bar_length(rows: np.ndarray) -> int:
     length = int(bad[0]) if bad.size else limit
     # the outermost row must be almost entirely the bar colour (a bar starts with its empty margin),
     # otherwise this is picture content that happens to be flat-ish
-    if length < MIN_BAR or share[0] < 0.9:
+    if length < MIN_BAR or share[0] < 0.97:
         return 0
     return length

@@ -26,7 +26,10 @@ REPROJ = 4.0
 MIN_SCALE, MAX_SCALE = 0.2, 5.0
 #: grid for the coverage check, and the share of overlap cells that must hold inliers
 GRID = 8
-MIN_COVERAGE = 0.25
+MIN_COVERAGE = 0.12
+#: below the inlier threshold, a check still passes with half the inliers when they are this share of the
+#: query keypoints in the overlap (small or low-detail copies; HUD look-alikes stay under 0.12)
+MIN_SHARE = 0.2
 
 
 @dataclass(frozen=True)
@@ -36,6 +39,7 @@ class LocalFeatures:
     points: np.ndarray
     descriptors: np.ndarray
     size: tuple[int, int]
+    responses: np.ndarray | None = None
 
     def to_bytes(self) -> bytes:
         buf = io.BytesIO()
@@ -64,7 +68,34 @@ def extract(image: Image.Image) -> LocalFeatures:
     if desc is None or not kps:
         return LocalFeatures(np.zeros((0, 2), np.float32), np.zeros((0, 32), np.uint8), image.size)
     pts = np.array([k.pt for k in kps], dtype=np.float32)
-    return LocalFeatures(pts, desc, image.size)
+    responses = np.array([k.response for k in kps], dtype=np.float32)
+    return LocalFeatures(pts, desc, image.size, responses)
+
+
+#: descriptors per stored image kept for retrieval (the descriptor index), spread over the image
+RETRIEVAL_DESCRIPTORS = 160
+_SPREAD_GRID = 8
+
+
+def retrieval_descriptors(feats: LocalFeatures, n: int = RETRIEVAL_DESCRIPTORS) -> np.ndarray:
+    """The ``n`` descriptors of a stored image that go into the descriptor index.
+
+    Strongest per grid cell first, round-robin over cells, so every part of the image is represented and
+    any large crop keeps a good share of them (the strongest overall tend to cluster on one busy object)."""
+    if len(feats) <= n:
+        return feats.descriptors
+    w, h = feats.size
+    cell = (np.clip((feats.points[:, 1] * _SPREAD_GRID / h).astype(int), 0, _SPREAD_GRID - 1) * _SPREAD_GRID
+            + np.clip((feats.points[:, 0] * _SPREAD_GRID / w).astype(int), 0, _SPREAD_GRID - 1))
+    resp = feats.responses if feats.responses is not None else np.zeros(len(feats), np.float32)
+    order = np.lexsort((-resp, cell))  # by cell, strongest first within a cell
+    rank = np.zeros(len(feats), int)
+    sorted_cells = cell[order]
+    starts = np.r_[0, np.nonzero(np.diff(sorted_cells))[0] + 1]
+    for a, b in zip(starts, np.r_[starts[1:], len(order)]):
+        rank[order[a:b]] = np.arange(b - a)
+    chosen = np.lexsort((-resp, rank))[:n]
+    return feats.descriptors[chosen]
 
 
 @dataclass(frozen=True)
@@ -76,9 +107,15 @@ class Verification:
     scale: float
     coverage: float
     region: list[tuple[float, float]]
+    #: inliers / query keypoints inside the overlap: a copy shares most of its keypoints, a HUD or logo few
+    share: float = 0.0
 
     def passes(self, min_inliers: int) -> bool:
-        return self.inliers >= min_inliers and MIN_SCALE <= self.scale <= MAX_SCALE and self.coverage >= MIN_COVERAGE
+        """Enough inliers (or half as many that make up most of the overlap), a plausible scale, and
+        inliers spread over the overlap rather than bunched on one logo or overlay element."""
+        if not (MIN_SCALE <= self.scale <= MAX_SCALE and self.coverage >= MIN_COVERAGE):
+            return False
+        return self.inliers >= min_inliers or (self.inliers * 2 >= min_inliers and self.share >= MIN_SHARE)
 
 
 _matcher = cv2.BFMatcher(cv2.NORM_HAMMING)
@@ -107,7 +144,10 @@ def verify(query: LocalFeatures, known: LocalFeatures) -> Verification | None:
     corners = np.array([[0, 0], [kw, 0], [kw, kh], [0, kh]], dtype=np.float32)
     quad = corners @ model[:, :2].T + model[:, 2]
     coverage = _coverage(inlier_dst, quad, query.size)
-    return Verification(n, scale, coverage, [(float(x), float(y)) for x, y in quad])
+    contour = quad.reshape(-1, 1, 2).astype(np.float32)
+    inside = sum(cv2.pointPolygonTest(contour, (float(x), float(y)), False) >= 0 for x, y in query.points)
+    share = n / max(inside, 1)
+    return Verification(n, scale, coverage, [(float(x), float(y)) for x, y in quad], share)
 
 
 def _coverage(points: np.ndarray, quad: np.ndarray, size: tuple[int, int]) -> float:

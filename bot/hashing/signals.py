@@ -104,23 +104,24 @@ SIGNAL_TYPES: dict[str, type[SignalType]] = {s.name: s for s in (PdqSignal, Phas
 #: extra keys of a ``signals`` dict besides the signal types
 PDQ_QUALITY = "pdq_quality"
 PDQ_STRIPPED = "pdq_stripped"  # PDQ of the image with borders/caption bars removed, when they differ
-PDQ_REGIONS = "pdq_regions"  # comma-separated PDQ hashes of sub-windows, for crop retrieval
+ORB_DESCRIPTORS = "orb"  # base64 of a few spread-out ORB descriptors, for crop retrieval
 
 
-def compute_signals(image: Image.Image, *, regions: bool = True) -> dict[str, str]:
-    """Everything stored for an image in ``MediaRecord.signals`` / ``KnownMedia.signals``.
+def compute_signals(image: Image.Image, *, descriptors: bool = True) -> dict[str, str]:
+    """Everything stored for a working image in ``MediaRecord.signals`` / ``KnownMedia.signals``.
 
     ``pdq`` and ``phash`` of the whole image, ``pdq_quality``, ``pdq_stripped`` when borders or caption bars
-    were removed, and (``regions``) ``pdq_regions``: hashes of sub-windows so that a crop of this image can be
-    retrieved without comparing it against every stored image.
+    were removed, and (``descriptors``) ``orb``: a few local-feature descriptors so that a crop of this image
+    is retrieved by the descriptor index without comparing it against every stored image.
     """
-    from bot.hashing.regions import region_hashes
+    from bot.hashing.local import extract, retrieval_descriptors
+    from bot.matching.descriptors import pack
 
     pdq, quality = PdqSignal.compute_with_quality(image)
     signals = {PdqSignal.name: pdq, PDQ_QUALITY: str(quality), PhashSignal.name: PhashSignal.compute(image)}
     stripped, box = strip_borders(image)
     if box != (0, 0, image.width, image.height):
         signals[PDQ_STRIPPED] = PdqSignal.compute(stripped)
-    if regions:
-        signals[PDQ_REGIONS] = ",".join(region_hashes(stripped))
+    if descriptors:
+        signals[ORB_DESCRIPTORS] = pack(retrieval_descriptors(extract(image)))
     return signals

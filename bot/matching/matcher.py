@@ -1,17 +1,18 @@
 """The matcher: is this image a (transformed) copy of something known or seen before?
 
-Two stages, so a check costs the same at 100 k known images as at 1 k:
+Two stages, so a check costs about the same at 100 k known images as at 1 k:
 
-1. Retrieval (Hamming indexes, :mod:`bot.matching.index`): the 8 dihedral PDQ variants of the query, with
-   and without its borders/caption bars, against the whole-image hashes; the same against the *region*
-   hashes of stored images (crop retrieval). A few candidate entries come out.
-2. Decision: a whole-image PDQ distance within ``pdq_match`` (and a trustworthy quality) is a match on
-   its own. Every other candidate is verified with local features and a RANSAC similarity
-   (:mod:`bot.hashing.local`); verified candidates are ``match`` or ``suggest`` by their inlier count, and a
-   whole-image PDQ distance within ``pdq_suggest`` alone is a ``suggest``.
+1. Retrieval. The 8 dihedral PDQ variants of the query, with and without its borders/caption bars, go
+   through the whole-image Hamming index (:mod:`bot.matching.index`); the query's ORB descriptors (as is and
+   mirrored) vote in the descriptor index (:mod:`bot.matching.descriptors`), which finds crops and
+   composites that no whole-image hash can. A few candidate entries come out.
+2. Decision. A whole-image PDQ distance within ``pdq_match`` (both hashes of trustworthy quality) is a
+   match on its own. Every other candidate is verified with local features and a RANSAC similarity
+   (:mod:`bot.hashing.local`): ``match`` or ``suggest`` by inlier count; a whole-image PDQ distance within
+   ``pdq_suggest`` that fails verification is still a ``suggest`` (for review, never an alert).
 
-Local features of known images are cached under ``features_dir`` (about 33 KB each): recomputing them from
-the archive costs a decode and an ORB extraction per candidate (~25 ms), loading the cache ~1 ms.
+Local features of known images are cached under ``features_dir`` as .npz (~35 KB each): recomputing them
+from the archive costs a decode plus an ORB extraction per candidate (~15-25 ms), loading ~0.3 ms.
 """
 
 from __future__ import annotations
@@ -31,8 +32,9 @@ from bot.errors import AfterimageError
 from bot.hashing.borders import strip_borders
 from bot.hashing.decode import decode_image, prepare
 from bot.hashing.local import LocalFeatures, Verification, extract, verify
-from bot.hashing.signals import MIRRORED_VARIANTS, PDQ_QUALITY, PDQ_REGIONS, PDQ_STRIPPED, PdqSignal
+from bot.hashing.signals import MIRRORED_VARIANTS, ORB_DESCRIPTORS, PDQ_QUALITY, PDQ_STRIPPED, PdqSignal
 from bot.hashing.signals import compute_signals as _compute_signals
+from bot.matching.descriptors import DescriptorIndex, unpack
 from bot.matching.index import HammingIndex
 from bot.store.base import StateStore
 from bot.store.records import KnownKind, KnownMedia
@@ -41,7 +43,6 @@ log = logging.getLogger(__name__)
 
 #: nearest rows fetched per query hash from each index
 _K_GLOBAL = 8
-_K_REGION = 16
 
 
 def compute_signals(image: Image.Image | bytes) -> dict[str, str]:
@@ -91,7 +92,8 @@ class _Candidate:
     owner: int
     distance: int  # PDQ distance that retrieved it
     variant: int  # dihedral variant of the query that retrieved it
-    whole: bool  # retrieved by a whole-image hash (not a region)
+    whole: bool  # retrieved by a whole-image hash (else by descriptor votes)
+    votes: int = 0
 
 
 class Matcher:
@@ -113,7 +115,7 @@ class Matcher:
         self._generation: int | None = None
         self._entries: list[KnownMedia] = []
         self._whole = HammingIndex(PdqSignal)
-        self._regions = HammingIndex(PdqSignal)
+        self._descriptors = DescriptorIndex()
         self._quality: np.ndarray = np.zeros(0, np.int16)
 
     # ------------------------------------------------------------------ index
@@ -126,12 +128,13 @@ class Matcher:
             entries = list(self.store.iter_known())
             self.load_entries(entries)
             self._generation = generation
-        log.info("matching index: %d entries, %d region hashes", len(entries), len(self._regions))
+        log.info("matching index: %d entries, %d descriptors", len(entries), len(self._descriptors))
         return True
 
     def load_entries(self, entries: list[KnownMedia]) -> None:
         """Build the indexes from ``entries`` (used by :meth:`refresh`, and by benchmarks to skip a store)."""
-        whole, whole_owner, regions, region_owner, quality = [], [], [], [], []
+        whole, whole_owner, quality = [], [], []
+        descriptors = DescriptorIndex()
         for i, entry in enumerate(entries):
             s = entry.signals
             quality.append(int(s.get(PDQ_QUALITY, 100)))
@@ -139,27 +142,30 @@ class Matcher:
                 if s.get(key):
                     whole.append(s[key])
                     whole_owner.append(i)
-            for h in filter(None, (s.get(PDQ_REGIONS) or "").split(",")):
-                regions.append(h)
-                region_owner.append(i)
-        self._entries = entries
-        self._whole = HammingIndex(PdqSignal)
-        self._whole.add_hex(whole, whole_owner)
-        self._regions = HammingIndex(PdqSignal)
-        self._regions.add_hex(regions, region_owner)
+            if s.get(ORB_DESCRIPTORS):
+                descriptors.add(unpack(s[ORB_DESCRIPTORS]), i)
+        descriptors.build()
+        index = HammingIndex(PdqSignal)
+        index.add_hex(whole, whole_owner)
+        self._entries, self._whole, self._descriptors = entries, index, descriptors
         self._quality = np.asarray(quality, np.int16)
 
-    def add_random_hashes(self, n: int, seed: int = 0) -> None:
-        """Benchmarks only: pad the index with ``n`` random entries (whole + region hashes)."""
+    def add_synthetic(self, n: int, descriptor_pool: np.ndarray | None = None, seed: int = 0) -> None:
+        """Benchmarks only: pad the indexes with ``n`` entries of random PDQ hashes and, when a pool of
+        real descriptors is given, descriptors drawn from it with ~15 % of their bits flipped (realistic
+        neighbours for the descriptor index, unlike uniform random bits)."""
         rng = np.random.default_rng(seed)
         start = len(self._entries)
-        self._entries.extend(KnownMedia(label=f"random-{i}", signals={}, id=f"rnd{i}") for i in range(n))
+        self._entries = self._entries + [KnownMedia(label=f"synthetic-{i}", signals={}, id=f"syn{i}") for i in range(n)]
         owners = np.arange(start, start + n)
         self._whole.add(rng.integers(0, 256, (n, 32), dtype=np.uint8), owners)
-        from bot.hashing.regions import windows
+        if descriptor_pool is not None and len(descriptor_pool):
+            from bot.hashing.local import RETRIEVAL_DESCRIPTORS as per
 
-        per = sum(1 for _ in windows(100, 100))
-        self._regions.add(rng.integers(0, 256, (n * per, 32), dtype=np.uint8), np.repeat(owners, per))
+            picks = descriptor_pool[rng.integers(0, len(descriptor_pool), n * per)]
+            flips = np.packbits(rng.random((n * per, 256)) < 0.15, axis=1)
+            self._descriptors.add_many(picks ^ flips, np.repeat(owners, per))
+            self._descriptors.build()
         self._quality = np.concatenate([self._quality, np.full(n, 100, np.int16)])
 
     # ------------------------------------------------------------------ matching
@@ -188,22 +194,26 @@ class Matcher:
         else:
             stripped_variants = []
         candidates: dict[int, _Candidate] = {}
-
-        def consider(hits: list[tuple[int, int, int]], n_variants: int, whole: bool) -> None:
-            for owner, distance, qi in hits:
-                if self._excluded(self._entries[owner], exclude_sha256, exclude_origin):
-                    continue
-                old = candidates.get(owner)
-                if old is None or (whole and not old.whole) or (whole == old.whole and distance < old.distance):
-                    candidates[owner] = _Candidate(owner, distance, qi % n_variants, whole)
-
-        all_variants = variants + stripped_variants
-        consider(self._whole.search(all_variants, _K_GLOBAL, cfg.region_radius), 8, True)
-        consider(self._regions.search(stripped_variants or variants, _K_REGION, cfg.region_radius), 8, False)
+        for owner, distance, qi in self._whole.search(variants + stripped_variants, _K_GLOBAL, cfg.pdq_suggest):
+            if not self._excluded(self._entries[owner], exclude_sha256, exclude_origin):
+                candidates[owner] = _Candidate(owner, distance, qi % 8, True)
+        features: dict[bool, LocalFeatures] = {}
+        if len(self._descriptors):
+            for mirrored in (False, True):
+                features[mirrored] = extract(work.transpose(Image.Transpose.FLIP_LEFT_RIGHT) if mirrored else work)
+                for owner, votes in self._descriptors.vote(features[mirrored].descriptors).most_common(cfg.max_candidates):
+                    if votes < cfg.min_votes or self._excluded(self._entries[owner], exclude_sha256, exclude_origin):
+                        continue
+                    old = candidates.get(owner)
+                    if old is None:
+                        candidates[owner] = _Candidate(owner, 999, 4 if mirrored else 0, False, votes)
+                    elif votes > old.votes and not (old.whole and old.distance <= cfg.pdq_match):
+                        candidates[owner] = _Candidate(owner, old.distance, 4 if mirrored else 0, old.whole, votes)
 
         results: list[Match] = []
-        features: dict[bool, LocalFeatures] = {}
-        ranked = sorted(candidates.values(), key=lambda c: (not (c.whole and c.distance <= cfg.pdq_match), c.distance))
+        ranked = sorted(
+            candidates.values(), key=lambda c: (not (c.whole and c.distance <= cfg.pdq_match), -c.votes, c.distance)
+        )
         verified = 0
         for cand in ranked:
             entry = self._entries[cand.owner]
@@ -216,8 +226,6 @@ class Matcher:
                 continue
             check = self._verify(entry, work, mirrored, features)
             verified += 1
-            if check is None and not mirrored:
-                pass
             if check is not None and check.passes(cfg.min_inliers_match):
                 tier = "match"
             elif check is not None and check.passes(cfg.min_inliers_suggest):
@@ -228,8 +236,10 @@ class Matcher:
             else:
                 continue
             region = self._to_input_pixels(check.region, work, out_size, mirrored)
-            results.append(Match(entry, tier, "orb", cand.distance, check.inliers, region, mirrored))
-        results.sort(key=lambda m: (m.tier != "match", -(m.inliers or 0), m.distance if m.distance is not None else 999))
+            distance = cand.distance if cand.whole else None
+            results.append(Match(entry, tier, "orb", distance, check.inliers, region, mirrored))
+        # a near-identical whole-image hash is the strongest evidence, then the most inliers
+        results.sort(key=lambda m: (m.tier != "match", m.signal != "pdq", -(m.inliers or 0), m.distance or 0))
         return results[:limit]
 
     def best(self, image: Image.Image | bytes, **kwargs: Any) -> Match | None:
