@@ -71,6 +71,17 @@ def decode_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS, max_side:
     return img
 
 
+def upright_size(data: bytes) -> tuple[int, int] | None:
+    """Width and height of an image as displayed (EXIF rotation applied), read from its header only."""
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            w, h = img.size
+            orientation = img.getexif().get(0x0112, 1)
+    except Exception:
+        return None
+    return (h, w) if orientation in (5, 6, 7, 8) else (w, h)
+
+
 def fit(img: Image.Image, max_side: int) -> Image.Image:
     """Downscale (never upscale) so the longer side is at most ``max_side``, keeping the aspect ratio."""
     w, h = img.size

@@ -143,25 +143,36 @@ def verify(query: LocalFeatures, known: LocalFeatures) -> Verification | None:
     kw, kh = known.size
     corners = np.array([[0, 0], [kw, 0], [kw, kh], [0, kh]], dtype=np.float32)
     quad = corners @ model[:, :2].T + model[:, 2]
-    coverage = _coverage(inlier_dst, quad, query.size)
-    contour = quad.reshape(-1, 1, 2).astype(np.float32)
-    inside = sum(cv2.pointPolygonTest(contour, (float(x), float(y)), False) >= 0 for x, y in query.points)
-    share = n / max(inside, 1)
+    mask = _overlap_mask(quad, query.size)
+    coverage = _coverage(inlier_dst, mask, query.size)
+    share = n / max(int(mask[_cells(query.points, query.size)].sum()), 1)
     return Verification(n, scale, coverage, [(float(x), float(y)) for x, y in quad], share)
 
 
-def _coverage(points: np.ndarray, quad: np.ndarray, size: tuple[int, int]) -> float:
-    """Share of the grid cells inside the overlap (known outline within the query) that hold an inlier."""
+def _cells(points: np.ndarray, size: tuple[int, int], grid: int = 64) -> tuple[np.ndarray, np.ndarray]:
+    """Row and column of each point on a ``grid`` x ``grid`` raster of the image."""
     w, h = size
-    xs = (np.arange(GRID) + 0.5) * w / GRID
-    ys = (np.arange(GRID) + 0.5) * h / GRID
-    contour = quad.reshape(-1, 1, 2).astype(np.float32)
-    inside = np.array([[cv2.pointPolygonTest(contour, (float(x), float(y)), False) >= 0 for x in xs] for y in ys])
+    cx = np.clip((points[:, 0] * grid / w).astype(int), 0, grid - 1)
+    cy = np.clip((points[:, 1] * grid / h).astype(int), 0, grid - 1)
+    return cy, cx
+
+
+def _overlap_mask(quad: np.ndarray, size: tuple[int, int], grid: int = 64) -> np.ndarray:
+    """64 x 64 raster of the query: True where the known image's outline covers it."""
+    w, h = size
+    mask = np.zeros((grid, grid), np.uint8)
+    pts = np.round(quad * [grid / w, grid / h]).astype(np.int32)
+    cv2.fillConvexPoly(mask, pts, 1)
+    return mask.astype(bool)
+
+
+def _coverage(points: np.ndarray, mask: np.ndarray, size: tuple[int, int]) -> float:
+    """Share of the GRID x GRID cells inside the overlap that hold at least one inlier."""
+    step = mask.shape[0] // GRID
+    inside = mask.reshape(GRID, step, GRID, step).mean(axis=(1, 3)) >= 0.5
     cells = int(inside.sum())
     if cells == 0:
         return 0.0
     hit = np.zeros((GRID, GRID), bool)
-    cx = np.clip((points[:, 0] * GRID / w).astype(int), 0, GRID - 1)
-    cy = np.clip((points[:, 1] * GRID / h).astype(int), 0, GRID - 1)
-    hit[cy, cx] = True
+    hit[_cells(points, size, GRID)] = True
     return float((hit & inside).sum() / cells)

@@ -30,7 +30,7 @@ from bot.archive import Archive
 from bot.config import MatchingConfig
 from bot.errors import AfterimageError
 from bot.hashing.borders import strip_borders
-from bot.hashing.decode import decode_image, prepare
+from bot.hashing.decode import decode_image, prepare, upright_size
 from bot.hashing.local import LocalFeatures, Verification, extract, verify
 from bot.hashing.signals import MIRRORED_VARIANTS, ORB_DESCRIPTORS, PDQ_QUALITY, PDQ_STRIPPED, PdqSignal
 from bot.hashing.signals import compute_signals as _compute_signals
@@ -94,6 +94,10 @@ class _Candidate:
     variant: int  # dihedral variant of the query that retrieved it
     whole: bool  # retrieved by a whole-image hash (else by descriptor votes)
     votes: int = 0
+
+
+def entry_id(entry: KnownMedia) -> str:
+    return entry.id
 
 
 class Matcher:
@@ -185,7 +189,7 @@ class Matcher:
         """
         self.refresh()
         work = decode_image(image) if isinstance(image, (bytes, bytearray)) else prepare(image)
-        out_size = image.size if isinstance(image, Image.Image) else None
+        out_size = image.size if isinstance(image, Image.Image) else upright_size(bytes(image))
         cfg = self.config
         stripped, box = strip_borders(work)
         variants, quality = PdqSignal.dihedral(work)
@@ -193,54 +197,79 @@ class Matcher:
             stripped_variants, _ = PdqSignal.dihedral(stripped)
         else:
             stripped_variants = []
-        candidates: dict[int, _Candidate] = {}
-        for owner, distance, qi in self._whole.search(variants + stripped_variants, _K_GLOBAL, cfg.pdq_suggest):
-            if not self._excluded(self._entries[owner], exclude_sha256, exclude_origin):
-                candidates[owner] = _Candidate(owner, distance, qi % 8, True)
-        features: dict[bool, LocalFeatures] = {}
-        if len(self._descriptors):
-            for mirrored in (False, True):
-                features[mirrored] = extract(work.transpose(Image.Transpose.FLIP_LEFT_RIGHT) if mirrored else work)
-                for owner, votes in self._descriptors.vote(features[mirrored].descriptors).most_common(cfg.max_candidates):
-                    if votes < cfg.min_votes or self._excluded(self._entries[owner], exclude_sha256, exclude_origin):
-                        continue
-                    old = candidates.get(owner)
-                    if old is None:
-                        candidates[owner] = _Candidate(owner, 999, 4 if mirrored else 0, False, votes)
-                    elif votes > old.votes and not (old.whole and old.distance <= cfg.pdq_match):
-                        candidates[owner] = _Candidate(owner, old.distance, 4 if mirrored else 0, old.whole, votes)
-
+        whole_hits = [
+            _Candidate(owner, distance, qi % 8, True)
+            for owner, distance, qi in self._whole.search(variants + stripped_variants, _K_GLOBAL, cfg.pdq_suggest)
+            if not self._excluded(self._entries[owner], exclude_sha256, exclude_origin)
+        ]
         results: list[Match] = []
-        ranked = sorted(
-            candidates.values(), key=lambda c: (not (c.whole and c.distance <= cfg.pdq_match), -c.votes, c.distance)
-        )
-        verified = 0
-        for cand in ranked:
-            entry = self._entries[cand.owner]
+        done: set[tuple[int, bool]] = set()  # (owner, mirrored) already decided
+        features: dict[bool, LocalFeatures] = {}
+        budget = [cfg.max_candidates]
+        # whole-image hits first; then, unless one matched, descriptor votes of both orientations together
+        # (a mirrored copy gets few, random votes as is and many mirrored), most votes first
+        self._decide(whole_hits, work, out_size, quality, features, results, done, budget)
+        if not any(m.tier == "match" for m in results) and len(self._descriptors):
+            voted: list[_Candidate] = []
+            for mirrored in (False, True):
+                features[mirrored] = feats = extract(self._orient(work, mirrored))
+                for owner, n in self._descriptors.vote(feats.descriptors).most_common(cfg.max_candidates):
+                    voted.append(_Candidate(owner, 999, 4 if mirrored else 0, False, n))
+            top = max((c.votes for c in voted), default=0)
+            voted = [
+                c
+                for c in sorted(voted, key=lambda c: -c.votes)
+                if c.votes >= max(cfg.min_votes, top * 0.3)
+                and not self._excluded(self._entries[c.owner], exclude_sha256, exclude_origin)
+            ]
+            self._decide(voted, work, out_size, quality, features, results, done, budget)
+        # a near-identical whole-image hash is the strongest evidence, then the most inliers
+        results.sort(key=lambda m: (m.tier != "match", m.signal != "pdq", -(m.inliers or 0), m.distance or 0))
+        return results[:limit]
+
+    def _decide(
+        self,
+        candidates: list[_Candidate],
+        work: Image.Image,
+        out_size: tuple[int, int] | None,
+        quality: int,
+        features: dict[bool, LocalFeatures],
+        results: list[Match],
+        done: set[tuple[int, bool]],
+        budget: list[int],
+    ) -> None:
+        """Turn candidates into matches: trusted near-identical PDQ directly, the rest by verification."""
+        cfg = self.config
+        matched = {r.known.id for r in results}
+        for cand in candidates:
             mirrored = cand.variant in MIRRORED_VARIANTS
+            if entry_id(self._entries[cand.owner]) in matched or (cand.owner, mirrored) in done:
+                continue
+            done.add((cand.owner, mirrored))
+            entry = self._entries[cand.owner]
             trusted = quality >= cfg.min_quality and int(self._quality[cand.owner]) >= cfg.min_quality
             if cand.whole and cand.distance <= cfg.pdq_match and trusted:
                 results.append(Match(entry, "match", "pdq", cand.distance, None, None, mirrored))
                 continue
-            if verified >= cfg.max_candidates:
-                continue
-            check = self._verify(entry, work, mirrored, features)
-            verified += 1
+            check = None
+            if budget[0] > 0:
+                budget[0] -= 1
+                check = self._verify(entry, work, mirrored, features)
+            distance = cand.distance if cand.whole else None
             if check is not None and check.passes(cfg.min_inliers_match):
                 tier = "match"
             elif check is not None and check.passes(cfg.min_inliers_suggest):
                 tier = "suggest"
-            elif cand.whole and cand.distance <= cfg.pdq_suggest and trusted:
-                results.append(Match(entry, "suggest", "pdq", cand.distance, None, None, mirrored))
-                continue
             else:
+                if cand.whole and cand.distance <= cfg.pdq_suggest and trusted:
+                    results.append(Match(entry, "suggest", "pdq", cand.distance, None, None, mirrored))
                 continue
             region = self._to_input_pixels(check.region, work, out_size, mirrored)
-            distance = cand.distance if cand.whole else None
             results.append(Match(entry, tier, "orb", distance, check.inliers, region, mirrored))
-        # a near-identical whole-image hash is the strongest evidence, then the most inliers
-        results.sort(key=lambda m: (m.tier != "match", m.signal != "pdq", -(m.inliers or 0), m.distance or 0))
-        return results[:limit]
+
+    @staticmethod
+    def _orient(work: Image.Image, mirrored: bool) -> Image.Image:
+        return work.transpose(Image.Transpose.FLIP_LEFT_RIGHT) if mirrored else work
 
     def best(self, image: Image.Image | bytes, **kwargs: Any) -> Match | None:
         found = self.match(image, limit=1, **kwargs)
@@ -263,7 +292,7 @@ class Matcher:
         if known is None:
             return None
         if mirrored not in features:
-            features[mirrored] = extract(work.transpose(Image.Transpose.FLIP_LEFT_RIGHT) if mirrored else work)
+            features[mirrored] = extract(self._orient(work, mirrored))
         return verify(features[mirrored], known)
 
     def known_features(self, entry: KnownMedia) -> LocalFeatures | None:
