@@ -176,7 +176,9 @@ class Pipeline:
 
     def _match_and_remember(self, post: Post, record: MediaRecord, image: Image.Image) -> int:
         enqueued = 0
-        for match in self.matcher.match(image, exclude_sha256=record.sha256):
+        # only this post's own "seen" entry is excluded: the same file in another post is a recycled image,
+        # and an exact copy of a known file is the clearest match of all
+        for match in self.matcher.match(image, exclude_origin={"platform": post.platform, "post_id": post.post_id}):
             alert = match_alert(
                 post,
                 media_sha256=record.sha256,
