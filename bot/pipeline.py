@@ -87,13 +87,19 @@ class Pipeline:
 
     # ------------------------------------------------------------------ step 1
     def ingest(self, platform: str, account: str, result: PollResult) -> list[PostChange]:
-        """Persist one poll's posts and cursor (one atomic write) and archive each raw version."""
-        for post in result.posts:
-            self.archive.put(post.raw_bytes(), "json")
+        """Persist one poll's posts and cursor (one atomic write), then archive each raw version.
+
+        The store write comes first: a full disk must not lose a post. Archiving the raw JSON here is an early
+        copy; ``process`` archives it again (idempotent) and keeps the post pending until that succeeds."""
         now = self.clock()
         changes = self.store.record_poll(platform, account, result.posts, result.cursor, result.rejected, at=now)
         for change in changes:
             self.tracker.record_edit(change, now)  # an edit seen by polling goes to the deletion log too
+            if change.change.value != "unchanged":
+                try:
+                    self.archive.put(change.post.raw_bytes(), "json")
+                except ArchiveError as e:
+                    log.error("%s: raw post not archived yet (kept pending for retry): %s", change.post.key, e)
         for item in result.rejected:
             log.warning("%s/%s: kept a malformed item without processing it: %s", platform, account, item.error)
         return changes

@@ -103,4 +103,6 @@ def setup_logging(level: str = "INFO") -> None:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         root.addHandler(handler)
     root.setLevel(level.upper())
+    # a run skipped because the previous one is still going is how max_instances=1 is meant to work
+    logging.getLogger("apscheduler.scheduler").setLevel(logging.ERROR)
     install_log_redaction(root)

@@ -112,7 +112,11 @@ def run_demo(out_dir: Path, echo: Callable[[str], None] = print) -> DemoResult:
         daemon = Daemon(config, recheck_every=1.0)
         daemon.start()
         try:
-            wait_until(lambda: len(world.received_alerts) >= 2, 40, "the match alerts at the chat webhook")
+            wait_until(
+                lambda: len(world.received_alerts) >= 2 and not daemon.store.pending_posts(1) and daemon.store.outbox_size() == 0,
+                40,
+                "the match alerts at the chat webhook",
+            )
             with world.lock:
                 result.alerts = list(world.received_alerts)
             for alert in result.alerts:

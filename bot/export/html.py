@@ -13,7 +13,7 @@ import os
 import statistics
 from collections import Counter, defaultdict
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from jinja2 import Environment, PackageLoader, select_autoescape
@@ -173,10 +173,13 @@ def timeline(rows: Sequence[dict[str, Any]], width: int = 1000, row_h: int = 22,
                 "anchor": f"event-{r['event_id']}",
             }
         )
+    # ticks across the plotted span (at least a minute), labelled as precisely as the span needs; the
+    # first tick carries the date
+    fmt = "%H:%M:%S" if span < 600 else "%H:%M" if span < 2 * 86400 else "%m-%d %H:%M"
     ticks = []
     for k in range(5):
-        t = t0 + (t1 - t0) * (k / 4)  # type: ignore[operator]
-        ticks.append({"x": x(t), "label": t.strftime("%Y-%m-%d %H:%M")})
+        t = t0 + timedelta(seconds=span * k / 4)  # type: ignore[operator]
+        ticks.append({"x": x(t), "label": t.strftime(("%Y-%m-%d " if k == 0 else "") + fmt)})
     return {"width": width, "height": 50 + len(items) * row_h, "bars": bars, "ticks": ticks, "label_w": label_w,
             "bottom": 30 + len(items) * row_h}
 
