@@ -6,8 +6,8 @@ events detected in the window ``[until - 24h, until)``, where ``until`` is the c
 :func:`enqueue_digest_if_due` is safe to call as often as the daemon likes: the key ``digest:YYYY-MM-DD``
 makes the store refuse a second digest for a day.
 
-Alert counts need ``StateStore.list_alerts`` (an optional store method); a store without it still gets a
-digest of the events, with ``alerts_counted: false``.
+Match alerts are read with ``StateStore.alerts_between`` (an index on the alerts' creation time) and events
+with ``StateStore.list_events``, so every digest counts both.
 """
 
 from __future__ import annotations
@@ -36,22 +36,12 @@ def digest_window(day: date, at: str = "00:00") -> tuple[datetime, datetime]:
     return until - WINDOW, until
 
 
-def _alerts_in(store: StateStore, since: datetime, until: datetime) -> list[OutboxAlert] | None:
-    lister = getattr(store, "list_alerts", None)
-    if lister is None:
-        return None
-    try:
-        return list(lister(since=since, until=until, kinds=MATCH_KINDS))
-    except NotImplementedError:
-        return None
-
-
 def digest_payload(
     day: date,
     since: datetime,
     until: datetime,
     events: Iterable[Any],
-    alerts: Iterable[OutboxAlert] | None,
+    alerts: Iterable[OutboxAlert],
 ) -> dict[str, Any]:
     """The ``digest`` payload from deletion-log events and match alerts (see :mod:`bot.alerts.payloads`)."""
     per: dict[tuple[str, str], dict[str, int]] = defaultdict(lambda: dict.fromkeys(COUNTERS, 0))
@@ -62,7 +52,7 @@ def digest_payload(
             continue
         per[(ev.platform, ev.account)][counter] += 1
         totals[counter] += 1
-    for alert in alerts or ():
+    for alert in alerts:
         if alert.kind not in MATCH_KINDS:
             continue
         created = as_utc(alert.created_at)
@@ -79,23 +69,15 @@ def digest_payload(
         "until": iso(until),
         "totals": totals,
         "accounts": accounts,
-        "alerts_counted": alerts is not None,
     }
 
 
-def build_digest(
-    store: StateStore,
-    day: date,
-    at: str = "00:00",
-    alerts: Iterable[OutboxAlert] | None = None,
-    now: datetime | None = None,
-) -> OutboxAlert:
-    """The digest alert of ``day`` (kind ``digest``, key ``digest:YYYY-MM-DD``). ``alerts`` overrides the
-    match alerts read from the store (for stores without ``list_alerts``)."""
+def build_digest(store: StateStore, day: date, at: str = "00:00", now: datetime | None = None) -> OutboxAlert:
+    """The digest alert of ``day`` (kind ``digest``, key ``digest:YYYY-MM-DD``): the deletion-log events and
+    the match / recycled alerts created in the window, both read from the store."""
     since, until = digest_window(day, at)
     events = store.list_events(since=since, until=until)
-    if alerts is None:
-        alerts = _alerts_in(store, since, until)
+    alerts = store.alerts_between(since, until, kinds=MATCH_KINDS)
     payload = digest_payload(day, since, until, events, alerts)
     return OutboxAlert(key=digest_key(day.isoformat()), kind="digest", payload=payload, created_at=now or utcnow())
 

@@ -27,8 +27,8 @@ Every payload is plain JSON (the store serializes it as such). Times are ISO 860
 
     {"date": "YYYY-MM-DD", "since", "until",
      "totals": {"match", "recycled", "suggest", "deleted", "edited", "other_events"},
-     "accounts": [{"platform", "account", "match", "recycled", "suggest", "deleted", "edited", "other_events"}],
-     "alerts_counted": bool}          # False when the store cannot list alerts (events are still counted)
+     "accounts": [{"platform", "account", "match", "recycled", "suggest", "deleted", "edited", "other_events"}]}
+    # digests queued by older versions may carry "alerts_counted": false (match counts were unavailable)
 
 Idempotence keys (:func:`alert_key`) make enqueuing twice a no-op, so a producer retried after a crash never
 raises a second alert for the same finding.

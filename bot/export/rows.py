@@ -107,6 +107,7 @@ _READ_METHODS = frozenset(
         "count_known",
         "get_alert",
         "list_alerts",
+        "alerts_between",
         "list_events",
         "get_recheck",
         "count_rechecks",

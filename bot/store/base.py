@@ -4,7 +4,7 @@ and several daemons) and pass the same contract suite in ``tests/store/``.
 Design rules every backend keeps:
 - Writes that belong together happen in one transaction (SQLite) or one MULTI/EXEC or Lua script (Redis):
   ``record_poll`` (posts + cursor), ``record_event`` (event + recheck update + its alert), ``enqueue_alert``
-  (alert + the per-post alert index).
+  (alert + the per-post and creation-time alert indexes).
 - Every method that adds something is idempotent, so a pipeline step retried after a crash is harmless.
 - Times go in and come out as timezone-aware UTC datetimes.
 """
@@ -172,6 +172,14 @@ class StateStore(ABC):
         order, optionally only of the given kinds (an empty ``kinds`` gives nothing). Read from a per-post
         index, never a scan of the outbox. Alerts without both payload fields (a digest) are never listed;
         a numeric ``post_id`` in a payload is listed under its decimal text."""
+
+    @abstractmethod
+    def alerts_between(
+        self, since: datetime, until: datetime, kinds: Iterable[str] | None = None
+    ) -> list[OutboxAlert]:
+        """Every alert (pending or sent) whose ``created_at`` is in [since, until), in FIFO (seq) order,
+        optionally only of the given kinds (an empty ``kinds`` gives nothing). Read from an index on the
+        creation time (integer microseconds), never a scan of the outbox."""
 
     # ----------------------------------------------------------------- re-checks
     @abstractmethod

@@ -27,6 +27,9 @@ Key layout (``P`` = ``<prefix>:``; ``M(a, b)`` = ``a + "\\x1f" + b``, a member t
                                               this post, by seq; written by the enqueue script.
                                               ``alerts:indexed`` flag: alerts older than the index were
                                               indexed once, at the first open by a version that has it
+``P alerts:created``                zset      keys of every alert (pending or sent) by created_at (µs);
+                                              written by the enqueue script. ``alerts:created:indexed``
+                                              flag: older alerts were added once, like the per-post index
 ``P recheck:<platform>:<post_id>``  string    JSON re-check; ``rechecks:<platform>`` zset post_id by due
                                               (µs); ``rechecks`` set of M(platform, post_id)
 ``P events``                        zset      ``<seq:015d>:<id>`` by detected_at (µs); ``events:data``
@@ -122,13 +125,15 @@ end
 return 1
 """
 
-# KEYS: alert hash, outbox zset, seq counter[, the post's alert index zset]; ARGV: key, sent(0/1), field, value, ...
+# KEYS: alert hash, outbox zset, seq counter, creation-time index zset[, the post's alert index zset];
+# ARGV: key, sent(0/1), created_at (µs), field, value, ...
 _ENQUEUE = """
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 local seq = redis.call('INCR', KEYS[3])
-redis.call('HSET', KEYS[1], 'seq', seq, unpack(ARGV, 3))
+redis.call('HSET', KEYS[1], 'seq', seq, unpack(ARGV, 4))
 if ARGV[2] == '0' then redis.call('ZADD', KEYS[2], seq, ARGV[1]) end
-if KEYS[4] then redis.call('ZADD', KEYS[4], seq, ARGV[1]) end
+redis.call('ZADD', KEYS[4], ARGV[3], ARGV[1])
+if KEYS[5] then redis.call('ZADD', KEYS[5], seq, ARGV[1]) end
 return 1
 """
 
@@ -236,10 +241,13 @@ class RedisStore(StateStore):
             raise self._error(exc) from None
 
     def _index_old_alerts(self) -> None:
-        """Add alerts enqueued before the per-post alert index existed to it (once per store: a flag key
-        records it). Idempotent (ZADD of the alert's own seq), so two daemons doing it at once is harmless."""
-        flag = self._k("alerts", "indexed")
-        if self._r.exists(flag):
+        """Add alerts enqueued before an alert index existed to it (the per-post index, flag ``alerts:indexed``;
+        the creation-time index, flag ``alerts:created:indexed``), once per store and index: a flag key records
+        it. Idempotent (ZADD of the alert's own seq / creation time), so two daemons doing it at once is
+        harmless."""
+        post_flag, created_flag = self._k("alerts", "indexed"), self._k("alerts", "created", "indexed")
+        do_post, do_created = (not self._r.exists(flag) for flag in (post_flag, created_flag))
+        if not (do_post or do_created):
             return
         pattern = "".join("\\" + c if c in "*?[]\\" else c for c in self._k("alert", "")) + "*"
         keys = list(self._r.scan_iter(match=pattern, count=1000))
@@ -247,16 +255,22 @@ class RedisStore(StateStore):
             chunk = keys[start : start + _PAGE]
             pipe = self._r.pipeline(transaction=False)
             for key in chunk:
-                pipe.hmget(key, "key", "seq", "payload")
+                pipe.hmget(key, "key", "seq", "payload", "created_at")
             writes = self._r.pipeline(transaction=False)
             for fields in pipe.execute():
-                if None in fields:
+                if None in fields[:3]:
                     continue
-                ref = alert_post(loads(fields[2]))
+                key = loads(fields[0])
+                ref = alert_post(loads(fields[2])) if do_post else None
                 if ref is not None:
-                    writes.zadd(self._alert_index(*ref), {loads(fields[0]): int(fields[1])})
+                    writes.zadd(self._alert_index(*ref), {key: int(fields[1])})
+                created = parse_iso(loads(fields[3])) if do_created and fields[3] is not None else None
+                if created is not None:
+                    writes.zadd(self._k("alerts", "created"), {key: micros(created)})
             writes.execute()
-        self._r.set(flag, "1")
+        for flag, done in ((post_flag, do_post), (created_flag, do_created)):
+            if done:
+                self._r.set(flag, "1")
 
     def _error(self, exc: Exception) -> StoreError:
         kind = "cannot reach" if isinstance(exc, (redis.ConnectionError, redis.TimeoutError)) else "error from"
@@ -564,11 +578,12 @@ class RedisStore(StateStore):
         data = alert.to_dict()
         data.pop("seq")
         args = [x for k, v in _hash_encode(data).items() for x in (k, v)]
-        keys = [self._k("alert", alert.key), self._k("outbox"), self._k("outbox", "seq")]
+        keys = [self._k("alert", alert.key), self._k("outbox"), self._k("outbox", "seq"), self._k("alerts", "created")]
         ref = alert_post(alert.payload)
         if ref is not None:
             keys.append(self._alert_index(*ref))
-        return self._enqueue(keys=keys, args=[alert.key, "1" if alert.sent_at else "0", *args], client=client)
+        args = [alert.key, "1" if alert.sent_at else "0", micros(alert.created_at), *args]
+        return self._enqueue(keys=keys, args=args, client=client)
 
     def enqueue_alert(self, alert: OutboxAlert) -> bool:
         return bool(self._enqueue_alert(alert))
@@ -604,6 +619,21 @@ class RedisStore(StateStore):
             pipe.hgetall(self._k("alert", key))
         alerts = [a for a in map(self._alert, pipe.execute()) if a is not None]
         return [a for a in alerts if wanted is None or a.kind in wanted]
+
+    def alerts_between(
+        self, since: datetime, until: datetime, kinds: Iterable[str] | None = None
+    ) -> list[OutboxAlert]:
+        wanted = None if kinds is None else {str(k) for k in kinds}
+        if wanted is not None and not wanted:
+            return []
+        keys = self._r.zrangebyscore(self._k("alerts", "created"), micros(since), f"({micros(until)}")
+        alerts: list[OutboxAlert] = []
+        for start in range(0, len(keys), _PAGE):
+            pipe = self._r.pipeline(transaction=False)
+            for key in keys[start : start + _PAGE]:
+                pipe.hgetall(self._k("alert", key))
+            alerts.extend(a for a in map(self._alert, pipe.execute()) if a is not None)
+        return sorted((a for a in alerts if wanted is None or a.kind in wanted), key=lambda a: a.seq)
 
     # ----------------------------------------------------------------- re-checks
     def _queue_recheck(self, pipe: Any, recheck: Recheck) -> None:

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from bot.errors import StoreError
-from bot.models import Post, RejectedItem, iso
+from bot.models import Post, RejectedItem, iso, parse_iso
 from bot.redact import redact_url
 from bot.store.base import StateStore
 from bot.store.common import (
@@ -179,6 +179,13 @@ MIGRATIONS: list[str] = [
                        THEN CAST(json_extract(data, '$.payload.post_id') AS TEXT) END;
     CREATE INDEX outbox_post ON outbox (platform, post_id, seq);
     """,
+    # 4: list alerts by creation time (alerts_between): created_at as indexed integer microseconds, backfilled
+    # from the JSON of existing rows with bot.store.common.micros (the SQL function afterimage_micros)
+    """
+    ALTER TABLE outbox ADD COLUMN created_us INTEGER;
+    UPDATE outbox SET created_us = afterimage_micros(json_extract(data, '$.created_at'));
+    CREATE INDEX outbox_created ON outbox (created_us, seq);
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -186,6 +193,18 @@ SCHEMA_VERSION = len(MIGRATIONS)
 
 def _split_statements(script: str) -> list[str]:
     return [s.strip() for s in script.split(";") if s.strip()]
+
+
+def _iso_micros(value: Any) -> int | None:
+    """SQL function ``afterimage_micros(iso_text)``: :func:`micros` of a stored ISO time, NULL when the value
+    is not one (so migrations convert stored times exactly as the Python code does)."""
+    if not isinstance(value, str):
+        return None
+    try:
+        parsed = parse_iso(value)
+    except ValueError:
+        return None
+    return micros(parsed) if parsed is not None else None
 
 
 class SqliteStore(StateStore):
@@ -205,6 +224,7 @@ class SqliteStore(StateStore):
             self._conn.execute("PRAGMA journal_mode = WAL")
             self._conn.execute("PRAGMA synchronous = NORMAL")
             self._conn.execute("PRAGMA foreign_keys = ON")
+            self._conn.create_function("afterimage_micros", 1, _iso_micros, deterministic=True)
         except (sqlite3.Error, OSError) as exc:
             raise StoreError(f"cannot open SQLite store {self.path}: {exc}") from exc
         try:
@@ -535,8 +555,17 @@ class SqliteStore(StateStore):
     def _insert_alert(conn: sqlite3.Connection, alert: OutboxAlert) -> bool:
         platform, post_id = alert_post(alert.payload) or (None, None)
         cur = conn.execute(
-            "INSERT OR IGNORE INTO outbox (key, sent, kind, platform, post_id, data) VALUES (?, ?, ?, ?, ?, ?)",
-            (alert.key, 1 if alert.sent_at else 0, alert.kind, platform, post_id, dumps(alert.to_dict())),
+            "INSERT OR IGNORE INTO outbox (key, sent, kind, platform, post_id, created_us, data) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (
+                alert.key,
+                1 if alert.sent_at else 0,
+                alert.kind,
+                platform,
+                post_id,
+                micros(alert.created_at),
+                dumps(alert.to_dict()),
+            ),
         )
         return cur.rowcount > 0
 
@@ -579,6 +608,19 @@ class SqliteStore(StateStore):
 
     def list_alerts(self, platform: str, post_id: str, kinds: Iterable[str] | None = None) -> list[OutboxAlert]:
         where, params = "platform = ? AND post_id = ?", [platform, str(post_id)]
+        if kinds is not None:
+            kind_list = [str(k) for k in kinds]
+            if not kind_list:
+                return []
+            where += f" AND kind IN ({', '.join('?' * len(kind_list))})"
+            params.extend(kind_list)
+        rows = self._query(f"SELECT seq, data FROM outbox WHERE {where} ORDER BY seq", params)
+        return [self._alert(*r) for r in rows]
+
+    def alerts_between(
+        self, since: datetime, until: datetime, kinds: Iterable[str] | None = None
+    ) -> list[OutboxAlert]:
+        where, params = "created_us >= ? AND created_us < ?", [micros(since), micros(until)]
         if kinds is not None:
             kind_list = [str(k) for k in kinds]
             if not kind_list:

@@ -16,7 +16,6 @@ from bot.alerts.picture import comparison_png
 from bot.alerts.sender import backoff_delay, delivered_targets, progress_error
 from bot.config import DigestConfig
 from bot.models import Post
-from bot.store.base import StateStore
 from bot.store.records import KnownKind, KnownMedia, OutboxAlert, PostEvent
 from bot.store.sqlite import SqliteStore
 
@@ -119,41 +118,44 @@ def test_digest_counts_events_per_account_in_the_window(store):
         OutboxAlert(key="a", kind="match", payload={"platform": "x", "account": "mod_gov", "tier": "match"}, created_at=until - timedelta(hours=5)),
         OutboxAlert(key="b", kind="recycled", payload={"platform": "x", "account": "pm_office", "tier": "match"}, created_at=since),
         OutboxAlert(key="c", kind="match", payload={"platform": "x", "account": "pm_office", "tier": "suggest"}, created_at=since),
-        OutboxAlert(key="d", kind="match", payload={"platform": "x", "account": "mod_gov", "tier": "match"}, created_at=until),
+        OutboxAlert(key="d", kind="match", payload={"platform": "x", "account": "mod_gov", "tier": "match"}, created_at=until),  # next window
+        OutboxAlert(key="e", kind="match", payload={"platform": "x", "account": "mod_gov", "tier": "match"}, created_at=since - timedelta(microseconds=1)),
+        OutboxAlert(key="f", kind="deleted", payload={"platform": "x", "account": "mod_gov"}, created_at=until - timedelta(hours=1)),  # counted as an event, not an alert
     ]
-    digest = build_digest(store, day, "08:00", alerts=alerts)
+    for alert in alerts:
+        assert store.enqueue_alert(alert)
+    store.mark_alert_sent("a", until - timedelta(hours=4))  # sent alerts are counted too
+    digest = build_digest(store, day, "08:00")
     assert digest.kind == "digest" and digest.key == "digest:2026-11-24"
     p = digest.payload
     assert p["totals"] == {"match": 1, "recycled": 1, "suggest": 1, "deleted": 2, "edited": 1, "other_events": 1}
     by = {a["account"]: a for a in p["accounts"]}
     assert by["mod_gov"]["deleted"] == 2 and by["mod_gov"]["match"] == 1 and by["pm_office"]["other_events"] == 1
-    assert p["alerts_counted"] is True
+    assert by["pm_office"]["recycled"] == 1 and by["pm_office"]["suggest"] == 1
+    assert "alerts_counted" not in p  # the digest always counts the alerts now
 
 
-def test_digest_without_alert_listing_still_counts_events(store):
-    # SqliteStore does not implement the optional list_alerts yet
-    _event(store, "mod_gov", "deleted", datetime(2026, 11, 24, 7, tzinfo=timezone.utc))
-    p = build_digest(store, date(2026, 11, 24), "08:00").payload
-    implemented = type(store).list_alerts is not StateStore.list_alerts
-    assert p["alerts_counted"] is implemented
-    assert p["totals"]["deleted"] == 1
-
-
-def test_digest_reads_match_alerts_from_a_store_that_lists_them(db_path):
+def test_digest_reads_match_alerts_of_its_window_from_the_store(db_path):
     seen = {}
 
-    class ListingStore(SqliteStore):
-        def list_alerts(self, since=None, until=None, kinds=None):
+    class SpyStore(SqliteStore):
+        def alerts_between(self, since, until, kinds=None):
             seen.update(since=since, until=until, kinds=tuple(kinds))
-            return [OutboxAlert(key="a", kind="recycled", payload={"platform": "x", "account": "mod_gov"}, created_at=until - timedelta(hours=1))]
+            return super().alerts_between(since, until, kinds)
 
-    s = ListingStore(db_path)
+    s = SpyStore(db_path)
     try:
+        s.enqueue_alert(OutboxAlert(key="a", kind="recycled", payload={"platform": "x", "account": "mod_gov"}, created_at=datetime(2026, 11, 24, 7, tzinfo=timezone.utc)))
+        _event(s, "mod_gov", "deleted", datetime(2026, 11, 24, 7, tzinfo=timezone.utc))
         p = build_digest(s, date(2026, 11, 24), "08:00").payload
     finally:
         s.close()
-    assert p["alerts_counted"] is True and p["totals"]["recycled"] == 1
-    assert seen["kinds"] == ("match", "recycled") and seen["until"] == datetime(2026, 11, 24, 8, tzinfo=timezone.utc)
+    assert p["totals"]["recycled"] == 1 and p["totals"]["deleted"] == 1
+    assert seen == {
+        "since": datetime(2026, 11, 23, 8, tzinfo=timezone.utc),
+        "until": datetime(2026, 11, 24, 8, tzinfo=timezone.utc),
+        "kinds": ("match", "recycled"),
+    }
 
 
 def test_enqueue_digest_once_per_day_after_its_time(store, httpserver, receiver, archive):

@@ -216,6 +216,14 @@ class MemoryStore(StateStore):
             if (kinds is None or a.kind in kinds) and alert_post(a.payload) == (platform, post_id)
         ]
 
+    def alerts_between(self, since, until, kinds: Iterable[str] | None = None):
+        kinds = set(kinds) if kinds is not None else None
+        return [
+            a
+            for a in sorted(self.alerts.values(), key=lambda a: a.seq)
+            if (kinds is None or a.kind in kinds) and as_utc(since) <= as_utc(a.created_at) < as_utc(until)
+        ]
+
     # re-checks
     def schedule_recheck(self, recheck: Recheck) -> None:
         self.writes += 1

@@ -376,6 +376,43 @@ def test_list_alerts_of_a_post_in_fifo_order_sent_ones_included(store):
     assert keys("x", "1") == ["m1", "d1", "r1", "pre-sent"]  # a repeated key is not listed twice
 
 
+def test_alerts_between_a_window_of_creation_times_in_fifo_order(store):
+    def created(key: str, seconds: float, kind: str = "match", **kw) -> OutboxAlert:
+        return OutboxAlert(key=key, kind=kind, payload={"k": key}, created_at=at(seconds), **kw)
+
+    store.enqueue_alert(created("late", 30))  # enqueued first, created later: FIFO is by seq, not created_at
+    store.enqueue_alert(created("at-since", 10))
+    store.enqueue_alert(created("before", 10 - 1e-6))
+    store.enqueue_alert(created("at-until", 20))
+    store.enqueue_alert(created("last-us", 20 - 1e-6, kind="recycled"))
+    store.enqueue_alert(created("del", 15, kind="deleted"))
+    store.enqueue_alert(created("pre-sent", 12, sent_at=at(12)))
+    store.enqueue_alert(created("sent", 11))
+    store.mark_alert_sent("sent", at(13))
+    store.mark_alert_failed("at-since", "timeout", at(60))
+    store.enqueue_alert(
+        OutboxAlert(key="digest:2026-03-01", kind="digest", payload={}, created_at=at(16).astimezone(timezone(timedelta(hours=5))))
+    )  # a non-UTC created_at is compared as the same instant
+    store.enqueue_alert(created("sent", 14))  # a repeated key changes nothing
+
+    def keys(since: float, until: float, **kw):
+        return [a.key for a in store.alerts_between(at(since), at(until), **kw)]
+
+    window = store.alerts_between(at(10), at(20))
+    assert [a.key for a in window] == ["at-since", "last-us", "del", "pre-sent", "sent", "digest:2026-03-01"]
+    assert all(a.seq < b.seq for a, b in zip(window, window[1:]))
+    assert window[0] == store.get_alert("at-since") and window[0].attempts == 1
+    assert window[4].sent_at == at(13) and window[4].created_at == at(11)  # sent alerts are listed
+    assert_aware(window[0].created_at)
+    assert keys(10, 20, kinds=["match", "recycled"]) == ["at-since", "last-us", "pre-sent", "sent"]
+    assert keys(10, 20, kinds=("deleted",)) == ["del"]
+    assert keys(10, 20, kinds={"digest"}) == ["digest:2026-03-01"]
+    assert keys(10, 20, kinds=[]) == []
+    assert keys(0, 100) == ["late", "at-since", "before", "at-until", "last-us", "del", "pre-sent", "sent", "digest:2026-03-01"]
+    assert keys(20, 30) == ["at-until"]  # since inclusive, until exclusive
+    assert keys(30, 30) == [] and keys(31, 40) == [] and keys(20, 10) == []
+
+
 # --------------------------------------------------------------------------- re-checks
 
 
@@ -619,6 +656,7 @@ def test_everything_persists_across_reopen(store_opener):
     second.close()
     third = store_opener()
     assert [a.key for a in third.list_alerts("x", "1")] == ["m1"]
+    assert [a.key for a in third.alerts_between(at(0), at(1))] == ["k1", "k2", "m1"]
 
 
 def test_url_attribute(store):

@@ -7,7 +7,7 @@ import socket
 import threading
 import time
 import uuid
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -180,6 +180,38 @@ def test_alerts_enqueued_before_the_per_post_index_are_indexed_at_open(redis_url
     assert [a.key for a in reopened.list_alerts("x", "1")] == ["m1", "m3"]
     assert [a.key for a in reopened.list_alerts("x", "2")] == ["m2"]
     assert [a.key for a in other.list_alerts("x", "1")] == ["theirs"]
+    reopened.close()
+    other.close()
+
+
+def test_alerts_enqueued_before_the_creation_time_index_are_indexed_at_open(redis_url, cleanup):
+    base = redis_url.rsplit("prefix=", 1)[0]
+    tag = uuid.uuid4().hex[:8]
+    url, other_url = f"{base}prefix=c*{tag}", f"{base}prefix=c-other{tag}"
+    cleanup(url)
+    cleanup(other_url)
+    store, other = RedisStore(url), RedisStore(other_url)
+
+    def alert(key: str, seconds: float, kind: str = "match") -> OutboxAlert:
+        return OutboxAlert(key=key, kind=kind, payload={"platform": "x", "post_id": "1"}, created_at=T0 + timedelta(seconds=seconds))
+
+    store.enqueue_alert(alert("late", 30))
+    store.enqueue_alert(alert("m1", 10))
+    store.enqueue_alert(alert("d1", 15, kind="deleted"))
+    store.enqueue_alert(alert("until", 20))
+    store.mark_alert_sent("m1", T0)
+    other.enqueue_alert(alert("theirs", 10))
+    store.close()
+    client = raw_client(url)  # a store written before the creation-time index existed (per-post index kept)
+    client.delete(f"c*{tag}:alerts:created", f"c*{tag}:alerts:created:indexed")
+    client.close()
+
+    reopened = RedisStore(url)
+    window = (T0 + timedelta(seconds=10), T0 + timedelta(seconds=20))
+    assert [a.key for a in reopened.alerts_between(*window)] == ["m1", "d1"]
+    assert [a.key for a in reopened.alerts_between(*window, kinds=["match"])] == ["m1"]
+    assert [a.key for a in reopened.list_alerts("x", "1")] == ["late", "m1", "d1", "until"]  # not indexed twice
+    assert [a.key for a in other.alerts_between(*window)] == ["theirs"]
     reopened.close()
     other.close()
 

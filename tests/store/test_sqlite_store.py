@@ -6,7 +6,7 @@ import sqlite3
 import subprocess
 import sys
 import threading
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -14,7 +14,7 @@ import pytest
 from bot.errors import StoreError
 from bot.models import Post
 from bot.store import open_store
-from bot.store.common import dumps
+from bot.store.common import alert_post, dumps
 from bot.store.records import Change, OutboxAlert
 from bot.store.sqlite import MIGRATIONS, SCHEMA_VERSION, SqliteStore, _split_statements
 
@@ -112,6 +112,61 @@ def test_outbox_of_a_version_2_database_is_indexed_for_list_alerts(tmp_path):
         "EXPLAIN QUERY PLAN SELECT seq, data FROM outbox WHERE platform = ? AND post_id = ? ORDER BY seq", ("x", "1")
     )
     assert "outbox_post" in " ".join(str(row) for row in plan)  # an index look-up, not a scan of the outbox
+    store.close()
+
+
+def test_outbox_of_a_version_3_database_is_indexed_for_alerts_between(tmp_path):
+    path = tmp_path / "state.db"
+    conn = sqlite3.connect(path)
+    for step in MIGRATIONS[:3]:
+        for statement in _split_statements(step):
+            conn.execute(statement)
+    conn.execute("PRAGMA user_version = 3")
+
+    def old_row(alert: OutboxAlert) -> None:  # what enqueue_alert wrote at version 3
+        platform, post_id = alert_post(alert.payload) or (None, None)
+        conn.execute(
+            "INSERT INTO outbox (key, sent, kind, platform, post_id, data) VALUES (?, ?, ?, ?, ?, ?)",
+            (alert.key, 1 if alert.sent_at else 0, alert.kind, platform, post_id, dumps(alert.to_dict())),
+        )
+
+    def at(seconds: float) -> datetime:
+        return T0 + timedelta(seconds=seconds)
+
+    payload = {"platform": "x", "post_id": "1"}
+    old_row(OutboxAlert("late", "match", payload, created_at=at(30)))
+    old_row(OutboxAlert("m1", "match", payload, created_at=at(10), sent_at=at(11)))
+    old_row(OutboxAlert("before", "match", payload, created_at=at(10 - 1e-6)))
+    old_row(OutboxAlert("r1", "recycled", payload, created_at=at(20 - 1e-6)))
+    old_row(OutboxAlert("d1", "deleted", payload, created_at=at(15)))
+    old_row(OutboxAlert("until", "match", payload, created_at=at(20)))
+    old_row(OutboxAlert("digest:2026-03-01", "digest", {"date": "2026-03-01"}, created_at=at(12)))
+    conn.execute(  # a created_at written with an explicit offset is the same instant
+        "UPDATE outbox SET data = json_set(data, '$.created_at', '2026-02-28T17:00:12.500000-07:00') WHERE key = 'd1'"
+    )
+    conn.commit()
+    conn.close()
+
+    store = SqliteStore(str(path))
+    assert user_version(path) == SCHEMA_VERSION
+    store.enqueue_alert(OutboxAlert("m2", "match", payload, created_at=at(19)))
+
+    def keys(since: float, until: float, **kw):
+        return [a.key for a in store.alerts_between(at(since), at(until), **kw)]
+
+    assert keys(10, 20) == ["m1", "r1", "d1", "digest:2026-03-01", "m2"]
+    assert keys(10, 20, kinds=["match", "recycled"]) == ["m1", "r1", "m2"]
+    assert store.alerts_between(at(10), at(20))[0].sent_at == at(11)
+    assert keys(0, 100) == ["late", "m1", "before", "r1", "d1", "until", "digest:2026-03-01", "m2"]
+    assert keys(12.5, 12.5 + 1e-6) == ["d1"]
+    store.close()
+    store = SqliteStore(str(path))  # reopened: same answers, nothing migrated twice
+    assert keys(10, 20) == ["m1", "r1", "d1", "digest:2026-03-01", "m2"]
+    plan = store._query(
+        "EXPLAIN QUERY PLAN SELECT seq, data FROM outbox WHERE created_us >= ? AND created_us < ? ORDER BY seq",
+        (0, 1),
+    )
+    assert "outbox_created" in " ".join(str(row) for row in plan)  # an index range, not a scan of the outbox
     store.close()
 
 
