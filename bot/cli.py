@@ -11,6 +11,8 @@ from bot import __version__
 #: "module:attribute" of every click command or group added to ``afterimage``
 COMMANDS: list[str] = [
     "bot.commands.config_cmd:config",
+    "bot.commands.known:known",
+    "bot.commands.check:check",
 ]
 
 
