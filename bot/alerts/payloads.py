@@ -41,18 +41,9 @@ from datetime import datetime
 from typing import Any
 
 from bot.models import Post, as_utc, iso, parse_iso, utcnow
-from bot.store.records import KnownKind, KnownMedia, OutboxAlert, PostEvent, StoredPost
+from bot.store.records import EVENT_KINDS, KnownKind, KnownMedia, OutboxAlert, PostEvent, StoredPost
 
 MATCH_KINDS = ("match", "recycled")
-EVENT_KINDS = (
-    "deleted",
-    "author_suspended",
-    "author_protected",
-    "author_deleted",
-    "withheld",
-    "restored",
-    "edited",
-)
 DIGEST_KIND = "digest"
 ALL_KINDS = MATCH_KINDS + EVENT_KINDS + (DIGEST_KIND,)
 
