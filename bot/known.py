@@ -68,6 +68,7 @@ def add_image(
     frame_ts: float | None = None,
     origin: dict[str, Any] | None = None,
     image: Image.Image | None = None,
+    group: str | None = None,
 ) -> KnownMedia | None:
     """Archive ``data``, hash it and add an entry. None when the same file is already known (same kind).
 
@@ -88,6 +89,7 @@ def add_image(
         archive_path=archived.relpath,
         frame_ts=frame_ts,
         origin=dict(origin or {}),
+        group=group,
     )
     return store.add_known(entry)
 
@@ -108,6 +110,12 @@ def add_video(
     Frames are archived as PNG so the exact pixels that were hashed can be shown and re-verified."""
     from bot.media.keyframes import extract_keyframes
 
+    # the keyframes of one video are one item (one alert per post, not one per frame): grouped by the file
+    if isinstance(path, bytes):
+        group = hashlib.sha256(path).hexdigest()
+    else:
+        with open(path, "rb") as f:
+            group = hashlib.file_digest(f, "sha256").hexdigest()
     added: list[KnownMedia] = []
     last: str | None = None
     for ts, frame in extract_keyframes(path, max_frames=max_frames, min_interval=min_interval):
@@ -118,7 +126,8 @@ def add_video(
         buf = io.BytesIO()
         frame.convert("RGB").save(buf, "PNG")
         entry = add_image(
-            store, archive, buf.getvalue(), label=f"{label} @ {ts:.1f}s", source=source, note=note, frame_ts=ts
+            store, archive, buf.getvalue(), label=f"{label} @ {ts:.1f}s", source=source, note=note, frame_ts=ts,
+            group=group,
         )
         if entry is not None:
             added.append(entry)
