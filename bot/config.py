@@ -177,8 +177,12 @@ class MatchingConfig(_Model):
     pdq_match: int = Field(default=31, ge=0, le=256)
     pdq_suggest: int = Field(default=63, ge=0, le=256)
     min_quality: int = Field(default=50, ge=0, le=100)
-    min_inliers_match: int = Field(default=25, ge=4)
-    min_inliers_suggest: int = Field(default=12, ge=4)
+    min_inliers_match: int = Field(default=50, ge=4)
+    min_inliers_suggest: int = Field(default=24, ge=4)
+    #: descriptor-index votes that make a stored image a candidate for local-feature verification
+    min_votes: int = Field(default=3, ge=1)
+    #: candidates verified with local features per checked image (bounds the cost of a check)
+    max_candidates: int = Field(default=8, ge=0, le=100)
 
 
 class DigestConfig(_Model):

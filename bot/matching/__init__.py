@@ -1,0 +1,1 @@
+"""Matching: the Hamming indexes over stored hashes and the :class:`~bot.matching.matcher.Matcher`."""
