@@ -131,7 +131,7 @@ def test_digest_counts_events_per_account_in_the_window(store):
 
 
 def test_digest_without_alert_listing_still_counts_events(store):
-    # SqliteStore does not implement the optional list_alerts yet
+    # the backends may not implement the optional list_alerts (yet)
     _event(store, "mod_gov", "deleted", datetime(2026, 11, 24, 7, tzinfo=timezone.utc))
     p = build_digest(store, date(2026, 11, 24), "08:00").payload
     implemented = type(store).list_alerts is not StateStore.list_alerts
