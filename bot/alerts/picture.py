@@ -141,7 +141,7 @@ def comparison_image(
         height = max(64, int(height * (max_width - GAP) / (total - GAP)))
     scaled: list[Image.Image] = []
     factors: list[float] = []
-    for panel, im in zip((posted, known), images):
+    for panel, im in zip((posted, known), images, strict=True):
         if im is None:
             scaled.append(_placeholder(max(160, int(height * 0.75)), height, panel.problem or ""))
             factors.append(0.0)
@@ -160,7 +160,7 @@ def comparison_image(
     draw = ImageDraw.Draw(out)
     font = _font(14)
     x = 0
-    for panel, im in zip((posted, known), scaled):
+    for panel, im in zip((posted, known), scaled, strict=True):
         out.paste(im, (x, LABEL_HEIGHT))
         label = panel.label
         while label and draw.textlength(label, font=font) > im.width - 4 and len(label) > 4:

@@ -11,16 +11,14 @@ from datetime import datetime, timezone
 from typing import Any
 
 import pytest
+from alert_helpers import BLUE, RED, T0, png_bytes
 from werkzeug import Request, Response
 
 from bot.alerts.payloads import match_alert
 from bot.archive import Archive
 from bot.models import Media, Post
-from bot.store.records import KnownKind, KnownMedia, OutboxAlert
 from bot.store import StateStore, open_store
-
-from alert_helpers import BLUE, RED, T0, png_bytes
-
+from bot.store.records import KnownKind, KnownMedia, OutboxAlert
 
 
 @pytest.fixture
@@ -36,8 +34,9 @@ def store_url(request, db_path) -> Iterator[str]:
         return
     url = request.getfixturevalue("redis_url")  # skips (or fails under CI) without a test server
     yield url
-    import redis
     from urllib.parse import parse_qs, urlsplit
+
+    import redis
 
     prefix = parse_qs(urlsplit(url).query)["prefix"][0]
     client = redis.Redis.from_url(url.split("?", 1)[0])

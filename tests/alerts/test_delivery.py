@@ -9,7 +9,7 @@ import time
 from datetime import timedelta
 
 import pytest
-from alert_helpers import BLUE, RED, T0, decode_attachment, make_sender
+from alert_helpers import BLUE, RED, T0, alerts_config, decode_attachment, make_sender
 from werkzeug import Response
 
 from bot.alerts.sender import AlertSender, delivered_targets
@@ -254,7 +254,7 @@ def test_console_target_logs_the_rendered_alert(store, archive, make_alert, capl
     register_secret("consoleSecret123")
     make_alert(text="hello consoleSecret123 world")
     caplog.set_level(logging.INFO, logger="bot.alerts.console")
-    sender = AlertSender(store, archive, __import__("alert_helpers").alerts_config(console=True))
+    sender = AlertSender(store, archive, alerts_config(console=True))
     assert sender.deliver_due(T0).sent
     console = [r.getMessage() for r in caplog.records if r.name == "bot.alerts.console"]
     assert len(console) == 1 and "hello *** world" in console[0] and "Arma 3 gameplay footage" in console[0]
@@ -262,7 +262,7 @@ def test_console_target_logs_the_rendered_alert(store, archive, make_alert, capl
 
 def test_no_targets_keeps_alerts_queued(store, archive, make_alert):
     make_alert()
-    report = AlertSender(store, archive, __import__("alert_helpers").alerts_config(console=False)).deliver_due(T0)
+    report = AlertSender(store, archive, alerts_config(console=False)).deliver_due(T0)
     assert report.sent == [] and report.pending == 1
 
 
