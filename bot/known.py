@@ -178,9 +178,12 @@ def remember_seen(
     archive_path: str,
     image: Image.Image,
     origin: dict[str, Any],
+    group: str | None = None,
+    frame_ts: float | None = None,
 ) -> KnownMedia:
     """Remember an archived image from a watched post (``origin``: platform, account, post_id, url,
     posted_at), so a later reuse is reported as recycled, with where and when it first appeared.
+    A frame of a posted video is archived as a still of its own; ``group`` is then the video's SHA-256.
 
     Idempotent: the first post an image appeared in stays its origin."""
     for existing in store.find_known_by_sha256(sha256):
@@ -195,6 +198,8 @@ def remember_seen(
         source=origin.get("url"),
         sha256=sha256,
         archive_path=archive_path,
+        frame_ts=frame_ts,
+        group=group,
         origin={**origin, "posted_at": posted if isinstance(posted, str) or posted is None else posted.isoformat()},
     )
     return store.add_known(entry)
