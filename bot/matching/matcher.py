@@ -206,10 +206,12 @@ class Matcher:
         done: set[tuple[int, bool]] = set()  # (owner, mirrored) already decided
         features: dict[bool, LocalFeatures] = {}
         budget = [cfg.max_candidates]
-        # whole-image hits first; then, unless one matched, descriptor votes of both orientations together
-        # (a mirrored copy gets few, random votes as is and many mirrored), most votes first
+        # whole-image hits first; then, unless a known item matched, descriptor votes of both orientations
+        # together (a mirrored copy gets few, random votes as is and many mirrored), most votes first. A
+        # whole-image hit on a *seen* entry does not end the search: a re-post of an earlier post's crop of a
+        # game frame must still name the game frame, not only the earlier post.
         self._decide(whole_hits, work, out_size, quality, features, results, done, budget)
-        if not any(m.tier == "match" for m in results) and len(self._descriptors):
+        if not any(m.tier == "match" and not m.recycled for m in results) and len(self._descriptors):
             voted: list[_Candidate] = []
             for mirrored in (False, True):
                 features[mirrored] = feats = extract(self._orient(work, mirrored))
