@@ -13,6 +13,7 @@ Conventions (both backends):
 
 from __future__ import annotations
 
+import hashlib
 import json
 import uuid
 from collections.abc import Callable, Sequence
@@ -20,7 +21,7 @@ from dataclasses import dataclass, fields
 from datetime import datetime, timezone
 from typing import Any
 
-from bot.models import Post, RejectedItem, as_utc, iso, parse_iso, utcnow
+from bot.models import Post, RejectedItem, as_utc, canonical_json, iso, parse_iso, utcnow
 from bot.store.records import AccountState, Change, PostChange, PostVersion, StoredPost
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
@@ -183,6 +184,13 @@ def rejected_to_dict(item: RejectedItem) -> dict[str, Any]:
         "error": item.error,
         "seen_at": iso(item.seen_at),
     }
+
+
+def rejected_digest(item: RejectedItem) -> str:
+    """Identity of a rejected item: a malformed item a platform keeps serving (no id or date to place it
+    before the cursor) is the same evidence every poll, and is stored once."""
+    identity = {"platform": item.platform, "account": item.account, "raw": item.raw, "error": item.error}
+    return hashlib.sha256(canonical_json(identity)).hexdigest()
 
 
 def rejected_from_dict(d: dict[str, Any]) -> RejectedItem:

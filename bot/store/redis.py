@@ -16,6 +16,7 @@ Key layout (``P`` = ``<prefix>:``; ``M(a, b)`` = ``a + "\\x1f" + b``, a member t
 ``P pending``                       zset      posts whose latest version is not processed, same order
 ``P cursors``                       hash      M(platform, account) -> cursor
 ``P rejected``                      list      JSON rejected items, oldest first
+``P rejected:digests``              set       digests of stored rejected items (each stored once)
 ``P media:<sha256>``                hash      record (JSON, first wins) and ``sig:<type>`` fields
 ``P post_media:<platform>:<id>``    hash      index -> JSON link
 ``P known:<id>``                    string    JSON entry; ``known:order``, ``known:kind:<kind>`` and
@@ -69,6 +70,7 @@ from bot.store.common import (
     micros,
     new_id,
     plan_versions,
+    rejected_digest,
     rejected_from_dict,
     rejected_to_dict,
     resolve_at,
@@ -367,12 +369,18 @@ class RedisStore(StateStore):
         at: datetime | None = None,
     ) -> list[PostChange]:
         at = resolve_at(at)
+        # a rejected item is stored once; checked before the transaction, which is safe because an account is
+        # polled by one daemon at a time (poll lock)
+        digests = {rejected_digest(item): item for item in rejected}
+        known = self._r.smismember(self._k("rejected:digests"), list(digests)) if digests else []
+        fresh = {d: item for (d, item), seen in zip(digests.items(), known) if not seen}
 
         def extra(pipe: Any) -> None:
             if cursor is not None:
                 pipe.hset(self._k("cursors"), _member(platform, account), cursor)
-            if rejected:
-                pipe.rpush(self._k("rejected"), *(dumps(rejected_to_dict(item)) for item in rejected))
+            if fresh:
+                pipe.sadd(self._k("rejected:digests"), *fresh)
+                pipe.rpush(self._k("rejected"), *(dumps(rejected_to_dict(item)) for item in fresh.values()))
 
         return self._save_posts(posts, at, extra)
 

@@ -35,6 +35,7 @@ from bot.store.common import (
     micros,
     new_id,
     plan_versions,
+    rejected_digest,
     rejected_from_dict,
     rejected_to_dict,
     resolve_at,
@@ -185,6 +186,11 @@ MIGRATIONS: list[str] = [
     ALTER TABLE outbox ADD COLUMN created_us INTEGER;
     UPDATE outbox SET created_us = afterimage_micros(json_extract(data, '$.created_at'));
     CREATE INDEX outbox_created ON outbox (created_us, seq);
+    """,
+    # 5: a rejected item is stored once (a malformed item served again at every poll is the same evidence)
+    """
+    ALTER TABLE rejected ADD COLUMN digest TEXT;
+    CREATE UNIQUE INDEX rejected_digest ON rejected (digest);
     """,
 ]
 
@@ -356,7 +362,8 @@ class SqliteStore(StateStore):
                     (platform, account, cursor),
                 )
             conn.executemany(
-                "INSERT INTO rejected (data) VALUES (?)", [(dumps(rejected_to_dict(item)),) for item in rejected]
+                "INSERT OR IGNORE INTO rejected (data, digest) VALUES (?, ?)",
+                [(dumps(rejected_to_dict(item)), rejected_digest(item)) for item in rejected],
             )
         return changes
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import time
 from datetime import datetime, timedelta, timezone
 
@@ -199,6 +201,16 @@ def test_cursor_kept_when_none_and_rejected_items_kept(store):
     assert rejected == [bad, RejectedItem("x", "gov", "raw2", "bad", at(2))]
     assert_aware(rejected[0].seen_at)
     assert store.list_rejected(limit=1) == [RejectedItem("x", "gov", "raw2", "bad", at(2))]  # the latest
+
+
+def test_a_rejected_item_served_again_is_stored_once(store):
+    """X and Graph items with no id or date cannot be placed before the cursor and come back every poll."""
+    bad = RejectedItem("x", "gov", raw={"text": "no id"}, error="malformed tweet: no id", seen_at=at(1))
+    for minute in range(3):
+        store.record_poll("x", "gov", [], cursor=None, rejected=[replace(bad, seen_at=at(minute))], at=at(minute))
+    other = RejectedItem("x", "gov", raw={"text": "other"}, error="malformed tweet: no id", seen_at=at(4))
+    store.record_poll("x", "gov", [], cursor=None, rejected=[other, other], at=at(4))
+    assert store.list_rejected() == [replace(bad, seen_at=at(0)), other]
 
 
 def test_default_times_are_now_in_utc(store):
