@@ -30,7 +30,7 @@ from bot.deletions.tracker import RecheckTracker
 from bot.errors import ArchiveError, MediaError, StoreError
 from bot.hashing.decode import decode_image
 from bot.known import remember_seen
-from bot.matching.matcher import Matcher
+from bot.matching.matcher import Match, Matcher
 from bot.media.fetch import FetchedMedia, MediaFetcher
 from bot.media.keyframes import extract_keyframes
 from bot.models import Media, MediaKind, Post, utcnow
@@ -184,7 +184,8 @@ class Pipeline:
         enqueued = 0
         # only this post's own "seen" entry is excluded: the same file in another post is a recycled image,
         # and an exact copy of a known file is the clearest match of all
-        for match in self.matcher.match(image, exclude_origin={"platform": post.platform, "post_id": post.post_id}):
+        matches = self.matcher.match(image, exclude_origin={"platform": post.platform, "post_id": post.post_id})
+        for match in best_per_item(matches):
             alert = match_alert(
                 post,
                 media_sha256=record.sha256,
@@ -216,6 +217,18 @@ class Pipeline:
             },
         )
         return enqueued
+
+
+def best_per_item(matches: Iterable[Match]) -> list[Match]:
+    """One match per known item (the best, as the matcher orders them): several keyframes of one trailer
+    matching one posted image are one finding, so they make one alert."""
+    seen: set[str] = set()
+    out = []
+    for match in matches:
+        if match.known.item not in seen:
+            seen.add(match.known.item)
+            out.append(match)
+    return out
 
 
 def _urls_to_fetch(media: Media) -> list[tuple[str, str]]:

@@ -109,6 +109,8 @@ class KnownMedia:
     ``signals`` maps a signal type name (``pdq``, ``phash``...) to its serialized hash. For a video, each
     keyframe is its own entry with ``frame_ts`` (seconds) and the same ``source``. For ``seen`` entries
     ``origin`` holds platform, account, post_id, url and posted_at of the post it first appeared in.
+    ``group`` is shared by entries that are one item to a person (the keyframes of one video: the video
+    file's SHA-256), so a post matching several frames of a trailer raises one alert, not one per frame.
     ``id`` is assigned by the store when empty.
     """
 
@@ -123,6 +125,12 @@ class KnownMedia:
     frame_ts: float | None = None
     origin: dict[str, Any] = field(default_factory=dict)
     added_at: datetime = field(default_factory=utcnow)
+    group: str | None = None
+
+    @property
+    def item(self) -> str:
+        """What one alert is about: the group (a whole video) or the entry itself."""
+        return self.group or self.id
 
     def to_dict(self) -> dict[str, Any]:
         return _dt_fields_to_iso(asdict(self))

@@ -1,0 +1,95 @@
+"""``afterimage status`` and the health endpoint show what the daemon is doing, from the store alone."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from click.testing import CliRunner
+
+from bot.cli import main
+from bot.health import HealthServer
+from bot.models import Post
+from bot.status import render_prometheus, take_snapshot
+from bot.store.records import OutboxAlert, Recheck
+from bot.store.sqlite import SqliteStore
+
+NOW = datetime(2026, 11, 24, 12, 0, tzinfo=timezone.utc)
+
+
+@pytest.fixture
+def seeded(tmp_path):
+    db = tmp_path / "state.db"
+    store = SqliteStore(str(db))
+    post = Post("x", "MinistryOfDefence", "1", "https://x.com/m/status/1", "t", NOW - timedelta(hours=1), raw={})
+    store.record_poll("x", "MinistryOfDefence", [post], "1", at=NOW - timedelta(minutes=5))
+    store.update_account_state("x", "MinistryOfDefence", last_poll_at=NOW - timedelta(minutes=5))
+    store.update_account_state(
+        "x", "ArmyPress", last_error="x: HTTP 503", last_error_at=NOW, consecutive_errors=3, paused_until=NOW + timedelta(minutes=20)
+    )
+    store.schedule_recheck(Recheck("x", "1", "MinistryOfDefence", post.created_at, NOW + timedelta(minutes=2)))
+    store.enqueue_alert(OutboxAlert("match:x:1:a:b", "match", {"platform": "x", "post_id": "1"}, created_at=NOW))
+    config = tmp_path / "cfg.yaml"
+    config.write_text(
+        f"data_dir: {tmp_path}\nwatchers:\n  x:\n    bearer_token: ${{T}}\n    accounts: [MinistryOfDefence, ArmyPress]\n"
+    )
+    yield store, config
+    store.close()
+
+
+def test_status_lists_every_account_with_errors_rechecks_and_outbox(seeded):
+    _, config = seeded
+    result = CliRunner().invoke(main, ["status", "-c", str(config)], env={"T": "token-value-1"})
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    ok = next(line for line in lines if line.startswith("x/MinistryOfDefence"))
+    assert "2026-11-24T11:55:00Z" in ok and " 1 " in ok
+    failing = next(line for line in lines if line.startswith("x/ArmyPress"))
+    assert "never" in failing and "x: HTTP 503 (3 in a row" in failing
+    assert "pending re-checks: x 1" in result.output
+    assert "alert outbox: 1 not yet delivered" in result.output
+
+
+def test_metrics_are_prometheus_text(seeded):
+    store, _ = seeded
+    text = render_prometheus(take_snapshot(store, {"x": ["MinistryOfDefence", "ArmyPress"]}, NOW))
+    assert 'afterimage_posts_seen{platform="x",account="MinistryOfDefence"} 1' in text
+    assert 'afterimage_consecutive_poll_errors{platform="x",account="ArmyPress"} 3' in text
+    assert "afterimage_alert_outbox 1" in text and 'afterimage_pending_rechecks{platform="x"} 1' in text
+    assert "# TYPE afterimage_posts_seen gauge" in text
+
+
+def get(url: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+
+
+def test_health_endpoint_reports_ok_then_unhealthy_when_the_store_fails(seeded):
+    store, _ = seeded
+    healthy = {"up": True}
+
+    def snapshot():
+        if not healthy["up"]:
+            raise ConnectionError("store unreachable")
+        return take_snapshot(store, {"x": ["MinistryOfDefence"]}, NOW)
+
+    server = HealthServer("127.0.0.1:0", snapshot, lambda: True)
+    server.start()
+    try:
+        base = "http://%s:%d" % server.address
+        code, body = get(base + "/healthz")
+        assert code == 200 and json.loads(body) == {"status": "ok", "outbox": 1, "accounts": 1}
+        code, body = get(base + "/metrics")
+        assert code == 200 and "afterimage_known_media 0" in body
+        healthy["up"] = False
+        code, body = get(base + "/healthz")
+        assert code == 503 and json.loads(body)["status"] == "error"
+        assert get(base + "/nope")[0] == 404
+    finally:
+        server.stop()
