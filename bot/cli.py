@@ -16,6 +16,8 @@ COMMANDS: list[str] = [
     "bot.commands.daemon_cmds:status",
     "bot.commands.deletions:deletions",
     "bot.commands.demo:demo",
+    "bot.commands.known:known",
+    "bot.commands.check:check",
 ]
 
 

@@ -11,10 +11,13 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-#: grey-level distance to the bar colour that still counts as the bar (JPEG noise, anti-aliasing)
-TOLERANCE = 10
-#: share of a row's pixels that must have the bar colour (the rest may be caption text)
-BAR_SHARE = 0.55
+#: a "clean" bar row: this share of its pixels within CLEAN_TOLERANCE grey levels of the bar colour
+CLEAN_TOLERANCE = 6
+CLEAN_SHARE = 0.97
+#: grey levels a clean row's median may differ from the bar colour (a sky gradient drifts, a bar does not)
+MAX_DRIFT = 2
+#: caption text lines: runs of non-clean rows between clean ones, at most this share of the height
+MAX_TEXT_RUN = 0.15
 #: never remove more than this share of a dimension per side, nor leave less than MIN_KEEP of it
 MAX_SIDE_SHARE = 0.45
 MIN_KEEP = 0.35
@@ -50,18 +53,28 @@ def strip_borders(image: Image.Image) -> tuple[Image.Image, Box]:
 
 
 def _bar_length(rows: np.ndarray) -> int:
-    """How many leading rows of ``rows`` form a uniform bar (0 when shorter than :data:`MIN_BAR`)."""
-    n, width = rows.shape
+    """How many leading rows of ``rows`` form a bar (0 when shorter than :data:`MIN_BAR`).
+
+    A bar starts with a clean row (one flat colour) and ends at its last clean row; runs of non-clean rows
+    between clean ones are the caption's text lines, up to :data:`MAX_TEXT_RUN` of the height each."""
+    n = rows.shape[0]
     limit = int(n * MAX_SIDE_SHARE)
     if limit < MIN_BAR:
         return 0
-    colour = int(np.median(rows[0]))
-    close = np.abs(rows[:limit] - colour) <= TOLERANCE
-    share = close.mean(axis=1)
-    bad = np.nonzero(share < BAR_SHARE)[0]
-    length = int(bad[0]) if bad.size else limit
-    # the outermost row must be almost entirely the bar colour (a bar starts with its empty margin),
-    # otherwise this is picture content that happens to be flat-ish
-    if length < MIN_BAR or share[0] < 0.97:
+    colour = float(np.median(rows[0]))
+    part = rows[:limit]
+    clean = (np.abs(part - colour) <= CLEAN_TOLERANCE).mean(axis=1) >= CLEAN_SHARE
+    clean &= np.abs(np.median(part, axis=1) - colour) <= MAX_DRIFT
+    if not clean[0]:
         return 0
-    return length
+    max_gap = max(3, int(n * MAX_TEXT_RUN))
+    last, gap = 0, 0
+    for i in range(1, limit):
+        if clean[i]:
+            last, gap = i, 0
+        else:
+            gap += 1
+            if gap > max_gap:
+                break
+    length = last + 1
+    return length if length >= MIN_BAR else 0

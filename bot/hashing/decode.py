@@ -96,10 +96,15 @@ def prepare(image: Image.Image, max_side: int = WORK_SIDE) -> Image.Image:
     return fit(_to_rgb(image), max_side)
 
 
+#: a JPEG may be DCT-decoded down to this share of the working side (a 4000 px photo decodes at 1/8 to
+#: 500 px instead of 1/4 to 1000 px and a resize: 2x faster, and PDQ/ORB do not care about 500 vs 640 px)
+DRAFT_SLACK = 0.75
+
+
 def _draft(img: Image.Image, max_side: int) -> None:
-    """Ask libjpeg for the smallest DCT scale that still gives at least ``max_side`` on the longer side."""
+    """Ask libjpeg for the smallest DCT scale that still gives ``DRAFT_SLACK * max_side`` on the longer side."""
     w, h = img.size
-    scale = max_side / max(w, h)
+    scale = max_side * DRAFT_SLACK / max(w, h)
     if scale < 1:
         img.draft("RGB", (max(1, int(w * scale)), max(1, int(h * scale))))
 

@@ -26,7 +26,7 @@ REPROJ = 4.0
 MIN_SCALE, MAX_SCALE = 0.2, 5.0
 #: grid for the coverage check, and the share of overlap cells that must hold inliers
 GRID = 8
-MIN_COVERAGE = 0.12
+MIN_COVERAGE = 0.3
 #: below the inlier threshold, a check still passes with half the inliers when they are this share of the
 #: query keypoints in the overlap (small or low-detail copies; HUD look-alikes stay under 0.12)
 MIN_SHARE = 0.2
@@ -144,7 +144,7 @@ def verify(query: LocalFeatures, known: LocalFeatures) -> Verification | None:
     corners = np.array([[0, 0], [kw, 0], [kw, kh], [0, kh]], dtype=np.float32)
     quad = corners @ model[:, :2].T + model[:, 2]
     mask = _overlap_mask(quad, query.size)
-    coverage = _coverage(inlier_dst, mask, query.size)
+    coverage = _coverage(inlier_dst, query.points, mask, query.size)
     share = n / max(int(mask[_cells(query.points, query.size)].sum()), 1)
     return Verification(n, scale, coverage, [(float(x), float(y)) for x, y in quad], share)
 
@@ -166,13 +166,20 @@ def _overlap_mask(quad: np.ndarray, size: tuple[int, int], grid: int = 64) -> np
     return mask.astype(bool)
 
 
-def _coverage(points: np.ndarray, mask: np.ndarray, size: tuple[int, int]) -> float:
-    """Share of the GRID x GRID cells inside the overlap that hold at least one inlier."""
+def _coverage(inliers: np.ndarray, points: np.ndarray, mask: np.ndarray, size: tuple[int, int]) -> float:
+    """Share of the GRID x GRID cells that hold query keypoints inside the overlap and also hold an inlier.
+
+    Normalized by where the query has keypoints at all, so a copy of a sparse image (flat sky, a diagram)
+    scores as high as a busy one, while a HUD or logo shared by two different scenes covers few of the
+    cells that the scenes' own detail fills."""
     step = mask.shape[0] // GRID
-    inside = mask.reshape(GRID, step, GRID, step).mean(axis=(1, 3)) >= 0.5
-    cells = int(inside.sum())
+    fine = _cells(points, size)
+    inside = mask[fine]
+    has_points = np.zeros((GRID, GRID), bool)
+    has_points[fine[0][inside] // step, fine[1][inside] // step] = True
+    cells = int(has_points.sum())
     if cells == 0:
         return 0.0
     hit = np.zeros((GRID, GRID), bool)
-    hit[_cells(points, size, GRID)] = True
-    return float((hit & inside).sum() / cells)
+    hit[_cells(inliers, size, GRID)] = True
+    return float((hit & has_points).sum() / cells)

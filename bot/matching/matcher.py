@@ -96,10 +96,6 @@ class _Candidate:
     votes: int = 0
 
 
-def entry_id(entry: KnownMedia) -> str:
-    return entry.id
-
-
 class Matcher:
     """Matches images against the known-media store; reloads its indexes when known media change."""
 
@@ -225,7 +221,10 @@ class Matcher:
             self._decide(voted, work, out_size, quality, features, results, done, budget)
         # a near-identical whole-image hash is the strongest evidence, then the most inliers
         results.sort(key=lambda m: (m.tier != "match", m.signal != "pdq", -(m.inliers or 0), m.distance or 0))
-        return results[:limit]
+        unique: dict[str, Match] = {}
+        for m in results:  # one result per entry (its best), e.g. a suggestion as is and a match mirrored
+            unique.setdefault(m.known.id, m)
+        return list(unique.values())[:limit]
 
     def _decide(
         self,
@@ -240,10 +239,10 @@ class Matcher:
     ) -> None:
         """Turn candidates into matches: trusted near-identical PDQ directly, the rest by verification."""
         cfg = self.config
-        matched = {r.known.id for r in results}
         for cand in candidates:
             mirrored = cand.variant in MIRRORED_VARIANTS
-            if entry_id(self._entries[cand.owner]) in matched or (cand.owner, mirrored) in done:
+            matched = {r.known.id for r in results if r.tier == "match"}
+            if self._entries[cand.owner].id in matched or (cand.owner, mirrored) in done:
                 continue
             done.add((cand.owner, mirrored))
             entry = self._entries[cand.owner]

@@ -1,0 +1,90 @@
+"""The matcher finds transformed copies (crop + caption + mirror, screenshots), ignores unrelated images
+and look-alikes, refreshes when known media change, and reports recycled images with their origin."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PIL import ImageOps
+
+from bench.evalset import TRANSFORMS, hud_overlay
+from bot.archive import Archive
+from bot.config import MatchingConfig
+from bot.known import add_image, remember_seen
+from bot.matching.matcher import Matcher, compute_signals
+from bot.store.records import KnownKind
+from tests.images import caption, crop, encode, scene
+
+
+def make(store, archive: Archive, tmp_path: Path, seeds=(1, 2, 3), hud: bool = False) -> tuple[Matcher, dict[int, str]]:
+    ids = {}
+    for seed in seeds:
+        entry = add_image(store, archive, encode(scene(seed, hud=hud, hud_seed=7), "PNG"), label=f"scene {seed}",
+                          source=f"https://example.org/{seed}")
+        ids[seed] = entry.id
+    return Matcher(store, archive, MatchingConfig(), features_dir=tmp_path / "features"), ids
+
+
+def test_cropped_captioned_mirrored_copy_is_a_match_with_region(store, archive, tmp_path) -> None:
+    matcher, ids = make(store, archive, tmp_path)
+    original = scene(2)
+    query = ImageOps.mirror(caption(crop(original, 0.75, 0.8, 0.2)))
+    found = matcher.match(encode(query, quality=70))
+    assert found and found[0].tier == "match"
+    assert found[0].known.id == ids[2]
+    assert found[0].signal == "orb" and found[0].inliers >= 50 and found[0].mirrored
+    region = found[0].region
+    assert region is not None and len(region) == 4
+    xs = [x for x, _ in region]
+    # the original extends beyond the crop on both sides, in the query's own pixels
+    assert min(xs) < 0 and max(xs) > query.width
+    assert found[0].to_json()["tier"] == "match"
+
+
+def test_every_benchmark_transform_of_a_known_image_matches(store, archive, tmp_path) -> None:
+    matcher, ids = make(store, archive, tmp_path)
+    for name, fn in TRANSFORMS.items():
+        found = matcher.match(encode(fn(scene(3))))
+        assert found and found[0].tier == "match" and found[0].known.id == ids[3], name
+
+
+def test_unrelated_images_and_lookalikes_do_not_match(store, archive, tmp_path) -> None:
+    matcher, _ = make(store, archive, tmp_path, seeds=(5000, 5001, 5002), hud=True)
+    for seed in (95_000, 95_001, 95_002):  # same generator, same HUD overlay, other scenes
+        assert not [m for m in matcher.match(encode(scene(seed, hud=True, hud_seed=7))) if m.tier == "match"]
+    assert matcher.match(encode(hud_overlay(scene(77).resize((900, 560)), 7))) == [] or all(
+        m.tier != "match" for m in matcher.match(encode(hud_overlay(scene(77), 7)))
+    )
+
+
+def test_index_refreshes_when_known_media_change(store, archive, tmp_path) -> None:
+    matcher, ids = make(store, archive, tmp_path, seeds=(4,))
+    query = encode(crop(scene(4), 0.8))
+    assert matcher.best(query).known.id == ids[4]
+    store.remove_known(ids[4])
+    assert matcher.match(query) == []
+    entry = add_image(store, archive, encode(scene(4), "PNG", optimize=True), label="again")
+    assert matcher.best(query).known.id == entry.id
+
+
+def test_seen_image_is_recycled_but_never_matches_its_own_post(store, archive, tmp_path) -> None:
+    matcher = Matcher(store, archive, features_dir=tmp_path / "features")
+    data = encode(scene(6))
+    stored = archive.put(data, "jpg")
+    origin = {"platform": "x", "account": "mod", "post_id": "111", "url": "https://x.com/mod/status/111",
+              "posted_at": "2017-11-14T10:00:00Z"}
+    seen = remember_seen(store, archive, sha256=stored.sha256, archive_path=stored.relpath, image=scene(6),
+                         origin=origin)
+    assert seen.kind == KnownKind.SEEN
+    assert remember_seen(store, archive, sha256=stored.sha256, archive_path=stored.relpath, image=scene(6),
+                         origin={**origin, "post_id": "222"}).id == seen.id
+    assert matcher.match(data, exclude_origin={"platform": "x", "post_id": "111"}) == []
+    assert matcher.match(data, exclude_sha256=stored.sha256) == []
+    later = matcher.best(encode(caption(crop(scene(6), 0.85))), exclude_origin={"platform": "x", "post_id": "999"})
+    assert later is not None and later.recycled and later.tier == "match"
+    assert later.to_json()["first_seen"]["post_id"] == "111"
+
+
+def test_compute_signals_accepts_bytes_and_images() -> None:
+    img = scene(8)
+    assert compute_signals(encode(img, "PNG"))["pdq"] == compute_signals(img)["pdq"]
