@@ -166,3 +166,63 @@ def test_kill9_at_random_points_loses_nothing(tmp_path: Path, world, redis_serve
     assert sum(n - 1 for n in duplicates.values()) <= steps["delivery"], duplicates
     assert not leaked(output) and not any(leaked(str(p)) for p in w.received_alerts)
     CAPTURED.append(("kill9 webhook payloads", str(w.received_alerts)))
+
+
+SLOW_KILLS = int(os.environ.get("AFTERIMAGE_FAULTS_SLOW_KILLS", "8"))
+
+
+def test_kill9_during_slow_delivery_measures_the_resend_window(tmp_path: Path, world, redis_server) -> None:
+    """The honest limit of "exactly once": a kill after the chat accepted an alert but before the outbox
+    recorded it resends that alert after the restart. A slow webhook (0.3 s to answer, after it has already
+    accepted) makes the window wide on purpose; kills land inside it. Nothing may be lost; each kill may cause
+    at most one resend, and the measured count is printed for the README."""
+    from bot.demo.fakes import Fault
+
+    w, server = world
+    rng = seeded("kill9-slow")
+    url = redis_server.url
+    config = write_config(tmp_path / "cfg.yaml", server, url, tmp_path / "data")
+    log_file = tmp_path / "daemon.log"
+    store = open_store(url)
+    archive = Archive(tmp_path / "data" / "archive")
+    ids = []
+    for k in range(12):
+        add_image(store, archive, picture(9000 + k), label=f"Known {k}", source=f"https://example.org/s{k}")
+        ids.append(str(1869000000000000000 + k))
+        add_post(w, ids[-1], picture(9000 + k, variant=k + 1), minutes_ago=5)
+    w.chat_down = True
+    proc = start_daemon(config, url, log_file)
+    try:
+        wait_for(lambda: store.outbox_size() >= 12, 60, "twelve alerts queued", every=0.3)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+    w.chat_down = False
+    w.inject("/hook", Fault("delay", seconds=0.3, sticky=True))  # the webhook keeps the alert, then answers late
+
+    kills = 0
+    while kills < SLOW_KILLS and store.outbox_size() > 0:
+        before = len(footer_keys(w))
+        proc = start_daemon(config, url, log_file)
+        try:
+            wait_for(lambda: len(footer_keys(w)) > before or store.outbox_size() == 0, 30, "a delivery", every=0.02)
+            time.sleep(rng.uniform(0.0, 0.35))
+        finally:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(10)
+        kills += 1
+    proc = start_daemon(config, url, log_file)
+    try:
+        wait_for(lambda: store.outbox_size() == 0, 60, "the outbox drained", every=0.3)
+        time.sleep(2)
+    finally:
+        assert stop_daemon(proc) == 0
+    capture("slow delivery daemon log", log_file.read_text(errors="replace"))
+    alerts = store.alerts_between(datetime(2000, 1, 1, tzinfo=timezone.utc), datetime(2100, 1, 1, tzinfo=timezone.utc))
+    store.close()
+    received = collections.Counter(footer_keys(w))
+    expected = {shown_key(a.key) for a in alerts}
+    duplicates = sum(n - 1 for n in received.values())
+    print(f"\nslow delivery: {kills} kills during delivery of {len(alerts)} alerts: 0 lost, {duplicates} resent")
+    assert len(alerts) == 12 and set(received) == expected, "an alert was lost"
+    assert duplicates <= kills
