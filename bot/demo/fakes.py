@@ -302,19 +302,30 @@ def _graph_missing(object_id: str) -> dict[str, Any]:
     }
 
 
+class _QuietServer(ThreadingHTTPServer):
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that hangs up mid-answer (a refused 100 MB body, a killed daemon) is not worth a traceback."""
+        import sys
+
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
+
 class FakePlatforms:
     """One loopback server answering as X, as the Graph API, as the media CDN and as the chat webhook."""
 
     def __init__(self, world: FakeWorld):
         self.world = world
         handler = type("Handler", (_Handler,), {"world": world, "base_url": ""})
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.server = _QuietServer(("127.0.0.1", 0), handler)
         self.server.daemon_threads = True
         host, port = self.server.server_address[:2]
         self.host = f"{host}:{port}"
         self.base_url = f"http://{self.host}"
         handler.base_url = self.base_url
-        self.thread = threading.Thread(target=self.server.serve_forever, name="fake-platforms", daemon=True)
+        self.thread = threading.Thread(
+            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, name="fake-platforms", daemon=True
+        )
 
     def __enter__(self) -> FakePlatforms:
         self.thread.start()

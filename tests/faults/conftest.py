@@ -182,7 +182,7 @@ def daemon_env(store_url: str) -> dict[str, str]:
 
 
 def start_daemon(config: Path, store_url: str, log_file: Path) -> subprocess.Popen[bytes]:
-    out = open(log_file, "ab")  # noqa: SIM115: closed with the process
+    out = open(log_file, "ab")  # noqa: SIM115 (closed with the process)
     proc = subprocess.Popen(
         [sys.executable, "-m", "bot.cli", "run", "-c", str(config)],
         cwd=ROOT, env=daemon_env(store_url), stdout=out, stderr=subprocess.STDOUT,

@@ -31,7 +31,7 @@ from .conftest import (
 pytestmark = pytest.mark.slow
 
 REDIS_OUTAGE = float(os.environ.get("AFTERIMAGE_FAULTS_REDIS_OUTAGE", "60"))
-CHAT_OUTAGE = float(os.environ.get("AFTERIMAGE_FAULTS_CHAT_OUTAGE", "30"))
+CHAT_OUTAGE = float(os.environ.get("AFTERIMAGE_FAULTS_CHAT_OUTAGE", "20"))
 EVER = (datetime(2000, 1, 1, tzinfo=timezone.utc), datetime(2100, 1, 1, tzinfo=timezone.utc))
 
 

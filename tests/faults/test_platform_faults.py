@@ -15,7 +15,7 @@ import pytest
 
 from bot.config import parse_config
 from bot.daemon import Daemon
-from bot.demo.fakes import X_USER_ID, Fault, FakePost
+from bot.demo.fakes import X_USER_ID, FakePost, Fault
 from bot.store import open_store
 
 from .conftest import CAPTURED, FB_TOKEN, X_TOKEN, add_post, leaked, picture
@@ -41,7 +41,7 @@ FAULTS: dict[str, list[Fault]] = {
 
 STEPS = {
     "x": {
-        "resolve": f"/2/users/by/username/",
+        "resolve": "/2/users/by/username/",
         "timeline": f"/2/users/{X_USER_ID}/tweets",
         "lookup": "/2/tweets",
         "media": "/media/",

@@ -24,7 +24,6 @@ from bot.models import Post
 from bot.store import open_store
 
 from .conftest import (
-    CAPTURED,
     REDIS_PASSWORD,
     ROOT,
     SECRETS,
