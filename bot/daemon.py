@@ -119,8 +119,12 @@ class Daemon:
         self._jobs_lock = threading.Lock()
 
     # ------------------------------------------------------------------ jobs
-    def poll_account(self, platform: str, account: str) -> PollOutcome:
-        """One poll of one account through the pipeline. Never raises: the outcome says what happened."""
+    def poll_account(self, platform: str, account: str, *, hold_lock: bool = True) -> PollOutcome:
+        """One poll of one account through the pipeline. Never raises: the outcome says what happened.
+
+        ``hold_lock``: keep the account's poll lock for most of the interval after a successful poll, so
+        another daemon does not poll it again right away. A one-shot run (``poll --once``) releases it: it
+        is not going to poll again, and a second ``poll --once`` must not be told another daemon has it."""
         outcome = PollOutcome(platform, account)
         now = self.clock()
         section = self.config.watchers.enabled()[platform]
@@ -169,6 +173,8 @@ class Daemon:
         self.store.update_account_state(
             platform, account, last_poll_at=now, consecutive_errors=0, paused_until=None, next_poll_at=self._next_run(platform, account)
         )
+        if not hold_lock:
+            self.store.release_lock(lock, self.owner)
         self.process_pending()
         return outcome
 

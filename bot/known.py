@@ -68,6 +68,7 @@ def add_image(
     frame_ts: float | None = None,
     origin: dict[str, Any] | None = None,
     image: Image.Image | None = None,
+    group: str | None = None,
 ) -> KnownMedia | None:
     """Archive ``data``, hash it and add an entry. None when the same file is already known (same kind).
 
@@ -88,6 +89,7 @@ def add_image(
         archive_path=archived.relpath,
         frame_ts=frame_ts,
         origin=dict(origin or {}),
+        group=group,
     )
     return store.add_known(entry)
 
@@ -108,6 +110,12 @@ def add_video(
     Frames are archived as PNG so the exact pixels that were hashed can be shown and re-verified."""
     from bot.media.keyframes import extract_keyframes
 
+    # the keyframes of one video are one item (one alert per post, not one per frame): grouped by the file
+    if isinstance(path, bytes):
+        group = hashlib.sha256(path).hexdigest()
+    else:
+        with open(path, "rb") as f:
+            group = hashlib.file_digest(f, "sha256").hexdigest()
     added: list[KnownMedia] = []
     last: str | None = None
     for ts, frame in extract_keyframes(path, max_frames=max_frames, min_interval=min_interval):
@@ -118,7 +126,8 @@ def add_video(
         buf = io.BytesIO()
         frame.convert("RGB").save(buf, "PNG")
         entry = add_image(
-            store, archive, buf.getvalue(), label=f"{label} @ {ts:.1f}s", source=source, note=note, frame_ts=ts
+            store, archive, buf.getvalue(), label=f"{label} @ {ts:.1f}s", source=source, note=note, frame_ts=ts,
+            group=group,
         )
         if entry is not None:
             added.append(entry)
@@ -169,9 +178,12 @@ def remember_seen(
     archive_path: str,
     image: Image.Image,
     origin: dict[str, Any],
+    group: str | None = None,
+    frame_ts: float | None = None,
 ) -> KnownMedia:
     """Remember an archived image from a watched post (``origin``: platform, account, post_id, url,
     posted_at), so a later reuse is reported as recycled, with where and when it first appeared.
+    A frame of a posted video is archived as a still of its own; ``group`` is then the video's SHA-256.
 
     Idempotent: the first post an image appeared in stays its origin."""
     for existing in store.find_known_by_sha256(sha256):
@@ -186,6 +198,8 @@ def remember_seen(
         source=origin.get("url"),
         sha256=sha256,
         archive_path=archive_path,
+        frame_ts=frame_ts,
+        group=group,
         origin={**origin, "posted_at": posted if isinstance(posted, str) or posted is None else posted.isoformat()},
     )
     return store.add_known(entry)

@@ -16,6 +16,7 @@ on. Delivery of alerts is the sender's job (:mod:`bot.alerts`), never this modul
 
 from __future__ import annotations
 
+import io
 import logging
 import threading
 from collections.abc import Callable, Iterable
@@ -44,6 +45,16 @@ log = logging.getLogger(__name__)
 TRANSIENT_MEDIA_ERRORS = frozenset({"timeout", "unavailable"})
 #: how many runs a post may stay pending because of transient errors before it is finished with errors
 MAX_ATTEMPTS = 5
+
+
+@dataclass(frozen=True)
+class Still:
+    """One still image of an attachment: the photo itself, or a video frame archived as PNG."""
+
+    image: Image.Image
+    sha256: str
+    archive_path: str
+    frame_ts: float | None = None
 
 
 class RetryLater(Exception):
@@ -152,38 +163,47 @@ class Pipeline:
                 if role == "main":
                     self.store.link_post_media(PostMediaLink(post.platform, post.post_id, index, url, None, f"{e.reason}: {e}"))
                 continue
-            record = self._archive(fetched)
+            record = self._archive(fetched.data, fetched.ext, fetched.content_type, fetched.url)
             archived += 1
             if role == "main":
                 self.store.link_post_media(PostMediaLink(post.platform, post.post_id, index, url, record.sha256))
-            for image in self._images_of(fetched, post, index):
-                report.alerts_enqueued += self._match_and_remember(post, record, image)
+            for still in self._stills_of(fetched, record, post, index):
+                report.alerts_enqueued += self._match_and_remember(post, record, still)
         return archived
 
-    def _archive(self, fetched: FetchedMedia) -> MediaRecord:
-        stored = self.archive.put(fetched.data, fetched.ext)
+    def _archive(self, data: bytes, ext: str, content_type: str, url: str) -> MediaRecord:
+        stored = self.archive.put(data, ext)
         record = MediaRecord(
             sha256=stored.sha256,
             size=stored.size,
-            content_type=fetched.content_type,
+            content_type=content_type,
             archive_path=stored.relpath,
-            first_url=fetched.url,
+            first_url=url,
             first_seen=self.clock(),
         )
         return self.store.put_media(record)
 
-    def _images_of(self, fetched: FetchedMedia, post: Post, index: int) -> Iterable[Image.Image]:
-        """The still images to match: the picture itself, or sampled frames of a video."""
+    def _stills_of(self, fetched: FetchedMedia, record: MediaRecord, post: Post, index: int) -> list[Still]:
+        """The still images to match: the picture itself, or sampled frames of a video. A frame is archived
+        as a PNG of its own, so a later reuse of it can be verified and shown side by side."""
         try:
-            if fetched.kind == "video":
-                return [frame for _, frame in extract_keyframes(fetched.data, max_frames=self.video_keyframes)]
-            return [decode_image(fetched.data)]
+            if fetched.kind != "video":
+                return [Still(decode_image(fetched.data), record.sha256, record.archive_path)]
+            stills = []
+            for ts, frame in extract_keyframes(fetched.data, max_frames=self.video_keyframes):
+                png = io.BytesIO()
+                frame.convert("RGB").save(png, "PNG")
+                frame_record = self._archive(png.getvalue(), "png", "image/png", f"{fetched.url}#t={ts:.2f}")
+                stills.append(Still(frame, frame_record.sha256, frame_record.archive_path, ts))
+            return stills
         except MediaError as e:
             log.warning("%s: attachment %d archived but not decodable (%s): %s", post.key, index, e.reason, e)
             return []
 
-    def _match_and_remember(self, post: Post, record: MediaRecord, image: Image.Image) -> int:
+    def _match_and_remember(self, post: Post, record: MediaRecord, still: Still) -> int:
+        """Match one still of an attachment (``record``) and remember it as seen."""
         enqueued = 0
+        image = still.image
         # only this post's own "seen" entry is excluded: the same file in another post is a recycled image,
         # and an exact copy of a known file is the clearest match of all
         matches = self.matcher.match(image, exclude_origin={"platform": post.platform, "post_id": post.post_id})
@@ -199,6 +219,7 @@ class Pipeline:
                 distance=match.distance,
                 inliers=match.inliers,
                 region=match.region,
+                media_frame_ts=still.frame_ts,
                 created_at=self.clock(),
             )
             if self.store.enqueue_alert(alert):
@@ -207,8 +228,10 @@ class Pipeline:
         remember_seen(
             self.store,
             self.archive,
-            sha256=record.sha256,
-            archive_path=record.archive_path,
+            sha256=still.sha256,
+            archive_path=still.archive_path,
+            group=record.sha256 if still.frame_ts is not None else None,
+            frame_ts=still.frame_ts,
             image=image,
             origin={
                 "platform": post.platform,

@@ -18,7 +18,8 @@ from collections.abc import Iterable
 from datetime import date, datetime, time, timedelta, timezone
 from typing import Any
 
-from bot.alerts.payloads import EVENT_KINDS, MATCH_KINDS, digest_key
+from bot.alerts.payloads import MATCH_KINDS, digest_key
+from bot.store.records import EVENT_KINDS
 from bot.config import DigestConfig
 from bot.models import as_utc, iso, utcnow
 from bot.store.base import StateStore

@@ -178,8 +178,10 @@ def _render_match(alert: OutboxAlert) -> tuple[str, str]:
         lines.append(f"**Source:** {link(known['source']) if str(known['source']).startswith('http') else untrusted(known['source'])}")
     if known.get("note"):
         lines.append(f"**Note:** {untrusted(known['note'])}")
+    if p.get("media_frame_ts") is not None:
+        lines.append(f"**Posted video, frame at:** {_number(p['media_frame_ts'])} s")
     if known.get("frame_ts") is not None:
-        lines.append(f"**Video frame at:** {_number(known['frame_ts'])} s")
+        lines.append(f"**Known video, frame at:** {_number(known['frame_ts'])} s")
     origin = known.get("origin") or {}
     if recycled or known.get("kind") == "seen":
         lines.append(

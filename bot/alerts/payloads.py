@@ -11,7 +11,8 @@ Every payload is plain JSON (the store serializes it as such). Times are ISO 860
                "origin": {"platform", "account", "post_id", "url", "posted_at"}   # for kind "seen"
                "added_at"},
      "tier": "match"|"suggest", "signal", "distance", "inliers",
-     "region": [[x, y], [x, y], [x, y], [x, y]] | null}   # in the posted image's pixel coordinates
+     "region": [[x, y], [x, y], [x, y], [x, y]] | null,   # in the posted image's pixel coordinates
+     "media_frame_ts": seconds | null}                     # when the posted media is a video: the matched frame
 
   ``recycled`` is a hit on a ``seen`` entry (an image that appeared before on another post), ``match`` a hit
   on a ``known`` entry (game footage, stock photo...). :func:`match_alert` picks the kind from the entry.
@@ -41,18 +42,9 @@ from datetime import datetime
 from typing import Any
 
 from bot.models import Post, as_utc, iso, parse_iso, utcnow
-from bot.store.records import KnownKind, KnownMedia, OutboxAlert, PostEvent, StoredPost
+from bot.store.records import EVENT_KINDS, KnownKind, KnownMedia, OutboxAlert, PostEvent, StoredPost
 
 MATCH_KINDS = ("match", "recycled")
-EVENT_KINDS = (
-    "deleted",
-    "author_suspended",
-    "author_protected",
-    "author_deleted",
-    "withheld",
-    "restored",
-    "edited",
-)
 DIGEST_KIND = "digest"
 ALL_KINDS = MATCH_KINDS + EVENT_KINDS + (DIGEST_KIND,)
 
@@ -122,6 +114,7 @@ def match_payload(
     distance: float | None = None,
     inliers: int | None = None,
     region: Sequence[Sequence[float]] | None = None,
+    media_frame_ts: float | None = None,
 ) -> dict[str, Any]:
     """Payload of a ``match``/``recycled`` alert (see the module docstring)."""
     if tier not in ("match", "suggest"):
@@ -142,6 +135,7 @@ def match_payload(
         "distance": distance,
         "inliers": inliers,
         "region": _region(region),
+        "media_frame_ts": media_frame_ts,
     }
 
 
@@ -157,6 +151,7 @@ def match_alert(
     distance: float | None = None,
     inliers: int | None = None,
     region: Sequence[Sequence[float]] | None = None,
+    media_frame_ts: float | None = None,
     created_at: datetime | None = None,
 ) -> OutboxAlert:
     """A ``recycled`` alert when ``known`` is a ``seen`` entry, else a ``match`` alert; key
@@ -173,6 +168,7 @@ def match_alert(
         distance=distance,
         inliers=inliers,
         region=region,
+        media_frame_ts=media_frame_ts,
     )
     return OutboxAlert(
         key=match_key(kind, post.platform, post.post_id, media_sha256, known.id),

@@ -6,7 +6,8 @@ outlined on the posted image, a small label above each panel. Images come from t
 becomes a grey placeholder panel saying so: building the picture never raises.
 
 Region coordinates are in the posted image's decoded pixel grid (EXIF orientation is not applied, so the
-outline lands where the matcher measured it).
+outline lands where the matcher measured it). A video shows its frame at the payload's ``media_frame_ts``
+(posted) or the known entry's ``frame_ts`` (decoded with PyAV).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ BACKGROUND = (255, 255, 255)
 PLACEHOLDER = (200, 200, 200)
 OUTLINE = (255, 0, 255)
 MAX_PIXELS = 80_000_000  # refuse decompression bombs before decoding
+MAX_VIDEO_FRAMES = 900  # frames decoded at most to reach a keyframe's timestamp
 
 
 @dataclass(frozen=True)
@@ -48,8 +50,34 @@ def _font(size: int = 14) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
         return ImageFont.load_default()
 
 
-def load_image(archive: Archive, relpath: str | None) -> tuple[Image.Image | None, str | None]:
-    """(RGB image, None) or (None, why it could not be loaded)."""
+def video_frame(data: bytes, ts: float | None) -> Image.Image | None:
+    """The frame of a video at ``ts`` seconds (the first frame when None) via PyAV, or None."""
+    try:
+        import av
+    except ImportError:  # pragma: no cover - av is a dependency
+        return None
+    try:
+        with av.open(io.BytesIO(data)) as container:
+            stream = container.streams.video[0]
+            ts = max(0.0, float(ts or 0.0))
+            if ts and stream.time_base:
+                container.seek(int(ts / stream.time_base), stream=stream, backward=True, any_frame=False)
+            last = None
+            for n, frame in enumerate(container.decode(stream)):
+                last = frame
+                if frame.pts is None or frame.pts * stream.time_base >= ts or n > MAX_VIDEO_FRAMES:
+                    break
+            if last is None or last.width * last.height > MAX_PIXELS:
+                return None
+            return last.to_image().convert("RGB")
+    except Exception:
+        return None
+
+
+def load_image(
+    archive: Archive, relpath: str | None, frame_ts: float | None = None
+) -> tuple[Image.Image | None, str | None]:
+    """(RGB image, None) or (None, why it could not be loaded). A video gives its frame at ``frame_ts``."""
     if not relpath:
         return None, "no archived file"
     try:
@@ -63,7 +91,11 @@ def load_image(archive: Archive, relpath: str | None) -> tuple[Image.Image | Non
             im.seek(0)
             return im.convert("RGB"), None
     except Exception:
-        return None, "not a decodable image"
+        pass
+    frame = video_frame(data, frame_ts)
+    if frame is not None:
+        return frame, None
+    return None, "not a decodable image or video"
 
 
 def _scale(image: Image.Image, height: int) -> tuple[Image.Image, float]:
@@ -109,7 +141,7 @@ def comparison_image(
         height = max(64, int(height * (max_width - GAP) / (total - GAP)))
     scaled: list[Image.Image] = []
     factors: list[float] = []
-    for panel, im in zip((posted, known), images):
+    for panel, im in zip((posted, known), images, strict=True):
         if im is None:
             scaled.append(_placeholder(max(160, int(height * 0.75)), height, panel.problem or ""))
             factors.append(0.0)
@@ -128,7 +160,7 @@ def comparison_image(
     draw = ImageDraw.Draw(out)
     font = _font(14)
     x = 0
-    for panel, im in zip((posted, known), scaled):
+    for panel, im in zip((posted, known), scaled, strict=True):
         out.paste(im, (x, LABEL_HEIGHT))
         label = panel.label
         while label and draw.textlength(label, font=font) > im.width - 4 and len(label) > 4:
@@ -144,8 +176,8 @@ def comparison_png(archive: Archive, payload: dict[str, Any]) -> bytes:
     """The PNG for a ``match``/``recycled`` payload; never raises (worst case: two placeholder panels)."""
     try:
         known = payload.get("known") or {}
-        posted_img, posted_problem = load_image(archive, payload.get("media_archive_path"))
-        known_img, known_problem = load_image(archive, known.get("archive_path"))
+        posted_img, posted_problem = load_image(archive, payload.get("media_archive_path"), payload.get("media_frame_ts"))
+        known_img, known_problem = load_image(archive, known.get("archive_path"), known.get("frame_ts"))
         posted_label = redact(f"posted: {payload.get('platform')}/{payload.get('account')} {payload.get('post_id')}")
         what = "seen before" if known.get("kind") == "seen" else "known"
         known_label = redact(f"{what}: {known.get('label') or '?'}")

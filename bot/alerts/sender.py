@@ -128,8 +128,9 @@ class AlertSender:
     def deliver_due(self, now: datetime | None = None) -> DeliveryReport:
         """Deliver due alerts in FIFO order until the outbox is empty, the head is backing off, or one fails."""
         # a given ``now`` (tests, replays) is used throughout; otherwise each record gets the real time
-        self._clock = (lambda fixed=as_utc(now): fixed) if now is not None else utcnow
-        now = as_utc(now or utcnow())
+        fixed = as_utc(now) if now is not None else None
+        self._clock = (lambda: fixed) if fixed is not None else utcnow
+        now = fixed or utcnow()
         report = DeliveryReport()
         if not self.targets:
             if not self._warned_no_targets:

@@ -78,7 +78,7 @@ def poll(config_path: str | None, once: bool) -> None:
     try:
         for platform, accounts in daemon.accounts.items():
             for account in accounts:
-                o = daemon.poll_account(platform, account)
+                o = daemon.poll_account(platform, account, hold_lock=False)
                 if o.error:
                     failed += 1
                     click.echo(f"{platform}/{account}: error: {o.error}")

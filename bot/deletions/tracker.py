@@ -63,16 +63,6 @@ ACCOUNT_KINDS = frozenset(
 UNKNOWN_RETRY_SECONDS = 900.0
 EDITED = "edited"
 RESTORED = "restored"
-#: every kind the deletion log holds
-EVENT_KINDS = (
-    "deleted",
-    "author_suspended",
-    "author_protected",
-    "author_deleted",
-    "withheld",
-    EDITED,
-    RESTORED,
-)
 
 
 class HourlyBudget:

@@ -30,6 +30,12 @@ MIN_COVERAGE = 0.3
 #: below the inlier threshold, a check still passes with half the inliers when they are this share of the
 #: query keypoints in the overlap (small or low-detail copies; HUD look-alikes stay under 0.12)
 MIN_SHARE = 0.2
+#: the inliers' convex hull must span this share of the overlap: the same word, logo or HUD element in
+#: two different pictures gives many inliers in a small patch (look-alikes measured <= 0.016, copies >= 0.09)
+MIN_SPREAD = 0.05
+#: ... unless the inliers are this share of all query keypoints in the overlap (a small image whose few
+#: keypoints sit on one object, and all of them agree; look-alikes measured <= 0.23)
+OWN_SHARE = 0.35
 
 
 @dataclass(frozen=True)
@@ -67,9 +73,10 @@ def extract(image: Image.Image) -> LocalFeatures:
     kps, desc = _orb.detectAndCompute(gray, None)
     if desc is None or not kps:
         return LocalFeatures(np.zeros((0, 2), np.float32), np.zeros((0, 32), np.uint8), image.size)
-    pts = np.array([k.pt for k in kps], dtype=np.float32)
     responses = np.array([k.response for k in kps], dtype=np.float32)
-    return LocalFeatures(pts, desc, image.size, responses)
+    order = np.argsort(-responses, kind="stable")  # strongest first: voting uses a prefix
+    pts = np.array([k.pt for k in kps], dtype=np.float32)[order]
+    return LocalFeatures(pts, desc[order], image.size, responses[order])
 
 
 #: descriptors per stored image kept for retrieval (the descriptor index), spread over the image
@@ -109,11 +116,14 @@ class Verification:
     region: list[tuple[float, float]]
     #: inliers / query keypoints inside the overlap: a copy shares most of its keypoints, a HUD or logo few
     share: float = 0.0
+    #: area of the inliers' convex hull / area of the overlap: a shared word or logo is a small patch
+    spread: float = 0.0
 
     def passes(self, min_inliers: int) -> bool:
         """Enough inliers (or half as many that make up most of the overlap), a plausible scale, and
         inliers spread over the overlap rather than bunched on one logo or overlay element."""
-        if not (MIN_SCALE <= self.scale <= MAX_SCALE and self.coverage >= MIN_COVERAGE):
+        spread_ok = self.spread >= MIN_SPREAD or self.share >= OWN_SHARE
+        if not (MIN_SCALE <= self.scale <= MAX_SCALE and self.coverage >= MIN_COVERAGE and spread_ok):
             return False
         return self.inliers >= min_inliers or (self.inliers * 2 >= min_inliers and self.share >= MIN_SHARE)
 
@@ -146,7 +156,10 @@ def verify(query: LocalFeatures, known: LocalFeatures) -> Verification | None:
     mask = _overlap_mask(quad, query.size)
     coverage = _coverage(inlier_dst, query.points, mask, query.size)
     share = n / max(int(mask[_cells(query.points, query.size)].sum()), 1)
-    return Verification(n, scale, coverage, [(float(x), float(y)) for x, y in quad], share)
+    hull = cv2.contourArea(cv2.convexHull(inlier_dst.astype(np.float32))) if n >= 3 else 0.0
+    overlap = mask.mean() * query.size[0] * query.size[1]
+    spread = float(hull / overlap) if overlap > 0 else 0.0
+    return Verification(n, scale, coverage, [(float(x), float(y)) for x, y in quad], share, spread)
 
 
 def _cells(points: np.ndarray, size: tuple[int, int], grid: int = 64) -> tuple[np.ndarray, np.ndarray]:

@@ -19,8 +19,11 @@ import numpy as np
 #: a query descriptor votes for a stored one within this Hamming distance (of 256 bits)
 VOTE_DISTANCE = 48
 #: above this many rows the flat index gives way to an inverted file
-FLAT_LIMIT = 400_000
-NPROBE = 8
+FLAT_LIMIT = 50_000
+#: inverted lists per row count (sqrt rule) and lists probed per query descriptor
+NPROBE = 6
+#: query descriptors that vote (the strongest ones): bounds the cost of a lookup in a large index
+QUERY_VOTERS = 500
 
 
 def pack(descriptors: np.ndarray) -> str:
@@ -68,11 +71,11 @@ class DescriptorIndex:
         if n <= FLAT_LIMIT:
             index: faiss.IndexBinary = faiss.IndexBinaryFlat(256)
         else:
-            nlist = int(4 * np.sqrt(n))
+            nlist = int(np.sqrt(n))
             quantizer = faiss.IndexBinaryFlat(256)
             index = faiss.IndexBinaryIVF(quantizer, 256, nlist)
             rng = np.random.default_rng(0)
-            sample = codes[rng.choice(n, size=min(n, nlist * 40), replace=False)]
+            sample = codes[rng.choice(n, size=min(n, nlist * 30), replace=False)]
             index.train(sample)
             index.nprobe = NPROBE
             index.own_fields = True
@@ -84,7 +87,11 @@ class DescriptorIndex:
         return len(self) * (32 + 4)
 
     def vote(self, descriptors: np.ndarray, k: int = 2) -> Counter[int]:
-        """Votes per owner: distinct query descriptors with a stored neighbour within VOTE_DISTANCE."""
+        """Votes per owner: distinct query descriptors with a stored neighbour within VOTE_DISTANCE.
+
+        Descriptors come strongest first (:func:`bot.hashing.local.extract`); only the first
+        :data:`QUERY_VOTERS` vote."""
+        descriptors = descriptors[:QUERY_VOTERS]
         if self._index is None:
             self.build()
         assert self._index is not None

@@ -152,7 +152,7 @@ class Matcher:
 
     def add_synthetic(self, n: int, descriptor_pool: np.ndarray | None = None, seed: int = 0) -> None:
         """Benchmarks only: pad the indexes with ``n`` entries of random PDQ hashes and, when a pool of
-        real descriptors is given, descriptors drawn from it with ~15 % of their bits flipped (realistic
+        real descriptors is given, descriptors drawn from it with 1/8 of their bits flipped (realistic
         neighbours for the descriptor index, unlike uniform random bits)."""
         rng = np.random.default_rng(seed)
         start = len(self._entries)
@@ -162,9 +162,13 @@ class Matcher:
         if descriptor_pool is not None and len(descriptor_pool):
             from bot.hashing.local import RETRIEVAL_DESCRIPTORS as per
 
-            picks = descriptor_pool[rng.integers(0, len(descriptor_pool), n * per)]
-            flips = np.packbits(rng.random((n * per, 256)) < 0.15, axis=1)
-            self._descriptors.add_many(picks ^ flips, np.repeat(owners, per))
+            for start in range(0, n, 10_000):
+                m = min(10_000, n - start) * per
+                picks = descriptor_pool[rng.integers(0, len(descriptor_pool), m)]
+                # AND of three random bytes: each bit set with probability 1/8 (~32 of 256 bits flipped)
+                flips = rng.integers(0, 256, (3, m, 32), dtype=np.uint8)
+                flips = flips[0] & flips[1] & flips[2]
+                self._descriptors.add_many(picks ^ flips, np.repeat(owners[start : start + m // per], per))
             self._descriptors.build()
         self._quality = np.concatenate([self._quality, np.full(n, 100, np.int16)])
 
@@ -202,10 +206,12 @@ class Matcher:
         done: set[tuple[int, bool]] = set()  # (owner, mirrored) already decided
         features: dict[bool, LocalFeatures] = {}
         budget = [cfg.max_candidates]
-        # whole-image hits first; then, unless one matched, descriptor votes of both orientations together
-        # (a mirrored copy gets few, random votes as is and many mirrored), most votes first
+        # whole-image hits first; then, unless a known item matched, descriptor votes of both orientations
+        # together (a mirrored copy gets few, random votes as is and many mirrored), most votes first. A
+        # whole-image hit on a *seen* entry does not end the search: a re-post of an earlier post's crop of a
+        # game frame must still name the game frame, not only the earlier post.
         self._decide(whole_hits, work, out_size, quality, features, results, done, budget)
-        if not any(m.tier == "match" for m in results) and len(self._descriptors):
+        if not any(m.tier == "match" and not m.recycled for m in results) and len(self._descriptors):
             voted: list[_Candidate] = []
             for mirrored in (False, True):
                 features[mirrored] = feats = extract(self._orient(work, mirrored))

@@ -212,6 +212,18 @@ class Recheck:
         )
 
 
+#: every kind the deletion log holds: the states a post can be confirmed in, and the changes to it
+EVENT_KINDS: tuple[str, ...] = (
+    "deleted",
+    "author_suspended",
+    "author_protected",
+    "author_deleted",
+    "withheld",
+    "edited",
+    "restored",
+)
+
+
 @dataclass(frozen=True)
 class PostEvent:
     """An entry of the deletion log: deleted, author_suspended, author_protected, author_deleted,

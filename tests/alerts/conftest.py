@@ -1,5 +1,5 @@
-"""Alert fixtures: a real SqliteStore and archive in tmp_path, archived test images, alert factories, and a
-recording HTTP receiver (pytest-httpserver) that apprise delivers to."""
+"""Alert fixtures: the real store (SQLite; Redis too when AFTERIMAGE_TEST_REDIS_URL is set), an archive in tmp_path,
+archived test images, alert factories, and a recording HTTP receiver (pytest-httpserver) that apprise delivers to."""
 
 from __future__ import annotations
 
@@ -11,16 +11,14 @@ from datetime import datetime, timezone
 from typing import Any
 
 import pytest
+from alert_helpers import BLUE, RED, T0, png_bytes
 from werkzeug import Request, Response
 
 from bot.alerts.payloads import match_alert
 from bot.archive import Archive
 from bot.models import Media, Post
+from bot.store import StateStore, open_store
 from bot.store.records import KnownKind, KnownMedia, OutboxAlert
-from bot.store.sqlite import SqliteStore
-
-from alert_helpers import BLUE, RED, T0, png_bytes
-
 
 
 @pytest.fixture
@@ -28,11 +26,48 @@ def db_path(tmp_path) -> str:
     return str(tmp_path / "state.db")
 
 
+@pytest.fixture(params=["sqlite", pytest.param("redis", marks=pytest.mark.redis)])
+def store_url(request, db_path) -> Iterator[str]:
+    """The real store every alert test runs against: SQLite, and Redis when a test server is configured."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{db_path}"
+        return
+    url = request.getfixturevalue("redis_url")  # skips (or fails under CI) without a test server
+    yield url
+    from urllib.parse import parse_qs, urlsplit
+
+    import redis
+
+    prefix = parse_qs(urlsplit(url).query)["prefix"][0]
+    client = redis.Redis.from_url(url.split("?", 1)[0])
+    try:
+        keys = list(client.scan_iter(match=f"{prefix}:*", count=1000))
+        if keys:
+            client.delete(*keys)
+    finally:
+        client.close()
+
+
 @pytest.fixture
-def store(db_path) -> Iterator[SqliteStore]:
-    s = SqliteStore(db_path)
-    yield s
-    s.close()
+def reopen(store_url) -> Iterator[Callable[[], StateStore]]:
+    """Open the same store again (a restart, or a second daemon); closed at the end of the test."""
+    opened: list[StateStore] = []
+
+    def make() -> StateStore:
+        opened.append(open_store(store_url))
+        return opened[-1]
+
+    yield make
+    for s in opened:
+        try:
+            s.close()
+        except Exception:
+            pass
+
+
+@pytest.fixture
+def store(reopen) -> StateStore:
+    return reopen()
 
 
 @pytest.fixture

@@ -1,5 +1,6 @@
 """End-to-end delivery through apprise to local receivers (generic JSON webhook and Mattermost), with the real
-SqliteStore: fields, attachment, outage and recovery, exactly-once, restart, secrets, mentions."""
+stores (SQLite; Redis when configured): fields, attachment, outage and recovery, exactly-once, restart, secrets,
+mentions."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import time
 from datetime import timedelta
 
 import pytest
-from alert_helpers import BLUE, RED, T0, decode_attachment, make_sender
+from alert_helpers import BLUE, RED, T0, alerts_config, decode_attachment, make_sender
 from werkzeug import Response
 
 from bot.alerts.sender import AlertSender, delivered_targets
@@ -16,7 +17,6 @@ from bot.alerts.targets import AppriseTarget
 from bot.errors import ConfigError
 from bot.redact import RedactingFilter, register_secret
 from bot.store.records import KnownKind
-from bot.store.sqlite import SqliteStore
 
 
 def json_url(httpserver, path: str, auth: str = "") -> str:
@@ -117,27 +117,24 @@ def test_outage_then_recovery_delivers_backlog_in_order_exactly_once(httpserver,
     assert again.sent == [] and len(hook.accepted) == 5
 
 
-def test_restart_resends_nothing_and_loses_nothing(httpserver, receiver, db_path, store, archive, make_alert):
+def test_restart_resends_nothing_and_loses_nothing(httpserver, receiver, reopen, store, archive, make_alert):
     hook = receiver("/hook")
     a1, a2 = make_alert(post_id="1"), make_alert(post_id="2")
     assert make_sender(store, archive, json_url(httpserver, "/hook"), max_per_run=1).deliver_due(T0).sent == [a1.key]
     store.close()
 
     # "restart": a new store connection and a new sender; the producer also re-enqueues a1 after a crash
-    reopened = SqliteStore(db_path)
-    try:
-        assert reopened.enqueue_alert(a1) is False
-        assert reopened.outbox_size() == 1
-        report = make_sender(reopened, archive, json_url(httpserver, "/hook")).deliver_due(T0)
-        assert report.sent == [a2.key]
-        assert make_sender(reopened, archive, json_url(httpserver, "/hook")).deliver_due(T0).sent == []
-    finally:
-        reopened.close()
+    reopened = reopen()
+    assert reopened.enqueue_alert(a1) is False
+    assert reopened.outbox_size() == 1
+    report = make_sender(reopened, archive, json_url(httpserver, "/hook")).deliver_due(T0)
+    assert report.sent == [a2.key]
+    assert make_sender(reopened, archive, json_url(httpserver, "/hook")).deliver_due(T0).sent == []
     assert len(hook.accepted) == 2
 
 
 def test_partial_multi_target_success_is_not_resent_to_the_target_that_got_it(
-    httpserver, receiver, db_path, store, archive, make_alert
+    httpserver, receiver, reopen, store, archive, make_alert
 ):
     good, flaky = receiver("/good"), receiver("/flaky")
     flaky.status = 503
@@ -151,12 +148,9 @@ def test_partial_multi_target_success_is_not_resent_to_the_target_that_got_it(
 
     flaky.status = 200
     store.close()
-    reopened = SqliteStore(db_path)  # the progress survives a restart
-    try:
-        report = make_sender(reopened, archive, *urls, console=True).deliver_due(report.retry_at)
-        assert report.sent == [alert.key]
-    finally:
-        reopened.close()
+    reopened = reopen()  # the progress survives a restart
+    report = make_sender(reopened, archive, *urls, console=True).deliver_due(report.retry_at)
+    assert report.sent == [alert.key]
     assert len(good.accepted) == 1 and len(flaky.accepted) == 1
 
 
@@ -260,7 +254,7 @@ def test_console_target_logs_the_rendered_alert(store, archive, make_alert, capl
     register_secret("consoleSecret123")
     make_alert(text="hello consoleSecret123 world")
     caplog.set_level(logging.INFO, logger="bot.alerts.console")
-    sender = AlertSender(store, archive, __import__("alert_helpers").alerts_config(console=True))
+    sender = AlertSender(store, archive, alerts_config(console=True))
     assert sender.deliver_due(T0).sent
     console = [r.getMessage() for r in caplog.records if r.name == "bot.alerts.console"]
     assert len(console) == 1 and "hello *** world" in console[0] and "Arma 3 gameplay footage" in console[0]
@@ -268,7 +262,7 @@ def test_console_target_logs_the_rendered_alert(store, archive, make_alert, capl
 
 def test_no_targets_keeps_alerts_queued(store, archive, make_alert):
     make_alert()
-    report = AlertSender(store, archive, __import__("alert_helpers").alerts_config(console=False)).deliver_due(T0)
+    report = AlertSender(store, archive, alerts_config(console=False)).deliver_due(T0)
     assert report.sent == [] and report.pending == 1
 
 
@@ -326,12 +320,12 @@ def test_temporary_attachment_files_are_removed(httpserver, receiver, store, arc
     assert list((tmp_path / "tmp").iterdir()) == []
 
 
-def test_two_daemons_on_one_store_deliver_each_alert_once(httpserver, receiver, db_path, store, archive, make_alert):
+def test_two_daemons_on_one_store_deliver_each_alert_once(httpserver, receiver, reopen, store, archive, make_alert):
     import threading
 
     hook = receiver("/hook")
     keys = [make_alert(post_id=str(i)).key for i in range(8)]
-    stores = [SqliteStore(db_path), SqliteStore(db_path)]
+    stores = [reopen(), reopen()]
     senders = [make_sender(s, archive, json_url(httpserver, "/hook"), owner=f"daemon-{i}") for i, s in enumerate(stores)]
     reports = [None, None]
     start = threading.Barrier(2)
@@ -341,16 +335,12 @@ def test_two_daemons_on_one_store_deliver_each_alert_once(httpserver, receiver, 
         reports[i] = senders[i].deliver_due(T0)
 
     threads = [threading.Thread(target=run, args=(i,)) for i in range(2)]
-    try:
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(30)
-        for s in senders:  # whoever was locked out catches up; nothing is left to send twice
-            s.deliver_due(T0)
-    finally:
-        for s in stores:
-            s.close()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    for s in senders:  # whoever was locked out catches up; nothing is left to send twice
+        s.deliver_due(T0)
     sent = [k for r in reports for k in r.sent]
     assert sorted(sent) == sorted(keys)
     posts = [b["message"].split("status/")[1].split(">")[0] for b in hook.accepted]

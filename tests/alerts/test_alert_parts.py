@@ -201,3 +201,35 @@ def test_every_supported_chat_url_is_accepted_and_its_secret_registered(url, sec
     target = AppriseTarget(url)
     assert secret not in target.label
     assert redact(f"error talking to {secret}") == "error talking to ***"
+
+
+def _two_colour_video() -> bytes:
+    """2 s of 64x48 video at 10 fps: red for the first second, blue for the second."""
+    import av
+    import numpy as np
+
+    buf = io.BytesIO()
+    with av.open(buf, mode="w", format="mp4") as container:
+        stream = container.add_stream("mpeg4", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        for i in range(20):
+            arr = np.zeros((48, 64, 3), dtype=np.uint8)
+            arr[:] = RED if i < 10 else BLUE
+            for packet in stream.encode(av.VideoFrame.from_ndarray(arr, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return buf.getvalue()
+
+
+def test_picture_shows_the_matched_frame_of_videos(archive):
+    video = archive.put(_two_colour_video(), "mp4")
+    payload = {
+        "media_archive_path": video.relpath,
+        "media_frame_ts": 0.2,
+        "known": {"archive_path": video.relpath, "frame_ts": 1.5, "label": "clip"},
+    }
+    im = _open(comparison_png(archive, payload))
+    left, right = im.getpixel((20, im.height // 2)), im.getpixel((im.width - 20, im.height // 2))
+    assert left[0] > 180 and left[2] < 80, left
+    assert right[2] > 180 and right[0] < 80, right
