@@ -33,6 +33,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
 from bot.alerts.digest import enqueue_digest_if_due
+from bot.alerts.sender import LOCK_NAME as ALERTS_LOCK
 from bot.alerts.sender import AlertSender
 from bot.archive import Archive
 from bot.config import Config
@@ -63,6 +64,16 @@ class PollOutcome:
     media: int = 0
     error: str | None = None
     skipped: str | None = None  # why the poll did not run (locked by another daemon, paused, backing off)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, someone else's
+        return True
+    return True
 
 
 class Daemon:
@@ -265,7 +276,40 @@ class Daemon:
         job = self.scheduler.get_job(f"poll:{platform}:{account}")
         return job.next_run_time if job else None
 
+    def lock_names(self) -> list[str]:
+        names = [f"poll:{p}:{a}" for p, accounts in self.accounts.items() for a in accounts]
+        return names + [f"recheck:{p}" for p in self.accounts] + ["pipeline", ALERTS_LOCK]
+
+    def reclaim_stale_locks(self) -> list[str]:
+        """Release the locks a dead daemon of this host left behind (a kill -9, a crash, a container restart).
+
+        Owners are ``host:pid:nonce``. A lock of this host whose pid is not running, or is our own pid (the
+        previous incarnation in a container, where the daemon is always pid 1), cannot be held by a live
+        daemon: without this, a restart would wait out the lock TTLs (up to 5 minutes) before delivering the
+        alerts and processing the posts the crash interrupted. Locks of other hosts are left to expire."""
+        host, pid = socket.gethostname(), os.getpid()
+        reclaimed = []
+        for name in self.lock_names():
+            owner = self.store.lock_owner(name)
+            if not owner or owner == self.owner:
+                continue
+            parts = owner.rsplit(":", 2)
+            if len(parts) != 3 or not parts[1].isdigit():
+                continue
+            owner_host, owner_pid = parts[0], int(parts[1])
+            if owner_host != host or not (owner_pid == pid or not _pid_alive(owner_pid)):
+                continue
+            self.store.release_lock(name, owner)
+            reclaimed.append(name)
+        if reclaimed:
+            log.info("released %d lock(s) left by a daemon of this host that is gone: %s", len(reclaimed), ", ".join(reclaimed))
+        return reclaimed
+
     def start(self) -> None:
+        try:
+            self.reclaim_stale_locks()
+        except StoreError as e:  # not fatal: the locks expire on their own
+            log.warning("cannot check for stale locks: %s", e)
         self.scheduler = self.build_scheduler()
         self.scheduler.start()
         log.info(

@@ -10,7 +10,7 @@ One direction, each step idempotent, so a crash at any point is repaired by runn
    remember the image as seen, and only then mark the version processed.
 
 Transient failures (disk full, store hiccup, a media host timing out) leave the post pending for the next
-run; permanent ones (not an image, 404, refused address) are recorded on the attachment and the post moves
+run (a full disk and an unreachable store for as long as they last, a media host ``MAX_ATTEMPTS`` runs); permanent ones (not an image, 404, refused address) are recorded on the attachment and the post moves
 on. Delivery of alerts is the sender's job (:mod:`bot.alerts`), never this module's.
 """
 
@@ -138,7 +138,9 @@ class Pipeline:
             except (RetryLater, ArchiveError, StoreError) as e:
                 attempts = self._attempts.get(post.key, 0) + 1
                 self._attempts[post.key] = attempts
-                if attempts < MAX_ATTEMPTS or isinstance(e, StoreError) or str(e) == "stopping":
+                # a full disk or an unreachable store says nothing about the post: retried for as long as it
+                # lasts (giving up would mark the post processed with its media never archived)
+                if attempts < MAX_ATTEMPTS or isinstance(e, (StoreError, ArchiveError)) or str(e) == "stopping":
                     report.retry_later += 1
                     log.warning("%s: kept pending for retry (attempt %d): %s", post.key, attempts, e)
                     return
@@ -157,7 +159,7 @@ class Pipeline:
             except MediaError as e:
                 if e.reason in TRANSIENT_MEDIA_ERRORS:
                     raise RetryLater(f"{url}: {e}") from e
-                log.warning("%s: attachment %d (%s) not archived: %s", post.key, index, role, e)
+                log.warning("%s: attachment %d (%s) not archived (%s): %s", post.key, index, role, e.reason, e)
                 if role == "main":
                     self.store.link_post_media(PostMediaLink(post.platform, post.post_id, index, url, None, f"{e.reason}: {e}"))
                 continue
@@ -195,7 +197,7 @@ class Pipeline:
                 stills.append(Still(frame, frame_record.sha256, frame_record.archive_path, ts))
             return stills
         except MediaError as e:
-            log.warning("%s: attachment %d archived but not decodable: %s", post.key, index, e)
+            log.warning("%s: attachment %d archived but not decodable (%s): %s", post.key, index, e.reason, e)
             return []
 
     def _match_and_remember(self, post: Post, record: MediaRecord, still: Still) -> int:

@@ -8,7 +8,10 @@ the posted media, and a webhook receiver stands in for the team chat (apprise's 
 from __future__ import annotations
 
 import json
+import socket
+import struct
 import threading
+import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -38,7 +41,43 @@ class FakeWorld:
     media: dict[str, tuple[str, bytes]] = field(default_factory=dict)  # path -> (content type, bytes)
     received_alerts: list[dict[str, Any]] = field(default_factory=list)
     chat_down: bool = False  # the webhook answers 503 (a chat outage)
+    #: injected faults (tests): path prefix -> faults served, one per request, before the normal answer
+    faults: dict[str, list[Fault]] = field(default_factory=dict)
+    #: every fault actually served, as (path, fault kind), for the tests' counts
+    faults_served: list[tuple[str, str]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def inject(self, prefix: str, *faults: Fault) -> None:
+        """Serve ``faults`` (in order, one per request) to the next requests whose path starts with ``prefix``."""
+        with self.lock:
+            self.faults.setdefault(prefix, []).extend(faults)
+
+    def take_fault(self, path: str) -> Fault | None:
+        with self.lock:
+            for prefix, queue in self.faults.items():
+                if path.startswith(prefix) and queue:
+                    fault = queue[0] if queue[0].sticky else queue.pop(0)
+                    self.faults_served.append((path, fault.kind))
+                    return fault
+        return None
+
+
+@dataclass
+class Fault:
+    """One misbehaviour of the fake server (tests only).
+
+    ``kind``: ``status`` (answer ``status`` with ``headers`` and a JSON ``body``), ``reset`` (close the connection
+    with a TCP RST, no answer), ``delay`` (sleep ``seconds`` then answer normally), ``hang`` (sleep ``seconds``,
+    then close without answering), ``truncated`` (a 200 whose JSON body is cut in half), ``body`` (a 200 with
+    ``body`` as the JSON answer, e.g. a wrong shape or an empty page). ``sticky`` faults are never used up.
+    """
+
+    kind: str
+    status: int = 200
+    headers: dict[str, str] = field(default_factory=dict)
+    body: Any = None
+    seconds: float = 0.0
+    sticky: bool = False
 
 
 def _x_time(value: datetime) -> str:
@@ -60,9 +99,45 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
+    def _fault(self, path: str) -> bool:
+        """Serve an injected fault for ``path``; True when the request is answered (or dropped) by it."""
+        fault = self.world.take_fault(path)
+        if fault is None:
+            return False
+        if fault.kind == "delay":
+            time.sleep(fault.seconds)
+            return False
+        if fault.kind in ("reset", "hang"):
+            if fault.kind == "hang":
+                time.sleep(fault.seconds)
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            self.close_connection = True
+            self.connection.close()
+            return True
+        if fault.kind == "truncated":
+            data = json.dumps(fault.body if fault.body is not None else {"data": [{"id": "1", "text": "cut"}]}).encode()
+            data = data[: len(data) // 2]
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json; charset=utf-8")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+            return True
+        data = json.dumps(fault.body).encode() if fault.body is not None else b""
+        self.send_response(fault.status if fault.kind == "status" else 200)
+        for name, value in fault.headers.items():
+            self.send_header(name, value)
+        self.send_header("Content-Type", "application/json; charset=utf-8")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+        return True
+
     def do_POST(self) -> None:  # noqa: N802: the chat webhook
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length)
+        if self._fault(urlsplit(self.path).path):
+            return
         if self.world.chat_down:
             return self._json(503, {"error": "chat outage"})
         try:
@@ -77,6 +152,8 @@ class _Handler(BaseHTTPRequestHandler):
         url = urlsplit(self.path)
         query = {k: v[-1] for k, v in parse_qs(url.query).items()}
         path = url.path
+        if self._fault(path):
+            return
         with self.world.lock:
             if path in self.world.media:
                 content_type, data = self.world.media[path]
@@ -225,19 +302,30 @@ def _graph_missing(object_id: str) -> dict[str, Any]:
     }
 
 
+class _QuietServer(ThreadingHTTPServer):
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that hangs up mid-answer (a refused 100 MB body, a killed daemon) is not worth a traceback."""
+        import sys
+
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
+
 class FakePlatforms:
     """One loopback server answering as X, as the Graph API, as the media CDN and as the chat webhook."""
 
     def __init__(self, world: FakeWorld):
         self.world = world
         handler = type("Handler", (_Handler,), {"world": world, "base_url": ""})
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.server = _QuietServer(("127.0.0.1", 0), handler)
         self.server.daemon_threads = True
         host, port = self.server.server_address[:2]
         self.host = f"{host}:{port}"
         self.base_url = f"http://{self.host}"
         handler.base_url = self.base_url
-        self.thread = threading.Thread(target=self.server.serve_forever, name="fake-platforms", daemon=True)
+        self.thread = threading.Thread(
+            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, name="fake-platforms", daemon=True
+        )
 
     def __enter__(self) -> FakePlatforms:
         self.thread.start()

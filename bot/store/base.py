@@ -239,6 +239,10 @@ class StateStore(ABC):
     def release_lock(self, name: str, owner: str) -> None:
         """Release the lock if ``owner`` holds it (someone else's lock is left alone)."""
 
+    def lock_owner(self, name: str) -> str | None:
+        """Who holds the lock now (None when free or expired). Stores that cannot tell return None."""
+        return None
+
     # ----------------------------------------------------------------- lifecycle
     @abstractmethod
     def close(self) -> None: ...

@@ -769,6 +769,9 @@ class RedisStore(StateStore):
     def release_lock(self, name: str, owner: str) -> None:
         self._lock_release(keys=[self._k("lock", name)], args=[owner])
 
+    def lock_owner(self, name: str) -> str | None:
+        return self._r.get(self._k("lock", name))
+
     # ----------------------------------------------------------------- lifecycle
     def close(self) -> None:
         self._r.close()
@@ -800,6 +803,6 @@ def _wrap_errors(method: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-for _name in StateStore.__abstractmethods__ - {"close"}:
+for _name in (StateStore.__abstractmethods__ - {"close"}) | {"lock_owner"}:
     setattr(RedisStore, _name, _wrap_errors(getattr(RedisStore, _name)))
 del _name

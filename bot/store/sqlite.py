@@ -771,6 +771,11 @@ class SqliteStore(StateStore):
         with self._write() as conn:
             conn.execute("DELETE FROM locks WHERE name = ? AND owner = ?", (name, owner))
 
+    def lock_owner(self, name: str) -> str | None:
+        with self._write() as conn:
+            row = conn.execute("SELECT owner, expires_at FROM locks WHERE name = ?", (name,)).fetchone()
+        return row[0] if row is not None and row[1] > time.time() else None
+
     # ----------------------------------------------------------------- lifecycle
     def close(self) -> None:
         with self._lock:
