@@ -12,6 +12,7 @@ import hashlib
 import os
 import re
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -95,6 +96,21 @@ class Archive:
             return True
         except ArchiveError:
             return False
+
+    def sweep_temporary(self, older_than: float = 3600.0) -> int:
+        """Delete temporary files a killed process left mid-write (never a final file: those are only ever
+        created by rename). Only files older than ``older_than`` seconds, so a write in progress in another
+        process is left alone. Returns how many were removed."""
+        cutoff = time.time() - older_than
+        removed = 0
+        for tmp in self.root.glob("*/*/.tmp-*"):
+            try:
+                if tmp.stat().st_mtime < cutoff:
+                    tmp.unlink()
+                    removed += 1
+            except OSError:
+                continue
+        return removed
 
     def _resolve(self, relpath: str) -> Path:
         parts = relpath.split("/")

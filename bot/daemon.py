@@ -306,6 +306,9 @@ class Daemon:
         return reclaimed
 
     def start(self) -> None:
+        swept = self.archive.sweep_temporary()
+        if swept:
+            log.info("removed %d temporary file(s) an interrupted run left in the archive", swept)
         try:
             self.reclaim_stale_locks()
         except StoreError as e:  # not fatal: the locks expire on their own

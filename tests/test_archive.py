@@ -61,3 +61,15 @@ def test_failed_write_leaves_nothing_behind(tmp_path, monkeypatch):
         archive.put(b"evidence", "jpg")
     leftovers = [p for p in tmp_path.rglob("*") if p.is_file()]
     assert leftovers == []
+
+
+def test_sweep_removes_only_stale_temporary_files(tmp_path):
+    archive = Archive(tmp_path)
+    kept = archive.put(b"evidence", "jpg")
+    folder = kept.path.parent
+    stale, fresh = folder / ".tmp-stale", folder / ".tmp-fresh"
+    stale.write_bytes(b"half")
+    fresh.write_bytes(b"half")
+    os.utime(stale, (0, 0))
+    assert archive.sweep_temporary(older_than=3600) == 1
+    assert not stale.exists() and fresh.exists() and archive.get(kept.relpath) == b"evidence"
