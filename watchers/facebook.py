@@ -177,7 +177,9 @@ class FacebookWatcher(Watcher):
         newest = since
         for item in items:
             created = _created(item)
-            if created is not None and since is not None and created <= since:
+            # inclusive: Graph times have one-second resolution, so a post published in the same second as the
+            # cursor may arrive later; the store reports a post seen before as unchanged
+            if created is not None and since is not None and created < since:
                 continue
             try:
                 post = self._to_post(item, account)
