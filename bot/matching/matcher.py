@@ -11,8 +11,10 @@ Two stages, so a check costs about the same at 100 k known images as at 1 k:
    (:mod:`bot.hashing.local`): ``match`` or ``suggest`` by inlier count; a whole-image PDQ distance within
    ``pdq_suggest`` that fails verification is still a ``suggest`` (for review, never an alert).
 
-Local features of known images are cached under ``features_dir`` as .npz (~35 KB each): recomputing them
-from the archive costs a decode plus an ORB extraction per candidate (~15-25 ms), loading ~0.3 ms.
+Local features of known images (1000 ORB keypoints) are cached under ``features_dir`` as .npz, 33 KB per
+image (3.3 GB at 100 k): loading one takes 0.7 ms, recomputing it from the archive (read, verify the
+SHA-256, decode, ORB) 14 ms, and a check verifies up to ``max_candidates`` of them. A missing or
+unreadable cache file is simply recomputed, so the cache can be deleted at any time.
 """
 
 from __future__ import annotations
