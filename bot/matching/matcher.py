@@ -45,6 +45,8 @@ log = logging.getLogger(__name__)
 
 #: nearest rows fetched per query hash from each index
 _K_GLOBAL = 8
+#: a voted candidate needs at least this share of the best candidate's votes
+_VOTE_SHARE = 0.5
 
 
 def compute_signals(image: Image.Image | bytes) -> dict[str, str]:
@@ -217,13 +219,15 @@ class Matcher:
                 features[mirrored] = feats = extract(self._orient(work, mirrored))
                 for owner, n in self._descriptors.vote(feats.descriptors).most_common(cfg.max_candidates):
                     voted.append(_Candidate(owner, 999, 4 if mirrored else 0, False, n))
+            # copies get 40-140 votes, unrelated images a flat spread of 10-35 (measured at 1 k entries):
+            # only candidates within half of the best vote count are worth a verification
             top = max((c.votes for c in voted), default=0)
             voted = [
                 c
                 for c in sorted(voted, key=lambda c: -c.votes)
-                if c.votes >= max(cfg.min_votes, top * 0.3)
+                if c.votes >= max(cfg.min_votes, top * _VOTE_SHARE)
                 and not self._excluded(self._entries[c.owner], exclude_sha256, exclude_origin)
-            ]
+            ][: max(1, cfg.max_candidates // 2)]
             self._decide(voted, work, out_size, quality, features, results, done, budget)
         # a near-identical whole-image hash is the strongest evidence, then the most inliers
         results.sort(key=lambda m: (m.tier != "match", m.signal != "pdq", -(m.inliers or 0), m.distance or 0))
