@@ -212,7 +212,10 @@ class Matcher:
         budget = [cfg.max_candidates]
         # whole-image hits first; then, unless one matched, descriptor votes of both orientations together
         # (a mirrored copy gets few, random votes as is and many mirrored), most votes first
-        self._decide(whole_hits, work, out_size, quality, features, results, done, budget)
+        # whole-image hits beyond pdq_match are look-alike layouts as often as copies: verify the 3 closest
+        close = [c for c in whole_hits if c.distance <= cfg.pdq_match]
+        near = sorted((c for c in whole_hits if c.distance > cfg.pdq_match), key=lambda c: c.distance)
+        self._decide(close + near[:3], work, out_size, quality, features, results, done, budget)
         if not any(m.tier == "match" for m in results) and len(self._descriptors):
             voted: list[_Candidate] = []
             for mirrored in (False, True):
