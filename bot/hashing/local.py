@@ -20,6 +20,10 @@ from PIL import Image
 N_FEATURES = 1000
 #: Lowe's ratio test: the best descriptor match must be clearly better than the second best
 RATIO = 0.8
+#: query keypoints (strongest first) matched against a candidate
+VERIFY_QUERY_FEATURES = 1000
+#: fewer ratio-test matches than this cannot pass any tier (half of the smallest inlier threshold)
+MIN_GOOD = 10
 #: RANSAC reprojection threshold in working-image pixels
 REPROJ = 4.0
 #: accepted scale between the known image and the query (both at working size)
@@ -135,14 +139,18 @@ def verify(query: LocalFeatures, known: LocalFeatures) -> Verification | None:
     """Match descriptors, estimate a similarity known -> query with RANSAC, measure it. None: no model."""
     if len(query) < 8 or len(known) < 8:
         return None
-    pairs = _matcher.knnMatch(known.descriptors, query.descriptors, k=2)
+    # (a cap on the query's keypoints would halve the matching cost, but caption text then takes the
+    # strongest slots and mirrored crops are lost: measured, so the cap is all of them)
+    q_desc = query.descriptors[:VERIFY_QUERY_FEATURES]
+    q_pts = query.points[:VERIFY_QUERY_FEATURES]
+    pairs = _matcher.knnMatch(known.descriptors, q_desc, k=2)
     good = [p[0] for p in pairs if len(p) == 2 and p[0].distance < RATIO * p[1].distance]
-    if len(good) < 6:
+    if len(good) < MIN_GOOD:
         return None
     src = known.points[[m.queryIdx for m in good]]
-    dst = query.points[[m.trainIdx for m in good]]
+    dst = q_pts[[m.trainIdx for m in good]]
     model, mask = cv2.estimateAffinePartial2D(src, dst, method=cv2.RANSAC, ransacReprojThreshold=REPROJ,
-                                              maxIters=2000, confidence=0.995)
+                                              maxIters=1000, confidence=0.995)
     if model is None or mask is None:
         return None
     inl = mask.ravel().astype(bool)

@@ -78,8 +78,7 @@ class DescriptorIndex:
             sample = codes[rng.choice(n, size=min(n, nlist * 30), replace=False)]
             index.train(sample)
             index.nprobe = NPROBE
-            index.own_fields = True
-            self._quantizer = quantizer  # keep alive
+            self._quantizer = quantizer  # faiss does not own it: keep it alive as long as the index
         index.add(codes)
         self._index = index
 

@@ -1,9 +1,11 @@
 """A Hamming index over one binary signal type, backed by faiss.
 
-Why faiss ``IndexBinaryFlat``: it is exact for every radius (the match *and* the suggest tier, and the
-wide radius used to collect crop candidates), needs 32 bytes per PDQ hash plus a 4-byte owner id, and scans
-about 1 M hashes x 8 dihedral variants in ~20 ms on one core. Rows map to an *owner* (the position of a
-known-media entry) because one entry contributes several rows (whole image, stripped, region windows).
+Why faiss ``IndexBinaryFlat``: it is exact for every radius (the match *and* the suggest tier), needs 32
+bytes per PDQ hash plus a 4-byte owner id (36 B/hash), and scans 1 M hashes x 8 dihedral variants in
+15-20 ms on one core. faiss's multi-index hashing (``IndexBinaryMultiHash``) answers in ~3 ms but takes
+~10x the memory and is exact only up to a few flipped bits per chunk (see ``bench/speed.py``). Rows map to
+an *owner* (the position of a known-media entry) because one entry contributes up to two rows (the whole
+image, and the image without its borders/caption bars).
 """
 
 from __future__ import annotations

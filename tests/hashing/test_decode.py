@@ -47,7 +47,7 @@ def test_large_jpeg_is_decoded_reduced_and_upright() -> None:
     data = encode(big, quality=85, exif=exif.tobytes())
     img = decode_image(data)
     assert img.mode == "RGB"
-    assert max(img.size) == WORK_SIDE
+    assert WORK_SIDE * 0.75 <= max(img.size) <= WORK_SIDE  # DCT-scaled, never decoded at 12 MP
     assert img.height > img.width  # EXIF orientation applied
 
 
