@@ -225,14 +225,19 @@ class Matcher:
                 for owner, n in self._descriptors.vote(feats.descriptors).most_common(cfg.max_candidates):
                     voted.append(_Candidate(owner, 999, 4 if mirrored else 0, False, n))
             # copies get 40-140 votes, unrelated images a flat spread of 10-35 (measured at 1 k entries):
-            # only candidates within half of the best vote count are worth a verification
-            top = max((c.votes for c in voted), default=0)
+            # only candidates within half of the best vote count are worth a verification. Entries already
+            # matched whole (an identical earlier post gets every vote) must not set that bar.
+            decided = {r.known.id for r in results}
             voted = [
                 c
-                for c in sorted(voted, key=lambda c: -c.votes)
-                if c.votes >= max(cfg.min_votes, top * _VOTE_SHARE)
+                for c in voted
+                if self._entries[c.owner].id not in decided
                 and not self._excluded(self._entries[c.owner], exclude_sha256, exclude_origin)
-            ][: max(1, cfg.max_candidates // 2)]
+            ]
+            top = max((c.votes for c in voted), default=0)
+            voted = [c for c in sorted(voted, key=lambda c: -c.votes) if c.votes >= max(cfg.min_votes, top * _VOTE_SHARE)][
+                : max(1, cfg.max_candidates // 2)
+            ]
             self._decide(voted, work, out_size, quality, features, results, done, budget)
         # a near-identical whole-image hash is the strongest evidence, then the most inliers
         results.sort(key=lambda m: (m.tier != "match", m.signal != "pdq", -(m.inliers or 0), m.distance or 0))
