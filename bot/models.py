@@ -40,6 +40,24 @@ def parse_iso(value: str | None) -> datetime | None:
         return None
     return as_utc(datetime.fromisoformat(value.replace("Z", "+00:00")))
 
+def human_duration(seconds: float | None) -> str:
+    """``3d 4h``, ``2h 14m``, ``5m 3s``, ``45s`` (how long a post stood, for people; "—" when unknown)."""
+    if seconds is None:
+        return "—"
+    s = int(round(seconds))
+    sign = "-" if s < 0 else ""
+    s = abs(s)
+    d, rem = divmod(s, 86400)
+    h, rem = divmod(rem, 3600)
+    m, sec = divmod(rem, 60)
+    if d:
+        return f"{sign}{d}d {h}h"
+    if h:
+        return f"{sign}{h}h {m}m"
+    if m:
+        return f"{sign}{m}m {sec}s"
+    return f"{sign}{sec}s"
+
 
 def canonical_json(value: Any) -> bytes:
     """Stable JSON bytes (sorted keys, no spaces): the form that is hashed and archived."""

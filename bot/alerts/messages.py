@@ -19,7 +19,7 @@ import unicodedata
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-from bot.models import iso, parse_iso
+from bot.models import human_duration, iso, parse_iso
 from bot.redact import redact
 from bot.store.records import OutboxAlert
 
@@ -119,21 +119,11 @@ def when(value: Any) -> str:
 
 
 def duration(seconds: Any) -> str:
-    """``3d 4h``, ``2h 5m``, ``42s``."""
+    """``3d 4h``, ``2h 5m``, ``42s``; "unknown" for anything that is not a number (payloads are untrusted)."""
     try:
-        total = int(float(seconds))
+        return human_duration(int(float(seconds)))
     except (TypeError, ValueError):
         return "unknown"
-    days, rest = divmod(total, 86400)
-    hours, rest = divmod(rest, 3600)
-    minutes, secs = divmod(rest, 60)
-    if days:
-        return f"{days}d {hours}h"
-    if hours:
-        return f"{hours}h {minutes}m"
-    if minutes:
-        return f"{minutes}m {secs}s"
-    return f"{secs}s"
 
 
 def _where(p: dict[str, Any]) -> str:

@@ -21,7 +21,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from bot import __version__
 from bot.archive import Archive
 from bot.errors import ArchiveError
-from bot.models import iso, parse_iso, utcnow
+from bot.models import human_duration, iso, parse_iso, utcnow
 
 THUMB_PX = 320
 KIND_LABELS = {
@@ -44,23 +44,6 @@ KIND_COLORS = {
 }
 
 
-def human_duration(seconds: float | None) -> str:
-    """``3d 4h``, ``2h 14m``, ``5m 3s``, ``45s``."""
-    if seconds is None:
-        return "—"
-    s = int(round(seconds))
-    sign = "-" if s < 0 else ""
-    s = abs(s)
-    d, rem = divmod(s, 86400)
-    h, rem = divmod(rem, 3600)
-    m, sec = divmod(rem, 60)
-    if d:
-        return f"{sign}{d}d {h}h"
-    if h:
-        return f"{sign}{h}h {m}m"
-    if m:
-        return f"{sign}{m}m {sec}s"
-    return f"{sign}{sec}s"
 
 
 class Thumbnails:
