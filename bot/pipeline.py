@@ -19,7 +19,7 @@ from __future__ import annotations
 import io
 import logging
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -31,7 +31,7 @@ from bot.deletions.tracker import RecheckTracker
 from bot.errors import ArchiveError, MediaError, StoreError
 from bot.hashing.decode import decode_image
 from bot.known import remember_seen
-from bot.matching.matcher import Match, Matcher
+from bot.matching.matcher import Matcher
 from bot.media.fetch import FetchedMedia, MediaFetcher
 from bot.media.keyframes import extract_keyframes
 from bot.models import Media, MediaKind, Post, utcnow
@@ -206,8 +206,9 @@ class Pipeline:
         image = still.image
         # only this post's own "seen" entry is excluded: the same file in another post is a recycled image,
         # and an exact copy of a known file is the clearest match of all
-        matches = self.matcher.match(image, exclude_origin={"platform": post.platform, "post_id": post.post_id})
-        for match in best_per_item(matches):
+        # the alert key names the known item (a whole trailer), so the outbox keeps the best, first match of
+        # an item for this attachment and refuses the other frames' matches, in this run and any rerun
+        for match in self.matcher.match(image, exclude_origin={"platform": post.platform, "post_id": post.post_id}):
             alert = match_alert(
                 post,
                 media_sha256=record.sha256,
@@ -242,18 +243,6 @@ class Pipeline:
             },
         )
         return enqueued
-
-
-def best_per_item(matches: Iterable[Match]) -> list[Match]:
-    """One match per known item (the best, as the matcher orders them): several keyframes of one trailer
-    matching one posted image are one finding, so they make one alert."""
-    seen: set[str] = set()
-    out = []
-    for match in matches:
-        if match.known.item not in seen:
-            seen.add(match.known.item)
-            out.append(match)
-    return out
 
 
 def _urls_to_fetch(media: Media) -> list[tuple[str, str]]:

@@ -158,3 +158,32 @@ def test_an_image_reposted_by_another_account_is_reported_as_recycled(parts, htt
     assert alert.kind == "recycled"
     origin = alert.payload["known"]["origin"]
     assert (origin["account"], origin["post_id"]) == ("ArmyPressOffice", "201")
+
+
+def test_a_posted_video_matching_a_known_trailer_raises_one_alert(tmp_path, httpserver):
+    """Every sampled frame of the posted video matches some keyframe of the trailer: one finding, one alert,
+    also when the post is processed again."""
+    from bot.demo.scene import write_trailer
+    from bot.models import MediaKind
+
+    trailer = write_trailer(tmp_path / "trailer.mp4")
+    store = SqliteStore(str(tmp_path / "state.db"))
+    archive = Archive(tmp_path / "archive")
+    add_paths(store, archive, [trailer], label="Gunship sim trailer (2015)", source="https://example.org/trailer")
+    fetcher = MediaFetcher(MediaConfig(trusted_hosts=[f"{httpserver.host}:{httpserver.port}"], retries=0))
+    pipeline = Pipeline(
+        store, archive, fetcher, Matcher(store, archive, MatchingConfig()), RecheckTracker(store, {}), video_keyframes=4, clock=lambda: NOW
+    )
+    serve(httpserver, "/media/v.mp4", trailer.read_bytes(), content_type="video/mp4")
+    post = make_post(httpserver, "301", path="/media/v.mp4")
+    post = Post(**{**post.__dict__, "media": (Media(httpserver.url_for("/media/v.mp4"), MediaKind.VIDEO),)})
+    try:
+        pipeline.ingest("x", "MinistryOfDefence", PollResult([post], "301"))
+        report = pipeline.process_pending()
+        assert report.posts == 1 and report.alerts_enqueued == 1
+        pipeline.process(store.get_post("x", "301"))
+        [alert] = store.due_alerts(NOW + timedelta(hours=1))
+        assert alert.kind == "match" and alert.payload["media_frame_ts"] is not None
+    finally:
+        fetcher.close()
+        store.close()

@@ -52,7 +52,8 @@ ALL_KINDS = MATCH_KINDS + EVENT_KINDS + (DIGEST_KIND,)
 def alert_key(kind: str, *parts: object) -> str:
     """``kind:part1:part2...``: the idempotence key of an alert.
 
-    - ``alert_key("match", platform, post_id, media_sha256, known_id)`` (also ``recycled``)
+    - ``alert_key("match", platform, post_id, media_sha256, known_item)`` (also ``recycled``; the item is the
+      known entry's group, e.g. a whole trailer, or its id: one alert per attachment per item)
     - ``alert_key("deleted", platform, post_id, event_id)`` (every event kind)
     - ``alert_key("digest", "YYYY-MM-DD")``
     """
@@ -63,8 +64,8 @@ def alert_key(kind: str, *parts: object) -> str:
     return ":".join([kind, *(str(p) for p in parts)])
 
 
-def match_key(kind: str, platform: str, post_id: str, media_sha256: str, known_id: str) -> str:
-    return alert_key(kind, platform, post_id, media_sha256, known_id)
+def match_key(kind: str, platform: str, post_id: str, media_sha256: str, known_item: str) -> str:
+    return alert_key(kind, platform, post_id, media_sha256, known_item)
 
 
 def event_key(kind: str, platform: str, post_id: str, event_id: str) -> str:
@@ -155,7 +156,9 @@ def match_alert(
     created_at: datetime | None = None,
 ) -> OutboxAlert:
     """A ``recycled`` alert when ``known`` is a ``seen`` entry, else a ``match`` alert; key
-    ``{kind}:{platform}:{post_id}:{media_sha256}:{known_id}``. ``known.id`` must be set (stored entry)."""
+    ``{kind}:{platform}:{post_id}:{media_sha256}:{known.item}`` (the group of a trailer's keyframes, else the
+    entry's id), so the frames of a posted video matching one trailer make one alert, and a rerun that picks
+    another frame sends nothing again. ``known.id`` must be set (stored entry)."""
     kind = "recycled" if KnownKind(known.kind) is KnownKind.SEEN else "match"
     payload = match_payload(
         post,
@@ -171,7 +174,7 @@ def match_alert(
         media_frame_ts=media_frame_ts,
     )
     return OutboxAlert(
-        key=match_key(kind, post.platform, post.post_id, media_sha256, known.id),
+        key=match_key(kind, post.platform, post.post_id, media_sha256, known.item),
         kind=kind,
         payload=payload,
         created_at=created_at or utcnow(),
