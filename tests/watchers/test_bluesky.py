@@ -131,14 +131,6 @@ class FakeAppView:
         return error(501, "MethodNotImplemented", "Method Not Implemented")
 
 
-@pytest.fixture(scope="module")
-def threaded_server():
-    httpserver = HTTPServer(threaded=True)
-    httpserver.start()
-    yield httpserver
-    httpserver.stop()
-
-
 @pytest.fixture
 def appview(threaded_server) -> FakeAppView:
     threaded_server.clear()

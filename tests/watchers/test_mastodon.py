@@ -15,7 +15,6 @@ from urllib.parse import urlencode
 
 import pytest
 from pydantic import SecretStr
-from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
 from bot.config import MastodonConfig
@@ -132,15 +131,6 @@ class FakeMastodon:
             prev = f"{url}?{urlencode({**common, 'min_id': page[0]['id']})}"
             headers["Link"] = f'<{nxt}>; rel="next", <{prev}>; rel="prev"'
         return Response(json.dumps(page), 200, headers=headers, content_type="application/json")
-
-
-@pytest.fixture(scope="module")
-def threaded_server():
-    """A threaded fake server of this module's own, so a deliberately slow answer never blocks the next test."""
-    httpserver = HTTPServer(threaded=True)
-    httpserver.start()
-    yield httpserver
-    httpserver.stop()
 
 
 @pytest.fixture

@@ -70,14 +70,6 @@ class FakeSite:
         return Response(f"<html><body>page {path}</body></html>", status, content_type="text/html")
 
 
-@pytest.fixture(scope="module")
-def threaded_server():
-    httpserver = HTTPServer(threaded=True)
-    httpserver.start()
-    yield httpserver
-    httpserver.stop()
-
-
 @pytest.fixture
 def site(threaded_server) -> FakeSite:
     threaded_server.clear()
