@@ -614,26 +614,21 @@ class SqliteStore(StateStore):
         return self._one("SELECT COUNT(*) FROM outbox WHERE sent = 0")[0]  # type: ignore[index]
 
     def list_alerts(self, platform: str, post_id: str, kinds: Iterable[str] | None = None) -> list[OutboxAlert]:
-        where, params = "platform = ? AND post_id = ?", [platform, str(post_id)]
-        if kinds is not None:
-            kind_list = [str(k) for k in kinds]
-            if not kind_list:
-                return []
-            where += f" AND kind IN ({', '.join('?' * len(kind_list))})"
-            params.extend(kind_list)
-        rows = self._query(f"SELECT seq, data FROM outbox WHERE {where} ORDER BY seq", params)
-        return [self._alert(*r) for r in rows]
+        return self._alerts_where("platform = ? AND post_id = ?", [platform, str(post_id)], kinds)
 
     def alerts_between(
         self, since: datetime, until: datetime, kinds: Iterable[str] | None = None
     ) -> list[OutboxAlert]:
-        where, params = "created_us >= ? AND created_us < ?", [micros(since), micros(until)]
+        return self._alerts_where("created_us >= ? AND created_us < ?", [micros(since), micros(until)], kinds)
+
+    def _alerts_where(self, where: str, params: list[Any], kinds: Iterable[str] | None) -> list[OutboxAlert]:
+        """Alerts matching an indexed condition, optionally of some kinds (none given: nothing), FIFO."""
         if kinds is not None:
             kind_list = [str(k) for k in kinds]
             if not kind_list:
                 return []
             where += f" AND kind IN ({', '.join('?' * len(kind_list))})"
-            params.extend(kind_list)
+            params = [*params, *kind_list]
         rows = self._query(f"SELECT seq, data FROM outbox WHERE {where} ORDER BY seq", params)
         return [self._alert(*r) for r in rows]
 
