@@ -618,23 +618,20 @@ class RedisStore(StateStore):
         return int(self._r.zcard(self._k("outbox")))
 
     def list_alerts(self, platform: str, post_id: str, kinds: Iterable[str] | None = None) -> list[OutboxAlert]:
-        wanted = None if kinds is None else {str(k) for k in kinds}
-        if wanted is not None and not wanted:
+        if kinds is not None and not (kinds := list(kinds)):
             return []
-        keys = self._r.zrange(self._alert_index(platform, str(post_id)), 0, -1)
-        pipe = self._r.pipeline(transaction=False)
-        for key in keys:
-            pipe.hgetall(self._k("alert", key))
-        alerts = [a for a in map(self._alert, pipe.execute()) if a is not None]
-        return [a for a in alerts if wanted is None or a.kind in wanted]
+        return self._alerts_of(self._r.zrange(self._alert_index(platform, str(post_id)), 0, -1), kinds)
 
     def alerts_between(
         self, since: datetime, until: datetime, kinds: Iterable[str] | None = None
     ) -> list[OutboxAlert]:
-        wanted = None if kinds is None else {str(k) for k in kinds}
-        if wanted is not None and not wanted:
+        if kinds is not None and not (kinds := list(kinds)):
             return []
-        keys = self._r.zrangebyscore(self._k("alerts", "created"), micros(since), f"({micros(until)}")
+        return self._alerts_of(self._r.zrangebyscore(self._k("alerts", "created"), micros(since), f"({micros(until)}"), kinds)
+
+    def _alerts_of(self, keys: list[str], kinds: list[str] | None) -> list[OutboxAlert]:
+        """The alerts of these keys (read in pages), optionally only of some kinds, in FIFO order."""
+        wanted = None if kinds is None else {str(k) for k in kinds}
         alerts: list[OutboxAlert] = []
         for start in range(0, len(keys), _PAGE):
             pipe = self._r.pipeline(transaction=False)
