@@ -227,7 +227,7 @@ class SqliteStore(StateStore):
                 self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False
             )
             self._conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-            self._conn.execute("PRAGMA journal_mode = WAL")
+            self._enable_wal()
             self._conn.execute("PRAGMA synchronous = NORMAL")
             self._conn.execute("PRAGMA foreign_keys = ON")
             self._conn.create_function("afterimage_micros", 1, _iso_micros, deterministic=True)
@@ -240,6 +240,19 @@ class SqliteStore(StateStore):
             raise
 
     # ----------------------------------------------------------------- plumbing
+    def _enable_wal(self) -> None:
+        """Switch to WAL. While another process converts the same new file, SQLite answers "locked" at once
+        instead of waiting (the busy handler is not used for this step): retry within the busy timeout."""
+        deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+        while True:
+            try:
+                self._conn.execute("PRAGMA journal_mode = WAL")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) and "busy" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+
     def _migrate(self) -> None:
         """Apply the missing migrations, one transaction each. The version is read again inside each write
         transaction, so two processes opening a new database at once do not both apply a step."""
