@@ -21,6 +21,7 @@ from bot.store.records import (
     AccountState,
     KnownKind,
     KnownMedia,
+    KnownState,
     MediaRecord,
     OutboxAlert,
     PostChange,
@@ -141,6 +142,19 @@ class StateStore(ABC):
     @abstractmethod
     def known_generation(self) -> int:
         """A counter that changes whenever known media change, so an index knows when to reload."""
+
+    @abstractmethod
+    def known_state(self) -> KnownState:
+        """Generation, epoch and entry count read together: what an index needs to decide between
+        appending the entries added since it loaded (:meth:`iter_known_since`) and reloading everything."""
+
+    @abstractmethod
+    def iter_known_since(self, seq: int) -> Iterator[tuple[int, KnownMedia]]:
+        """``(seq, entry)`` of every entry inserted after insertion number ``seq``, in insertion order.
+
+        Why: the daemon remembers every archived image as a *seen* entry, so known media change on every
+        post with pictures; reloading 100 k entries (and retraining their indexes) each time would stall
+        matching. An entry replaced in place keeps its number (and bumps the epoch instead)."""
 
     # ----------------------------------------------------------------- alert outbox
     @abstractmethod

@@ -149,6 +149,20 @@ class KnownMedia:
 
 
 @dataclass(frozen=True)
+class KnownState:
+    """Where the known-media store stands, read in one go.
+
+    ``generation`` changes on every change; ``epoch`` only when an existing entry is replaced or removed
+    (an index built from the entries must then reload them all); ``count`` is the number of entries, so an
+    index that appended the new ones can tell it missed none (a writer still committing a lower insertion
+    number shows up as a count that does not add up)."""
+
+    generation: int
+    epoch: int
+    count: int
+
+
+@dataclass(frozen=True)
 class OutboxAlert:
     """An alert waiting in (or delivered from) the persistent outbox.
 

@@ -21,7 +21,8 @@ Key layout (``P`` = ``<prefix>:``; ``M(a, b)`` = ``a + "\\x1f" + b``, a member t
 ``P post_media:<platform>:<id>``    hash      index -> JSON link
 ``P known:<id>``                    string    JSON entry; ``known:order``, ``known:kind:<kind>`` and
                                               ``known:sha:<sha256>`` zsets by insertion seq
-``P known:seq`` / ``P known:gen``   counter   insertion sequence / generation
+``P known:seq`` / ``P known:gen``   counter   insertion sequence / generation; ``known:epoch`` counts
+                                              replacements and removals (indexes reload on a change)
 ``P alert:<key>``                   hash      OutboxAlert fields (JSON values); ``outbox`` zset of unsent
                                               keys by seq (``outbox:seq`` counter)
 ``P alerts:post:<platform>:<id>``   zset      keys of every alert (pending or sent) whose payload names
@@ -84,6 +85,7 @@ from bot.store.records import (
     Change,
     KnownKind,
     KnownMedia,
+    KnownState,
     MediaRecord,
     OutboxAlert,
     PostChange,
@@ -520,6 +522,7 @@ class RedisStore(StateStore):
             if old_json is not None:
                 for index in self._known_indexes(KnownMedia.from_dict(loads(old_json))):
                     pipe.zrem(index, entry.id)
+                pipe.incr(self._k("known", "epoch"))  # replaced in place: indexes must reload
             pipe.set(key, dumps(entry.to_dict()))
             for index in self._known_indexes(entry):
                 pipe.zadd(index, {entry.id: seq})
@@ -569,12 +572,35 @@ class RedisStore(StateStore):
             for index in self._known_indexes(KnownMedia.from_dict(loads(old_json))):
                 pipe.zrem(index, known_id)
             pipe.incr(self._k("known", "gen"))
+            pipe.incr(self._k("known", "epoch"))
             return True
 
         return bool(self._r.transaction(attempt, key, value_from_callable=True))
 
     def known_generation(self) -> int:
         return int(self._r.get(self._k("known", "gen")) or 0)
+
+    def known_state(self) -> KnownState:
+        pipe = self._r.pipeline(transaction=True)  # MULTI/EXEC: the three read together
+        pipe.get(self._k("known", "gen"))
+        pipe.get(self._k("known", "epoch"))
+        pipe.zcard(self._k("known", "order"))
+        generation, epoch, count = pipe.execute()
+        return KnownState(int(generation or 0), int(epoch or 0), int(count))
+
+    def iter_known_since(self, seq: int) -> Iterator[tuple[int, KnownMedia]]:
+        last = seq
+        while True:
+            page = self._r.zrangebyscore(self._k("known", "order"), f"({last}", "+inf", start=0, num=_PAGE, withscores=True)
+            if not page:
+                return
+            values = self._r.mget([self._k("known", i) for i, _ in page])
+            for (_, score), value in zip(page, values):
+                if value is not None:  # removed meanwhile: the epoch tells the reader
+                    yield int(score), KnownMedia.from_dict(loads(value))
+            if len(page) < _PAGE:
+                return
+            last = int(page[-1][1])
 
     # ----------------------------------------------------------------- alert outbox
     @staticmethod

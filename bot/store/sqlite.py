@@ -48,6 +48,7 @@ from bot.store.records import (
     AccountState,
     KnownKind,
     KnownMedia,
+    KnownState,
     MediaRecord,
     OutboxAlert,
     PostChange,
@@ -504,22 +505,26 @@ class SqliteStore(StateStore):
         return [PostMediaLink.from_dict(loads(r[0])) for r in rows]
 
     # ----------------------------------------------------------------- known media
-    def _bump_generation(self, conn: sqlite3.Connection) -> None:
+    @staticmethod
+    def _bump(conn: sqlite3.Connection, counter: str) -> None:
         conn.execute(
-            "INSERT INTO meta (key, value) VALUES ('known_generation', '1') "
-            "ON CONFLICT (key) DO UPDATE SET value = CAST(value AS INTEGER) + 1"
+            "INSERT INTO meta (key, value) VALUES (?, '1') "
+            "ON CONFLICT (key) DO UPDATE SET value = CAST(value AS INTEGER) + 1",
+            (counter,),
         )
 
     def add_known(self, entry: KnownMedia) -> KnownMedia:
         if not entry.id:
             entry = KnownMedia.from_dict({**entry.to_dict(), "id": new_id()})
         with self._write() as conn:
+            if conn.execute("SELECT 1 FROM known WHERE id = ?", (entry.id,)).fetchone():
+                self._bump(conn, "known_epoch")  # replaced in place: indexes must reload
             conn.execute(
                 "INSERT INTO known (id, kind, sha256, data) VALUES (?, ?, ?, ?) "
                 "ON CONFLICT (id) DO UPDATE SET kind = excluded.kind, sha256 = excluded.sha256, data = excluded.data",
                 (entry.id, entry.kind.value, entry.sha256, dumps(entry.to_dict())),
             )
-            self._bump_generation(conn)
+            self._bump(conn, "known_generation")
         return entry
 
     def get_known(self, known_id: str) -> KnownMedia | None:
@@ -539,14 +544,18 @@ class SqliteStore(StateStore):
         return [KnownMedia.from_dict(loads(r[0])) for r in rows]
 
     def iter_known(self, kind: KnownKind | None = None) -> Iterator[KnownMedia]:
+        return (entry for _, entry in self._iter_known(kind, 0))
+
+    def _iter_known(self, kind: KnownKind | None, after: int) -> Iterator[tuple[int, KnownMedia]]:
+        """Entries with insertion number above ``after``, paged so a large store is never held twice."""
         where, params = ("kind = ?", [KnownKind(kind).value]) if kind is not None else ("1", [])
-        last = 0
+        last = after
         while True:
             rows = self._query(
                 f"SELECT seq, data FROM known WHERE {where} AND seq > ? ORDER BY seq LIMIT 1000", [*params, last]
             )
             for row in rows:
-                yield KnownMedia.from_dict(loads(row[1]))
+                yield int(row[0]), KnownMedia.from_dict(loads(row[1]))
             if len(rows) < 1000:
                 return
             last = rows[-1][0]
@@ -559,12 +568,24 @@ class SqliteStore(StateStore):
         with self._write() as conn:
             removed = conn.execute("DELETE FROM known WHERE id = ?", (known_id,)).rowcount > 0
             if removed:
-                self._bump_generation(conn)
+                self._bump(conn, "known_generation")
+                self._bump(conn, "known_epoch")
         return removed
 
     def known_generation(self) -> int:
         row = self._one("SELECT value FROM meta WHERE key = 'known_generation'")
         return int(row[0]) if row else 0
+
+    def known_state(self) -> KnownState:
+        row = self._one(  # one statement: one consistent snapshot
+            "SELECT (SELECT value FROM meta WHERE key = 'known_generation'), "
+            "(SELECT value FROM meta WHERE key = 'known_epoch'), (SELECT COUNT(*) FROM known)"
+        )
+        assert row is not None
+        return KnownState(int(row[0] or 0), int(row[1] or 0), int(row[2]))
+
+    def iter_known_since(self, seq: int) -> Iterator[tuple[int, KnownMedia]]:
+        return self._iter_known(None, seq)
 
     # ----------------------------------------------------------------- alert outbox
     @staticmethod

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -11,6 +10,7 @@ from typing import Any
 from bot.config import RecheckConfig
 from bot.models import Media, Post, PostStatus
 from bot.store.base import StateStore
+from bot.store.sqlite import SqliteStore
 from watchers.base import PollResult, Watcher
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc)
@@ -76,17 +76,6 @@ def recheck_config(**overrides: Any) -> RecheckConfig:
 
 
 def open_store_factory(tmp_path: Path) -> Callable[[], StateStore]:
-    """A function that opens "the" store of a test; calling it again simulates a restart.
-
-    Uses the real SQLite backend when it is available (branch ``store``), else the in-memory stand-in."""
-    try:
-        from bot.store.sqlite import SqliteStore  # type: ignore[import-not-found]
-    except ImportError:
-        if os.environ.get("CI") == "true":
-            raise
-        from memstore import MemoryStore
-
-        shared = MemoryStore()
-        return lambda: shared
+    """A function that opens "the" store of a test (SQLite); calling it again simulates a restart."""
     path = tmp_path / "state.db"
     return lambda: SqliteStore(str(path))

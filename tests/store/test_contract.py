@@ -673,3 +673,36 @@ def test_everything_persists_across_reopen(store_opener):
 
 def test_url_attribute(store):
     assert isinstance(store.url, str) and store.url
+
+
+def test_known_state_lets_an_index_append_new_entries_and_notice_replacements(store):
+    a = store.add_known(known("a"))
+    first = store.known_state()
+    assert first.count == 1
+    seqs = [seq for seq, _ in store.iter_known_since(0)]
+    assert len(seqs) == 1
+
+    b = store.add_known(known("b"))
+    c = store.add_known(known("c"))
+    appended = store.known_state()
+    assert appended.generation != first.generation and appended.epoch == first.epoch and appended.count == 3
+    new = list(store.iter_known_since(seqs[-1]))
+    assert [e.id for _, e in new] == [b.id, c.id]
+    assert new[0][0] < new[1][0]
+    assert list(store.iter_known_since(new[-1][0])) == []
+
+    store.add_known(KnownMedia.from_dict({**b.to_dict(), "label": "b2"}))  # replaced in place
+    replaced = store.known_state()
+    assert replaced.epoch != appended.epoch and replaced.count == 3
+    assert list(store.iter_known_since(new[-1][0])) == []  # keeps its insertion number
+
+    store.remove_known(a.id)
+    removed = store.known_state()
+    assert removed.epoch != replaced.epoch and removed.count == 2
+
+
+def test_iter_known_since_pages_through_a_large_store(store):
+    added = [store.add_known(known(f"k{i}")) for i in range(2_050)]
+    got = list(store.iter_known_since(0))
+    assert [e.id for _, e in got] == [e.id for e in added]
+    assert [e.id for _, e in store.iter_known_since(got[1_500][0])] == [e.id for e in added[1_501:]]
