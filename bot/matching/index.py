@@ -8,21 +8,22 @@ bits needs 16 tables (>= 16 x 17 bits of row id + 32 B of code: over 64 B). So:
 
 - Up to ``FLAT_MAX`` (300 k) rows: the exact faiss flat scan (~3.5 ms at 300 k). The multi-index's fixed
   offset tables (1.06 MB) fit the 64 B budget only above ~265 k rows.
-- Above: :class:`MultiIndex`, 8 tables over 8 chunks of 16 bits covering half the code (bytes 16-31: on
-  real copies from ``bench/evalset.py`` those bits flip 2.6 % of the time vs 3.8 % for bytes 0-15).
+- Above: :class:`MultiIndex`, 8 tables over 8 chunks of 16 bits covering half the code: bytes 16-31,
+  which flip least between real copies (``bench/pdq_layout.py``: 2.6 % of those bits vs 3.8 % of bytes
+  0-15; the probes find 37 of 44 copies at 32-63 bits vs 21 of 44 with bytes 0-15).
   Memory: codes 32 B + owner 4 B + 8 x 3-byte row ids 24 B + offsets = 61.1 B/hash at 1 M (row ids take
-  4 bytes from 2^24 rows on: 69 B/hash there). A query probes its chunk and every value within ``nflip``
+  4 bytes from 2^24 rows on: ~68 B/hash there). A query probes its chunk and every value within ``nflip``
   bits of it in each table and computes the full 256-bit distance of each candidate.
 - Exactness: if the indexed 128 bits differ in at most ``8 * (nflip + 1) - 1`` bits, some chunk differs in
   at most ``nflip`` (pigeonhole), so every row within that distance (15 for nflip 1) is found. Beyond,
-  rows are found with high probability; measured with random bit flips at 1 M rows (``bench/speed.py``):
-  distance 24-31 99.8 %, 32-47 92.5 %, 48-63 62 %; on real copies, 799 of 799 pairs within 31 bits and
-  37 of 44 within 32-63. ``nflip`` 2 (137 probes per table instead of 17) finds 99.9 % at 32-47 and 96 % at
-  48-63 but takes ~8 ms at 1 M (the random reads of ~134 k candidate codes dominate), so the default is 1
-  (~1.2 ms).
-- Rows added after the tables were built go to a flat tail scanned exactly; at ``TAIL_ROWS`` (50 k, ~0.7 ms
-  per 8 queries) the tail is merged and the tables rebuilt (a stable radix argsort per table, ~0.7 s at
-  1 M), so adding stays cheap and a rebuild happens at most once per 50 k added rows.
+  rows are found with high probability; measured with random bit flips at 1 M rows (``bench/speed.py``,
+  2,000 per bucket): distance 16-23 100 %, 24-31 99.85 %, 32-47 92.3 %, 48-63 60 %; on real copies
+  (``bench/pdq_layout.py``), 799 of 799 pairs within 31 bits and 37 of 44 within 32-63. ``nflip`` 2 (137
+  probes per table instead of 17) finds 99.9 % at 32-47 and 96 % at 48-63 (800 planted each) but takes ~8 ms at 1 M (random
+  reads of ~134 k candidate codes dominate), so the default is 1: ~1 ms at 1 M, ~6 ms at 10 M.
+- Rows added after the tables were built go to a flat tail scanned exactly; at ``TAIL_ROWS`` (50 k, ~1 ms
+  more per 8 queries at 1 M) the tail is merged and the tables rebuilt (a stable radix argsort per table:
+  0.4 s at 1 M, 7 s at 10 M), so adding stays cheap and a rebuild happens at most once per 50 k rows.
 
 Rows map to an *owner* (the position of a known-media entry) because one entry contributes up to two rows
 (the whole image, and the image without its borders/caption bars).
@@ -44,8 +45,8 @@ FLAT_MAX = 300_000
 TAIL_ROWS = 50_000
 #: bits flipped around each query chunk when probing the tables
 NFLIP = 1
-#: bytes of a 256-bit code that the tables index, two per 16-bit chunk: the second half (rows 8-15 of
-#: pdqhash's 16 x 16 bit grid) flips least between real copies (``bench/pdq_layout.py``)
+#: bytes of a 256-bit code that the tables index, two per 16-bit chunk: the second half of pdqhash's bits
+#: flips least between real copies (``bench/pdq_layout.py``)
 CHUNK_BYTES = slice(16, 32)
 #: row ids take 3 bytes each below this many rows, 4 from there on
 _THREE_BYTE_ROWS = 1 << 24

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from bot.hashing.signals import PdqSignal, PhashSignal
-from bot.matching.index import HammingIndex
+from bot.matching.index import CHUNK_BYTES, HammingIndex
 
 FLAT_MAX = 5_000
 TAIL_ROWS = 1_000
@@ -149,3 +149,16 @@ def test_memory_stays_within_64_bytes_per_hash_with_the_tables() -> None:
     assert 56 * n < index.memory_bytes() <= 64 * n  # codes 32 + owner 4 + 8 x 3-byte ids + offsets
     index.add(rng.integers(0, 256, (20_000, 32), dtype=np.uint8), np.arange(n, n + 20_000))
     assert index.tail == 20_000 and index.memory_bytes() <= 64 * len(index)
+
+
+def test_many_rows_sharing_chunk_values_are_still_found() -> None:
+    # blank or flat images share most of their hash: 70 k rows in one bucket of every table
+    rng = np.random.default_rng(9)
+    codes = rng.integers(0, 256, (70_000, 32), dtype=np.uint8)
+    codes[:, CHUNK_BYTES] = 0
+    index = small_index()
+    index.add(codes, np.arange(len(codes)))
+    assert index.exact_radius == 15
+    query = codes[[123, 69_999]].copy()
+    query[:, np.arange(32)[CHUNK_BYTES][3]] ^= 1
+    assert index.search(query, 1, 15) == [(123, 1, 0), (69_999, 1, 1)]
