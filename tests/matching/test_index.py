@@ -162,3 +162,15 @@ def test_many_rows_sharing_chunk_values_are_still_found() -> None:
     query = codes[[123, 69_999]].copy()
     query[:, np.arange(32)[CHUNK_BYTES][3]] ^= 1
     assert index.search(query, 1, 15) == [(123, 1, 0), (69_999, 1, 1)]
+
+
+def test_four_byte_row_ids_past_the_three_byte_limit(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("bot.matching.index._THREE_BYTE_ROWS", 4_096)  # instead of 2^24 rows
+    rng = np.random.default_rng(10)
+    codes = clustered_codes(rng, 9_000)
+    owners = np.arange(len(codes)) // 2
+    index = small_index()
+    index.add(codes, owners)
+    assert index.memory_bytes() > 9_000 * (32 + 4 + 8 * 4)
+    queries = queries_near(rng, codes, 8)
+    assert index.search(queries, 8, 15) == brute_force(codes, owners, queries, 8, 15)
