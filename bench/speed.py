@@ -1,11 +1,11 @@
 """Speed benchmark: decode+hash, ``check`` latency at 1 k / 100 k known images, PDQ lookup at 1 M / 10 M.
 
-    python bench/speed.py [--skip-10m] [--queries 60]
+    python bench/speed.py [--skip-10m] [--queries 60] [--planted 2000]
 
 Every figure is printed with its ratio to a baseline measured in the same process:
 - decode+hash: ours (reduced-size JPEG decode, PDQ + pHash) vs naive ``imagehash.phash(Image.open(f))``;
 - check latency: 100 k known images vs 1 k (how retrieval scales);
-- PDQ lookup: faiss flat index vs a numpy brute-force scan of the same hashes.
+- PDQ lookup: our index (multi-index hashing above 300 k rows) vs the exact faiss flat scan of the same hashes.
 Single-threaded (faiss/OpenCV limited to one thread) unless stated.
 """
 
@@ -131,54 +131,92 @@ def bench_check(tmp: Path, n_real: int, n_queries: int) -> None:
     store.close()
 
 
-def bench_lookup(sizes: list[int]) -> None:
-    print("== PDQ lookup, 8 dihedral variants per query (one core)")
+def planted(rng: np.random.Generator, codes: np.ndarray, lo: int, hi: int, m: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``m`` stored rows, each with a distance drawn from ``lo..hi`` and that many random bits flipped."""
+    rows = rng.integers(0, len(codes), m)
+    distances = rng.integers(lo, hi + 1, m)
+    bits = np.unpackbits(codes[rows], axis=1)
+    for b, d in zip(bits, distances):
+        b[rng.choice(256, d, replace=False)] ^= 1
+    return rows, distances, np.packbits(bits, axis=1)
+
+
+def planted_recall(index: HammingIndex, codes: np.ndarray, rng: np.random.Generator, per_bucket: int) -> str:
+    """Share of planted near-duplicates found at their distance (queries of 8, radius 63), per bucket."""
+    out = []
+    for lo, hi in ((0, 15), (16, 23), (24, 31), (32, 47), (48, 63)):
+        rows, distances, queries = planted(rng, codes, lo, hi, per_bucket)
+        found = 0
+        for start in range(0, per_bucket, 8):
+            hits = {(owner, start + qi, d) for owner, d, qi in index.search(queries[start : start + 8], 8, 63)}
+            found += sum((int(rows[i]), i, int(distances[i])) in hits for i in range(start, min(per_bucket, start + 8)))
+        out.append(f"{lo}-{hi}: {found / per_bucket:.4f}")
+    return ", ".join(out)
+
+
+def bench_lookup(sizes: list[int], per_bucket: int) -> None:
+    print("== PDQ lookup, 8 dihedral variants per query (one core); baseline: exact faiss flat scan")
     rng = np.random.default_rng(1)
     for n in sizes:
+        codes = rng.integers(0, 256, (n, 32), dtype=np.uint8)
+        t = time.perf_counter()
         index = HammingIndex(PdqSignal)
-        chunk = 1_000_000
-        for start in range(0, n, chunk):
-            index.add(rng.integers(0, 256, (min(chunk, n - start), 32), dtype=np.uint8), np.arange(start, min(n, start + chunk)))
-        codes = faiss.vector_to_array(index._index.xb).reshape(n, 32)
-        queries = [rng.integers(0, 256, (8, 32), dtype=np.uint8) for _ in range(20)]
+        index.add(codes, np.arange(n))
+        build = time.perf_counter() - t
+        queries = [rng.integers(0, 256, (8, 32), dtype=np.uint8) for _ in range(40)]
         queries[0][0] = codes[12345] ^ np.eye(1, 32, 3, dtype=np.uint8)[0]  # one true near-duplicate
-        found = index.search(queries[0], 8, 31)
-        assert found and found[0][0] == 12345
-        lat = [timed(lambda q=q: index.search(q, 8, 63), 1)[0] for q in queries]
+        assert index.search(queries[0], 8, 31)[0][:2] == (12345, 1)
+        lat = {r: [timed(lambda q=q, r=r: index.search(q, 8, r), 1)[0] for q in queries] for r in (63, 31)}
+        flat = faiss.IndexBinaryFlat(256)
+        flat.add(codes)
+        base = [timed(lambda q=q: flat.search(q, 8), 1)[0] for q in queries[:20]]
+        del flat
+        speedup = statistics.median(base) / statistics.median(lat[63])
+        print(f"  {n:>10,} hashes: radius 63 {ms(lat[63])} | radius 31 {ms(lat[31])} | {index.memory_bytes() / n:.1f} "
+              f"B/hash | exact flat scan {ms(base)} ({speedup:.1f}x slower) | build {build:.1f} s")
+        print(f"  {n:>10,} hashes: recall of planted near-duplicates by distance ({per_bucket} each): "
+              f"{planted_recall(index, codes, rng, per_bucket)}")
+        bench_adds(index, rng, queries)
         if n <= 1_000_000:
-            table = np.unpackbits(np.arange(256, dtype=np.uint8)[:, None], axis=1).sum(1).astype(np.uint16)
-            brute = timed(lambda: [table[codes ^ q].sum(1).argmin() for q in queries[0]], 3)
-            ratio = f" | numpy brute force {statistics.median(brute) * 1000:.0f} ms ({statistics.median(brute) / statistics.median(lat):.0f}x slower)"
-        else:
-            ratio = ""
-        print(f"  {n:>10,} hashes: {ms(lat)}; {index.memory_bytes() / n:.0f} B/hash{ratio}")
-        if n <= 1_000_000:
-            faiss.omp_set_num_threads(2)
-            two = [timed(lambda q=q: index.search(q, 8, 63), 1)[0] for q in queries]
-            faiss.omp_set_num_threads(1)
-            print(f"  {n:>10,} hashes, 2 threads: {ms(two)}")
-            # the alternative: multi-index hashing (8 x 24-bit chunks, up to 2 flipped bits per chunk);
-            # fast but approximate beyond ~2 flips per chunk and ~10x the memory
-            import resource
-
-            before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-            mih = faiss.IndexBinaryMultiHash(256, 8, 24)
-            mih.nflip = 2
-            mih.add(codes)
-            grown = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) * 1024
-            mlat = [timed(lambda q=q: mih.range_search(q, 32), 1)[0] for q in queries]
-            lims, _, ids = mih.range_search(queries[0], 32)
-            print(f"  {n:>10,} hashes, faiss IndexBinaryMultiHash(8x24, nflip=2), radius 31: {ms(mlat)}; "
-                  f"~{grown / n:.0f} B/hash (RSS growth); finds the planted duplicate: {12345 in set(ids.tolist())}")
-            del mih
+            bench_multihash(codes, queries)
         del index, codes
+
+
+def bench_adds(index: HammingIndex, rng: np.random.Generator, queries: list[np.ndarray]) -> None:
+    """Adding rows after the build: into the tail, lookups with a nearly full tail, and the merge."""
+    n = len(index)
+    one = timed(lambda: index.add(rng.integers(0, 256, (1, 32), dtype=np.uint8), np.arange(1)), 20)
+    fill = index.tail_rows - 1 - index.tail
+    t = time.perf_counter()
+    index.add(rng.integers(0, 256, (fill, 32), dtype=np.uint8), np.arange(fill))
+    bulk = time.perf_counter() - t
+    lat = [timed(lambda q=q: index.search(q, 8, 63), 1)[0] for q in queries]
+    merge = timed(lambda: index.add(rng.integers(0, 256, (1, 32), dtype=np.uint8), np.arange(1)), 1)[0]
+    assert index.tail == 0
+    print(f"  {n:>10,} hashes: add 1 row {statistics.median(one) * 1000:.2f} ms, {fill:,} rows {bulk * 1000:.0f} ms | "
+          f"radius 63 with a {fill:,}-row tail {ms(lat)} | the add that merges the tail {merge:.1f} s")
+
+
+def bench_multihash(codes: np.ndarray, queries: list[np.ndarray]) -> None:
+    """faiss multi-index hashing (8 x 24-bit chunks, up to 2 flipped bits per chunk): fast but ~10x the memory."""
+    import resource
+
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    mih = faiss.IndexBinaryMultiHash(256, 8, 24)
+    mih.nflip = 2
+    mih.add(codes)
+    grown = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) * 1024
+    lat = [timed(lambda q=q: mih.range_search(q, 32), 1)[0] for q in queries]
+    print(f"  {len(codes):>10,} hashes, faiss IndexBinaryMultiHash(8x24, nflip=2), radius 31: {ms(lat)}; "
+          f"~{grown / len(codes):.0f} B/hash (RSS growth)")
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--skip-10m", action="store_true", help="skip the 10 M hash lookup (needs ~0.5 GB, ~1 min)")
+    ap.add_argument("--skip-10m", action="store_true", help="skip the 10 M hash lookup (needs ~2 GB, a few minutes)")
     ap.add_argument("--real", type=int, default=200, help="real images added for the check latency run")
     ap.add_argument("--queries", type=int, default=60)
+    ap.add_argument("--planted", type=int, default=2000, help="planted near-duplicates per distance bucket")
     ap.add_argument("--only", choices=["decode", "check", "lookup"], default=None)
     args = ap.parse_args()
     faiss.omp_set_num_threads(1)
@@ -189,7 +227,7 @@ def main() -> None:
         if args.only in (None, "check"):
             bench_check(Path(tmp), args.real, args.queries)
         if args.only in (None, "lookup"):
-            bench_lookup([1_000_000] + ([] if args.skip_10m else [10_000_000]))
+            bench_lookup([1_000_000] + ([] if args.skip_10m else [10_000_000]), args.planted)
 
 
 if __name__ == "__main__":
