@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -116,7 +116,10 @@ class Matcher:
         self.config = config or MatchingConfig()
         self.features_dir = Path(features_dir) if features_dir is not None else Path(archive.root).parent / "features"
         self._lock = threading.Lock()
-        self._generation: int | None = None
+        self._generation: int | None = None  # store state the indexes reflect (None: not loaded yet)
+        self._epoch = 0
+        self._last_seq = 0  # newest insertion number loaded
+        self._stored = 0  # entries loaded from the store (benchmarks add synthetic ones after them)
         self._entries: list[KnownMedia] = []
         self._whole = HammingIndex(PdqSignal)
         self._descriptors = DescriptorIndex()
@@ -124,22 +127,46 @@ class Matcher:
 
     # ------------------------------------------------------------------ index
     def refresh(self, force: bool = False) -> bool:
-        """Rebuild the indexes if the store's known-media generation changed. True when rebuilt."""
-        generation = self.store.known_generation()
+        """Bring the indexes up to date with the store. True when anything changed.
+
+        New entries are appended (the daemon adds a *seen* entry for every archived image, so a full reload
+        per post would stall matching at 100 k entries); a replaced or removed entry, or a count that does
+        not add up (a writer committed an older insertion number late), reloads everything."""
         with self._lock:
-            if not force and generation == self._generation:
-                return False
-            entries = list(self.store.iter_known())
-            self.load_entries(entries)
-            self._generation = generation
-        log.info("matching index: %d entries, %d descriptors", len(entries), len(self._descriptors))
+            if not force and self._generation is not None:
+                state = self.store.known_state()
+                if state.generation == self._generation:
+                    return False
+                if state.epoch == self._epoch:
+                    new = list(self.store.iter_known_since(self._last_seq))
+                    after = self.store.known_state()
+                    if after.epoch == self._epoch and self._stored + len(new) == after.count:
+                        self._append([entry for _, entry in new])
+                        self._stored += len(new)
+                        self._last_seq = max([self._last_seq, *(seq for seq, _ in new)])
+                        self._generation = after.generation
+                        log.debug("matching index: %d entries appended", len(new))
+                        return True
+            state = self.store.known_state()
+            loaded = list(self.store.iter_known_since(0))
+            self.load_entries([entry for _, entry in loaded])
+            self._generation, self._epoch, self._stored = state.generation, state.epoch, len(loaded)
+            self._last_seq = max((seq for seq, _ in loaded), default=0)
+        log.info("matching index: %d entries, %d descriptors", len(self._entries), len(self._descriptors))
         return True
 
     def load_entries(self, entries: list[KnownMedia]) -> None:
         """Build the indexes from ``entries`` (used by :meth:`refresh`, and by benchmarks to skip a store)."""
+        self._entries, self._whole, self._descriptors = [], HammingIndex(PdqSignal), DescriptorIndex()
+        self._quality = np.zeros(0, np.int16)
+        self._append(entries)
+
+    def _append(self, entries: list[KnownMedia]) -> None:
+        """Add entries to the indexes; each one's owner number is its position in ``self._entries``."""
+        start = len(self._entries)
         whole, whole_owner, quality = [], [], []
-        descriptors = DescriptorIndex()
-        for i, entry in enumerate(entries):
+        descriptors, descriptor_owners = [], []
+        for i, entry in enumerate(entries, start):
             s = entry.signals
             quality.append(int(s.get(PDQ_QUALITY, 100)))
             for key in (PdqSignal.name, PDQ_STRIPPED):
@@ -147,12 +174,17 @@ class Matcher:
                     whole.append(s[key])
                     whole_owner.append(i)
             if s.get(ORB_DESCRIPTORS):
-                descriptors.add(unpack(s[ORB_DESCRIPTORS]), i)
-        descriptors.build()
-        index = HammingIndex(PdqSignal)
-        index.add_hex(whole, whole_owner)
-        self._entries, self._whole, self._descriptors = entries, index, descriptors
-        self._quality = np.asarray(quality, np.int16)
+                codes = unpack(s[ORB_DESCRIPTORS])
+                descriptors.append(codes)
+                descriptor_owners.append(np.full(len(codes), i, np.int32))
+        if descriptors:
+            self._descriptors.add_many(np.concatenate(descriptors), np.concatenate(descriptor_owners))
+        self._whole.add_hex(whole, whole_owner)
+        # the descriptors now live in the index: keeping their text too would double the memory (~7 KB each)
+        self._entries = self._entries + [
+            replace(e, signals={k: v for k, v in e.signals.items() if k != ORB_DESCRIPTORS}) for e in entries
+        ]
+        self._quality = np.concatenate([self._quality, np.asarray(quality, np.int16)])
 
     def add_synthetic(self, n: int, descriptor_pool: np.ndarray | None = None, seed: int = 0) -> None:
         """Benchmarks only: pad the indexes with ``n`` entries of random PDQ hashes and, when a pool of
@@ -166,13 +198,13 @@ class Matcher:
         if descriptor_pool is not None and len(descriptor_pool):
             from bot.hashing.local import RETRIEVAL_DESCRIPTORS as per
 
-            for start in range(0, n, 10_000):
-                m = min(10_000, n - start) * per
+            for chunk in range(0, n, 10_000):
+                m = min(10_000, n - chunk) * per
                 picks = descriptor_pool[rng.integers(0, len(descriptor_pool), m)]
                 # AND of three random bytes: each bit set with probability 1/8 (~32 of 256 bits flipped)
                 flips = rng.integers(0, 256, (3, m, 32), dtype=np.uint8)
                 flips = flips[0] & flips[1] & flips[2]
-                self._descriptors.add_many(picks ^ flips, np.repeat(owners[start : start + m // per], per))
+                self._descriptors.add_many(picks ^ flips, np.repeat(owners[chunk : chunk + m // per], per))
             self._descriptors.build()
         self._quality = np.concatenate([self._quality, np.full(n, 100, np.int16)])
 

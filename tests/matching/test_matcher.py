@@ -3,6 +3,7 @@ and look-alikes, refreshes when known media change, and reports recycled images 
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from PIL import ImageOps
@@ -13,6 +14,7 @@ from bot.config import MatchingConfig
 from bot.known import add_image, remember_seen
 from bot.matching.matcher import Matcher, compute_signals
 from bot.store.records import KnownKind
+from bot.store.sqlite import SqliteStore
 from tests.images import caption, crop, encode, scene
 
 
@@ -88,3 +90,42 @@ def test_seen_image_is_recycled_but_never_matches_its_own_post(store, archive, t
 def test_compute_signals_accepts_bytes_and_images() -> None:
     img = scene(8)
     assert compute_signals(encode(img, "PNG"))["pdq"] == compute_signals(img)["pdq"]
+
+
+def test_new_known_media_are_appended_without_rebuilding_the_indexes(store, archive, tmp_path) -> None:
+    matcher, ids = make(store, archive, tmp_path, seeds=(4,))
+    assert matcher.best(encode(crop(scene(4), 0.8))).known.id == ids[4]
+    descriptors = matcher._descriptors
+    later = add_image(store, archive, encode(scene(5), "PNG"), label="scene 5")
+    query = encode(caption(crop(scene(5), 0.75, 0.3, 0.1)))
+    assert matcher.best(query).known.id == later.id
+    assert matcher._descriptors is descriptors  # appended, not rebuilt
+
+    store.add_known(replace(later, label="renamed"))  # replaced in place: everything reloads
+    assert matcher.best(query).known.label == "renamed"
+    assert matcher._descriptors is not descriptors
+
+
+class _LateCommitStore(SqliteStore):
+    """Redis can commit an entry with a lower insertion number after a reader listed the newer ones: the
+    first listing here hides the newest entry, as if it were still being written."""
+
+    hide_next = False
+
+    def iter_known_since(self, seq):
+        rows = list(super().iter_known_since(seq))
+        if self.hide_next and rows:
+            self.hide_next = False
+            return iter(rows[:-1])
+        return iter(rows)
+
+
+def test_an_entry_committed_late_is_not_missed(archive, tmp_path) -> None:
+    store = _LateCommitStore(str(tmp_path / "late.db"))
+    matcher, _ = make(store, archive, tmp_path, seeds=(4,))
+    matcher.refresh()
+    add_image(store, archive, encode(scene(5), "PNG"), label="scene 5")
+    hidden = add_image(store, archive, encode(scene(6), "PNG"), label="scene 6")
+    store.hide_next = True
+    assert matcher.best(encode(crop(scene(6), 0.8))).known.id == hidden.id
+    store.close()
