@@ -13,6 +13,7 @@ import io
 from dataclasses import dataclass
 
 import cv2
+import faiss
 import numpy as np
 from PIL import Image
 
@@ -132,7 +133,14 @@ class Verification:
         return self.inliers >= min_inliers or (self.inliers * 2 >= min_inliers and self.share >= MIN_SHARE)
 
 
-_matcher = cv2.BFMatcher(cv2.NORM_HAMMING)
+def _two_nearest(descriptors: np.ndarray, among: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Hamming distances and positions of the two nearest of ``among`` for each of ``descriptors``.
+
+    faiss's flat binary scan: 3 ms for 1000 x 1000 descriptors where OpenCV's ``BFMatcher.knnMatch`` took
+    16 ms (most of it building a Python object per match), and verification runs for every candidate."""
+    index = faiss.IndexBinaryFlat(256)
+    index.add(np.ascontiguousarray(among, dtype=np.uint8))
+    return index.search(np.ascontiguousarray(descriptors, dtype=np.uint8), 2)
 
 
 def verify(query: LocalFeatures, known: LocalFeatures) -> Verification | None:
@@ -143,12 +151,12 @@ def verify(query: LocalFeatures, known: LocalFeatures) -> Verification | None:
     # strongest slots and mirrored crops are lost: measured, so the cap is all of them)
     q_desc = query.descriptors[:VERIFY_QUERY_FEATURES]
     q_pts = query.points[:VERIFY_QUERY_FEATURES]
-    pairs = _matcher.knnMatch(known.descriptors, q_desc, k=2)
-    good = [p[0] for p in pairs if len(p) == 2 and p[0].distance < RATIO * p[1].distance]
-    if len(good) < MIN_GOOD:
+    distance, nearest = _two_nearest(known.descriptors, q_desc)
+    good = (nearest[:, 1] >= 0) & (distance[:, 0] < RATIO * distance[:, 1])
+    if int(good.sum()) < MIN_GOOD:
         return None
-    src = known.points[[m.queryIdx for m in good]]
-    dst = q_pts[[m.trainIdx for m in good]]
+    src = known.points[good]
+    dst = q_pts[nearest[good, 0]]
     model, mask = cv2.estimateAffinePartial2D(src, dst, method=cv2.RANSAC, ransacReprojThreshold=REPROJ,
                                               maxIters=1000, confidence=0.995)
     if model is None or mask is None:

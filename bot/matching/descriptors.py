@@ -82,15 +82,15 @@ class DescriptorIndex:
 
     def __init__(self, seed: int = 0) -> None:
         self._codes: list[np.ndarray] = []  # kept for rebuilds (the faiss index does not give them back)
-        self._owners: list[np.ndarray] = []
-        self._owner_array = np.zeros(0, np.int32)
+        self._owners = np.zeros(1024, np.int32)  # owner of row i; capacity doubles, so adding one is cheap
+        self._rows = 0
         self._index: faiss.IndexBinary | None = None
         self._keep: list[object] = []
         self._built_rows = 0
         self._rng = np.random.default_rng(seed)
 
     def __len__(self) -> int:
-        return int(sum(len(p) for p in self._codes))
+        return self._rows
 
     def add(self, descriptors: np.ndarray, owner: int) -> None:
         self.add_many(descriptors, np.full(len(descriptors), owner, np.int32))
@@ -102,11 +102,15 @@ class DescriptorIndex:
             return
         codes = np.ascontiguousarray(descriptors, dtype=np.uint8)
         self._codes.append(codes)
-        self._owners.append(np.asarray(owners, np.int32))
-        self._owner_array = np.zeros(0, np.int32)  # rebuilt lazily
+        rows = self._rows + len(codes)
+        if rows > len(self._owners):
+            grown = np.zeros(max(rows, 2 * len(self._owners)), np.int32)
+            grown[: self._rows] = self._owners[: self._rows]
+            self._owners = grown
+        self._owners[self._rows : rows] = owners
+        self._rows = rows
         if self._index is None:
             return
-        rows = len(self)
         flat = isinstance(self._index, faiss.IndexBinaryFlat)
         if (flat and rows > FLAT_LIMIT) or (not flat and rows > REBUILD_GROWTH * self._built_rows):
             self._index = None
@@ -117,7 +121,6 @@ class DescriptorIndex:
         """(Re)build the faiss index from every added descriptor."""
         codes = np.concatenate(self._codes) if self._codes else np.zeros((0, 32), np.uint8)
         self._codes = [codes]
-        self._owners = [np.concatenate(self._owners) if self._owners else np.zeros(0, np.int32)]
         if len(codes) <= FLAT_LIMIT:
             index: faiss.IndexBinary = faiss.IndexBinaryFlat(256)
             self._keep = []
@@ -144,12 +147,10 @@ class DescriptorIndex:
         assert self._index is not None
         if len(descriptors) == 0 or self._index.ntotal == 0:
             return Counter()
-        if len(self._owner_array) != self._index.ntotal:
-            self._owner_array = np.concatenate(self._owners)
         dist, rows = self._index.search(descriptors, k)
         close = (rows >= 0) & (dist <= VOTE_DISTANCE)
         voter = np.broadcast_to(np.arange(len(descriptors))[:, None], rows.shape)[close]
-        owner = self._owner_array[rows[close]].astype(np.int64)
+        owner = self._owners[rows[close]].astype(np.int64)
         # one vote per (query descriptor, owner): k neighbours of one descriptor in one image count once
         pairs = np.unique(voter.astype(np.int64) << 32 | owner)
         owners, counts = np.unique(pairs & 0xFFFFFFFF, return_counts=True)

@@ -47,6 +47,8 @@ log = logging.getLogger(__name__)
 _K_GLOBAL = 8
 #: a voted candidate needs at least this share of the best candidate's votes
 _VOTE_SHARE = 0.5
+#: votes from the image as is that make it worth verifying before voting with the mirrored image
+_STRONG_VOTES = 40
 
 
 def compute_signals(image: Image.Image | bytes) -> dict[str, str]:
@@ -115,7 +117,7 @@ class Matcher:
         self.archive = archive
         self.config = config or MatchingConfig()
         self.features_dir = Path(features_dir) if features_dir is not None else Path(archive.root).parent / "features"
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         self._generation: int | None = None  # store state the indexes reflect (None: not loaded yet)
         self._epoch = 0
         self._last_seq = 0  # newest insertion number loaded
@@ -181,9 +183,9 @@ class Matcher:
             self._descriptors.add_many(np.concatenate(descriptors), np.concatenate(descriptor_owners))
         self._whole.add_hex(whole, whole_owner)
         # the descriptors now live in the index: keeping their text too would double the memory (~7 KB each)
-        self._entries = self._entries + [
+        self._entries.extend(
             replace(e, signals={k: v for k, v in e.signals.items() if k != ORB_DESCRIPTORS}) for e in entries
-        ]
+        )
         self._quality = np.concatenate([self._quality, np.asarray(quality, np.int16)])
 
     def add_synthetic(self, n: int, descriptor_pool: np.ndarray | None = None, seed: int = 0) -> None:
@@ -223,9 +225,20 @@ class Matcher:
         being checked, so an archived image never reports itself as recycled. Raises
         :class:`~bot.errors.MediaError` for bytes that are not a safe, decodable image.
         """
-        self.refresh()
         work = decode_image(image) if isinstance(image, (bytes, bytearray)) else prepare(image)
         out_size = image.size if isinstance(image, Image.Image) else upright_size(bytes(image))
+        with self._lock:  # refresh grows the indexes in place: one check or refresh at a time
+            self.refresh()
+            return self._match(work, out_size, exclude_sha256, exclude_origin, limit)
+
+    def _match(
+        self,
+        work: Image.Image,
+        out_size: tuple[int, int] | None,
+        exclude_sha256: str | None,
+        exclude_origin: dict[str, Any] | None,
+        limit: int,
+    ) -> list[Match]:
         cfg = self.config
         stripped, box = strip_borders(work)
         variants, quality = PdqSignal.dihedral(work)
@@ -250,33 +263,58 @@ class Matcher:
         close = [c for c in whole_hits if c.distance <= cfg.pdq_match]
         near = sorted((c for c in whole_hits if c.distance > cfg.pdq_match), key=lambda c: c.distance)
         self._decide(close + near[:3], work, out_size, quality, features, results, done, budget)
-        if not any(m.tier == "match" and not m.recycled for m in results) and len(self._descriptors):
-            voted: list[_Candidate] = []
-            for mirrored in (False, True):
-                features[mirrored] = feats = extract(self._orient(work, mirrored))
-                for owner, n in self._descriptors.vote(feats.descriptors).most_common(cfg.max_candidates):
-                    voted.append(_Candidate(owner, 999, 4 if mirrored else 0, False, n))
-            # copies get 40-140 votes, unrelated images a flat spread of 10-35 (measured at 1 k entries):
-            # only candidates within half of the best vote count are worth a verification. Entries already
-            # matched whole (an identical earlier post gets every vote) must not set that bar.
-            decided = {r.known.id for r in results}
-            voted = [
-                c
-                for c in voted
-                if self._entries[c.owner].id not in decided
-                and not self._excluded(self._entries[c.owner], exclude_sha256, exclude_origin)
-            ]
-            top = max((c.votes for c in voted), default=0)
-            voted = [c for c in sorted(voted, key=lambda c: -c.votes) if c.votes >= max(cfg.min_votes, top * _VOTE_SHARE)][
-                : max(1, cfg.max_candidates // 2)
-            ]
-            self._decide(voted, work, out_size, quality, features, results, done, budget)
+        if not self._known_match(results) and len(self._descriptors):
+            # the image as is first: a copy that is not mirrored usually gets a clear majority of votes,
+            # and once it verifies the mirrored vote (a second ORB pass and index search) is not needed
+            voted = self._vote(work, False, features)
+            if max((c.votes for c in voted), default=0) >= _STRONG_VOTES:
+                shortlist = self._shortlist(voted, results, exclude_sha256, exclude_origin)
+                self._decide(shortlist, work, out_size, quality, features, results, done, budget)
+            if not self._known_match(results):
+                # both orientations together: a mirrored copy gets few, random votes as is, many mirrored
+                voted += self._vote(work, True, features)
+                shortlist = self._shortlist(voted, results, exclude_sha256, exclude_origin)
+                self._decide(shortlist, work, out_size, quality, features, results, done, budget)
         # a near-identical whole-image hash is the strongest evidence, then the most inliers
         results.sort(key=lambda m: (m.tier != "match", m.signal != "pdq", -(m.inliers or 0), m.distance or 0))
         unique: dict[str, Match] = {}
         for m in results:  # one result per entry (its best), e.g. a suggestion as is and a match mirrored
             unique.setdefault(m.known.id, m)
         return list(unique.values())[:limit]
+
+    @staticmethod
+    def _known_match(results: list[Match]) -> bool:
+        return any(m.tier == "match" and not m.recycled for m in results)
+
+    def _vote(self, work: Image.Image, mirrored: bool, features: dict[bool, LocalFeatures]) -> list[_Candidate]:
+        """The entries that the image's descriptors (mirrored or not) vote for, with their votes."""
+        features[mirrored] = feats = extract(self._orient(work, mirrored))
+        votes = self._descriptors.vote(feats.descriptors).most_common(self.config.max_candidates)
+        return [_Candidate(owner, 999, 4 if mirrored else 0, False, n) for owner, n in votes]
+
+    def _shortlist(
+        self,
+        voted: list[_Candidate],
+        results: list[Match],
+        exclude_sha256: str | None,
+        exclude_origin: dict[str, Any] | None,
+    ) -> list[_Candidate]:
+        """The voted candidates worth a verification, most votes first.
+
+        Copies get 40-140 votes, unrelated images a flat spread of 10-35 (measured at 1 k and 100 k
+        entries): only candidates within half of the best vote count are worth a verification. Entries
+        already decided (an identical earlier post matched whole gets every vote) must not set that bar."""
+        cfg = self.config
+        decided = {r.known.id for r in results}
+        voted = [
+            c
+            for c in voted
+            if self._entries[c.owner].id not in decided
+            and not self._excluded(self._entries[c.owner], exclude_sha256, exclude_origin)
+        ]
+        top = max((c.votes for c in voted), default=0)
+        bar = max(cfg.min_votes, top * _VOTE_SHARE)
+        return [c for c in sorted(voted, key=lambda c: -c.votes) if c.votes >= bar][: max(1, cfg.max_candidates // 2)]
 
     def _decide(
         self,
