@@ -3,9 +3,10 @@
 Two stages, so a check costs about the same at 100 k known images as at 1 k:
 
 1. Retrieval. The 8 dihedral PDQ variants of the query, with and without its borders/caption bars, go
-   through the whole-image Hamming index (:mod:`bot.matching.index`); the query's ORB descriptors (as is and
-   mirrored) vote in the descriptor index (:mod:`bot.matching.descriptors`), which finds crops and
-   composites that no whole-image hash can. A few candidate entries come out.
+   through the whole-image Hamming index (:mod:`bot.matching.index`); the query's ORB descriptors (as is,
+   then mirrored unless that already found a match) vote in the descriptor index
+   (:mod:`bot.matching.descriptors`), which finds crops and composites that no whole-image hash can. A
+   few candidate entries come out.
 2. Decision. A whole-image PDQ distance within ``pdq_match`` (both hashes of trustworthy quality) is a
    match on its own. Every other candidate is verified with local features and a RANSAC similarity
    (:mod:`bot.hashing.local`): ``match`` or ``suggest`` by inlier count; a whole-image PDQ distance within
