@@ -18,7 +18,9 @@ core; ``bench/speed.py``):
   no k-means over the descriptors: 71 s at 16 M where k-means training plus assignment took 175 s;
 - descriptors added later go into the built file directly (assignment to existing lists costs
   microseconds); the file is rebuilt only when it has grown :data:`REBUILD_GROWTH` times since it was
-  built, so the lists stay short.
+  built, so the lists stay short;
+- each descriptor's owner (the entry it came from) is its faiss id, and a rebuild reads the descriptors
+  back out of the index: 40 bytes per descriptor in all (6.4 KB per stored image), no second copy.
 """
 
 from __future__ import annotations
@@ -60,7 +62,7 @@ def _power_of_two(x: float) -> int:
 
 
 def _inverted_file(codes: np.ndarray, rng: np.random.Generator) -> tuple[faiss.IndexBinaryIVF, list[object]]:
-    """An inverted file over ``codes`` with random stored descriptors as list centres, and the faiss
+    """An empty inverted file for ``codes`` with random stored descriptors as list centres, and the faiss
     objects it refers to (faiss does not own its quantizers: they must live as long as the index)."""
     n = len(codes)
     nlist = min(_power_of_two(n / LIST_ROWS), n)
@@ -77,64 +79,72 @@ def _inverted_file(codes: np.ndarray, rng: np.random.Generator) -> tuple[faiss.I
     return index, [flat, quantizer]
 
 
+def _contents(index: faiss.IndexBinary) -> tuple[np.ndarray, np.ndarray]:
+    """Every descriptor held by ``index`` and its owner: what a rebuild starts from, so no second copy of
+    16 M descriptors has to be kept beside the index."""
+    if isinstance(index, faiss.IndexBinaryIDMap):
+        codes = faiss.vector_to_array(faiss.downcast_IndexBinary(index.index).xb).reshape(-1, 32)
+        return codes, faiss.vector_to_array(index.id_map)
+    lists = index.invlists
+    codes, owners = [np.zeros((0, 32), np.uint8)], [np.zeros(0, np.int64)]
+    for i in range(index.nlist):
+        n = lists.list_size(i)
+        if n:
+            codes.append(faiss.rev_swig_ptr(lists.get_codes(i), n * 32).copy().reshape(n, 32))
+            owners.append(faiss.rev_swig_ptr(lists.get_ids(i), n).copy())
+    return np.concatenate(codes), np.concatenate(owners)
+
+
 class DescriptorIndex:
-    """Stored descriptors with the entry (owner) each came from."""
+    """Stored descriptors, each with the entry (owner) it came from as its faiss id."""
 
     def __init__(self, seed: int = 0) -> None:
-        self._codes: list[np.ndarray] = []  # kept for rebuilds (the faiss index does not give them back)
-        self._owners = np.zeros(1024, np.int32)  # owner of row i; capacity doubles, so adding one is cheap
-        self._rows = 0
         self._index: faiss.IndexBinary | None = None
         self._keep: list[object] = []
+        self._pending: list[tuple[np.ndarray, np.ndarray]] = []  # added while no usable index exists
         self._built_rows = 0
         self._rng = np.random.default_rng(seed)
 
     def __len__(self) -> int:
-        return self._rows
+        held = int(self._index.ntotal) if self._index is not None else 0
+        return held + sum(len(codes) for codes, _ in self._pending)
 
     def add(self, descriptors: np.ndarray, owner: int) -> None:
-        self.add_many(descriptors, np.full(len(descriptors), owner, np.int32))
+        self.add_many(descriptors, np.full(len(descriptors), owner, np.int64))
 
     def add_many(self, descriptors: np.ndarray, owners: np.ndarray) -> None:
-        """Add descriptors; into the built index when it stays the right kind and size, else it is rebuilt
-        at the next vote."""
+        """Add descriptors: straight into the built index while it stays the right kind and size, else
+        kept aside until the rebuild at the next vote."""
         if len(descriptors) == 0:
             return
         codes = np.ascontiguousarray(descriptors, dtype=np.uint8)
-        self._codes.append(codes)
-        rows = self._rows + len(codes)
-        if rows > len(self._owners):
-            grown = np.zeros(max(rows, 2 * len(self._owners)), np.int32)
-            grown[: self._rows] = self._owners[: self._rows]
-            self._owners = grown
-        self._owners[self._rows : rows] = owners
-        self._rows = rows
-        if self._index is None:
-            return
-        flat = isinstance(self._index, faiss.IndexBinaryFlat)
-        if (flat and rows > FLAT_LIMIT) or (not flat and rows > REBUILD_GROWTH * self._built_rows):
-            self._index = None
+        ids = np.asarray(owners, np.int64)
+        rows = len(self) + len(codes)
+        flat = isinstance(self._index, faiss.IndexBinaryIDMap)
+        stale = (flat and rows > FLAT_LIMIT) or (not flat and rows > REBUILD_GROWTH * self._built_rows)
+        if self._index is None or self._pending or stale:
+            self._pending.append((codes, ids))
         else:
-            self._index.add(codes)
+            self._index.add_with_ids(codes, ids)
 
     def build(self) -> None:
-        """(Re)build the faiss index from every added descriptor."""
-        codes = np.concatenate(self._codes) if self._codes else np.zeros((0, 32), np.uint8)
-        self._codes = [codes]
+        """(Re)build the faiss index from every descriptor held or added."""
+        parts = [_contents(self._index)] if self._index is not None else []
+        parts += self._pending
+        codes = np.concatenate([c for c, _ in parts]) if parts else np.zeros((0, 32), np.uint8)
+        owners = np.concatenate([o for _, o in parts]) if parts else np.zeros(0, np.int64)
+        self._index, self._pending = None, []  # let the old index go before the new one is filled
         if len(codes) <= FLAT_LIMIT:
-            index: faiss.IndexBinary = faiss.IndexBinaryFlat(256)
+            index: faiss.IndexBinary = faiss.IndexBinaryIDMap(faiss.IndexBinaryFlat(256))
             self._keep = []
         else:
             index, self._keep = _inverted_file(codes, self._rng)
-        index.add(codes)
+        index.add_with_ids(codes, owners)
         self._index, self._built_rows = index, len(codes)
 
     def memory_bytes(self) -> int:
-        """Descriptors and owner ids kept here, plus the faiss index's copy (an inverted file also holds an
-        8-byte id per row)."""
-        rows = len(self)
-        per_row = 32 if isinstance(self._index, faiss.IndexBinaryFlat) or self._index is None else 40
-        return rows * (32 + 4) + int(self._index.ntotal if self._index is not None else 0) * per_row
+        """Bytes per held descriptor: its 32-byte code and 8-byte id (the owner), in faiss."""
+        return len(self) * (32 + 8)
 
     def vote(self, descriptors: np.ndarray, k: int = 2) -> Counter[int]:
         """Votes per owner: distinct query descriptors with a stored neighbour within VOTE_DISTANCE.
@@ -142,16 +152,15 @@ class DescriptorIndex:
         Descriptors come strongest first (:func:`bot.hashing.local.extract`); only the first
         :data:`QUERY_VOTERS` vote."""
         descriptors = np.ascontiguousarray(descriptors[:QUERY_VOTERS], dtype=np.uint8)
-        if self._index is None:
+        if self._index is None or self._pending:
             self.build()
         assert self._index is not None
         if len(descriptors) == 0 or self._index.ntotal == 0:
             return Counter()
-        dist, rows = self._index.search(descriptors, k)
-        close = (rows >= 0) & (dist <= VOTE_DISTANCE)
-        voter = np.broadcast_to(np.arange(len(descriptors))[:, None], rows.shape)[close]
-        owner = self._owners[rows[close]].astype(np.int64)
+        dist, owners = self._index.search(descriptors, k)
+        close = (owners >= 0) & (dist <= VOTE_DISTANCE)
+        voter = np.broadcast_to(np.arange(len(descriptors))[:, None], owners.shape)[close]
         # one vote per (query descriptor, owner): k neighbours of one descriptor in one image count once
-        pairs = np.unique(voter.astype(np.int64) << 32 | owner)
-        owners, counts = np.unique(pairs & 0xFFFFFFFF, return_counts=True)
-        return Counter(dict(zip(owners.tolist(), counts.tolist())))
+        pairs = np.unique(voter.astype(np.int64) << 32 | owners[close])
+        found, counts = np.unique(pairs & 0xFFFFFFFF, return_counts=True)
+        return Counter(dict(zip(found.tolist(), counts.tolist())))
