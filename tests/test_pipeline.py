@@ -250,7 +250,7 @@ def video_parts(tmp_path, httpserver):
     pipeline = Pipeline(store, archive, fetcher, matcher, tracker, video_keyframes=4, clock=lambda: NOW)
     serve(httpserver, "/watch/v/thumbnail.jpg", THUMBNAIL)
     yield store, archive, pipeline
-    fetcher.close()
+    pipeline.fetcher.close()  # a test may have replaced it
     store.close()
 
 
@@ -310,19 +310,31 @@ def test_a_missing_hls_segment_keeps_the_post_pending_with_nothing_half_archived
     assert link.sha256 and len(archived_files(archive, "ts")) == 1 and len(archived_files(archive, "m3u8")) == 2
 
 
-def test_an_encrypted_hls_video_is_recorded_as_such_and_its_preview_still_archived(
-    video_parts, httpserver, trailer_hls
+@pytest.mark.parametrize("problem", ["encrypted", "over_the_size_cap"])
+def test_an_hls_video_that_cannot_be_archived_is_recorded_as_such_and_its_preview_still_archived(
+    video_parts, httpserver, trailer_hls, problem
 ):
+    """Refused before (encrypted) or while (over the cap) fetching segments: the reason is on the attachment,
+    the post moves on, the thumbnail is archived, and no joined file or playlist is."""
     store, archive, pipeline = video_parts
-    encrypted = trailer_hls["index.m3u8"].replace(b"#EXTINF", b'#EXT-X-KEY:METHOD=AES-128,URI="k.key"\n#EXTINF', 1)
-    serve_hls(httpserver, {**trailer_hls, "index.m3u8": encrypted})
+    if problem == "encrypted":
+        key = b'#EXT-X-KEY:METHOD=AES-128,URI="k.key"\n#EXTINF'
+        serve_hls(httpserver, {**trailer_hls, "index.m3u8": trailer_hls["index.m3u8"].replace(b"#EXTINF", key, 1)})
+    else:  # every segment fits the cap, the three together do not
+        serve_hls(httpserver, trailer_hls)
+        cap = max(len(trailer_hls[f"seg{i}.ts"]) for i in range(3)) + 1000
+        config = MediaConfig(trusted_hosts=[f"{httpserver.host}:{httpserver.port}"], retries=0, max_bytes=cap)
+        pipeline.fetcher.close()
+        pipeline.fetcher = MediaFetcher(config)
     post = bluesky_video_post(httpserver, "3lbvideo0003")
     pipeline.ingest("bluesky", post.account, PollResult([post], None))
 
     report = pipeline.process_pending()
     assert report.posts == 1 and not store.get_post("bluesky", post.post_id).pending
     [link] = store.get_post_media("bluesky", post.post_id)
-    assert link.sha256 is None and link.error.startswith("hls_encrypted")
+    reason = "hls_encrypted" if problem == "encrypted" else "too_large"
+    assert link.sha256 is None and link.error.startswith(reason), link.error
     assert store.get_media(hashlib.sha256(THUMBNAIL).hexdigest()) is not None
     assert archived_files(archive, "ts") == [] and archived_files(archive, "m3u8") == []
-    assert not any(r.path.endswith(".ts") for r, _ in httpserver.log)
+    if problem == "encrypted":
+        assert not any(r.path.endswith(".ts") for r, _ in httpserver.log)
