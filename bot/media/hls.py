@@ -168,7 +168,7 @@ def _join(
         parts.append(data)
         total += len(data)
     if not playlist.ended:
-        log.info("hls: %s is live (no EXT-X-ENDLIST): archived the %d segments listed so far", shown, count)
+        log.info("hls: %s is live (no EXT-X-ENDLIST): joined the %d segments listed so far", shown, count)
     return _joined_file(url, playlist_url, b"".join(parts), shown)
 
 
@@ -202,7 +202,7 @@ def parse_playlist(data: bytes, base_url: str) -> list[Variant] | MediaPlaylist:
         raise MediaError("too_large", f"playlist {shown} is {len(data)} bytes, over {MAX_PLAYLIST_BYTES}")
     lines = _lines(data, shown)
     tags = {line.split(":", 1)[0] for line in lines if line.startswith("#EXT")}
-    master = bool(tags & {"#EXT-X-STREAM-INF"})
+    master = "#EXT-X-STREAM-INF" in tags
     if master and "#EXTINF" in tags:
         raise MediaError("hls_malformed", f"playlist {shown} mixes variants and segments")
     if "#EXT-X-SESSION-KEY" in tags or "#EXT-X-KEY" in tags:
@@ -270,7 +270,7 @@ def _parse_media(lines: list[str], base_url: str, shown: str) -> MediaPlaylist:
     for line in lines:
         tag, _, value = line.partition(":")
         if tag == "#EXTINF":
-            _duration(value, shown)
+            _check_duration(value, shown)
             in_segment = True
         elif tag in ("#EXT-X-BYTERANGE", "#EXT-X-I-FRAMES-ONLY"):
             raise MediaError("hls_unsupported", f"playlist {shown} uses byte ranges ({tag}): not supported")
@@ -290,14 +290,14 @@ def _parse_media(lines: list[str], base_url: str, shown: str) -> MediaPlaylist:
     return MediaPlaylist(tuple(segments), init, ended)
 
 
-def _duration(value: str, shown: str) -> float:
+def _check_duration(value: str, shown: str) -> None:
+    """An #EXTINF value must start with a finite, non-negative number of seconds (else the line is garbage)."""
     try:
         duration = float(value.split(",", 1)[0])
     except ValueError:
         raise MediaError("hls_malformed", f"playlist {shown}: bad #EXTINF duration {value[:40]!r}") from None
     if not math.isfinite(duration) or duration < 0:
         raise MediaError("hls_malformed", f"playlist {shown}: bad #EXTINF duration {value[:40]!r}")
-    return duration
 
 
 def _init_section(value: str, previous: str | None, base_url: str, shown: str) -> str:
