@@ -11,8 +11,10 @@ it follows the playlist to one video file:
 2. Its **media** playlist lists the segments (and an ``EXT-X-MAP`` init section for fragmented MP4). URIs
    are resolved against the URL the playlist was finally served from.
 3. Every segment is fetched through the same :class:`~bot.media.fetch.MediaFetcher` (same address policy,
-   trusted hosts, timeouts, retries), the running total held to ``media.max_bytes`` and at most
-   ``max_segments`` segments, then concatenated: MPEG-TS segments give one ``.ts`` file, an init section
+   trusted hosts, timeouts, retries), the running total held to ``media.max_bytes``, at most
+   ``max_segments`` segments and ``max_seconds`` for them all (each download has its own deadline, but a
+   host dripping a thousand segments one after another would otherwise hold a worker for hours), then
+   concatenated: MPEG-TS segments give one ``.ts`` file, an init section
    followed by fMP4 segments a fragmented ``.mp4``. The joined file is sniffed again like any download, so
    :mod:`bot.media.keyframes` demuxes it with its usual forced demuxer (FFmpeg's HLS demuxer is never used).
 
@@ -27,7 +29,8 @@ Errors are :class:`~bot.errors.MediaError`; a segment's own failure keeps its re
 ``EXT-X-SESSION-KEY`` with a method other than NONE: the segments would be ciphertext),
 ``hls_unsupported`` (byte ranges, several init sections, a master playlist where a media playlist should be),
 ``hls_segment_missing`` (404 or 410 for a segment the playlist lists: the host contradicts itself, as while an
-upload is still being processed, so the pipeline retries it like a timeout), ``too_many_segments`` and
+upload is still being processed, so the pipeline retries it like a timeout), ``timeout`` (past ``max_seconds``),
+``too_many_segments`` and
 ``too_large`` (segments over ``media.max_bytes`` in total, or a playlist over :data:`MAX_PLAYLIST_BYTES`).
 """
 
@@ -36,6 +39,7 @@ from __future__ import annotations
 import logging
 import math
 import re
+import time
 from dataclasses import dataclass
 from urllib.parse import urljoin, urlsplit
 
@@ -48,6 +52,8 @@ log = logging.getLogger(__name__)
 
 #: segments one video may have (a 3-minute Bluesky video has a few dozen)
 MAX_SEGMENTS = 1000
+#: seconds all the segments of one video may take to download
+MAX_SECONDS = 600.0
 #: a playlist larger than this is refused (thousands of segments fit in a tenth of it)
 MAX_PLAYLIST_BYTES = 1_000_000
 #: the longer side of the largest variant chosen when there is one that small (see the module documentation)
@@ -129,7 +135,9 @@ SEGMENT = Expected(_segment, MEDIA.declared_ok, "an MPEG-TS or MP4 segment")
 # ----------------------------------------------------------------------------- fetching
 
 
-def fetch_attachment(fetcher: MediaFetcher, url: str, *, max_segments: int = MAX_SEGMENTS) -> Attachment:
+def fetch_attachment(
+    fetcher: MediaFetcher, url: str, *, max_segments: int = MAX_SEGMENTS, max_seconds: float = MAX_SECONDS
+) -> Attachment:
     """The media file at ``url``; an HLS playlist there is followed and its segments joined into one file."""
     first = fetcher.fetch(url, MEDIA_OR_PLAYLIST)
     if first.kind != "playlist":
@@ -144,14 +152,14 @@ def fetch_attachment(fetcher: MediaFetcher, url: str, *, max_segments: int = MAX
         parsed = parse_playlist(second.data, second.final_url)
         if isinstance(parsed, list):
             raise MediaError("hls_unsupported", f"{_shown(variant.uri)} is a master playlist inside a master playlist")
-    video = _join(fetcher, url, playlists[-1].final_url, parsed, max_segments)
+    video = _join(fetcher, url, playlists[-1].final_url, parsed, max_segments, time.monotonic() + max_seconds)
     return Attachment(video, tuple(playlists))
 
 
 def _join(
-    fetcher: MediaFetcher, url: str, playlist_url: str, playlist: MediaPlaylist, max_segments: int
+    fetcher: MediaFetcher, url: str, playlist_url: str, playlist: MediaPlaylist, max_segments: int, deadline: float
 ) -> FetchedMedia:
-    """Fetch the init section and every segment, the total within the size cap, and concatenate them."""
+    """Fetch the init section and every segment, within the size cap and the deadline, and concatenate them."""
     shown = _shown(playlist_url)
     count = len(playlist.segments)
     if count > max_segments:
@@ -164,6 +172,8 @@ def _join(
         what = "the init section" if number == 0 else f"segment {number} of {count}"
         if total >= cap:
             raise MediaError("too_large", f"the video of {shown} is over the limit of {cap} bytes at {what}")
+        if time.monotonic() > deadline:
+            raise MediaError("timeout", f"the segments of {shown} took too long to download, stopped at {what}")
         data = _fetch_part(fetcher, uri, what, shown, cap - total)
         parts.append(data)
         total += len(data)

@@ -3,6 +3,9 @@ a local HTTP server: real H.264 segments written by FFmpeg's hls muxer, hostile 
 
 from __future__ import annotations
 
+import re
+import time
+
 import numpy as np
 import pytest
 from pytest_httpserver import HTTPServer
@@ -198,6 +201,19 @@ def test_segments_over_the_size_cap_in_total_are_refused(server, ts_files):
     with MediaFetcher(config) as fetcher:
         error = reason_of(fetcher, server.url_for("/c/index.m3u8"))
     assert error.reason == "too_large" and f"limit of {cap} bytes at segment 3 of 3" in str(error)
+
+
+def test_segments_dripping_past_the_overall_deadline_are_a_timeout(server, fetcher, ts_files):
+    """Each segment is quick enough on its own; together they take longer than the video may."""
+    def slow(request):
+        time.sleep(0.3)
+        return Response(ts_files[request.path.rsplit("/", 1)[1]], content_type="video/mp2t")
+
+    serve(server, "/slow/index.m3u8", ts_files["index.m3u8"], PLAYLIST_TYPE)
+    server.expect_request(re.compile(r"^/slow/seg\d\.ts$")).respond_with_handler(slow)
+    error = reason_of(fetcher, server.url_for("/slow/index.m3u8"), max_seconds=0.5)
+    assert error.reason == "timeout" and "stopped at segment 3 of 3" in str(error)
+    assert requested(server, "/slow/seg2.ts") == 0
 
 
 @pytest.mark.parametrize(
