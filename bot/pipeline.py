@@ -5,12 +5,15 @@ One direction, each step idempotent, so a crash at any point is repaired by runn
 1. ``ingest``: persist the posts (raw payload kept) and the cursor in one write, and archive each post
    version's raw JSON. Nothing else happens before the post is safe.
 2. ``process_pending``: for each post whose latest version is not processed yet: schedule its re-checks,
-   download each attachment (safe fetcher), archive it (sha256, atomic), record it, hash and match it
-   against known and previously seen media, enqueue alerts in the persistent outbox (idempotence keys),
-   remember the image as seen, and only then mark the version processed.
+   download each attachment (safe fetcher; an HLS playlist is followed and its segments joined into one
+   video file, :mod:`bot.media.hls`), archive it (sha256, atomic), record it, hash and match it against
+   known and previously seen media, enqueue alerts in the persistent outbox (idempotence keys), remember the
+   image as seen, and only then mark the version processed.
 
 Transient failures (disk full, store hiccup, a media host timing out) leave the post pending for the next
-run (a full disk and an unreachable store for as long as they last, a media host ``MAX_ATTEMPTS`` runs); permanent ones (not an image, 404, refused address) are recorded on the attachment and the post moves
+run (a full disk and an unreachable store for as long as they last, a media host ``MAX_ATTEMPTS`` runs, and
+so does an HLS segment that its playlist lists but its host answers 404 for); permanent ones (not an image,
+404, refused address, encrypted or malformed playlist) are recorded on the attachment and the post moves
 on. Delivery of alerts is the sender's job (:mod:`bot.alerts`), never this module's.
 """
 
@@ -33,6 +36,7 @@ from bot.hashing.decode import decode_image
 from bot.known import remember_seen
 from bot.matching.matcher import Matcher
 from bot.media.fetch import FetchedMedia, MediaFetcher
+from bot.media.hls import fetch_attachment
 from bot.media.keyframes import extract_keyframes
 from bot.models import Media, MediaKind, Post, utcnow
 from bot.store import StateStore
@@ -41,8 +45,10 @@ from watchers.base import PollResult
 
 log = logging.getLogger(__name__)
 
-#: media errors worth retrying on the next run; every other reason is final for that attachment
-TRANSIENT_MEDIA_ERRORS = frozenset({"timeout", "unavailable"})
+#: media errors worth retrying on the next run; every other reason is final for that attachment. A segment
+#: missing from an HLS playlist that lists it is the host contradicting itself (an upload still being
+#: processed, a CDN catching up), unlike a 404 for the posted URL itself
+TRANSIENT_MEDIA_ERRORS = frozenset({"timeout", "unavailable", "hls_segment_missing"})
 #: how many runs a post may stay pending because of transient errors before it is finished with errors
 MAX_ATTEMPTS = 5
 
@@ -151,11 +157,15 @@ class Pipeline:
             report.posts += 1
 
     def _process_media(self, post: Post, index: int, media: Media, report: ProcessReport) -> int:
-        """Fetch, archive, record, match one attachment. Returns the number of files archived."""
+        """Fetch, archive, record, match one attachment. Returns the number of files archived.
+
+        The playlists of an HLS video are archived and recorded (as media records of their own, under their own
+        URLs) next to the joined video file, as a video's frames are: they are the evidence of which rendition
+        and which segments the archived file was made of."""
         archived = 0
         for url, role in _urls_to_fetch(media):
             try:
-                fetched = self.fetcher.fetch(url)
+                attachment = fetch_attachment(self.fetcher, url)
             except MediaError as e:
                 if e.reason in TRANSIENT_MEDIA_ERRORS:
                     raise RetryLater(f"{url}: {e}") from e
@@ -163,7 +173,10 @@ class Pipeline:
                 if role == "main":
                     self.store.link_post_media(PostMediaLink(post.platform, post.post_id, index, url, None, f"{e.reason}: {e}"))
                 continue
+            fetched = attachment.media
             record = self._archive(fetched.data, fetched.ext, fetched.content_type, fetched.url)
+            for playlist in attachment.playlists:
+                self._archive(playlist.data, playlist.ext, playlist.content_type, playlist.url)
             archived += 1
             if role == "main":
                 self.store.link_post_media(PostMediaLink(post.platform, post.post_id, index, url, record.sha256))

@@ -4,6 +4,7 @@ server, trusted by config), matcher and re-check tracker. Each step must be idem
 from __future__ import annotations
 
 import errno
+import hashlib
 import io
 import os
 from datetime import datetime, timedelta, timezone
@@ -19,9 +20,11 @@ from bot.deletions.tracker import RecheckTracker
 from bot.known import add_paths
 from bot.matching.matcher import Matcher
 from bot.media.fetch import MediaFetcher
-from bot.models import Media, Post
+from bot.models import Media, MediaKind, Post
 from bot.pipeline import Pipeline
+from bot.store.records import KnownKind
 from bot.store.sqlite import SqliteStore
+from tests.media.videos import hls_from_video
 from watchers.base import PollResult
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=timezone.utc)
@@ -187,3 +190,151 @@ def test_a_posted_video_matching_a_known_trailer_raises_one_alert(tmp_path, http
     finally:
         fetcher.close()
         store.close()
+
+
+# ----------------------------------------------------------------------------- HLS videos (Bluesky)
+
+HLS_TYPE = "application/vnd.apple.mpegurl"
+THUMBNAIL = ministry_evidence(7)
+
+
+@pytest.fixture(scope="module")
+def trailer_hls(tmp_path_factory) -> dict[str, bytes]:
+    """The known trailer as Bluesky would publish it: an HLS master playlist over 2-second MPEG-TS segments."""
+    from bot.demo.scene import write_trailer
+
+    folder = tmp_path_factory.mktemp("trailer-hls")
+    trailer = write_trailer(folder / "trailer.mp4").read_bytes()
+    files = hls_from_video(trailer, folder / "720p", segment_seconds=2)
+    files["trailer.mp4"] = trailer
+    files["playlist.m3u8"] = b"#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=2000000,RESOLUTION=1280x720\n720p/index.m3u8\n"
+    return files
+
+
+def serve_hls(httpserver, files: dict[str, bytes], skip: str = "") -> None:
+    """``files`` under /watch/v/ (the master playlist and the 720p variant), except the file ``skip``."""
+    for name, body in files.items():
+        if name == skip or name == "trailer.mp4":
+            continue
+        path = "/watch/v/playlist.m3u8" if name == "playlist.m3u8" else f"/watch/v/720p/{name}"
+        serve(httpserver, path, body, HLS_TYPE if name.endswith(".m3u8") else "video/mp2t")
+
+
+def bluesky_video_post(httpserver, post_id: str) -> Post:
+    uri = f"at://did:plc:govagency123456789abcde/app.bsky.feed.post/{post_id}"
+    return Post(
+        platform="bluesky",
+        account="agency.gov.example",
+        post_id=uri,
+        url=f"https://bsky.app/profile/agency.gov.example/post/{post_id}",
+        text="Footage from today",
+        created_at=NOW - timedelta(minutes=1),
+        media=(
+            Media(
+                httpserver.url_for("/watch/v/playlist.m3u8"),
+                MediaKind.VIDEO,
+                preview_url=httpserver.url_for("/watch/v/thumbnail.jpg"),
+            ),
+        ),
+        raw={"uri": uri},
+    )
+
+
+@pytest.fixture
+def video_parts(tmp_path, httpserver):
+    store = SqliteStore(str(tmp_path / "state.db"))
+    archive = Archive(tmp_path / "archive")
+    fetcher = MediaFetcher(MediaConfig(trusted_hosts=[f"{httpserver.host}:{httpserver.port}"], retries=0))
+    matcher = Matcher(store, archive, MatchingConfig())
+    tracker = RecheckTracker(store, {})
+    pipeline = Pipeline(store, archive, fetcher, matcher, tracker, video_keyframes=4, clock=lambda: NOW)
+    serve(httpserver, "/watch/v/thumbnail.jpg", THUMBNAIL)
+    yield store, archive, pipeline
+    pipeline.fetcher.close()  # a test may have replaced it
+    store.close()
+
+
+def archived_files(archive: Archive, ext: str) -> list[str]:
+    return sorted(p.name for p in archive.root.rglob(f"*.{ext}"))
+
+
+def test_a_bluesky_hls_video_is_archived_as_one_file_sampled_and_matched(video_parts, httpserver, trailer_hls):
+    """The segments joined are the archived evidence (with both playlists and the preview), its keyframes are
+    recorded as stills of that video, and the known trailer in it raises one alert."""
+    store, archive, pipeline = video_parts
+    (archive.root.parent / "trailer.mp4").write_bytes(trailer_hls["trailer.mp4"])
+    add_paths(store, archive, [archive.root.parent / "trailer.mp4"], label="Gunship sim trailer (2015)")
+    serve_hls(httpserver, trailer_hls)
+    post = bluesky_video_post(httpserver, "3lbvideo0001")
+    pipeline.ingest("bluesky", post.account, PollResult([post], None))
+    report = pipeline.process_pending()
+    assert (report.posts, report.retry_later, report.errors) == (1, 0, [])
+
+    [link] = store.get_post_media("bluesky", post.post_id)
+    assert link.error is None and link.url.endswith("/playlist.m3u8")
+    record = store.get_media(link.sha256)
+    joined = b"".join(trailer_hls[f"seg{i}.ts"] for i in range(3))
+    assert archive.get(record.archive_path) == joined and record.archive_path.endswith(".ts")
+    assert record.content_type == "video/mp2t" and record.first_url == post.media[0].url
+    variant_url = httpserver.url_for("/watch/v/720p/index.m3u8")
+    for name, url in (("playlist.m3u8", post.media[0].url), ("index.m3u8", variant_url)):
+        kept = store.get_media(hashlib.sha256(trailer_hls[name]).hexdigest())
+        assert kept is not None and kept.first_url == url and archive.get(kept.archive_path) == trailer_hls[name]
+    assert store.get_media(hashlib.sha256(THUMBNAIL).hexdigest()) is not None  # the preview still
+
+    frames = [e for e in store.iter_known(KnownKind.SEEN) if e.group == link.sha256]
+    assert len(frames) == 4 and min(e.frame_ts for e in frames) == 0.0
+    # the preview (a still of the trailer too) has an alert of its own; the video's frames raise one together
+    [alert] = [a for a in store.due_alerts(NOW + timedelta(hours=1)) if a.payload["media_sha256"] == link.sha256]
+    assert alert.kind == "match" and alert.payload["media_frame_ts"] is not None
+
+
+def test_a_missing_hls_segment_keeps_the_post_pending_with_nothing_half_archived(
+    video_parts, httpserver, trailer_hls
+):
+    store, archive, pipeline = video_parts
+    serve_hls(httpserver, trailer_hls, skip="seg1.ts")
+    httpserver.expect_oneshot_request("/watch/v/720p/seg1.ts").respond_with_data("not yet", status=404)
+    post = bluesky_video_post(httpserver, "3lbvideo0002")
+    pipeline.ingest("bluesky", post.account, PollResult([post], None))
+
+    report = pipeline.process_pending()
+    assert report.retry_later == 1 and report.posts == 0
+    assert store.get_post("bluesky", post.post_id).pending and store.get_post_media("bluesky", post.post_id) == []
+    assert archived_files(archive, "ts") == [] and archived_files(archive, "m3u8") == []
+
+    serve(httpserver, "/watch/v/720p/seg1.ts", trailer_hls["seg1.ts"], "video/mp2t")
+    report = pipeline.process_pending()
+    assert report.posts == 1 and not store.get_post("bluesky", post.post_id).pending
+    [link] = store.get_post_media("bluesky", post.post_id)
+    assert link.sha256 and len(archived_files(archive, "ts")) == 1 and len(archived_files(archive, "m3u8")) == 2
+
+
+@pytest.mark.parametrize("problem", ["encrypted", "over_the_size_cap"])
+def test_an_hls_video_that_cannot_be_archived_is_recorded_as_such_and_its_preview_still_archived(
+    video_parts, httpserver, trailer_hls, problem
+):
+    """Refused before (encrypted) or while (over the cap) fetching segments: the reason is on the attachment,
+    the post moves on, the thumbnail is archived, and no joined file or playlist is."""
+    store, archive, pipeline = video_parts
+    if problem == "encrypted":
+        key = b'#EXT-X-KEY:METHOD=AES-128,URI="k.key"\n#EXTINF'
+        serve_hls(httpserver, {**trailer_hls, "index.m3u8": trailer_hls["index.m3u8"].replace(b"#EXTINF", key, 1)})
+    else:  # every segment fits the cap, the three together do not
+        serve_hls(httpserver, trailer_hls)
+        cap = max(len(trailer_hls[f"seg{i}.ts"]) for i in range(3)) + 1000
+        config = MediaConfig(trusted_hosts=[f"{httpserver.host}:{httpserver.port}"], retries=0, max_bytes=cap)
+        pipeline.fetcher.close()
+        pipeline.fetcher = MediaFetcher(config)
+    post = bluesky_video_post(httpserver, "3lbvideo0003")
+    pipeline.ingest("bluesky", post.account, PollResult([post], None))
+
+    report = pipeline.process_pending()
+    assert report.posts == 1 and not store.get_post("bluesky", post.post_id).pending
+    [link] = store.get_post_media("bluesky", post.post_id)
+    reason = "hls_encrypted" if problem == "encrypted" else "too_large"
+    assert link.sha256 is None and link.error.startswith(reason), link.error
+    assert store.get_media(hashlib.sha256(THUMBNAIL).hexdigest()) is not None
+    assert archived_files(archive, "ts") == [] and archived_files(archive, "m3u8") == []
+    if problem == "encrypted":
+        assert not any(r.path.endswith(".ts") for r, _ in httpserver.log)

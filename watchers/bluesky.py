@@ -11,8 +11,8 @@
   newest page is read. Posts come oldest first. Post id: the ``at://`` URI; URL:
   ``https://bsky.app/profile/<handle>/post/<rkey>``.
 - Media: ``app.bsky.embed.images#view`` (fullsize, thumb, alt), ``app.bsky.embed.gallery#view``,
-  ``app.bsky.embed.video#view`` (HLS ``playlist`` as url, ``thumbnail`` as preview; ``presentation: gif``
-  -> GIF), ``app.bsky.embed.recordWithMedia#view`` (its ``media``), and external embeds whose link is a
+  ``app.bsky.embed.video#view`` (HLS ``playlist`` as url, which :mod:`bot.media.hls` turns into one video
+  file, ``thumbnail`` as preview; ``presentation: gif`` -> GIF), ``app.bsky.embed.recordWithMedia#view`` (its ``media``), and external embeds whose link is a
   .gif (how Bluesky posts GIFs). Link-card thumbnails and quoted posts' media are not this post's media.
   ``media_id`` is the blob CID from the record (stable, unlike CDN URLs).
 - ``lookup``: ``app.bsky.feed.getPosts`` 25 URIs per request. Returned -> alive. A URI missing from the

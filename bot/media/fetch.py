@@ -15,7 +15,8 @@ Media URLs come from platform payloads anyone can influence, so every fetch is t
   while streaming and aborted at the cap. ``Accept-Encoding: identity`` is asked for.
 - **Type**: a declared Content-Type that cannot be media (HTML, SVG, text, JSON, XML...) is refused before the
   body is read, and the magic bytes of the body decide the type (:mod:`bot.media.sniff`): JPEG, PNG, GIF, WebP,
-  MP4/MOV, WebM. Anything else is ``not_media``.
+  MP4/MOV, WebM, MPEG-TS. Anything else is ``not_media``. A caller may ask for other types (:class:`Expected`:
+  :mod:`bot.media.hls` fetches playlists and segments through the same fetcher, under the same policy).
 - **Time**: connect and read timeouts of ``media.timeout``, and a total deadline per attempt (redirects, TLS
   handshake, headers and body): a watchdog shuts the socket down when it passes, so a peer dripping one byte
   per read timeout cannot hold a worker.
@@ -52,7 +53,7 @@ from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
 from bot.config import MediaConfig
 from bot.errors import MediaError
-from bot.media.sniff import SNIFF_BYTES, sniff
+from bot.media.sniff import SNIFF_BYTES, SniffedType, sniff
 from bot.redact import redact_url
 
 log = logging.getLogger(__name__)
@@ -98,12 +99,25 @@ class FetchedMedia:
     final_url: str
     data: bytes = field(repr=False)
     content_type: str
-    ext: str  # jpg, png, gif, webp, mp4, webm, mov
-    kind: str  # "image" | "video" (an animated GIF is "image": its bytes are a GIF)
+    ext: str  # jpg, png, gif, webp, mp4, webm, mov, ts (m3u8, m4s: see bot.media.hls)
+    kind: str  # "image" | "video" (an animated GIF is "image": its bytes are a GIF); "playlist", "segment"
 
     @property
     def size(self) -> int:
         return len(self.data)
+
+
+@dataclass(frozen=True)
+class Expected:
+    """What a fetch may return: the one place where a caller widens or narrows the accepted types.
+
+    ``declared_ok`` decides, before the body is read, whether a declared Content-Type may precede such a body;
+    ``sniff`` then recognizes the body from its first :data:`SNIFF_BYTES` bytes (the only judge of its type);
+    ``what`` names the accepted types in ``not_media`` errors."""
+
+    sniff: Callable[[bytes], SniffedType | None]
+    declared_ok: Callable[[str], bool]
+    what: str
 
 
 # ----------------------------------------------------------------------------- address policy
@@ -401,9 +415,14 @@ class MediaFetcher:
 
     # ------------------------------------------------------------------ public
 
-    def fetch(self, url: str) -> FetchedMedia:
-        """Download ``url``; raises :class:`MediaError` with one of the reasons of the module documentation."""
+    def fetch(self, url: str, expected: Expected | None = None, *, max_bytes: int | None = None) -> FetchedMedia:
+        """Download ``url``; raises :class:`MediaError` with one of the reasons of the module documentation.
+
+        ``expected`` defaults to :data:`MEDIA`; ``max_bytes`` lowers (never raises) ``media.max_bytes`` for this
+        download, so a caller assembling one file from several downloads can hold the total to the cap."""
         check_url(url, self.config.trusted_hosts)  # refuse bad URLs before any retry loop
+        expected = expected or MEDIA
+        limit = self.config.max_bytes if max_bytes is None else min(max_bytes, self.config.max_bytes)
         attempts = self.config.retries + 1
         last: _Retryable | None = None
         for attempt in range(attempts):
@@ -412,7 +431,7 @@ class MediaFetcher:
                 log.info("media: retrying %s in %.1fs (%s)", _display(url), delay, last)
                 self._sleep(delay)
             try:
-                return self._fetch_once(url)
+                return self._fetch_once(url, expected, limit)
             except _Retryable as e:
                 last = e
         assert last is not None
@@ -420,11 +439,11 @@ class MediaFetcher:
 
     # ------------------------------------------------------------------ one attempt
 
-    def _fetch_once(self, url: str) -> FetchedMedia:
+    def _fetch_once(self, url: str, expected: Expected, limit: int) -> FetchedMedia:
         watchdog = _Watchdog(self._total_timeout)
         token = _current_watchdog.set(watchdog)
         try:
-            return self._follow(url, watchdog)
+            return self._follow(url, watchdog, expected, limit)
         except (MediaError, _Retryable) as e:
             # a socket shut down by the watchdog surfaces as a reset, an aborted handshake or an early EOF
             if watchdog.fired and e.reason in ("unavailable", "tls_error", "timeout"):
@@ -434,7 +453,7 @@ class MediaFetcher:
             watchdog.cancel()
             _current_watchdog.reset(token)
 
-    def _follow(self, url: str, watchdog: _Watchdog) -> FetchedMedia:
+    def _follow(self, url: str, watchdog: _Watchdog, expected: Expected, limit: int) -> FetchedMedia:
         deadline = time.monotonic() + self._total_timeout
         current = url
         for _hop in range(MAX_REDIRECTS + 1):
@@ -454,7 +473,7 @@ class MediaFetcher:
                     raise _Retryable(reason, f"HTTP {status} from {_display(current)}")
                 if status != 200:
                     raise MediaError(f"http_{status}", f"HTTP {status} from {_display(current)}")
-                return self._read_body(url, target, response, deadline, watchdog)
+                return self._read_body(url, target, response, deadline, watchdog, expected, limit)
             finally:
                 response.close()
         raise MediaError("too_many_redirects", f"more than {MAX_REDIRECTS} redirects from {_display(url)}")
@@ -527,22 +546,27 @@ class MediaFetcher:
         return e
 
     def _read_body(
-        self, url: str, target: _Target, response: requests.Response, deadline: float, watchdog: _Watchdog
+        self,
+        url: str,
+        target: _Target,
+        response: requests.Response,
+        deadline: float,
+        watchdog: _Watchdog,
+        expected: Expected,
+        limit: int,
     ) -> FetchedMedia:
         shown = _display(target.url)
         declared = (response.headers.get("Content-Type") or "").split(";", 1)[0].strip().lower()
-        if declared and not _may_be_media(declared):
-            raise MediaError("not_media", f"{shown} is {declared}, not media")
+        if declared and not expected.declared_ok(declared):
+            raise MediaError("not_media", f"{shown} is {declared}, not {expected.what}")
         length = response.headers.get("Content-Length")
         if length is not None:
             try:
                 declared_length = int(length)
             except ValueError:
                 declared_length = None
-            if declared_length is not None and declared_length > self.config.max_bytes:
-                raise MediaError(
-                    "too_large", f"{shown} is {declared_length} bytes, over the limit of {self.config.max_bytes}"
-                )
+            if declared_length is not None and declared_length > limit:
+                raise MediaError("too_large", f"{shown} is {declared_length} bytes, over the limit of {limit}")
         data = bytearray()
         sniffed = None
         raw = response.raw
@@ -554,10 +578,10 @@ class MediaFetcher:
                 if not chunk:
                     break
                 data += chunk
-                if len(data) > self.config.max_bytes:
-                    raise MediaError("too_large", f"{shown} is over the limit of {self.config.max_bytes} bytes")
+                if len(data) > limit:
+                    raise MediaError("too_large", f"{shown} is over the limit of {limit} bytes")
                 if sniffed is None and len(data) >= SNIFF_BYTES:
-                    sniffed = _sniff_or_refuse(bytes(data[:SNIFF_BYTES]), declared, shown)
+                    sniffed = _sniff_or_refuse(bytes(data[:SNIFF_BYTES]), declared, shown, expected)
         except (MediaError, _Retryable):
             raise
         except Exception as e:  # noqa: BLE001
@@ -565,7 +589,7 @@ class MediaFetcher:
         if watchdog.fired:  # the socket was shut down: what was read is not the whole body
             raise _Retryable("timeout", f"download of {shown} exceeded {self._total_timeout:g}s")
         if sniffed is None:
-            sniffed = _sniff_or_refuse(bytes(data), declared, shown)
+            sniffed = _sniff_or_refuse(bytes(data), declared, shown, expected)
         return FetchedMedia(
             url=url,
             final_url=target.url,
@@ -585,11 +609,15 @@ def _may_be_media(declared: str) -> bool:
     return declared.startswith(_MEDIA_TYPE_PREFIXES) or declared in _BINARY_TYPES
 
 
-def _sniff_or_refuse(head: bytes, declared: str, shown: str) -> Any:
-    sniffed = sniff(head)
+def _sniff_or_refuse(head: bytes, declared: str, shown: str, expected: Expected) -> SniffedType:
+    sniffed = expected.sniff(head)
     if sniffed is None:
-        raise MediaError("not_media", f"{shown} is not JPEG, PNG, GIF, WebP, MP4, MOV or WebM (declared {declared or 'no type'})")
+        raise MediaError("not_media", f"{shown} is not {expected.what} (declared {declared or 'no type'})")
     return sniffed
+
+
+#: what :meth:`MediaFetcher.fetch` accepts unless told otherwise: a posted image or video file
+MEDIA = Expected(sniff, _may_be_media, "JPEG, PNG, GIF, WebP, MP4, MOV, WebM or MPEG-TS")
 
 
 def _in_chain(e: BaseException, predicate: Callable[[BaseException], bool]) -> bool:

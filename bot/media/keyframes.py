@@ -15,9 +15,10 @@ How frames are chosen (two passes, so memory holds only the returned frames):
 3. Among the candidates, ``max_frames`` are chosen close to evenly spaced times between the first and last.
 
 Animated GIFs are handled like videos (frame times come from the GIF's frame delays); a still GIF gives one
-frame at 0.0. Still images (JPEG, PNG, WebP) and anything that is not MP4/MOV, WebM/Matroska or GIF are refused
-as ``not_video``: the demuxer is chosen from the magic bytes, never probed, so FFmpeg's playlist and
-network-capable demuxers (HLS, concat, ...) can never be reached from untrusted bytes.
+frame at 0.0. Still images (JPEG, PNG, WebP) and anything that is not MP4/MOV (fragmented too), WebM/Matroska,
+MPEG-TS or GIF are refused as ``not_video``: the demuxer is chosen from the magic bytes, never probed, so
+FFmpeg's playlist and network-capable demuxers (HLS, concat, ...) can never be reached from untrusted bytes.
+(An HLS video is turned into one MPEG-TS or MP4 file by :mod:`bot.media.hls` before it gets here.)
 
 Safety limits (:class:`KeyframeLimits`): frame size (``too_large``), duration scanned, packets demuxed, frames
 decoded and wall-clock time; when a scan limit is reached the frames found so far are used (a very long video
@@ -45,12 +46,12 @@ import av
 from PIL import Image
 
 from bot.errors import MediaError
-from bot.media.sniff import GIF, MOV, MP4, SNIFF_BYTES, WEBM, sniff
+from bot.media.sniff import GIF, MOV, MP4, MPEGTS, SNIFF_BYTES, WEBM, sniff
 
 log = logging.getLogger(__name__)
 
 # FFmpeg demuxer for each supported sniffed type (forced: no probing of untrusted input)
-_DEMUXERS = {MP4: "mov", MOV: "mov", WEBM: "matroska", GIF: "gif"}
+_DEMUXERS = {MP4: "mov", MOV: "mov", WEBM: "matroska", GIF: "gif", MPEGTS: "mpegts"}
 
 
 @dataclass(frozen=True)
@@ -141,7 +142,7 @@ def _demuxer_for(source: str | Path | bytes) -> str:
     sniffed = sniff(_head(source))
     demuxer = _DEMUXERS.get(sniffed) if sniffed else None
     if demuxer is None:
-        what = f"a {sniffed.ext} image" if sniffed else "not a supported video (MP4, MOV, WebM, GIF)"
+        what = f"a {sniffed.ext} image" if sniffed else "not a supported video (MP4, MOV, WebM, MPEG-TS, GIF)"
         raise MediaError("not_video", f"cannot extract frames: {what}")
     return demuxer
 

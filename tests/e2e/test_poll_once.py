@@ -14,6 +14,7 @@ import io
 import json
 import logging
 import re
+import tempfile
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +28,7 @@ from bot.archive import Archive
 from bot.cli import main
 from bot.store import open_store
 from tests.images import encode, scene, scene_video
+from tests.media.videos import hls_from_video
 
 pytestmark = pytest.mark.slow
 
@@ -40,6 +42,8 @@ ENV = {"E2E_X_TOKEN": X_TOKEN, "E2E_FB_TOKEN": FB_TOKEN, "E2E_MASTODON_TOKEN": M
 
 #: media bodies by path, generated once per session (the path names them, whatever the server's port)
 _MEDIA: dict[str, tuple[str, bytes]] = {}
+#: the Bluesky video as video.bsky.app serves it, by path below the master playlist's folder
+_HLS: dict[str, bytes] = {}
 
 X_USER_ID = "2244994945"
 FB_PAGE = "111"
@@ -158,10 +162,10 @@ class FakeInternet:
 
     # ------------------------------------------------------------------ CDNs and the press website
     def media(self, path: str) -> Response:
-        """A distinct picture or video for every media path; an HLS playlist and anything else as such."""
+        """A distinct picture or video for every media path; an HLS video for HLS paths; 404 for anything else."""
         lower = path.lower()
-        if lower.endswith(".m3u8"):
-            return Response("#EXTM3U\n#EXT-X-VERSION:3\n", 200, content_type="application/vnd.apple.mpegurl")
+        if lower.endswith((".m3u8", ".ts")):
+            return self.hls(path)
         if path not in _MEDIA:
             seed = zlib.crc32(path.encode()) % 100_000
             if lower.endswith(".mp4"):
@@ -178,6 +182,21 @@ class FakeInternet:
                 return Response("not found", 404, content_type="text/plain")
         content_type, body = _MEDIA[path]
         return Response(body, 200, content_type=content_type)
+
+    @staticmethod
+    def hls(path: str) -> Response:
+        """A master playlist (``.../playlist.m3u8``) over a 360p media playlist of 1-second MPEG-TS segments."""
+        if not _HLS:
+            video = scene_video([7, 8, 9], seconds_each=1, fps=4, size=(160, 96))
+            with tempfile.TemporaryDirectory() as folder:
+                files = hls_from_video(video, Path(folder))
+            _HLS.update({f"360p/{name}": body for name, body in files.items()})
+            _HLS["playlist.m3u8"] = b"#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=300000,RESOLUTION=160x96\n360p/index.m3u8\n"
+        for name, body in _HLS.items():
+            if path.endswith(f"/{name}"):
+                kind = "application/vnd.apple.mpegurl" if name.endswith(".m3u8") else "video/mp2t"
+                return Response(body, 200, content_type=kind)
+        return Response("not found", 404, content_type="text/plain")
 
 
 @pytest.fixture
@@ -288,7 +307,8 @@ def assert_first_poll_lines(lines: dict[str, str], expected: dict[str, tuple[int
 
 def assert_stored_with_media(tmp_path: Path, platforms: dict[str, int]) -> None:
     """Every post of ``platforms`` (platform -> expected post count) is stored, processed, and each of its
-    attachments is linked to an archived file whose content matches its sha256 (HLS playlists excepted)."""
+    attachments is linked to an archived file whose content matches its sha256 (a Bluesky video: its HLS
+    segments joined into one MPEG-TS file)."""
     archive = Archive(tmp_path / "data" / "archive")
     with open_store(f"sqlite:///{tmp_path / 'state.db'}") as store:
         assert store.pending_posts() == []
@@ -302,12 +322,11 @@ def assert_stored_with_media(tmp_path: Path, platforms: dict[str, int]) -> None:
                 assert [link.index for link in links] == list(range(len(sp.post.media))), sp.post.key
                 for link, media in zip(links, sp.post.media):
                     assert link.url == media.url
-                    if media.url.endswith(".m3u8"):  # a Bluesky video is an HLS playlist: not a file to archive
-                        assert link.sha256 is None and link.error.startswith("not_media"), link
-                        continue
                     assert link.sha256 and link.error is None, link
                     record = store.get_media(link.sha256)
                     assert record is not None, link
+                    if media.url.endswith(".m3u8"):
+                        assert record.content_type == "video/mp2t" and record.archive_path.endswith(".ts"), record
                     data = archive.get(record.archive_path)  # verifies the content against the hash
                     assert len(data) == record.size
                     archived += 1

@@ -26,6 +26,12 @@ def webm() -> bytes:
     return make_video("webm", "libvpx-vp9", seconds=10, fps=10, gop=10)
 
 
+@pytest.fixture(scope="module")
+def ts() -> bytes:
+    """MPEG-TS: what HLS segments joined together give (bot.media.hls)."""
+    return make_video("mpegts", "libx264", seconds=10, fps=10, gop=10)
+
+
 def _pixels(image: Image.Image) -> np.ndarray:
     return np.asarray(image.convert("RGB"), dtype=np.int16)
 
@@ -35,7 +41,7 @@ def _assert_distinct(frames: list[tuple[float, Image.Image]]) -> None:
         assert np.abs(_pixels(a) - _pixels(b)).mean() > 1
 
 
-@pytest.mark.parametrize("name", ["mp4", "webm"])
+@pytest.mark.parametrize("name", ["mp4", "webm", "ts"])
 def test_keyframes_every_second(name: str, request: pytest.FixtureRequest) -> None:
     data = request.getfixturevalue(name)
     frames = extract_keyframes(data)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 import av
 import numpy as np
@@ -56,3 +57,32 @@ def make_gif(frames: int = 20, fps: int = 10, width: int = 32, height: int = 24)
         for packet in stream.encode():
             container.mux(packet)
     return buf.getvalue()
+
+
+def hls_from_video(
+    video: bytes, folder: Path, segment_type: str = "mpegts", segment_seconds: int = 1
+) -> dict[str, bytes]:
+    """``video`` (an mp4 file's bytes) remuxed, without re-encoding, by FFmpeg's own ``hls`` muxer into
+    ``folder``, as ``{file name: bytes}``: what an HLS server would publish.
+
+    ``segment_type`` "mpegts" gives ``index.m3u8`` and ``seg0.ts``...; "fmp4" gives ``index.m3u8``,
+    ``init.mp4`` (the EXT-X-MAP section) and ``seg0.m4s``...; the playlist is VOD (EXT-X-ENDLIST). Segments
+    are cut at the first keyframe after every ``segment_seconds``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    ext = "ts" if segment_type == "mpegts" else "m4s"
+    options = {
+        "hls_time": str(segment_seconds),
+        "hls_playlist_type": "vod",
+        "hls_segment_type": segment_type,
+        "hls_segment_filename": str(folder / f"seg%d.{ext}"),
+        "hls_fmp4_init_filename": "init.mp4",
+    }
+    playlist = str(folder / "index.m3u8")
+    with av.open(io.BytesIO(video)) as source, av.open(playlist, "w", format="hls", options=options) as out:
+        stream = source.streams.video[0]
+        copy = out.add_stream_from_template(stream)
+        for packet in source.demux(stream):
+            if packet.dts is not None:  # the demuxer's final empty packet
+                packet.stream = copy
+                out.mux(packet)
+    return {f.name: f.read_bytes() for f in sorted(folder.iterdir())}
