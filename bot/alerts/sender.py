@@ -4,7 +4,17 @@ Guarantees (with the store's outbox semantics: ``enqueue_alert`` is idempotent b
 unsent alerts in FIFO order):
 
 - **Order**: alerts go out in outbox order. Delivery stops at the first alert that fails; nothing behind it
-  is sent until it has been delivered, so after an outage the backlog arrives in order.
+  is sent until it has been delivered, so after an outage the backlog arrives in order. One exception, the
+  *refused alert* (below): without it, one message a chat rejects for good (too long, a bad attachment,
+  HTTP 400) would hold up every alert behind it forever.
+- **Refused alerts are parked**: apprise only says "not accepted", so an outage and a permanent refusal look
+  the same. Once the head has failed ``alerts.park_after`` times in a row, each further failure of it is
+  followed by one try of the next due alert (the *probe*). If every target accepts the probe, the chat is up
+  and refuses the head itself: the probe is recorded as sent, the head is parked (kept in the store with its
+  error, out of the queue: ``afterimage alerts parked`` / ``alerts retry``) and delivery goes on in order
+  behind it. If the probe fails too, it is an outage: its failure (and any target that did accept it) is
+  recorded like any failed attempt, it waits as long as the head, and the order is kept. A head with nothing
+  behind it is never parked (it holds nothing up).
 - **Nothing lost**: an alert leaves the outbox (``mark_alert_sent``) only after every target accepted it.
   A restart picks up whatever is still unsent.
 - **Delivered once**: each target's acceptance is recorded; a retry only goes to the targets that have not
@@ -79,6 +89,7 @@ class DeliveryReport:
     """What one :meth:`AlertSender.deliver_due` run did."""
 
     sent: list[str] = field(default_factory=list)  # keys fully delivered this run, in order
+    parked: list[str] = field(default_factory=list)  # keys parked this run (refused while the next was accepted)
     failed: str | None = None  # key of the alert that failed (delivery stopped there)
     error: str | None = None  # its (redacted) error
     retry_at: datetime | None = None  # when the head of the outbox will be tried again
@@ -116,6 +127,7 @@ class AlertSender:
         self.targets = list(targets)
         self.base_backoff = base_backoff
         self.max_backoff = float(config.max_backoff)
+        self.park_after = config.park_after
         self.max_per_run = max_per_run
         # a run renews the lock after each alert; one alert may take every target's full timeout
         self.lock_ttl = max(lock_ttl, 2 * timeout * (len(self.targets) + 1))
@@ -152,14 +164,13 @@ class AlertSender:
         return report
 
     def _run(self, now: datetime, report: DeliveryReport) -> None:
-        done: set[str] = set()
         while len(report.sent) < self.max_per_run:
             batch = self.store.due_alerts(now, limit=min(50, self.max_per_run - len(report.sent)))
             batch = [a for a in batch if a.sent_at is None]
             if not batch:
                 return
             for alert in batch:
-                if alert.key in done:  # the store did not record the send; do not loop on it
+                if alert.key in report.sent:  # the store did not record the send; do not loop on it
                     log.error("alert %s is still pending after being marked sent; stopping this run", redact(alert.key))
                     return
                 if alert.next_attempt_at is not None and as_utc(alert.next_attempt_at) > now:
@@ -167,30 +178,43 @@ class AlertSender:
                     report.retry_at = as_utc(alert.next_attempt_at)
                     return
                 if not self._deliver_one(alert, now, report):
+                    if self._park_if_refused(alert.key, now, report):
+                        break  # the batch is stale (the probe was sent, the head parked): read the queue again
                     return
-                done.add(alert.key)
                 if len(report.sent) >= self.max_per_run:
                     return
-                if not self.store.acquire_lock(LOCK_NAME, self.owner, self.lock_ttl):  # renew
-                    log.warning("lost the alert sender lock to another daemon; stopping this run")
+                if not self._renew_lock():
                     return
 
-    def _deliver_one(self, alert: OutboxAlert, now: datetime, report: DeliveryReport) -> bool:
+    def _renew_lock(self) -> bool:
+        if self.store.acquire_lock(LOCK_NAME, self.owner, self.lock_ttl):
+            return True
+        log.warning("lost the alert sender lock to another daemon; stopping this run")
+        return False
+
+    def _send(self, alert: OutboxAlert) -> tuple[set[str], list[str]]:
+        """Send ``alert`` to every target that has not accepted it yet: (ids of the targets that have now
+        accepted it, including earlier ones; the redacted errors of those that did not)."""
         delivered = delivered_targets(alert)
         todo = [t for t in self.targets if t.id not in delivered]
         errors: list[str] = []
-        if todo:
-            title, body = render(alert)
-            with tempfile.TemporaryDirectory(prefix="afterimage-alert-") as tmp:
-                attachment = self._attachment(alert, todo, Path(tmp))
-                for target in todo:
-                    try:
-                        target.send(title, body, attachment)
-                    except Exception as e:
-                        errors.append(redact(str(e)) or type(e).__name__)
-                        log.warning("alert %s not accepted by %s: %s", redact(alert.key), target.label, errors[-1])
-                    else:
-                        delivered.add(target.id)
+        if not todo:
+            return delivered, errors
+        title, body = render(alert)
+        with tempfile.TemporaryDirectory(prefix="afterimage-alert-") as tmp:
+            attachment = self._attachment(alert, todo, Path(tmp))
+            for target in todo:
+                try:
+                    target.send(title, body, attachment)
+                except Exception as e:
+                    errors.append(redact(str(e)) or type(e).__name__)
+                    log.warning("alert %s not accepted by %s: %s", redact(alert.key), target.label, errors[-1])
+                else:
+                    delivered.add(target.id)
+        return delivered, errors
+
+    def _deliver_one(self, alert: OutboxAlert, now: datetime, report: DeliveryReport) -> bool:
+        delivered, errors = self._send(alert)
         now = self._clock()
         if errors:
             delay = backoff_delay(alert.attempts, self.base_backoff, self.max_backoff, self.rng)
@@ -212,6 +236,49 @@ class AlertSender:
         report.sent.append(alert.key)
         log.info("alert %s delivered to %d target(s)", redact(alert.key), len(self.targets))
         return True
+
+    def _park_if_refused(self, key: str, now: datetime, report: DeliveryReport) -> bool:
+        """After the head ``key`` failed: once it has failed ``park_after`` times, try the next due alert once.
+        True when that probe was accepted by every target and the head was parked (see the module docstring)."""
+        head = self.store.get_alert(key)  # as just recorded: attempts and error with the progress marker
+        if head is None or head.attempts < self.park_after:
+            return False
+        probe = self._next_due(key, now)
+        if probe is None or not self._renew_lock():
+            return False
+        delivered, errors = self._send(probe)
+        if errors:  # refused too: the chat is down, not refusing the head; the probe waits with the head
+            retry_at = report.retry_at or self._clock()
+            self.store.mark_alert_failed(probe.key, progress_error(delivered, "; ".join(errors)), retry_at)
+            log.warning(
+                "alert %s: the next alert %s failed too: an outage, order kept", redact(key), redact(probe.key)
+            )
+            return False
+        self.store.mark_alert_sent(probe.key, self._clock())
+        report.sent.append(probe.key)
+        error = head.last_error or ""
+        if not self.store.park_alert(key, error):
+            return False
+        report.parked.append(key)
+        report.failed = report.error = report.retry_at = None
+        log.warning(
+            "alert %s parked after %d failed attempts: a target refuses it but accepted the next alert; "
+            "last error: %s (list with `afterimage alerts parked`, requeue with `afterimage alerts retry`)",
+            redact(key),
+            head.attempts,
+            redact(error),
+        )
+        return True
+
+    def _next_due(self, key: str, now: datetime) -> OutboxAlert | None:
+        """The alert queued right behind ``key``, when it is due at ``now``."""
+        for alert in self.store.due_alerts(now, limit=2):
+            if alert.key == key or alert.sent_at is not None:
+                continue
+            if alert.next_attempt_at is None or as_utc(alert.next_attempt_at) <= now:
+                return alert
+            return None
+        return None
 
     def _attachment(self, alert: OutboxAlert, todo: list[Target], tmp: Path) -> Path | None:
         """The comparison PNG in ``tmp`` for match/recycled alerts going to a target other than the console."""
