@@ -71,6 +71,11 @@ def delivered_targets(alert: OutboxAlert) -> set[str]:
     return {t for t in m.group(1).split(",") if t} if m else set()
 
 
+def shown_error(alert: OutboxAlert) -> str:
+    """``last_error`` without the progress marker (the target ids mean nothing to a reader)."""
+    return _DELIVERED.sub("", alert.last_error or "", count=1)
+
+
 def progress_error(delivered: set[str], error: str) -> str:
     """The ``last_error`` text recording partial progress: ``[delivered: a,b] <error>``."""
     error = redact(error)[:MAX_ERROR_CHARS]
