@@ -14,7 +14,8 @@ unsent alerts in FIFO order):
   error, out of the queue: ``afterimage alerts parked`` / ``alerts retry``) and delivery goes on in order
   behind it. If the probe fails too, it is an outage: its failure (and any target that did accept it) is
   recorded like any failed attempt, it waits as long as the head, and the order is kept. A head with nothing
-  behind it is never parked (it holds nothing up).
+  behind it is never parked (it holds nothing up). Two refused alerts in a row look like an outage (the
+  probe is refused too) and stay queued: erring towards keeping the order, never towards dropping it.
 - **Nothing lost**: an alert leaves the outbox (``mark_alert_sent``) only after every target accepted it.
   A restart picks up whatever is still unsent.
 - **Delivered once**: each target's acceptance is recorded; a retry only goes to the targets that have not
