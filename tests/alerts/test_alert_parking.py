@@ -30,12 +30,15 @@ class FakeChat:
     label: str = "fake-chat"
     refuse: str = POISON
     down: bool = False
+    up_after: int | None = None  # comes back after this many tries (an outage ending mid-run)
     tried: list[str] = field(default_factory=list)
     accepted: list[str] = field(default_factory=list)
 
     def send(self, title: str, body: str, attachment: Path | None = None) -> None:
         post_id = body.split("status/")[1].split(">")[0].split(")")[0]
         self.tried.append(post_id)
+        if self.up_after is not None and len(self.tried) > self.up_after:
+            self.down = False
         if self.down:
             raise DeliveryError(f"{self.label}: not accepted (503 down)")
         if self.refuse in body:
@@ -75,17 +78,17 @@ def test_refused_alert_is_parked_and_the_rest_go_out_in_order_once(store, archiv
     third = sender.deliver_due(second.retry_at)  # 3rd failure: the next alert is accepted, so park the head
     assert third.parked == [keys[1]] and third.sent == keys[2:] and third.ok and third.pending == 0
     assert chat.accepted == ["0", "2", "3", "4"]  # in order, each once (the probe "2" was not resent)
-    assert chat.tried.count("1") == 3
+    assert chat.tried.count("1") == 4  # 3 failures, and once more right after the next alert was accepted
     assert store.get_alert(keys[2]).sent_at is not None
 
     (parked,) = store.parked_alerts()
-    assert parked.key == keys[1] and parked.attempts == 3 and "400 message too long" in parked.last_error
+    assert parked.key == keys[1] and parked.attempts == 4 and "400 message too long" in parked.last_error
     assert store.outbox_size() == 0
     warning = [r.getMessage() for r in caplog.records if "parked" in r.getMessage()]
     assert len(warning) == 1 and keys[1] in warning[0] and "400 message too long" in warning[0]
 
     later = sender.deliver_due(third.retry_at or T0 + timedelta(hours=1))
-    assert later.sent == [] and chat.tried.count("1") == 3  # a parked alert is not retried by itself
+    assert later.sent == [] and chat.tried.count("1") == 4  # a parked alert is not retried by itself
 
 
 def test_alerts_enqueued_after_a_park_keep_flowing(store, archive, make_alert):
@@ -129,6 +132,16 @@ def test_a_probe_accepted_by_one_target_during_an_outage_is_not_resent_to_it(sto
     recovered = sender_for(store, archive, up, down, park_after=2).deliver_due(now + timedelta(minutes=5))
     assert recovered.sent == keys
     assert up.accepted == ["0", "1", "2"] and down.accepted == ["0", "1", "2"]  # each target got each alert once
+
+
+def test_an_outage_ending_between_the_head_and_the_probe_parks_nothing(store, archive, make_alert):
+    chat = FakeChat(down=True, up_after=3)  # the head fails 3 times, then the chat is back for the probe
+    keys = [make_alert(post_id=str(i)).key for i in range(3)]
+    reports, _ = run_until_quiet(sender_for(store, archive, chat, park_after=3), T0)
+    assert all(r.parked == [] for r in reports) and store.parked_alerts() == []
+    assert [k for r in reports for k in r.sent] == [keys[1], keys[0], keys[2]]
+    assert chat.accepted == ["1", "0", "2"]  # the head is confirmed before parking: delivered, just after the probe
+    assert store.outbox_size() == 0
 
 
 def test_a_lone_refused_alert_is_not_parked(store, archive, make_alert):
@@ -179,7 +192,7 @@ def test_webhook_answering_400_to_one_message_gets_it_parked(httpserver, store, 
 
     reports, _ = run_until_quiet(sender, T0)
     assert [k for r in reports for k in r.parked] == [keys[1]]
-    assert hook.accepted == ["0", "2", "3"] and hook.refused == 2
+    assert hook.accepted == ["0", "2", "3"] and hook.refused == 3  # 2 failures, 1 confirmation
     (parked,) = store.parked_alerts()
     assert parked.key == keys[1] and parked.last_error
     assert store.outbox_size() == 0 and [a.key for a in store.alerts_between(T0, T0 + timedelta(1))] == keys
