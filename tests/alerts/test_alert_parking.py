@@ -154,11 +154,12 @@ def test_a_lone_refused_alert_is_not_parked(store, archive, make_alert):
 def test_retried_alert_goes_back_to_the_head_with_a_fresh_count(store, archive, make_alert):
     chat = FakeChat()
     keys = [make_alert(post_id=str(i), text=POISON if i == 0 else "ok").key for i in range(3)]
-    reports, now = run_until_quiet(sender_for(store, archive, chat, park_after=2), T0)
+    _, now = run_until_quiet(sender_for(store, archive, chat, park_after=2), T0)
     assert store.parked_alerts()[0].key == keys[0] and chat.accepted == ["1", "2"]
 
     chat.refuse = "nothing refused now"  # e.g. the chat's limit was raised
     assert store.unpark_alert(keys[0])
+    assert store.get_alert(keys[0]).attempts == 0 and store.outbox_size() == 1
     report = sender_for(store, archive, chat, park_after=2).deliver_due(now)
     assert report.sent == [keys[0]] and chat.accepted == ["1", "2", "0"]
 
