@@ -151,8 +151,9 @@ class AlertSender:
         self.max_backoff = float(config.max_backoff)
         self.park_after = config.park_after
         self.max_per_run = max_per_run
-        # a run renews the lock after each alert; one alert may take every target's full timeout
-        self.lock_ttl = max(lock_ttl, 2 * timeout * (len(self.targets) + 1))
+        # a run renews the lock after each alert; one alert may take every target's full timeout, three times
+        # when it is followed by a probe and tried again before parking
+        self.lock_ttl = max(lock_ttl, 3 * timeout * (len(self.targets) + 1))
         self.rng = rng or random.Random()
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._warned_no_targets = False
