@@ -18,6 +18,7 @@ COMMANDS: list[str] = [
     "bot.commands.demo:demo",
     "bot.commands.known:known",
     "bot.commands.check:check",
+    "bot.commands.alerts:alerts",
 ]
 
 

@@ -205,6 +205,9 @@ class AlertsConfig(_Model):
     console: bool = True
     digest: DigestConfig = Field(default_factory=DigestConfig)
     max_backoff: Duration = 900.0
+    #: failed attempts in a row after which the head alert is tested against the next one: if a target accepts
+    #: the next alert, the head is parked (a target refuses it for good) instead of holding up the queue
+    park_after: int = Field(default=5, ge=1, le=100)
 
 
 class HealthConfig(_Model):

@@ -23,6 +23,7 @@ class Snapshot:
     pending_rechecks: dict[str, int]
     outbox_size: int
     known_media: int
+    parked_alerts: int
     taken_at: datetime
     extra: dict[str, float] = field(default_factory=dict)
 
@@ -40,6 +41,7 @@ def take_snapshot(store: StateStore, configured: dict[str, list[str]], now: date
         pending_rechecks={p: store.count_rechecks(p) for p in configured},
         outbox_size=store.outbox_size(),
         known_media=store.count_known(),
+        parked_alerts=len(store.parked_alerts()),  # few: each one is a message a chat refused
         taken_at=now,
     )
 
@@ -60,6 +62,9 @@ def render_text(snapshot: Snapshot) -> str:
     rechecks = ", ".join(f"{p} {n}" for p, n in snapshot.pending_rechecks.items()) or "none"
     lines.append(f"pending re-checks: {rechecks}")
     lines.append(f"alert outbox: {snapshot.outbox_size} not yet delivered")
+    parked = snapshot.parked_alerts
+    hint = " (refused by a target: see `afterimage alerts parked`)" if parked else ""
+    lines.append(f"parked alerts: {parked}{hint}")
     lines.append(f"known media: {snapshot.known_media}")
     return "\n".join(lines)
 
@@ -91,5 +96,7 @@ def render_prometheus(snapshot: Snapshot) -> str:
     metric("afterimage_pending_rechecks", "gauge", "Posts waiting for a re-check, per platform.",
            [({"platform": p}, n) for p, n in snapshot.pending_rechecks.items()])
     metric("afterimage_alert_outbox", "gauge", "Alerts queued and not yet delivered.", [({}, snapshot.outbox_size)])
+    metric("afterimage_alerts_parked", "gauge", "Alerts a target refused, parked out of the queue.",
+           [({}, snapshot.parked_alerts)])
     metric("afterimage_known_media", "gauge", "Entries in the known-media store.", [({}, snapshot.known_media)])
     return "\n".join(out) + "\n"

@@ -85,6 +85,13 @@ def test_every_problem_is_reported_at_once():
     assert len(problems) == 5
 
 
+def test_park_after_defaults_to_5_and_must_be_at_least_1():
+    assert parse_config("", environ={}).alerts.park_after == 5
+    assert parse_config("alerts:\n  park_after: 3\n", environ={}).alerts.park_after == 3
+    (problem,) = problems_of("alerts:\n  park_after: 0\n")
+    assert problem.startswith("cfg.yaml: line 2: alerts.park_after:") and "1" in problem
+
+
 def test_secret_written_in_the_file_is_refused():
     problems = problems_of("watchers:\n  facebook:\n    access_token: EAABliteral\n")
     assert problems == [

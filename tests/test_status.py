@@ -62,6 +62,19 @@ def test_metrics_are_prometheus_text(seeded):
     assert "# TYPE afterimage_posts_seen gauge" in text
 
 
+def test_parked_alerts_are_counted_in_status_and_metrics_not_in_the_outbox(seeded):
+    store, config = seeded
+    store.enqueue_alert(OutboxAlert("match:x:1:a:c", "match", {"platform": "x", "post_id": "1"}, created_at=NOW))
+    assert store.park_alert("match:x:1:a:b", "fake-chat: not accepted (400)")
+    result = CliRunner().invoke(main, ["status", "-c", str(config)], env={"T": "token-value-1"})
+    assert result.exit_code == 0, result.output
+    assert "alert outbox: 1 not yet delivered" in result.output
+    assert "parked alerts: 1 (refused by a target: see `afterimage alerts parked`)" in result.output
+    text = render_prometheus(take_snapshot(store, {"x": ["MinistryOfDefence"]}, NOW))
+    assert "afterimage_alerts_parked 1" in text and "afterimage_alert_outbox 1" in text
+    assert "# TYPE afterimage_alerts_parked gauge" in text
+
+
 def get(url: str) -> tuple[int, str]:
     try:
         with urllib.request.urlopen(url, timeout=5) as r:

@@ -4,7 +4,22 @@ Guarantees (with the store's outbox semantics: ``enqueue_alert`` is idempotent b
 unsent alerts in FIFO order):
 
 - **Order**: alerts go out in outbox order. Delivery stops at the first alert that fails; nothing behind it
-  is sent until it has been delivered, so after an outage the backlog arrives in order.
+  is sent until it has been delivered, so after an outage the backlog arrives in order. One exception, the
+  *refused alert* (below): without it, one message a chat rejects for good (too long, a bad attachment,
+  HTTP 400) would hold up every alert behind it forever.
+- **Refused alerts are parked**: apprise only says "not accepted", so an outage and a permanent refusal look
+  the same. Once the head has failed ``alerts.park_after`` times in a row, each further failure of it is
+  followed at once by one try of the next due alert (the *probe*, rendered beforehand so the two requests go
+  out back to back). If the probe fails too, it is an outage: the probe's failure (and any target that did
+  accept it) is recorded like any failed attempt, it waits as long as the head, and the order is kept. If
+  every target accepts the probe, it is recorded as sent and the head is tried once more: refused again, the
+  chat is up and refuses that alert, so it is parked (kept in the store with its error, out of the queue:
+  ``afterimage alerts parked`` / ``alerts retry``) and delivery goes on in order behind it. Accepted this
+  time, the outage ended between the head's failure and the probe: nothing is parked, and the head arrives
+  just after the probe (the only way an outage can swap two alerts, within a window of milliseconds). A head
+  with nothing behind it is never parked (it holds nothing up). Two refused alerts in a row look like an
+  outage (the probe is refused too) and stay queued: erring towards keeping the order, never towards
+  dropping an alert.
 - **Nothing lost**: an alert leaves the outbox (``mark_alert_sent``) only after every target accepted it.
   A restart picks up whatever is still unsent.
 - **Delivered once**: each target's acceptance is recorded; a retry only goes to the targets that have not
@@ -36,6 +51,7 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Literal
 
 from bot.alerts.messages import render
 from bot.alerts.picture import comparison_png
@@ -61,6 +77,11 @@ def delivered_targets(alert: OutboxAlert) -> set[str]:
     return {t for t in m.group(1).split(",") if t} if m else set()
 
 
+def shown_error(alert: OutboxAlert) -> str:
+    """``last_error`` without the progress marker (the target ids mean nothing to a reader)."""
+    return _DELIVERED.sub("", alert.last_error or "", count=1)
+
+
 def progress_error(delivered: set[str], error: str) -> str:
     """The ``last_error`` text recording partial progress: ``[delivered: a,b] <error>``."""
     error = redact(error)[:MAX_ERROR_CHARS]
@@ -79,6 +100,7 @@ class DeliveryReport:
     """What one :meth:`AlertSender.deliver_due` run did."""
 
     sent: list[str] = field(default_factory=list)  # keys fully delivered this run, in order
+    parked: list[str] = field(default_factory=list)  # keys parked this run (refused while the next was accepted)
     failed: str | None = None  # key of the alert that failed (delivery stopped there)
     error: str | None = None  # its (redacted) error
     retry_at: datetime | None = None  # when the head of the outbox will be tried again
@@ -89,6 +111,17 @@ class DeliveryReport:
     @property
     def ok(self) -> bool:
         return self.failed is None and not self.locked
+
+
+@dataclass
+class _Message:
+    """An alert rendered for sending, and the ids of the targets that have accepted it so far."""
+
+    alert: OutboxAlert
+    delivered: set[str]
+    title: str
+    body: str
+    attachment: Path | None
 
 
 class AlertSender:
@@ -116,9 +149,11 @@ class AlertSender:
         self.targets = list(targets)
         self.base_backoff = base_backoff
         self.max_backoff = float(config.max_backoff)
+        self.park_after = config.park_after
         self.max_per_run = max_per_run
-        # a run renews the lock after each alert; one alert may take every target's full timeout
-        self.lock_ttl = max(lock_ttl, 2 * timeout * (len(self.targets) + 1))
+        # a run renews the lock after each alert; one alert may take every target's full timeout, three times
+        # when it is followed by a probe and tried again before parking
+        self.lock_ttl = max(lock_ttl, 3 * timeout * (len(self.targets) + 1))
         self.rng = rng or random.Random()
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._warned_no_targets = False
@@ -152,66 +187,137 @@ class AlertSender:
         return report
 
     def _run(self, now: datetime, report: DeliveryReport) -> None:
-        done: set[str] = set()
         while len(report.sent) < self.max_per_run:
             batch = self.store.due_alerts(now, limit=min(50, self.max_per_run - len(report.sent)))
             batch = [a for a in batch if a.sent_at is None]
             if not batch:
                 return
             for alert in batch:
-                if alert.key in done:  # the store did not record the send; do not loop on it
+                if alert.key in report.sent:  # the store did not record the send; do not loop on it
                     log.error("alert %s is still pending after being marked sent; stopping this run", redact(alert.key))
                     return
                 if alert.next_attempt_at is not None and as_utc(alert.next_attempt_at) > now:
                     report.waiting = True
                     report.retry_at = as_utc(alert.next_attempt_at)
                     return
-                if not self._deliver_one(alert, now, report):
+                outcome = self._deliver_one(alert, now, report)
+                if outcome == "stop" or len(report.sent) >= self.max_per_run or not self._renew_lock():
                     return
-                done.add(alert.key)
-                if len(report.sent) >= self.max_per_run:
-                    return
-                if not self.store.acquire_lock(LOCK_NAME, self.owner, self.lock_ttl):  # renew
-                    log.warning("lost the alert sender lock to another daemon; stopping this run")
-                    return
+                if outcome == "reread":  # the alert behind it went out too: the batch is stale
+                    break
 
-    def _deliver_one(self, alert: OutboxAlert, now: datetime, report: DeliveryReport) -> bool:
+    def _renew_lock(self) -> bool:
+        if self.store.acquire_lock(LOCK_NAME, self.owner, self.lock_ttl):
+            return True
+        log.warning("lost the alert sender lock to another daemon; stopping this run")
+        return False
+
+    def _prepare(self, alert: OutboxAlert, tmp: Path) -> _Message:
+        """Render ``alert`` (and its picture, in ``tmp``) for the targets that have not accepted it yet."""
         delivered = delivered_targets(alert)
         todo = [t for t in self.targets if t.id not in delivered]
+        if not todo:
+            return _Message(alert, delivered, "", "", None)
+        title, body = render(alert)
+        tmp.mkdir()
+        return _Message(alert, delivered, title, body, self._attachment(alert, todo, tmp))
+
+    def _send(self, message: _Message) -> list[str]:
+        """Send to every target that has not accepted the alert yet (recording acceptances in ``message``);
+        the redacted errors of those that did not accept it."""
         errors: list[str] = []
-        if todo:
-            title, body = render(alert)
-            with tempfile.TemporaryDirectory(prefix="afterimage-alert-") as tmp:
-                attachment = self._attachment(alert, todo, Path(tmp))
-                for target in todo:
-                    try:
-                        target.send(title, body, attachment)
-                    except Exception as e:
-                        errors.append(redact(str(e)) or type(e).__name__)
-                        log.warning("alert %s not accepted by %s: %s", redact(alert.key), target.label, errors[-1])
-                    else:
-                        delivered.add(target.id)
-        now = self._clock()
-        if errors:
-            delay = backoff_delay(alert.attempts, self.base_backoff, self.max_backoff, self.rng)
-            retry_at = now + timedelta(seconds=delay)
-            error = "; ".join(errors)
-            self.store.mark_alert_failed(alert.key, progress_error(delivered, error), retry_at)
-            report.failed = alert.key
-            report.error = redact(error)
-            report.retry_at = retry_at
-            log.warning(
-                "alert %s: delivery failed (attempt %d), next try at %s; %d alert(s) wait behind it",
-                redact(alert.key),
-                alert.attempts + 1,
-                iso(retry_at),
-                max(0, self.store.outbox_size() - 1),
-            )
-            return False
-        self.store.mark_alert_sent(alert.key, now)
-        report.sent.append(alert.key)
-        log.info("alert %s delivered to %d target(s)", redact(alert.key), len(self.targets))
-        return True
+        for target in [t for t in self.targets if t.id not in message.delivered]:
+            try:
+                target.send(message.title, message.body, message.attachment)
+            except Exception as e:
+                errors.append(redact(str(e)) or type(e).__name__)
+                log.warning("alert %s not accepted by %s: %s", redact(message.alert.key), target.label, errors[-1])
+            else:
+                message.delivered.add(target.id)
+        return errors
+
+    def _deliver_one(self, alert: OutboxAlert, now: datetime, report: DeliveryReport) -> Literal["sent", "stop", "reread"]:
+        """Deliver the head. Once it has failed ``park_after`` times, a failure is followed at once by the probe
+        (the next due alert, prepared beforehand so that the two are sent back to back: the shorter the gap,
+        the less likely an outage ends in between); see the module docstring."""
+        probe = self._next_due(alert.key, now) if alert.attempts + 1 >= self.park_after else None
+        with tempfile.TemporaryDirectory(prefix="afterimage-alert-") as tmp:
+            head = self._prepare(alert, Path(tmp) / "head")
+            behind = self._prepare(probe, Path(tmp) / "probe") if probe is not None else None
+            errors = self._send(head)
+            probe_errors = self._send(behind) if errors and behind is not None else None
+            if not errors:
+                self._record_sent(alert.key, report)
+                return "sent"
+            self._record_failed(head, errors, report)
+            if behind is None or probe_errors is None:
+                return "stop"
+            if probe_errors:  # refused too: the chat is down, not refusing the head; the probe waits with it
+                self.store.mark_alert_failed(
+                    behind.alert.key, progress_error(behind.delivered, "; ".join(probe_errors)), report.retry_at
+                )
+                log.warning("alert %s: the next alert failed too: an outage, order kept", redact(alert.key))
+                return "stop"
+            self._record_sent(behind.alert.key, report)
+            return self._park_or_deliver(head, report)
+
+    def _park_or_deliver(self, head: _Message, report: DeliveryReport) -> Literal["stop", "reread"]:
+        """The probe was accepted: try the head once more before parking it. Accepted now, the chat came back
+        between the head's failure and the probe (the two then arrive swapped, the only way an outage reorders);
+        refused again, a target refuses this alert while it accepts others: park it."""
+        errors = self._send(head)
+        if not errors:
+            log.info("alert %s delivered right after the next alert: the chat came back meanwhile", redact(head.alert.key))
+            self._record_sent(head.alert.key, report)
+            report.failed = report.error = report.retry_at = None
+            return "reread"
+        self._record_failed(head, errors, report)
+        error = progress_error(head.delivered, "; ".join(errors))
+        if not self.store.park_alert(head.alert.key, error):
+            return "stop"
+        report.parked.append(head.alert.key)
+        report.failed = report.error = report.retry_at = None
+        log.warning(
+            "alert %s parked after %d failed attempts: a target refuses it but accepted the next alert; "
+            "last error: %s (list with `afterimage alerts parked`, requeue with `afterimage alerts retry`)",
+            redact(head.alert.key),
+            head.alert.attempts + 2,
+            redact("; ".join(errors)),
+        )
+        return "reread"
+
+    def _record_sent(self, key: str, report: DeliveryReport) -> None:
+        self.store.mark_alert_sent(key, self._clock())
+        report.sent.append(key)
+        log.info("alert %s delivered to %d target(s)", redact(key), len(self.targets))
+
+    def _record_failed(self, message: _Message, errors: list[str], report: DeliveryReport) -> None:
+        """Record a failed attempt (and the targets that did accept) with the backoff of the alert's attempts."""
+        alert = message.alert
+        attempts = (self.store.get_alert(alert.key) or alert).attempts  # a second attempt in one run counts too
+        retry_at = self._clock() + timedelta(seconds=backoff_delay(attempts, self.base_backoff, self.max_backoff, self.rng))
+        error = "; ".join(errors)
+        self.store.mark_alert_failed(alert.key, progress_error(message.delivered, error), retry_at)
+        report.failed = alert.key
+        report.error = redact(error)
+        report.retry_at = retry_at
+        log.warning(
+            "alert %s: delivery failed (attempt %d), next try at %s; %d alert(s) wait behind it",
+            redact(alert.key),
+            attempts + 1,
+            iso(retry_at),
+            max(0, self.store.outbox_size() - 1),
+        )
+
+    def _next_due(self, key: str, now: datetime) -> OutboxAlert | None:
+        """The alert queued right behind ``key``, when it is due at ``now``."""
+        for alert in self.store.due_alerts(now, limit=2):
+            if alert.key == key or alert.sent_at is not None:
+                continue
+            if alert.next_attempt_at is None or as_utc(alert.next_attempt_at) <= now:
+                return alert
+            return None
+        return None
 
     def _attachment(self, alert: OutboxAlert, todo: list[Target], tmp: Path) -> Path | None:
         """The comparison PNG in ``tmp`` for match/recycled alerts going to a target other than the console."""

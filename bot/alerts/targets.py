@@ -110,6 +110,9 @@ class AppriseTarget:
 
     def __init__(self, url: str, timeout: float = DEFAULT_TIMEOUT):
         self.id = target_id(url)
+        #: only the scheme (``json://***``): safe to print even where ``label`` would show a token that apprise
+        #: does not count as secret (a generic ``json://`` webhook's path)
+        self.scheme_label = _scheme_only(url)
         self.timeout = timeout
         register_url_secrets(url)
         try:

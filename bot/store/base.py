@@ -159,11 +159,12 @@ class StateStore(ABC):
     # ----------------------------------------------------------------- alert outbox
     @abstractmethod
     def enqueue_alert(self, alert: OutboxAlert) -> bool:
-        """Add an alert unless its key was ever enqueued (pending or sent). True when added."""
+        """Add an alert unless its key was ever enqueued (pending, parked or sent). True when added. It goes
+        into the delivery queue unless it is already sent (or parked)."""
 
     @abstractmethod
     def due_alerts(self, now: datetime, limit: int = 50) -> list[OutboxAlert]:
-        """Unsent alerts in FIFO order. The head is returned even when not yet due, so a caller that
+        """Unsent, unparked alerts in FIFO order. The head is returned even when not yet due, so a caller that
         keeps order can see that it must wait; callers check ``next_attempt_at`` themselves."""
 
     @abstractmethod
@@ -178,7 +179,25 @@ class StateStore(ABC):
 
     @abstractmethod
     def outbox_size(self) -> int:
-        """Number of alerts not yet delivered."""
+        """Number of alerts waiting for delivery (parked alerts are not counted: they wait for an operator)."""
+
+    @abstractmethod
+    def park_alert(self, key: str, error: str) -> bool:
+        """Atomically take a queued alert out of the delivery queue, keeping it (``parked``, ``last_error`` =
+        ``error``) so the alerts behind it can go out. False (nothing changed) unless the alert is queued:
+        unknown, sent or already parked."""
+
+    @abstractmethod
+    def parked_alerts(self) -> list[OutboxAlert]:
+        """Every parked alert, in FIFO (seq) order."""
+
+    @abstractmethod
+    def unpark_alert(self, key: str) -> bool:
+        """Atomically put a parked alert back into the delivery queue at its original position (its ``seq``
+        is kept: it is older than the alerts queued behind it, so it is tried first), due now, with
+        ``attempts`` reset so it gets the full ``park_after`` tries again. ``last_error`` is kept: it carries
+        the targets that already accepted the alert (see :func:`bot.alerts.sender.delivered_targets`), which
+        must not get it twice. False (nothing changed) unless the alert is parked."""
 
     @abstractmethod
     def list_alerts(self, platform: str, post_id: str, kinds: Iterable[str] | None = None) -> list[OutboxAlert]:

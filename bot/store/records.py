@@ -167,7 +167,9 @@ class OutboxAlert:
     """An alert waiting in (or delivered from) the persistent outbox.
 
     ``key`` is the idempotence key (e.g. ``match:x:123:<sha>:<known_id>``): enqueuing a key twice is a no-op,
-    which is what makes a restart resend nothing. ``seq`` orders delivery (FIFO)."""
+    which is what makes a restart resend nothing. ``seq`` orders delivery (FIFO). A ``parked`` alert is kept
+    (with its ``last_error``) but out of the delivery queue: a target refused it while accepting the alerts
+    behind it (see :mod:`bot.alerts.sender`); ``afterimage alerts retry`` puts it back."""
 
     key: str
     kind: str
@@ -178,6 +180,7 @@ class OutboxAlert:
     next_attempt_at: datetime | None = None
     last_error: str | None = None
     sent_at: datetime | None = None
+    parked: bool = False  # default: rows written before parking existed load as not parked
 
     def to_dict(self) -> dict[str, Any]:
         return _dt_fields_to_iso(asdict(self))

@@ -23,8 +23,9 @@ Key layout (``P`` = ``<prefix>:``; ``M(a, b)`` = ``a + "\\x1f" + b``, a member t
                                               ``known:sha:<sha256>`` zsets by insertion seq
 ``P known:seq`` / ``P known:gen``   counter   insertion sequence / generation; ``known:epoch`` counts
                                               replacements and removals (indexes reload on a change)
-``P alert:<key>``                   hash      OutboxAlert fields (JSON values); ``outbox`` zset of unsent
-                                              keys by seq (``outbox:seq`` counter)
+``P alert:<key>``                   hash      OutboxAlert fields (JSON values); ``outbox`` zset of queued
+                                              keys by seq (``outbox:seq`` counter); ``outbox:parked``
+                                              zset of parked keys by seq (never in both zsets)
 ``P alerts:post:<platform>:<id>``   zset      keys of every alert (pending or sent) whose payload names
                                               this post, by seq; written by the enqueue script.
                                               ``alerts:indexed`` flag: alerts older than the index were
@@ -129,23 +130,36 @@ end
 return 1
 """
 
-# KEYS: alert hash, outbox zset, seq counter, creation-time index zset[, the post's alert index zset];
-# ARGV: key, sent(0/1), created_at (µs), field, value, ...
+# KEYS: alert hash, outbox zset, seq counter, creation-time index zset, parked zset[, the post's alert index
+# zset]; ARGV: key, state (queued/sent/parked), created_at (µs), field, value, ...
 _ENQUEUE = """
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 local seq = redis.call('INCR', KEYS[3])
 redis.call('HSET', KEYS[1], 'seq', seq, unpack(ARGV, 4))
-if ARGV[2] == '0' then redis.call('ZADD', KEYS[2], seq, ARGV[1]) end
+if ARGV[2] == 'queued' then redis.call('ZADD', KEYS[2], seq, ARGV[1]) end
+if ARGV[2] == 'parked' then redis.call('ZADD', KEYS[5], seq, ARGV[1]) end
 redis.call('ZADD', KEYS[4], ARGV[3], ARGV[1])
-if KEYS[5] then redis.call('ZADD', KEYS[5], seq, ARGV[1]) end
+if KEYS[6] then redis.call('ZADD', KEYS[6], seq, ARGV[1]) end
 return 1
 """
 
-# KEYS: alert hash, outbox zset; ARGV: key, sent_at (JSON)
+# KEYS: alert hash, outbox zset, parked zset; ARGV: key, sent_at (JSON)
 _ALERT_SENT = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-redis.call('HSET', KEYS[1], 'sent_at', ARGV[2])
+redis.call('HSET', KEYS[1], 'sent_at', ARGV[2], 'parked', 'false')
 redis.call('ZREM', KEYS[2], ARGV[1])
+redis.call('ZREM', KEYS[3], ARGV[1])
+return 1
+"""
+
+# KEYS: alert hash, from zset, to zset; ARGV: key, field, value, ... -- move a queued alert to the parked zset
+# (or back), keeping its seq, and set the given fields; only when the alert is in the "from" zset
+_ALERT_MOVE = """
+local seq = redis.call('ZSCORE', KEYS[2], ARGV[1])
+if not seq or redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('ZREM', KEYS[2], ARGV[1])
+redis.call('ZADD', KEYS[3], seq, ARGV[1])
+redis.call('HSET', KEYS[1], unpack(ARGV, 2))
 return 1
 """
 
@@ -235,6 +249,7 @@ class RedisStore(StateStore):
         self._enqueue = self._r.register_script(_ENQUEUE)
         self._alert_sent = self._r.register_script(_ALERT_SENT)
         self._alert_failed = self._r.register_script(_ALERT_FAILED)
+        self._alert_move = self._r.register_script(_ALERT_MOVE)
         self._append_event = self._r.register_script(_APPEND_EVENT)
         self._lock_renew = self._r.register_script(_LOCK_RENEW)
         self._lock_release = self._r.register_script(_LOCK_RELEASE)
@@ -612,11 +627,18 @@ class RedisStore(StateStore):
         data = alert.to_dict()
         data.pop("seq")
         args = [x for k, v in _hash_encode(data).items() for x in (k, v)]
-        keys = [self._k("alert", alert.key), self._k("outbox"), self._k("outbox", "seq"), self._k("alerts", "created")]
+        keys = [
+            self._k("alert", alert.key),
+            self._k("outbox"),
+            self._k("outbox", "seq"),
+            self._k("alerts", "created"),
+            self._k("outbox", "parked"),
+        ]
         ref = alert_post(alert.payload)
         if ref is not None:
             keys.append(self._alert_index(*ref))
-        args = [alert.key, "1" if alert.sent_at else "0", micros(alert.created_at), *args]
+        state = "sent" if alert.sent_at else "parked" if alert.parked else "queued"
+        args = [alert.key, state, micros(alert.created_at), *args]
         return self._enqueue(keys=keys, args=args, client=client)
 
     def enqueue_alert(self, alert: OutboxAlert) -> bool:
@@ -632,7 +654,9 @@ class RedisStore(StateStore):
         return [a for a in map(self._alert, pipe.execute()) if a is not None]
 
     def mark_alert_sent(self, key: str, at: datetime) -> None:
-        self._alert_sent(keys=[self._k("alert", key), self._k("outbox")], args=[key, dumps(iso(at))])
+        self._alert_sent(
+            keys=[self._k("alert", key), self._k("outbox"), self._k("outbox", "parked")], args=[key, dumps(iso(at))]
+        )
 
     def mark_alert_failed(self, key: str, error: str, next_attempt_at: datetime) -> None:
         self._alert_failed(keys=[self._k("alert", key)], args=[dumps(error), dumps(iso(next_attempt_at))])
@@ -642,6 +666,19 @@ class RedisStore(StateStore):
 
     def outbox_size(self) -> int:
         return int(self._r.zcard(self._k("outbox")))
+
+    def park_alert(self, key: str, error: str) -> bool:
+        keys = [self._k("alert", key), self._k("outbox"), self._k("outbox", "parked")]
+        return bool(self._alert_move(keys=keys, args=[key, "parked", dumps(True), "last_error", dumps(error)]))
+
+    def parked_alerts(self) -> list[OutboxAlert]:
+        return self._alerts_of(self._r.zrange(self._k("outbox", "parked"), 0, -1), None)
+
+    def unpark_alert(self, key: str) -> bool:
+        keys = [self._k("alert", key), self._k("outbox", "parked"), self._k("outbox")]
+        fields = {"parked": False, "attempts": 0, "next_attempt_at": None}
+        args = [x for k, v in _hash_encode(fields).items() for x in (k, v)]
+        return bool(self._alert_move(keys=keys, args=[key, *args]))
 
     def list_alerts(self, platform: str, post_id: str, kinds: Iterable[str] | None = None) -> list[OutboxAlert]:
         if kinds is not None and not (kinds := list(kinds)):

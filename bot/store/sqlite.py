@@ -193,6 +193,11 @@ MIGRATIONS: list[str] = [
     ALTER TABLE rejected ADD COLUMN digest TEXT;
     CREATE UNIQUE INDEX rejected_digest ON rejected (digest);
     """,
+    # 6: parked alerts (a target refused them): kept, out of the delivery queue; no row was parked before
+    """
+    ALTER TABLE outbox ADD COLUMN parked INTEGER NOT NULL DEFAULT 0;
+    CREATE INDEX outbox_parked ON outbox (parked, seq);
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -596,11 +601,12 @@ class SqliteStore(StateStore):
     def _insert_alert(conn: sqlite3.Connection, alert: OutboxAlert) -> bool:
         platform, post_id = alert_post(alert.payload) or (None, None)
         cur = conn.execute(
-            "INSERT OR IGNORE INTO outbox (key, sent, kind, platform, post_id, created_us, data) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            "INSERT OR IGNORE INTO outbox (key, sent, parked, kind, platform, post_id, created_us, data) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 alert.key,
                 1 if alert.sent_at else 0,
+                1 if alert.parked and not alert.sent_at else 0,
                 alert.kind,
                 platform,
                 post_id,
@@ -615,19 +621,29 @@ class SqliteStore(StateStore):
             return self._insert_alert(conn, alert)
 
     def due_alerts(self, now: datetime, limit: int = 50) -> list[OutboxAlert]:
-        rows = self._query("SELECT seq, data FROM outbox WHERE sent = 0 ORDER BY seq LIMIT ?", (limit,))
+        rows = self._query("SELECT seq, data FROM outbox WHERE sent = 0 AND parked = 0 ORDER BY seq LIMIT ?", (limit,))
         return [self._alert(*r) for r in rows]
 
-    def _update_alert(self, key: str, update: Callable[[dict[str, Any]], None]) -> None:
+    def _update_alert(
+        self, key: str, update: Callable[[dict[str, Any]], None], when: Callable[[dict[str, Any]], bool] | None = None
+    ) -> bool:
+        """Apply ``update`` to the alert's JSON (only if ``when`` holds for it) and keep the indexed ``sent`` and
+        ``parked`` columns in step with it, in one transaction. True when the alert was updated."""
         with self._write() as conn:
             row = conn.execute("SELECT data FROM outbox WHERE key = ?", (key,)).fetchone()
             if row is None:
-                return
+                return False
             data = loads(row[0])
+            if when is not None and not when(data):
+                return False
             update(data)
+            if data.get("sent_at"):
+                data["parked"] = False  # delivered after all: no longer waiting for an operator
             conn.execute(
-                "UPDATE outbox SET data = ?, sent = ? WHERE key = ?", (dumps(data), 1 if data.get("sent_at") else 0, key)
+                "UPDATE outbox SET data = ?, sent = ?, parked = ? WHERE key = ?",
+                (dumps(data), 1 if data.get("sent_at") else 0, 1 if data.get("parked") else 0, key),
             )
+            return True
 
     def mark_alert_sent(self, key: str, at: datetime) -> None:
         self._update_alert(key, lambda data: data.update(sent_at=iso(at)))
@@ -645,7 +661,23 @@ class SqliteStore(StateStore):
         return self._alert(*row) if row else None
 
     def outbox_size(self) -> int:
-        return self._one("SELECT COUNT(*) FROM outbox WHERE sent = 0")[0]  # type: ignore[index]
+        return self._one("SELECT COUNT(*) FROM outbox WHERE sent = 0 AND parked = 0")[0]  # type: ignore[index]
+
+    def park_alert(self, key: str, error: str) -> bool:
+        def queued(data: dict[str, Any]) -> bool:
+            return not data.get("sent_at") and not data.get("parked")
+
+        return self._update_alert(key, lambda data: data.update(parked=True, last_error=error), queued)
+
+    def parked_alerts(self) -> list[OutboxAlert]:
+        rows = self._query("SELECT seq, data FROM outbox WHERE parked = 1 AND sent = 0 ORDER BY seq")
+        return [self._alert(*r) for r in rows]
+
+    def unpark_alert(self, key: str) -> bool:
+        def parked(data: dict[str, Any]) -> bool:
+            return bool(data.get("parked")) and not data.get("sent_at")
+
+        return self._update_alert(key, lambda data: data.update(parked=False, attempts=0, next_attempt_at=None), parked)
 
     def list_alerts(self, platform: str, post_id: str, kinds: Iterable[str] | None = None) -> list[OutboxAlert]:
         return self._alerts_where("platform = ? AND post_id = ?", [platform, str(post_id)], kinds)

@@ -351,6 +351,60 @@ def test_outbox_failures_count_attempts_and_keep_the_head(store):
     assert store.get_alert("missing") is None
 
 
+def test_parked_alert_leaves_the_queue_and_is_kept_with_its_error(store):
+    for key in ("k1", "k2", "k3", "k4"):
+        store.enqueue_alert(alert(key))
+    store.mark_alert_failed("k2", "[delivered: console] 400 from chat", at(60))
+    assert store.park_alert("k2", "[delivered: console] 400 from chat") is True
+    assert store.park_alert("k2", "again") is False  # already parked
+    store.mark_alert_sent("k4", at(5))
+    assert store.park_alert("k4", "x") is False  # sent alerts are not parked
+    assert store.park_alert("missing", "x") is False
+
+    assert [a.key for a in store.due_alerts(at(0))] == ["k1", "k3"]  # the queue continues past it, in order
+    assert store.outbox_size() == 2
+    (parked,) = store.parked_alerts()
+    assert parked.key == "k2" and parked.parked and parked.sent_at is None
+    assert parked.attempts == 1 and parked.last_error == "[delivered: console] 400 from chat"
+    assert store.get_alert("k2") == parked
+    assert [a.key for a in store.alerts_between(at(-1), at(1))] == ["k1", "k2", "k3", "k4"]  # still listed
+    store.mark_alert_failed("k2", "late failure", at(90))  # a stray failure record does not requeue it
+    assert [a.key for a in store.due_alerts(at(0))] == ["k1", "k3"] and store.outbox_size() == 2
+
+
+def test_parked_alerts_in_fifo_order_and_unparked_at_their_original_position(store_opener):
+    store = store_opener()
+    for key in ("k1", "k2", "k3", "k4"):
+        store.enqueue_alert(alert(key))
+    store.mark_alert_failed("k3", "400", at(60))
+    store.mark_alert_failed("k3", "400", at(120))
+    store.park_alert("k3", "400")
+    store.park_alert("k1", "too long")
+    assert [a.key for a in store.parked_alerts()] == ["k1", "k3"]
+
+    reopened = store_opener()  # parking is persistent
+    assert [a.key for a in reopened.parked_alerts()] == ["k1", "k3"]
+    assert reopened.unpark_alert("k3") is True
+    assert reopened.unpark_alert("k3") is False  # no longer parked
+    assert reopened.unpark_alert("k2") is False  # never parked
+    assert reopened.unpark_alert("missing") is False
+    assert [a.key for a in reopened.due_alerts(at(0))] == ["k2", "k3", "k4"]  # back at its place, not the end
+    back = reopened.get_alert("k3")
+    assert back.attempts == 0 and back.next_attempt_at is None and not back.parked
+    assert back.last_error == "400"  # kept: it records the targets that already accepted it
+    assert reopened.outbox_size() == 3
+    assert [a.key for a in reopened.parked_alerts()] == ["k1"]
+    reopened.mark_alert_sent("k1", at(9))  # delivered some other way: no longer parked
+    assert reopened.parked_alerts() == [] and reopened.outbox_size() == 3
+
+
+def test_enqueue_keeps_a_parked_alert_parked(store):
+    store.enqueue_alert(alert("k1", parked=True, last_error="400"))
+    store.enqueue_alert(alert("k2"))
+    assert [a.key for a in store.parked_alerts()] == ["k1"]
+    assert [a.key for a in store.due_alerts(at(0))] == ["k2"]
+
+
 def post_alert(key: str, kind: str = "match", platform: str = "x", post_id="1", **kw) -> OutboxAlert:
     payload = {"platform": platform, "post_id": post_id, "media_sha256": "a" * 64, "known": {"id": "k1"}}
     return OutboxAlert(key=key, kind=kind, payload=payload, created_at=at(0), **kw)

@@ -170,6 +170,36 @@ def test_outbox_of_a_version_3_database_is_indexed_for_alerts_between(tmp_path):
     store.close()
 
 
+def test_outbox_of_a_version_5_database_keeps_its_queue_and_can_park(tmp_path):
+    path = tmp_path / "state.db"
+    conn = sqlite3.connect(path)
+    conn.create_function("afterimage_micros", 1, lambda v: 0)  # migration 4 backfills an empty table
+    for step in MIGRATIONS[:5]:
+        for statement in _split_statements(step):
+            conn.execute(statement)
+    conn.execute("PRAGMA user_version = 5")
+    for key, sent_at in (("a1", None), ("a2", T0), ("a3", None), ("a4", None)):  # rows as version 5 wrote them
+        data = OutboxAlert(key, "match", {"platform": "x", "post_id": "1"}, created_at=T0, sent_at=sent_at).to_dict()
+        del data["parked"]  # the field did not exist
+        conn.execute(
+            "INSERT INTO outbox (key, sent, kind, platform, post_id, created_us, data) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (key, 1 if sent_at else 0, "match", "x", "1", 0, dumps(data)),
+        )
+    conn.commit()
+    conn.close()
+
+    store = SqliteStore(str(path))
+    assert user_version(path) == SCHEMA_VERSION
+    assert [a.key for a in store.due_alerts(T0)] == ["a1", "a3", "a4"] and store.outbox_size() == 3
+    assert store.parked_alerts() == [] and not store.get_alert("a1").parked
+    assert store.park_alert("a3", "400") is True
+    assert [a.key for a in store.due_alerts(T0)] == ["a1", "a4"] and store.outbox_size() == 2
+    assert [a.key for a in store.parked_alerts()] == ["a3"]
+    plan = store._query("EXPLAIN QUERY PLAN SELECT seq, data FROM outbox WHERE parked = 1 AND sent = 0 ORDER BY seq")
+    assert "outbox_parked" in " ".join(str(row) for row in plan)  # parked alerts are read from an index
+    store.close()
+
+
 def test_newer_database_is_refused(tmp_path):
     path = tmp_path / "state.db"
     SqliteStore(str(path)).close()
