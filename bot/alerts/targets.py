@@ -100,6 +100,10 @@ def register_url_secrets(url: str, private_form: str | None = None) -> None:
                 register_secret(piece)
 
 
+#: apprise's generic webhook schemes: the URL is the whole address of someone's endpoint
+_GENERIC = frozenset({"json", "jsons", "xml", "xmls", "form", "forms"})
+
+
 def _scheme_only(url: str) -> str:
     scheme = url.split("://", 1)[0] if "://" in url else "?"
     return f"{scheme}://{MASK}"
@@ -122,7 +126,9 @@ class AppriseTarget:
         if plugin is None:
             raise ConfigError([f"alerts.targets: apprise cannot use the URL {_scheme_only(url)} (check scheme and tokens)"])
         private = plugin.url(privacy=True)
-        register_url_secrets(url, private)
+        # a generic webhook (json://, xml://, form://) often carries its secret in the path, which apprise's
+        # privacy form shows: count nothing of such a URL as shown, so every token-like part is masked
+        register_url_secrets(url, _scheme_only(url) if url.split("://", 1)[0].lower() in _GENERIC else private)
         self.label = redact(private.split("?", 1)[0])
         for attr in ("socket_connect_timeout", "socket_read_timeout"):
             current = getattr(plugin, attr, None)

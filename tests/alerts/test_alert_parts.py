@@ -192,6 +192,9 @@ def test_target_problems_for_config_check():
         ("matrixs://bot:matrixPassw0rd@matrix.example.org/#newsroom", "matrixPassw0rd"),
         ("tgram://123456789:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw/-100123", "AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw"),
         ("json://hooks.example.org/ingest?token=jsonTokenValue99", "jsonTokenValue99"),
+        # a generic webhook whose secret is its path: apprise's privacy form shows the path
+        ("jsons://hooks.example.org/services/T0001/B0002/pathTokenXyz123", "pathTokenXyz123"),
+        ("form://127.0.0.1:8080/hook/f0rmT0ken42", "f0rmT0ken42"),
     ],
 )
 def test_every_supported_chat_url_is_accepted_and_its_secret_registered(url, secret):
