@@ -431,7 +431,8 @@ class GuardedClient:
         The response is closed on exit without reading what is left of the body. Raises :class:`MediaError`
         (``bad_url``, ``not_https``, ``private_address``, ``too_many_redirects``, ``http_3xx`` for a redirect
         without a Location, ``tls_error``, ``header_too_large``) or its transient subclass for timeouts and
-        connection failures; an exchange cut by the watchdog is a ``timeout``."""
+        connection failures. An exchange cut by the watchdog is a ``timeout``, raised on exit at the latest:
+        a body read from a socket shut down early may look complete without being so."""
         watchdog = _Watchdog(self.total_timeout)
         token = _current_watchdog.set(watchdog)
         try:
@@ -440,6 +441,8 @@ class GuardedClient:
                 yield answer
             finally:
                 answer.response.close()
+            if answer.cut:
+                raise _Retryable("timeout", "cut by the watchdog")  # worded below
         except MediaError as e:
             # a socket shut down by the watchdog surfaces as a reset, an aborted handshake or an early EOF
             if watchdog.fired and e.reason in ("unavailable", "tls_error", "timeout"):
@@ -650,7 +653,7 @@ class MediaFetcher:
             raise
         except Exception as e:  # noqa: BLE001
             raise _map_exception(e, shown, in_body=True) from None
-        if answer.cut:  # the socket was shut down: what was read is not the whole body
+        if answer.cut:  # checked before sniffing: a body cut short is a timeout, not "not media"
             raise _Retryable("timeout", f"download of {shown} exceeded {self._client.total_timeout:g}s")
         if sniffed is None:
             sniffed = _sniff_or_refuse(bytes(data), declared, shown)
