@@ -431,14 +431,22 @@ class GuardedClient:
         The response is closed on exit without reading what is left of the body. Raises :class:`MediaError`
         (``bad_url``, ``not_https``, ``private_address``, ``too_many_redirects``, ``http_3xx`` for a redirect
         without a Location, ``tls_error``, ``header_too_large``) or its transient subclass for timeouts and
-        connection failures. An exchange cut by the watchdog is a ``timeout``, raised on exit at the latest:
-        a body read from a socket shut down early may look complete without being so."""
+        connection failures, including those of the caller's body reads inside the context. An exchange cut
+        by the watchdog is a ``timeout``, raised on exit at the latest: a body read from a socket shut down
+        early may look complete without being so."""
         watchdog = _Watchdog(self.total_timeout)
         token = _current_watchdog.set(watchdog)
         try:
             answer = self._follow(url, method, dict(headers or {}), watchdog)
             try:
                 yield answer
+            except MediaError:
+                raise
+            except Exception as e:  # noqa: BLE001 - transport errors mapped; the caller's own re-raised
+                mapped = _map_exception(e, _display(answer.target.url), in_body=True)
+                if mapped is e:
+                    raise
+                raise mapped from None
             finally:
                 answer.response.close()
             if answer.cut:

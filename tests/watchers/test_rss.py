@@ -551,3 +551,21 @@ def test_a_feed_redirect_within_the_policy_is_followed_with_its_conditional_get(
     assert again.posts == [] and again.cursor is None
     assert site.requests[-1][0] == "/feed.xml" and site.requests[-1][1].get("If-None-Match")
     assert site.requests[-1][1]["User-Agent"] == UA
+
+
+def test_a_slow_feed_redirect_target_is_cut_at_the_deadline(site):
+    def drip(request: Request) -> Response:
+        def body() -> Iterator[bytes]:
+            yield b"<rss version='2.0'><channel><title>t</title>"
+            for _ in range(40):  # 12 s in all, each piece well within the 0.5 s read timeout
+                time.sleep(0.3)
+                yield b"<!-- . -->"
+
+        return Response(body(), 200, content_type="application/rss+xml")
+
+    site.handlers["/feed.xml"] = lambda request: Response(status=302, headers={"Location": "/slow-feed.xml"})
+    site.handlers["/slow-feed.xml"] = drip
+    started = time.monotonic()
+    with pytest.raises(PlatformError, match=r"redirect .* exceeded 2\.5s"):
+        make_watcher(site).poll(site.url("/feed.xml"), None)
+    assert time.monotonic() - started < 5  # 5 x timeout (0.5 s), not the 12 s the server would take
