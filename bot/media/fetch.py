@@ -450,7 +450,7 @@ class GuardedClient:
             finally:
                 answer.response.close()
             if answer.cut:
-                raise _Retryable("timeout", "cut by the watchdog")  # worded below
+                raise _Retryable("timeout", "cut by the watchdog")  # reworded with URL and deadline below
         except MediaError as e:
             # a socket shut down by the watchdog surfaces as a reset, an aborted handshake or an early EOF
             if watchdog.fired and e.reason in ("unavailable", "tls_error", "timeout"):
