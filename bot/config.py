@@ -142,6 +142,9 @@ class RssConfig(WatcherConfig):
     """``accounts`` are feed URLs."""
 
     user_agent: str = "afterimage (+https://github.com/afterimage)"
+    #: hosts (or host:port) item links and feed redirects may point at even on a private address (intranet
+    #: press sites, tests); every other link must resolve to public addresses only
+    trusted_hosts: list[str] = Field(default_factory=list)
 
 
 class WatchersConfig(_Model):

@@ -13,10 +13,18 @@
   every item of the feed.
 - Media: enclosures (image/* and video/*), ``media:content`` / ``media:thumbnail`` and ``<img src>`` in the
   summary/content (relative URLs resolved against the item link; 1x1 tracking pixels and data: URIs skipped).
-- Lookup: GET each item's link (from the last version seen, else from the configured feeds, else the id
-  itself when it is an absolute URL, i.e. a permalink guid). 404/410 -> deleted; 2xx -> alive; anything else (403, 429, 5xx, timeouts,
-  connection errors) -> unknown. The alive post is the item as the feed shows it now (feed refetched, cheap
-  with conditional GET) so edits are seen; if the item has left the feed, the last version this process saw;
+- Feed redirects: the configured feed URL is requested as it is (the user chose it), but a redirect it
+  answers with is followed under the address policy of item links (below): a feed cannot send the watcher
+  to an internal address.
+- Lookup: HEAD each item's link (from the last version seen, else from the configured feeds, else the id
+  itself when it is an absolute URL, i.e. a permalink guid), or GET when the server answers HEAD with 405/501;
+  only the status is read, never the body. Links come from the feed, i.e. from a third party, so they go
+  through :class:`bot.media.fetch.GuardedClient` like media downloads: http or https only, every address of
+  the host (and of each redirect target) public unless the host is in ``trusted_hosts``, the connection
+  pinned to the checked address, the whole check bounded by five times ``timeout``. A refused link is
+  unknown, never requested. 404/410 -> deleted; 2xx -> alive; anything else (403, 429, 5xx, timeouts,
+  connection errors, refusals) -> unknown. The alive post is the item as the feed shows it now (feed
+  refetched, cheap with conditional GET) so edits are seen; if the item has left the feed, the last version this process saw;
   failing that (item gone from the feed since a restart) ``alive`` without a post: the page stands, its
   content was not observed, so the tracker records it as seen alive without comparing versions. An id that is not a URL and is in no
   configured feed any more has no known link: unknown.
@@ -31,7 +39,8 @@ import logging
 import re
 import time
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from html.parser import HTMLParser
 from typing import Any
@@ -40,7 +49,8 @@ from urllib.parse import urljoin, urlsplit
 import feedparser
 import requests
 
-from bot.errors import PlatformError, RateLimited
+from bot.errors import MediaError, PlatformError, RateLimited
+from bot.media.fetch import GuardedClient, Resolver, system_resolver
 from bot.models import Media, MediaKind, Post, PostStatus, RejectedItem, utcnow
 from watchers._social_common import describe, html_to_text, reset_time
 from watchers.base import PollResult, Watcher
@@ -50,6 +60,14 @@ log = logging.getLogger(__name__)
 CURSOR_PREFIX = "rss1:"
 _IMAGE_EXT = re.compile(r"\.(jpe?g|png|gif|webp|avif|bmp|tiff?)$", re.I)
 _VIDEO_EXT = re.compile(r"\.(mp4|m4v|mov|webm|mkv|avi)$", re.I)
+_REDIRECTS = {301, 302, 303, 307, 308}
+_GONE = {404, 410}
+#: answers to HEAD from servers that only implement GET
+_NO_HEAD = {405, 501}
+#: refusals by the address policy (the link was not requested), as opposed to failed requests
+_REFUSED = {"bad_url", "not_https", "private_address"}
+#: a link check or a redirected feed fetch ends after this many times ``timeout``, however slowly data drips
+_DEADLINE_FACTOR = 5
 
 
 def id_hash(post_id: str) -> str:
@@ -131,11 +149,20 @@ class RssWatcher(Watcher):
     #: a feed answer larger than this is refused
     max_feed_bytes = 20 * 1024 * 1024
 
-    def __init__(self, config: Any):
+    def __init__(self, config: Any, *, resolver: Resolver = system_resolver):
+        """``resolver`` is injectable for tests (names resolving to private addresses)."""
         super().__init__(config)
         self._session = requests.Session()
         self._session.headers["User-Agent"] = getattr(config, "user_agent", None) or "afterimage"
         self._timeout = config.timeout
+        #: item links and feed redirects: third-party URLs, under the media download address policy
+        self._guarded = GuardedClient(
+            config.trusted_hosts,
+            config.timeout,
+            total_timeout=_DEADLINE_FACTOR * config.timeout,
+            https_only=False,
+            resolver=resolver,
+        )
         #: feed URL -> (etag, last-modified, cursor returned) of the last poll: a conditional GET is only sent
         #: when the cursor given is the one returned then (a poll result the daemon lost is fetched again)
         self._poll_validators: dict[str, tuple[str | None, str | None, str | None]] = {}
@@ -156,8 +183,7 @@ class RssWatcher(Watcher):
         if modified:
             headers["If-Modified-Since"] = modified
         try:
-            response = self._session.get(feed_url, headers=headers, timeout=self._timeout, stream=True)
-            try:
+            with self._open_feed(feed_url, headers) as response:
                 if response.status_code == 429:
                     raise RateLimited(self.platform, reset_time(response.headers), f"rss: {feed_url} answered 429")
                 if response.status_code == 304:
@@ -169,10 +195,10 @@ class RssWatcher(Watcher):
                     body += chunk
                     if len(body) > self.max_feed_bytes:
                         raise PlatformError(f"rss: {feed_url} is larger than {self.max_feed_bytes} bytes")
-            finally:
-                response.close()
         except requests.RequestException as e:
             raise PlatformError(f"rss: fetching {feed_url} failed: {describe(e)}") from e
+        except MediaError as e:
+            raise PlatformError(f"rss: following the redirect of {feed_url} failed: {e}") from e
         parsed = feedparser.parse(
             io.BytesIO(bytes(body)),  # a stream: feedparser would open a body that names a local file
             resolve_relative_uris=False,  # <img src> is resolved against the item link, not the feed URL
@@ -186,6 +212,24 @@ class RssWatcher(Watcher):
         if parsed.get("bozo"):
             log.info("rss: %s is not well-formed (%s); using the %d items read", feed_url, parsed.get("bozo_exception"), len(parsed.entries))
         return parsed, response
+
+    @contextmanager
+    def _open_feed(self, feed_url: str, headers: dict[str, str]) -> Iterator[requests.Response]:
+        """The feed's answer, streamed: the configured URL as is, a redirect target under the address policy.
+
+        Raises requests' errors for the first request and :class:`MediaError` for a refused or failed
+        redirect."""
+        response = self._session.get(feed_url, headers=headers, timeout=self._timeout, stream=True, allow_redirects=False)
+        try:
+            location = response.headers.get("Location") if response.status_code in _REDIRECTS else None
+            if not location:
+                yield response
+                return
+        finally:
+            response.close()
+        follow = {**self._session.headers, **headers}
+        with self._guarded.open(urljoin(feed_url, location.strip()), headers=follow) as answer:
+            yield answer.response
 
     def _read(self, feed_url: str, etag: str | None = None, modified: str | None = None) -> tuple[list[tuple[int, Any, Post | None, str | None]], dict[str, Post] | None, requests.Response]:
         """Fetch and normalize a feed: (feed index, raw entry, post or None, error) per entry, and the posts by
@@ -389,17 +433,38 @@ class RssWatcher(Watcher):
         if link is None:
             return PostStatus.unknown("no link known for this item (not a URL and in no configured feed now)")
         try:
-            response = self._session.get(link, timeout=self._timeout, stream=True, allow_redirects=True)
-            response.close()
-        except requests.RequestException as e:
-            return PostStatus.unknown(f"fetching {link} failed: {describe(e)}")
-        code = response.status_code
-        if code in (404, 410):
+            code = self._link_status(link)
+        except MediaError as e:
+            if e.reason in _REFUSED:
+                return PostStatus.unknown(f"link not checked, refused by the address policy: {e}")
+            return PostStatus.unknown(f"checking {link} failed: {e}")
+        if code in _GONE:
             return PostStatus.deleted()
         if not 200 <= code < 300:
             return PostStatus.unknown(f"{link} answered HTTP {code}")
         # still in the feed: the current version (edits show); gone from the feed: the page stands, content unseen
         return PostStatus.alive(self._find(post_id, refreshed))
 
+    def _link_status(self, link: str) -> int:
+        """HTTP status of ``link`` (redirects followed under the policy): HEAD, GET if HEAD is not implemented.
+
+        Raises :class:`MediaError` for a refused link or redirect target, timeouts and connection failures."""
+        code = self._status(link, "HEAD")
+        if code in _NO_HEAD:
+            code = self._status(link, "GET")
+        return code
+
+    def _status(self, link: str, method: str) -> int:
+        """The status of one policy-checked request; the response is closed unread (a GET body is never
+        downloaded)."""
+        headers = {
+            "User-Agent": self._session.headers["User-Agent"],
+            "Accept": "text/html,application/xhtml+xml,*/*;q=0.8",
+            "Accept-Encoding": "identity",
+        }
+        with self._guarded.open(link, method=method, headers=headers) as answer:
+            return answer.response.status_code
+
     def close(self) -> None:
+        self._guarded.close()
         self._session.close()

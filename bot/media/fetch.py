@@ -11,6 +11,10 @@ Media URLs come from platform payloads anyone can influence, so every fetch is t
   the Host header, TLS SNI and certificate check use the host name), so a name that re-resolves to a private
   address between check and connect (DNS rebinding) cannot be used. Environment proxies are not used.
 - **Redirects** are followed by hand (at most :data:`MAX_REDIRECTS`), the policy re-applied at every hop.
+
+Address policy, pinning, redirects and the total deadline live in :class:`GuardedClient`, so other code that
+follows third-party URLs (the RSS watcher's item-link checks) gets the same protection; ``https_only=False``
+lets such callers accept plain http from public addresses.
 - **Size**: a Content-Length over ``media.max_bytes`` is refused before reading; bodies without one are counted
   while streaming and aborted at the cap. ``Accept-Encoding: identity`` is asked for.
 - **Type**: a declared Content-Type that cannot be media (HTML, SVG, text, JSON, XML...) is refused before the
@@ -40,7 +44,8 @@ import socket
 import ssl
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Self
 from urllib.parse import urljoin, urlsplit, urlunsplit
@@ -199,10 +204,12 @@ def _is_trusted(host: str, port: int, trusted_hosts: list[str] | tuple[str, ...]
     return False
 
 
-def check_url(url: str, trusted_hosts: list[str] | tuple[str, ...] = ()) -> _Target:
+def check_url(url: str, trusted_hosts: list[str] | tuple[str, ...] = (), *, https_only: bool = True) -> _Target:
     """Static checks of a URL (no DNS): parseable http(s) URL with a host, no userinfo, https unless trusted.
 
-    Raises :class:`MediaError` (``bad_url`` or ``not_https``)."""
+    ``https_only=False`` also accepts plain http from any host (callers checking whether a page exists, where
+    the answer is a status and not content that is kept). Raises :class:`MediaError` (``bad_url`` or
+    ``not_https``)."""
     shown = _display(url)
     if not isinstance(url, str) or not url or len(url) > 8192 or any(c.isspace() or ord(c) < 0x20 for c in url):
         raise MediaError("bad_url", f"not a usable URL: {shown}")
@@ -236,7 +243,7 @@ def check_url(url: str, trusted_hosts: list[str] | tuple[str, ...] = ()) -> _Tar
     if port == 0:
         raise MediaError("bad_url", f"port 0 is not usable: {shown}")
     trusted = _is_trusted(host, port, trusted_hosts)
-    if scheme != "https" and not trusted:
+    if scheme != "https" and https_only and not trusted:
         raise MediaError("not_https", f"media must be fetched over https: {shown}")
     bracketed = f"[{host}]" if ":" in host else host
     host_header = bracketed if port == default_port else f"{bracketed}:{port}"
@@ -339,12 +346,22 @@ class _WatchedHTTPSPool(HTTPSConnectionPool):
 class _PinnedAdapter(HTTPAdapter):
     """Connects to a pre-checked IP address while Host, SNI and certificate checks use the host name.
 
-    ``pin`` is set for each request by the fetcher; pools are keyed by (scheme, IP, port, server name), so
-    two names sharing an address never share a TLS connection."""
+    ``pin`` is set for each request by :class:`GuardedClient`, per thread (a watcher may be polled and
+    re-checked from two threads at once); pools are keyed by (scheme, IP, port, server name), so two names
+    sharing an address never share a TLS connection."""
 
     def __init__(self) -> None:
         super().__init__(pool_connections=4, pool_maxsize=4, max_retries=0)
-        self.pin: tuple[str, str] | None = None  # (host, ip)
+        self._local = threading.local()
+
+    @property
+    def pin(self) -> tuple[str, str] | None:
+        """(host, ip) of the request this thread is sending."""
+        return getattr(self._local, "pin", None)
+
+    @pin.setter
+    def pin(self, value: tuple[str, str] | None) -> None:
+        self._local.pin = value
 
     def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
         super().init_poolmanager(*args, **kwargs)
@@ -353,7 +370,7 @@ class _PinnedAdapter(HTTPAdapter):
     def get_connection_with_tls_context(
         self, request: requests.PreparedRequest, verify: Any, proxies: Any = None, cert: Any = None
     ) -> Any:
-        assert self.pin is not None, "the fetcher sets the pinned address before each request"
+        assert self.pin is not None, "GuardedClient sets the pinned address before each request"
         host, ip = self.pin
         host_params, pool_kwargs = self.build_connection_pool_key_attributes(request, verify, cert)
         if host_params["scheme"] == "https":
@@ -363,13 +380,174 @@ class _PinnedAdapter(HTTPAdapter):
         )
 
 
+# ----------------------------------------------------------------------------- policy-checked requests
+
+
+class _Retryable(MediaError):
+    """A transient failure (5xx, 408, 429, timeouts, dropped connections): :class:`MediaFetcher` retries it;
+    other callers of :class:`GuardedClient` see it as the MediaError it is."""
+
+
+@dataclass(frozen=True)
+class Answer:
+    """The first answer that is not a redirect: the URL it came from and the streamed, unread response."""
+
+    target: _Target
+    response: requests.Response
+    #: time.monotonic() by which the whole exchange, body included, must be over
+    deadline: float
+    _watchdog: _Watchdog = field(repr=False)
+
+    @property
+    def cut(self) -> bool:
+        """Whether the watchdog shut the socket down: what was read since is not the whole answer."""
+        return self._watchdog.fired
+
+
+class GuardedClient:
+    """HTTP requests to third-party URLs under the address policy of the module documentation.
+
+    The URL and every redirect target pass :func:`check_url` (``https_only`` as given; trusted hosts may
+    always use http), are resolved and refused when any address is non-public unless trusted, and are
+    connected to at the checked address; a watchdog ends the exchange after ``total_timeout``. The media
+    fetcher downloads through it; the RSS watcher checks item links with it. Safe to share between threads.
+    """
+
+    def __init__(
+        self,
+        trusted_hosts: list[str] | tuple[str, ...],
+        timeout: float,
+        *,
+        total_timeout: float,
+        https_only: bool = True,
+        resolver: Resolver = system_resolver,
+        verify: bool | str = True,
+    ):
+        self.trusted_hosts = tuple(trusted_hosts)
+        self.timeout = timeout
+        self.total_timeout = total_timeout
+        self.https_only = https_only
+        self._resolver = resolver
+        self._verify = verify
+        self._adapter = _PinnedAdapter()
+
+    def close(self) -> None:
+        self._adapter.close()
+
+    def check(self, url: str) -> _Target:
+        """The static checks alone (no DNS, no request), to refuse a bad URL before any retry loop."""
+        return check_url(url, self.trusted_hosts, https_only=self.https_only)
+
+    @contextmanager
+    def open(self, url: str, *, method: str = "GET", headers: Mapping[str, str] | None = None) -> Iterator[Answer]:
+        """Send ``method`` to ``url`` following redirects under the policy; yields the final answer, unread.
+
+        The response is closed on exit without reading what is left of the body. Raises :class:`MediaError`
+        (``bad_url``, ``not_https``, ``private_address``, ``too_many_redirects``, ``http_3xx`` for a redirect
+        without a Location, ``tls_error``, ``header_too_large``) or its transient subclass for timeouts and
+        connection failures, including those of the caller's body reads inside the context. An exchange cut
+        by the watchdog is a ``timeout``, raised on exit at the latest: a body read from a socket shut down
+        early may look complete without being so."""
+        watchdog = _Watchdog(self.total_timeout)
+        token = _current_watchdog.set(watchdog)
+        try:
+            answer = self._follow(url, method, dict(headers or {}), watchdog)
+            try:
+                yield answer
+            except MediaError:
+                raise
+            except Exception as e:  # noqa: BLE001 - transport errors mapped; the caller's own re-raised
+                mapped = _map_exception(e, _display(answer.target.url), in_body=True)
+                if mapped is e:
+                    raise
+                raise mapped from None
+            finally:
+                answer.response.close()
+            if answer.cut:
+                raise _Retryable("timeout", "cut by the watchdog")  # reworded with URL and deadline below
+        except MediaError as e:
+            # a socket shut down by the watchdog surfaces as a reset, an aborted handshake or an early EOF
+            if watchdog.fired and e.reason in ("unavailable", "tls_error", "timeout"):
+                raise _Retryable("timeout", f"fetching {_display(url)} exceeded {self.total_timeout:g}s") from None
+            raise
+        finally:
+            watchdog.cancel()
+            _current_watchdog.reset(token)
+
+    def _follow(self, url: str, method: str, headers: dict[str, str], watchdog: _Watchdog) -> Answer:
+        deadline = time.monotonic() + self.total_timeout
+        current = url
+        for _hop in range(MAX_REDIRECTS + 1):
+            target = self.check(current)
+            response = self._request(method, target, self._resolve(target), headers)
+            status = response.status_code
+            if status not in _REDIRECTS:
+                return Answer(target, response, deadline, watchdog)
+            response.close()
+            location = response.headers.get("Location")
+            if not location:
+                raise MediaError(f"http_{status}", f"redirect without a Location from {_display(current)}")
+            current = urljoin(target.url, location.strip())
+        raise MediaError("too_many_redirects", f"more than {MAX_REDIRECTS} redirects from {_display(url)}")
+
+    def _resolve(self, target: _Target) -> str:
+        try:
+            addresses = self._resolver(target.host, target.port)
+        except (socket.gaierror, UnicodeError, OSError) as e:
+            raise _Retryable("unavailable", f"cannot resolve {target.host}: {e}") from None
+        if not addresses:
+            raise _Retryable("unavailable", f"{target.host} resolves to no address")
+        if not target.trusted:
+            bad = [a for a in addresses if not is_public_ip(a)]
+            if bad:
+                raise MediaError(
+                    "private_address",
+                    f"{target.host} resolves to a non-public address ({bad[0]}); refused: {_display(target.url)}",
+                )
+        return addresses[0]
+
+    def _request(self, method: str, target: _Target, ip: str, headers: dict[str, str]) -> requests.Response:
+        headers = {k: v for k, v in headers.items() if k.lower() != "host"}
+        headers["Host"] = target.host_header
+        prepared = requests.Request(method, target.url, headers=headers).prepare()
+        self._adapter.pin = (target.host, ip)
+        shown = _display(target.url)
+        try:
+            return self._adapter.send(prepared, stream=True, timeout=(self.timeout, self.timeout), verify=self._verify)
+        except Exception as e:  # noqa: BLE001 - mapped below; unknown errors re-raised
+            raise _map_exception(e, shown) from None
+        finally:
+            self._adapter.pin = None
+
+
+def _map_exception(e: Exception, shown: str, *, in_body: bool = False) -> Exception:
+    """The MediaError (final) or _Retryable for an exception of requests/urllib3/http.client/ssl.
+
+    A TLS error before the response (handshake, certificate) is final; one while reading the body is a
+    broken connection like any other, and retried."""
+    if _header_too_large(e):
+        return MediaError("header_too_large", f"response headers too large from {shown}")
+    if isinstance(e, (requests.exceptions.Timeout, urllib3.exceptions.TimeoutError, TimeoutError, socket.timeout)):
+        return _Retryable("timeout", f"timed out fetching {shown}")
+    if not in_body and (
+        isinstance(e, requests.exceptions.SSLError) or _in_chain(e, lambda x: isinstance(x, ssl.SSLError))
+    ):
+        return MediaError("tls_error", f"TLS failure fetching {shown}: {_short(e)}")
+    if isinstance(e, requests.exceptions.InvalidURL):
+        return MediaError("bad_url", f"not a usable URL: {shown}")
+    connection_errors = (
+        requests.exceptions.ConnectionError,
+        requests.exceptions.ChunkedEncodingError,
+        urllib3.exceptions.HTTPError,
+        http.client.HTTPException,
+        OSError,  # ConnectionError, ssl.SSLError
+    )
+    if isinstance(e, connection_errors):
+        return _Retryable("unavailable", f"connection failed fetching {shown}: {_short(e)}")
+    return e
+
+
 # ----------------------------------------------------------------------------- fetcher
-
-
-class _Retryable(Exception):
-    def __init__(self, reason: str, message: str):
-        self.reason = reason
-        super().__init__(message)
 
 
 class MediaFetcher:
@@ -395,15 +573,18 @@ class MediaFetcher:
         self.config = config
         self._session = session or requests.Session()
         self._own_session = session is None
-        self._adapter = _PinnedAdapter()
+        self._client = GuardedClient(
+            config.trusted_hosts,
+            config.timeout,
+            total_timeout=total_timeout if total_timeout is not None else 10 * config.timeout,
+            resolver=resolver,
+            verify=verify,
+        )
         self._sleep = sleep
-        self._resolver = resolver
-        self._verify = verify
-        self._total_timeout = total_timeout if total_timeout is not None else 10 * config.timeout
         self._backoff_base = backoff_base
 
     def close(self) -> None:
-        self._adapter.close()
+        self._client.close()
         if self._own_session:
             self._session.close()
 
@@ -420,7 +601,7 @@ class MediaFetcher:
 
         ``expected`` defaults to :data:`MEDIA`; ``max_bytes`` lowers (never raises) ``media.max_bytes`` for this
         download, so a caller assembling one file from several downloads can hold the total to the cap."""
-        check_url(url, self.config.trusted_hosts)  # refuse bad URLs before any retry loop
+        self._client.check(url)  # refuse bad URLs before any retry loop
         expected = expected or MEDIA
         limit = self.config.max_bytes if max_bytes is None else min(max_bytes, self.config.max_bytes)
         attempts = self.config.retries + 1
@@ -440,65 +621,21 @@ class MediaFetcher:
     # ------------------------------------------------------------------ one attempt
 
     def _fetch_once(self, url: str, expected: Expected, limit: int) -> FetchedMedia:
-        watchdog = _Watchdog(self._total_timeout)
-        token = _current_watchdog.set(watchdog)
-        try:
-            return self._follow(url, watchdog, expected, limit)
-        except (MediaError, _Retryable) as e:
-            # a socket shut down by the watchdog surfaces as a reset, an aborted handshake or an early EOF
-            if watchdog.fired and e.reason in ("unavailable", "tls_error", "timeout"):
-                raise _Retryable("timeout", f"fetching {_display(url)} exceeded {self._total_timeout:g}s") from None
-            raise
-        finally:
-            watchdog.cancel()
-            _current_watchdog.reset(token)
+        with self._client.open(url, headers=self._headers()) as answer:
+            status = answer.response.status_code
+            shown = _display(answer.target.url)
+            if status >= 500 or status in _RETRY_STATUS:
+                reason = "unavailable" if status >= 500 else f"http_{status}"
+                raise _Retryable(reason, f"HTTP {status} from {shown}")
+            if status != 200:
+                raise MediaError(f"http_{status}", f"HTTP {status} from {shown}")
+            return self._read_body(url, answer, expected, limit)
 
-    def _follow(self, url: str, watchdog: _Watchdog, expected: Expected, limit: int) -> FetchedMedia:
-        deadline = time.monotonic() + self._total_timeout
-        current = url
-        for _hop in range(MAX_REDIRECTS + 1):
-            target = check_url(current, self.config.trusted_hosts)
-            ip = self._resolve(target)
-            response = self._request(target, ip)
-            try:
-                status = response.status_code
-                if status in _REDIRECTS:
-                    location = response.headers.get("Location")
-                    if not location:
-                        raise MediaError(f"http_{status}", f"redirect without a Location from {_display(current)}")
-                    current = urljoin(target.url, location.strip())
-                    continue
-                if status >= 500 or status in _RETRY_STATUS:
-                    reason = "unavailable" if status >= 500 else f"http_{status}"
-                    raise _Retryable(reason, f"HTTP {status} from {_display(current)}")
-                if status != 200:
-                    raise MediaError(f"http_{status}", f"HTTP {status} from {_display(current)}")
-                return self._read_body(url, target, response, deadline, watchdog, expected, limit)
-            finally:
-                response.close()
-        raise MediaError("too_many_redirects", f"more than {MAX_REDIRECTS} redirects from {_display(url)}")
-
-    def _resolve(self, target: _Target) -> str:
-        try:
-            addresses = self._resolver(target.host, target.port)
-        except (socket.gaierror, UnicodeError, OSError) as e:
-            raise _Retryable("unavailable", f"cannot resolve {target.host}: {e}") from None
-        if not addresses:
-            raise _Retryable("unavailable", f"{target.host} resolves to no address")
-        if not target.trusted:
-            bad = [a for a in addresses if not is_public_ip(a)]
-            if bad:
-                raise MediaError(
-                    "private_address",
-                    f"{target.host} resolves to a non-public address ({bad[0]}); refused: {_display(target.url)}",
-                )
-        return addresses[0]
-
-    def _request(self, target: _Target, ip: str) -> requests.Response:
+    def _headers(self) -> dict[str, str]:
+        """The session's default headers (never its credentials) with the fetcher's own."""
         headers = {k: v for k, v in self._session.headers.items() if k.lower() not in ("host", "authorization", "cookie")}
         headers.update(
             {
-                "Host": target.host_header,
                 "User-Agent": headers.get("User-Agent") or USER_AGENT,
                 "Accept": "image/*,video/*;q=0.9,*/*;q=0.1",
                 "Accept-Encoding": "identity",
@@ -506,55 +643,10 @@ class MediaFetcher:
         )
         if "python-requests" in headers["User-Agent"]:
             headers["User-Agent"] = USER_AGENT
-        prepared = requests.Request("GET", target.url, headers=headers).prepare()
-        self._adapter.pin = (target.host, ip)
-        shown = _display(target.url)
-        try:
-            return self._adapter.send(
-                prepared, stream=True, timeout=(self.config.timeout, self.config.timeout), verify=self._verify
-            )
-        except Exception as e:  # noqa: BLE001 - mapped below; unknown errors re-raised
-            raise self._map_exception(e, shown) from None
-        finally:
-            self._adapter.pin = None
+        return headers
 
-    @staticmethod
-    def _map_exception(e: Exception, shown: str, *, in_body: bool = False) -> Exception:
-        """The MediaError (final) or _Retryable for an exception of requests/urllib3/http.client/ssl.
-
-        A TLS error before the response (handshake, certificate) is final; one while reading the body is a
-        broken connection like any other, and retried."""
-        if _header_too_large(e):
-            return MediaError("header_too_large", f"response headers too large from {shown}")
-        if isinstance(e, (requests.exceptions.Timeout, urllib3.exceptions.TimeoutError, TimeoutError, socket.timeout)):
-            return _Retryable("timeout", f"timed out fetching {shown}")
-        if not in_body and (
-            isinstance(e, requests.exceptions.SSLError) or _in_chain(e, lambda x: isinstance(x, ssl.SSLError))
-        ):
-            return MediaError("tls_error", f"TLS failure fetching {shown}: {_short(e)}")
-        if isinstance(e, requests.exceptions.InvalidURL):
-            return MediaError("bad_url", f"not a usable URL: {shown}")
-        connection_errors = (
-            requests.exceptions.ConnectionError,
-            requests.exceptions.ChunkedEncodingError,
-            urllib3.exceptions.HTTPError,
-            http.client.HTTPException,
-            OSError,  # ConnectionError, ssl.SSLError
-        )
-        if isinstance(e, connection_errors):
-            return _Retryable("unavailable", f"connection failed fetching {shown}: {_short(e)}")
-        return e
-
-    def _read_body(
-        self,
-        url: str,
-        target: _Target,
-        response: requests.Response,
-        deadline: float,
-        watchdog: _Watchdog,
-        expected: Expected,
-        limit: int,
-    ) -> FetchedMedia:
+    def _read_body(self, url: str, answer: Answer, expected: Expected, limit: int) -> FetchedMedia:
+        target, response = answer.target, answer.response
         shown = _display(target.url)
         declared = (response.headers.get("Content-Type") or "").split(";", 1)[0].strip().lower()
         if declared and not expected.declared_ok(declared):
@@ -572,8 +664,8 @@ class MediaFetcher:
         raw = response.raw
         try:
             while True:
-                if time.monotonic() > deadline:
-                    raise _Retryable("timeout", f"download of {shown} exceeded {self._total_timeout:g}s")
+                if time.monotonic() > answer.deadline:
+                    raise _Retryable("timeout", f"download of {shown} exceeded {self._client.total_timeout:g}s")
                 chunk = raw.read1(CHUNK, decode_content=True)
                 if not chunk:
                     break
@@ -585,9 +677,9 @@ class MediaFetcher:
         except (MediaError, _Retryable):
             raise
         except Exception as e:  # noqa: BLE001
-            raise self._map_exception(e, shown, in_body=True) from None
-        if watchdog.fired:  # the socket was shut down: what was read is not the whole body
-            raise _Retryable("timeout", f"download of {shown} exceeded {self._total_timeout:g}s")
+            raise _map_exception(e, shown, in_body=True) from None
+        if answer.cut:  # checked before sniffing: a body cut short is a timeout, not "not media"
+            raise _Retryable("timeout", f"download of {shown} exceeded {self._client.total_timeout:g}s")
         if sniffed is None:
             sniffed = _sniff_or_refuse(bytes(data), declared, shown, expected)
         return FetchedMedia(

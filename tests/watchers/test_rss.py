@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 import time
+from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -17,6 +19,7 @@ from werkzeug import Request, Response
 
 from bot.config import RssConfig
 from bot.errors import PlatformError, RateLimited
+from bot.media.fetch import system_resolver
 from bot.models import MediaKind, StatusKind
 from watchers import build_watcher
 from watchers.rss import CURSOR_PREFIX, RssWatcher, id_hash, parse_cursor
@@ -35,7 +38,10 @@ class FakeSite:
         self.pages: dict[str, int] = {}
         self.page_answers: dict[str, Response] = {}
         self.slow: set[str] = set()
+        #: path -> a function answering any request to it (per-method answers, streamed bodies)
+        self.handlers: dict[str, Callable[[Request], Response]] = {}
         self.requests: list[tuple[str, dict]] = []
+        self.methods: list[tuple[str, str]] = []
         server.expect_request(re.compile(r"^/.*")).respond_with_handler(self.handle)
 
     @property
@@ -54,6 +60,9 @@ class FakeSite:
     def handle(self, request: Request) -> Response:
         path = request.path
         self.requests.append((path, dict(request.headers)))
+        self.methods.append((request.method, path))
+        if path in self.handlers:
+            return self.handlers[path](request)
         if path in self.slow:
             time.sleep(1.5)
         if path in self.feed_answers and self.feed_answers[path]:
@@ -77,9 +86,16 @@ def site(threaded_server) -> FakeSite:
     threaded_server.clear()
 
 
-def make_watcher(site: FakeSite, accounts: list[str] | None = None) -> RssWatcher:
-    cfg = RssConfig(accounts=accounts or [site.url("/feed.xml")], timeout=0.5, user_agent=UA)
-    watcher = build_watcher("rss", cfg)
+def make_watcher(
+    site: FakeSite,
+    accounts: list[str] | None = None,
+    trusted: list[str] | None = None,
+    resolver: Callable[[str, int], list[str]] | None = None,
+) -> RssWatcher:
+    """A watcher as the daemon builds it; the fake site (on loopback) is trusted unless ``trusted`` says."""
+    trusted = [f"{site.server.host}:{site.server.port}"] if trusted is None else trusted
+    cfg = RssConfig(accounts=accounts or [site.url("/feed.xml")], timeout=0.5, user_agent=UA, trusted_hosts=trusted)
+    watcher = build_watcher("rss", cfg) if resolver is None else RssWatcher(cfg, resolver=resolver)
     assert isinstance(watcher, RssWatcher)
     return watcher
 
@@ -294,8 +310,10 @@ def test_lookup_timeout_and_connection_errors_are_unknown(site):
     w = make_watcher(site)
     w.poll(feed, None)
     site.slow.add("/press/2026/11/water-supply")
-    assert w.lookup(["press-1002"])["press-1002"].kind == StatusKind.UNKNOWN
-    assert w.lookup(["http://127.0.0.1:9/gone"])["http://127.0.0.1:9/gone"].kind == StatusKind.UNKNOWN
+    slow = w.lookup(["press-1002"])["press-1002"]
+    assert slow.kind == StatusKind.UNKNOWN and "timed out" in slow.error
+    refused = make_watcher(site, trusted=["127.0.0.1"]).lookup(["http://127.0.0.1:9/gone"])["http://127.0.0.1:9/gone"]
+    assert refused.kind == StatusKind.UNKNOWN and "connection failed" in refused.error
 
 
 def test_lookup_of_item_that_left_the_feed_uses_the_last_version_seen(site):
@@ -378,3 +396,176 @@ def test_oversized_feed_is_refused(site):
     w.max_feed_bytes = 1000
     with pytest.raises(PlatformError, match="larger than"):
         w.poll(feed, None)
+
+
+# ----------------------------------------------------------------------------- lookup: address policy
+# Item links come from the feed, i.e. from a third party: they must never make the daemon request an
+# internal address (SSRF). The fake site is on 127.0.0.1, so "internal" is reachable: a request that
+# slipped through would show in its log.
+
+INTRANET = "intranet.example.test"  # a name that resolves to the fake site's loopback address
+PRESS = "press.example.test"  # a trusted name for the fake site
+
+
+def _resolver(host: str, port: int) -> list[str]:
+    if host in (INTRANET, PRESS):
+        return ["127.0.0.1"]
+    return system_resolver(host, port)
+
+
+def _single_item_feed(site: FakeSite, link: str) -> str:
+    return site.set_feed(
+        "/feed.xml",
+        f"<rss version='2.0'><channel><title>t</title><item><title>x</title><link>{link}</link>"
+        "<guid>press-9</guid></item></channel></rss>",
+    )
+
+
+def _internal_requests(site: FakeSite) -> list[str]:
+    return [path for path, _ in site.requests if path.startswith("/internal")]
+
+
+@pytest.mark.parametrize(
+    "link, error",
+    [
+        ("http://127.0.0.1:{port}/internal/admin", "127.0.0.1 resolves to a non-public address (127.0.0.1)"),
+        ("http://10.0.0.1/internal/admin", "10.0.0.1 resolves to a non-public address (10.0.0.1)"),
+        ("http://169.254.169.254/latest/meta-data/", "169.254.169.254 resolves to a non-public address"),
+        ("http://[::1]:{port}/internal/admin", "::1 resolves to a non-public address (::1)"),
+        (f"http://{INTRANET}:{{port}}/internal/admin", f"{INTRANET} resolves to a non-public address (127.0.0.1)"),
+        ("file:///etc/passwd", "unsupported scheme 'file'"),
+        ("ftp://127.0.0.1:{port}/internal/admin", "unsupported scheme 'ftp'"),
+    ],
+    ids=["loopback", "private", "metadata", "ipv6-loopback", "name-to-private", "file", "ftp"],
+)
+def test_lookup_refuses_links_to_non_public_addresses_without_requesting_them(site, link, error):
+    feed = _single_item_feed(site, link.format(port=site.server.port))
+    w = make_watcher(site, trusted=[], resolver=_resolver)  # the feed itself is configured: fetched as is
+    w.poll(feed, None)
+    status = w.lookup(["press-9"])["press-9"]
+    assert status.kind == StatusKind.UNKNOWN
+    assert "refused by the address policy" in status.error and error in status.error
+    assert _internal_requests(site) == []
+
+
+@pytest.mark.parametrize(
+    "target, error",
+    [
+        ("http://127.0.0.1:{port}/internal/admin", "(127.0.0.1)"),
+        ("http://localhost:{port}/internal/admin", "localhost resolves to a non-public address"),
+        ("http://169.254.169.254/latest/meta-data/iam/", "(169.254.169.254)"),
+        ("gopher://127.0.0.1:{port}/internal/admin", "unsupported scheme 'gopher'"),
+    ],
+    ids=["loopback", "localhost", "metadata", "gopher"],
+)
+def test_lookup_refuses_a_redirect_to_a_non_public_address(site, target, error):
+    port = site.server.port
+    feed = _single_item_feed(site, f"http://{PRESS}:{port}/press/moved")
+    site.page_answers["/press/moved"] = Response(status=302, headers={"Location": target.format(port=port)})
+    w = make_watcher(site, trusted=[PRESS], resolver=_resolver)  # trust is by the name written, not the address
+    w.poll(feed, None)
+    status = w.lookup(["press-9"])["press-9"]
+    assert status.kind == StatusKind.UNKNOWN and error in status.error
+    assert "/press/moved" in [path for path, _ in site.requests]
+    assert _internal_requests(site) == []
+
+
+def test_lookup_follows_redirects_within_the_policy(site):
+    port = site.server.port
+    feed = _single_item_feed(site, f"http://{PRESS}:{port}/press/moved")
+    site.page_answers["/press/moved"] = Response(status=301, headers={"Location": "/press/new-home"})
+    site.pages["/press/new-home"] = 410
+    w = make_watcher(site, trusted=[PRESS], resolver=_resolver)
+    w.poll(feed, None)
+    assert w.lookup(["press-9"])["press-9"].kind == StatusKind.DELETED
+    assert ("HEAD", "/press/new-home") in site.methods
+
+
+def test_lookup_asks_with_head_only(site):
+    feed = site.set_feed("/feed.xml", "press.rss.xml")
+    w = make_watcher(site)
+    w.poll(feed, None)
+    assert w.lookup(["press-1002"])["press-1002"].kind == StatusKind.ALIVE
+    assert [m for m, path in site.methods if path == "/press/2026/11/water-supply"] == ["HEAD"]
+
+
+def _no_head(status: int, get_answer: Callable[[], Response]) -> Callable[[Request], Response]:
+    def answer(request: Request) -> Response:
+        return Response("no HEAD here", status) if request.method == "HEAD" else get_answer()
+
+    return answer
+
+
+@pytest.mark.parametrize("head_status", [405, 501])
+@pytest.mark.parametrize("get_status, kind", [(200, StatusKind.ALIVE), (404, StatusKind.DELETED), (410, StatusKind.DELETED)])
+def test_lookup_falls_back_to_get_when_head_is_not_implemented(site, head_status, get_status, kind):
+    feed = site.set_feed("/feed.xml", "press.rss.xml")
+    site.handlers["/press/2026/11/water-supply"] = _no_head(head_status, lambda: Response("page", get_status))
+    w = make_watcher(site)
+    w.poll(feed, None)
+    assert w.lookup(["press-1002"])["press-1002"].kind == kind
+    assert [m for m, path in site.methods if path == "/press/2026/11/water-supply"] == ["HEAD", "GET"]
+
+
+def test_lookup_by_get_does_not_download_the_body(site):
+    total = 200 * 1024 * 1024
+    chunk = b"x" * 65536
+    sent: list[int] = []
+    finished = threading.Event()
+
+    def body() -> Iterator[bytes]:
+        for _ in range(total // len(chunk)):
+            sent.append(len(chunk))
+            yield chunk
+        finished.set()
+
+    feed = site.set_feed("/feed.xml", "press.rss.xml")
+    site.handlers["/press/2026/11/water-supply"] = _no_head(405, lambda: Response(body(), 200, content_type="text/html"))
+    w = make_watcher(site)
+    w.poll(feed, None)
+    started = time.monotonic()
+    assert w.lookup(["press-1002"])["press-1002"].kind == StatusKind.ALIVE
+    assert time.monotonic() - started < 2
+    time.sleep(0.3)  # let the server notice the closed connection
+    assert not finished.is_set() and sum(sent) < total // 4
+
+
+def test_a_feed_redirect_to_a_non_public_address_is_refused(site):
+    site.feed_answers["/feed.xml"] = [
+        Response(status=302, headers={"Location": f"http://127.0.0.1:{site.server.port}/internal/feed.xml"})
+    ]
+    site.set_feed("/internal/feed.xml", "press.rss.xml")
+    with pytest.raises(PlatformError, match=r"non-public address \(127\.0\.0\.1\)"):
+        make_watcher(site, trusted=[]).poll(site.url("/feed.xml"), None)
+    assert _internal_requests(site) == []
+
+
+def test_a_feed_redirect_within_the_policy_is_followed_with_its_conditional_get(site):
+    feed = site.url("/old-feed.xml")
+    site.set_feed("/feed.xml", "press.rss.xml")
+    site.handlers["/old-feed.xml"] = lambda request: Response(status=301, headers={"Location": "/feed.xml"})
+    w = make_watcher(site, [feed])
+    first = w.poll(feed, None)
+    assert len(first.posts) == 3
+    again = w.poll(feed, first.cursor)
+    assert again.posts == [] and again.cursor is None
+    assert site.requests[-1][0] == "/feed.xml" and site.requests[-1][1].get("If-None-Match")
+    assert site.requests[-1][1]["User-Agent"] == UA
+
+
+def test_a_slow_feed_redirect_target_is_cut_at_the_deadline(site):
+    def drip(request: Request) -> Response:
+        def body() -> Iterator[bytes]:
+            yield b"<rss version='2.0'><channel><title>t</title>"
+            for _ in range(40):  # 12 s in all, each piece well within the 0.5 s read timeout
+                time.sleep(0.3)
+                yield b"<!-- . -->"
+
+        return Response(body(), 200, content_type="application/rss+xml")
+
+    site.handlers["/feed.xml"] = lambda request: Response(status=302, headers={"Location": "/slow-feed.xml"})
+    site.handlers["/slow-feed.xml"] = drip
+    started = time.monotonic()
+    with pytest.raises(PlatformError, match=r"redirect .* exceeded 2\.5s"):
+        make_watcher(site).poll(site.url("/feed.xml"), None)
+    assert time.monotonic() - started < 5  # 5 x timeout (0.5 s), not the 12 s the server would take
