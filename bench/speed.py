@@ -32,9 +32,10 @@ from bot.archive import Archive  # noqa: E402
 from bot.hashing.decode import decode_image  # noqa: E402
 from bot.hashing.signals import PdqSignal, PhashSignal, compute_signals  # noqa: E402
 from bot.known import add_image  # noqa: E402
-from bot.matching.descriptors import unpack  # noqa: E402
+from bot.matching.descriptors import pack, unpack  # noqa: E402
 from bot.matching.index import HammingIndex  # noqa: E402
 from bot.matching.matcher import Matcher  # noqa: E402
+from bot.store.records import KnownMedia  # noqa: E402
 from bot.store.sqlite import SqliteStore  # noqa: E402
 
 
@@ -141,6 +142,37 @@ def bench_check(tmp: Path, n_real: int, n_queries: int) -> None:
     store.close()
 
 
+def bench_start(tmp: Path, total: int) -> None:
+    """How long a new matcher (a restarted daemon, a one-off ``afterimage check``) takes to be ready on a store
+    of ``total`` known images: building its indexes vs reading the saved descriptor index."""
+    print(f"== matcher start on a store of {total:,} known images (one core)")
+    store = SqliteStore(str(tmp / "start.db"))
+    archive = Archive(tmp / "start-archive")
+    real = [add_image(store, archive, jpeg(scene(30_000 + i, 800, 500), 92), label=f"real-{i}") for i in range(50)]
+    pool = np.concatenate([unpack(e.signals["orb"]) for e in real if e is not None])
+    rng = np.random.default_rng(5)
+    t = time.perf_counter()
+    for i in range(total - len(real)):  # entries as the store holds them: PDQ + 160 descriptors (realistic noise)
+        picks = pool[rng.integers(0, len(pool), 160)]
+        flips = rng.integers(0, 256, (3, 160, 32), dtype=np.uint8)
+        store.add_known(KnownMedia(label=f"synthetic-{i}", signals={
+            "pdq": rng.integers(0, 256, 32, dtype=np.uint8).tobytes().hex(),
+            "orb": pack(picks ^ (flips[0] & flips[1] & flips[2]))}))
+    print(f"  filling the store: {time.perf_counter() - t:.0f} s")
+    query = jpeg(TRANSFORMS["crop_75"](scene(30_007, 800, 500)), 85)
+    timings = {}
+    for name in ("build (no saved index)", "saved index"):
+        t = time.perf_counter()
+        matcher = Matcher(store, archive, features_dir=tmp / "start-features", index_dir=tmp / "start-index")
+        found = matcher.best(query)
+        timings[name] = time.perf_counter() - t
+        print(f"  {name}: ready and first check done in {timings[name]:.1f} s (found {found.known.label if found else None})")
+        del matcher
+    saved = sum(f.stat().st_size for f in (tmp / "start-index").iterdir())
+    print(f"  saved index: {saved / 1e6:.0f} MB; start {timings['build (no saved index)'] / timings['saved index']:.1f}x faster")
+    store.close()
+
+
 def planted(rng: np.random.Generator, codes: np.ndarray, lo: int, hi: int, m: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``m`` stored rows, each with a distance drawn from ``lo..hi`` and that many random bits flipped."""
     rows = rng.integers(0, len(codes), m)
@@ -227,7 +259,8 @@ def main() -> None:
     ap.add_argument("--real", type=int, default=200, help="real images added for the check latency run")
     ap.add_argument("--queries", type=int, default=60)
     ap.add_argument("--planted", type=int, default=2000, help="planted near-duplicates per distance bucket")
-    ap.add_argument("--only", choices=["decode", "check", "lookup"], default=None)
+    ap.add_argument("--only", choices=["decode", "check", "start", "lookup"], default=None)
+    ap.add_argument("--start-known", type=int, default=100_000, help="known images for the matcher start run")
     args = ap.parse_args()
     faiss.omp_set_num_threads(1)
     cv2.setNumThreads(1)
@@ -236,6 +269,8 @@ def main() -> None:
             bench_decode(Path(tmp))
         if args.only in (None, "check"):
             bench_check(Path(tmp), args.real, args.queries)
+        if args.only in (None, "start"):
+            bench_start(Path(tmp), args.start_known)
         if args.only in (None, "lookup"):
             bench_lookup([1_000_000] + ([] if args.skip_10m else [10_000_000]), args.planted)
 

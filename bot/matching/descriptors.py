@@ -26,7 +26,9 @@ core; ``bench/speed.py``):
 from __future__ import annotations
 
 import base64
+import os
 from collections import Counter
+from pathlib import Path
 
 import faiss
 import numpy as np
@@ -141,6 +143,34 @@ class DescriptorIndex:
             index, self._keep = _inverted_file(codes, self._rng)
         index.add_with_ids(codes, owners)
         self._index, self._built_rows = index, len(codes)
+
+    @property
+    def inverted(self) -> bool:
+        """True once the index is (or is due to become) an inverted file: slow to build, worth saving."""
+        if self._index is None or self._pending:
+            return len(self) > FLAT_LIMIT
+        return isinstance(self._index, faiss.IndexBinaryIVF)
+
+    def save(self, path: Path) -> None:
+        """Write the index to ``path`` atomically (a reader never sees half a file)."""
+        if self._index is None or self._pending:
+            self.build()
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        faiss.write_index_binary(self._index, str(tmp))
+        os.replace(tmp, path)
+
+    @classmethod
+    def load(cls, path: Path) -> DescriptorIndex:
+        """An index saved by :meth:`save`. Raises ValueError for a file that is not one."""
+        try:
+            index = faiss.read_index_binary(str(path))
+        except RuntimeError as e:
+            raise ValueError(f"not a descriptor index: {path.name}: {str(e).splitlines()[0][:200]}") from None
+        if not isinstance(index, (faiss.IndexBinaryIDMap, faiss.IndexBinaryIVF)) or index.d != 256:
+            raise ValueError(f"not a descriptor index: {path.name}")
+        loaded = cls()
+        loaded._index, loaded._built_rows = index, int(index.ntotal)
+        return loaded
 
     def memory_bytes(self) -> int:
         """Bytes per held descriptor: its 32-byte code and 8-byte id (the owner), in faiss."""

@@ -39,6 +39,7 @@ from bot.hashing.signals import MIRRORED_VARIANTS, ORB_DESCRIPTORS, PDQ_QUALITY,
 from bot.hashing.signals import compute_signals as _compute_signals
 from bot.matching.descriptors import DescriptorIndex, unpack
 from bot.matching.index import HammingIndex
+from bot.matching.snapshot import DescriptorSnapshots
 from bot.store.base import StateStore
 from bot.store.records import KnownKind, KnownMedia
 
@@ -50,6 +51,8 @@ _K_GLOBAL = 8
 _VOTE_SHARE = 0.5
 #: votes from the image as is that make it worth verifying before voting with the mirrored image
 _STRONG_VOTES = 40
+#: the descriptor index is saved again once this many entries (or 5 %) were added since the last save
+SNAPSHOT_EVERY = 1_000
 
 
 def compute_signals(image: Image.Image | bytes) -> dict[str, str]:
@@ -113,11 +116,15 @@ class Matcher:
         config: MatchingConfig | None = None,
         *,
         features_dir: str | Path | None = None,
+        index_dir: str | Path | None = None,
     ):
         self.store = store
         self.archive = archive
         self.config = config or MatchingConfig()
         self.features_dir = Path(features_dir) if features_dir is not None else Path(archive.root).parent / "features"
+        index_dir = Path(index_dir) if index_dir is not None else Path(archive.root).parent / "index"
+        self._snapshots = DescriptorSnapshots(index_dir, store.url)
+        self._snapshot_count = 0  # store entries covered by the newest saved or loaded snapshot
         self._lock = threading.RLock()
         self._generation: int | None = None  # store state the indexes reflect (None: not loaded yet)
         self._epoch = 0
@@ -149,23 +156,40 @@ class Matcher:
                         self._last_seq = max([self._last_seq, *(seq for seq, _ in new)])
                         self._generation = after.generation
                         log.debug("matching index: %d entries appended", len(new))
+                        if self._stored - self._snapshot_count >= max(SNAPSHOT_EVERY, self._snapshot_count // 20):
+                            self._save_snapshot()
                         return True
             state = self.store.known_state()
             loaded = list(self.store.iter_known_since(0))
-            self.load_entries([entry for _, entry in loaded])
+            snapshot = self._snapshots.load(state.epoch, [seq for seq, _ in loaded])
+            self.load_entries([entry for _, entry in loaded], snapshot)
             self._generation, self._epoch, self._stored = state.generation, state.epoch, len(loaded)
             self._last_seq = max((seq for seq, _ in loaded), default=0)
+            self._snapshot_count = snapshot[1] if snapshot else 0
+            if snapshot is None or self._stored - self._snapshot_count >= max(SNAPSHOT_EVERY, self._snapshot_count // 20):
+                self._save_snapshot()  # after a full build, or when many entries were appended to the snapshot
         log.info("matching index: %d entries, %d descriptors", len(self._entries), len(self._descriptors))
         return True
 
-    def load_entries(self, entries: list[KnownMedia]) -> None:
-        """Build the indexes from ``entries`` (used by :meth:`refresh`, and by benchmarks to skip a store)."""
-        self._entries, self._whole, self._descriptors = [], HammingIndex(PdqSignal), DescriptorIndex()
-        self._quality = np.zeros(0, np.int16)
-        self._append(entries)
+    def _save_snapshot(self) -> None:
+        """Save the descriptor index when rebuilding it would be slow (an inverted file) and it holds exactly
+        the store's entries (benchmarks pad it with synthetic ones)."""
+        if not self._descriptors.inverted or len(self._entries) != self._stored:
+            return
+        self._snapshots.save(self._descriptors, self._epoch, self._last_seq, self._stored)
+        self._snapshot_count = self._stored
 
-    def _append(self, entries: list[KnownMedia]) -> None:
-        """Add entries to the indexes; each one's owner number is its position in ``self._entries``."""
+    def load_entries(self, entries: list[KnownMedia], snapshot: tuple[DescriptorIndex, int] | None = None) -> None:
+        """Build the indexes from ``entries`` (used by :meth:`refresh`, and by benchmarks to skip a store);
+        ``snapshot`` is a saved descriptor index that already holds the descriptors of the first entries."""
+        self._entries, self._whole = [], HammingIndex(PdqSignal)
+        self._descriptors, covered = snapshot if snapshot is not None else (DescriptorIndex(), 0)
+        self._quality = np.zeros(0, np.int16)
+        self._append(entries, descriptors_from=covered)
+
+    def _append(self, entries: list[KnownMedia], descriptors_from: int = 0) -> None:
+        """Add entries to the indexes; each one's owner number is its position in ``self._entries``. The
+        descriptors of the first ``descriptors_from`` entries are in the index already (a snapshot)."""
         start = len(self._entries)
         whole, whole_owner, quality = [], [], []
         descriptors, descriptor_owners = [], []
@@ -176,7 +200,7 @@ class Matcher:
                 if s.get(key):
                     whole.append(s[key])
                     whole_owner.append(i)
-            if s.get(ORB_DESCRIPTORS):
+            if s.get(ORB_DESCRIPTORS) and i - start >= descriptors_from:
                 codes = unpack(s[ORB_DESCRIPTORS])
                 descriptors.append(codes)
                 descriptor_owners.append(np.full(len(codes), i, np.int32))

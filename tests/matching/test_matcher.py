@@ -129,3 +129,43 @@ def test_an_entry_committed_late_is_not_missed(archive, tmp_path) -> None:
     store.hide_next = True
     assert matcher.best(encode(crop(scene(6), 0.8))).known.id == hidden.id
     store.close()
+
+
+def test_a_saved_descriptor_index_spares_the_next_start_a_rebuild(store, archive, tmp_path, monkeypatch) -> None:
+    from bot.matching import descriptors
+
+    monkeypatch.setattr(descriptors, "FLAT_LIMIT", 500)  # an inverted file from 4 images on
+    monkeypatch.setattr(descriptors, "LIST_ROWS", 32)
+    _, ids = make(store, archive, tmp_path, seeds=(1, 2, 3, 4, 5))
+    first = Matcher(store, archive, features_dir=tmp_path / "features")
+    query = encode(caption(crop(scene(4), 0.75, 0.3, 0.1)))
+    assert first.best(query).known.id == ids[4]
+    saved = list((tmp_path / "index").glob("descriptors-*.faiss"))
+    assert len(saved) == 1
+
+    builds = []
+    real_inverted_file = descriptors._inverted_file
+    monkeypatch.setattr(descriptors, "_inverted_file", lambda *a: builds.append(1) or real_inverted_file(*a))
+    later = add_image(store, archive, encode(scene(6), "PNG"), label="scene 6")
+    restarted = Matcher(store, archive, features_dir=tmp_path / "features")
+    assert restarted.best(query).known.id == ids[4]
+    assert restarted.best(encode(crop(scene(6), 0.8))).known.id == later.id  # appended to the snapshot
+    assert builds == []
+
+    store.remove_known(ids[4])  # a removal: that snapshot no longer describes the store
+    again = Matcher(store, archive, features_dir=tmp_path / "features")
+    assert all(m.known.id != ids[4] for m in again.match(query))
+    assert builds == [1]
+
+
+def test_a_damaged_saved_index_is_skipped(store, archive, tmp_path, monkeypatch) -> None:
+    from bot.matching import descriptors
+
+    monkeypatch.setattr(descriptors, "FLAT_LIMIT", 500)
+    monkeypatch.setattr(descriptors, "LIST_ROWS", 32)
+    _, ids = make(store, archive, tmp_path, seeds=(1, 2, 3, 4, 5))
+    Matcher(store, archive, features_dir=tmp_path / "features").refresh()
+    [saved] = (tmp_path / "index").glob("descriptors-*.faiss")
+    saved.write_bytes(b"not an index")
+    query = encode(crop(scene(2), 0.75))
+    assert Matcher(store, archive, features_dir=tmp_path / "features").best(query).known.id == ids[2]
