@@ -21,9 +21,12 @@ Rules (issue #6), and the decisions taken where the issue left room:
 - Re-checks continue after a confirmed deletion, until the horizon, so a restored post is noticed.
 - Two different gone answers in a row (deleted, then suspended) start a new streak without an early check,
   so a platform flapping between answers cannot make a post be looked up every minute.
-- Budget: at most ``budget_per_hour`` look-up requests per platform in any sliding hour (kept in memory: a
-  restart forgets the spend of the last hour). When the budget is short, pending confirmations go first,
-  then the youngest posts (their deletions matter most and their schedule is densest); the rest stay due.
+- Budget: at most ``budget_per_hour`` look-up requests per platform in any sliding hour. The spend is kept in
+  the store (budget ``recheck:<platform>``, see :class:`HourlyBudget`), so a restarted daemon still sees the
+  last hour's spend and daemons sharing one store share the platform's quota (the ``recheck:<platform>``
+  lock lets one of them run a platform at a time, so reading and spending do not race). Counted per minute:
+  a request counts for 60 to 61 minutes. When the budget is short, pending confirmations go first, then the
+  youngest posts (their deletions matter most and their schedule is densest); the rest stay due.
 - Every event enqueues one alert in the store outbox, key ``{kind}:{platform}:{post_id}:{event.id}``, in the
   same store transaction as the event and its re-check change (``record_event(event, next, alert)``).
 """
@@ -38,6 +41,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from bot.deletions import schedule
+from bot.errors import StoreError
 from bot.models import Post, PostStatus, StatusKind, as_utc, iso, parse_iso
 from bot.store.base import StateStore
 from bot.store.common import new_id
@@ -66,24 +70,61 @@ RESTORED = "restored"
 
 
 class HourlyBudget:
-    """Look-up requests spent per platform in a sliding hour (in memory)."""
+    """Look-up requests spent per platform in a sliding hour, kept in the store (budget ``recheck:<platform>``).
+
+    A store that fails must neither stop re-checks for good nor let them run unbounded:
+    - a failed read counts the budget as spent for that run: re-checks wait until the store answers again
+      (logged once, and once more when it recovers);
+    - a spend the store did not take is counted here, in memory, for the hour, so a store that reads but
+      cannot write (a full disk) does not hand out the same quota again at every run.
+    """
 
     WINDOW = timedelta(hours=1)
 
-    def __init__(self) -> None:
-        self._spent: dict[str, deque[datetime]] = {}
+    def __init__(self, store: StateStore) -> None:
+        self.store = store
+        self._unrecorded: dict[str, deque[tuple[datetime, int]]] = {}
+        self._failing: set[tuple[str, str]] = set()  # (platform, "read" | "record") now failing, logged
 
-    def _window(self, platform: str, now: datetime) -> deque[datetime]:
-        spent = self._spent.setdefault(platform, deque())
-        while spent and spent[0] <= now - self.WINDOW:
-            spent.popleft()
-        return spent
+    @staticmethod
+    def name(platform: str) -> str:
+        return f"recheck:{platform}"
 
     def available(self, platform: str, per_hour: int, now: datetime) -> int:
-        return max(0, per_hour - len(self._window(platform, as_utc(now))))
+        now = as_utc(now)
+        try:
+            spent = self.store.budget_spent(self.name(platform), now - self.WINDOW)
+        except StoreError as e:
+            self._failed(platform, "read", e, "no re-check until the store answers")
+            return 0
+        self._recovered(platform, "read")
+        return max(0, per_hour - spent - self._unrecorded_spend(platform, now))
 
     def spend(self, platform: str, now: datetime, requests: int = 1) -> None:
-        self._window(platform, as_utc(now)).extend([as_utc(now)] * requests)
+        now = as_utc(now)
+        try:
+            self.store.spend_budget(self.name(platform), now, requests)
+        except StoreError as e:
+            self._failed(platform, "record", e, "counted in memory for the hour")
+            self._unrecorded.setdefault(platform, deque()).append((now, requests))
+            return
+        self._recovered(platform, "record")
+
+    def _unrecorded_spend(self, platform: str, now: datetime) -> int:
+        spent = self._unrecorded.get(platform, deque())
+        while spent and spent[0][0] <= now - self.WINDOW:
+            spent.popleft()
+        return sum(requests for _, requests in spent)
+
+    def _failed(self, platform: str, what: str, error: Exception, consequence: str) -> None:
+        if (platform, what) not in self._failing:
+            self._failing.add((platform, what))
+            log.warning("%s: cannot %s the re-check budget in the store (%s): %s", platform, what, error, consequence)
+
+    def _recovered(self, platform: str, what: str) -> None:
+        if (platform, what) in self._failing:
+            self._failing.discard((platform, what))
+            log.info("%s: the store can %s the re-check budget again", platform, what)
 
 
 @dataclass
@@ -111,7 +152,7 @@ class RecheckTracker:
         """``config_by_platform`` maps a platform to its :class:`bot.config.RecheckConfig`."""
         self.store = store
         self.configs = dict(config_by_platform)
-        self.budget = budget or HourlyBudget()
+        self.budget = budget or HourlyBudget(store)
         self._account_state: dict[tuple[str, str], str] = {}
 
     def _config(self, platform: str) -> Any:

@@ -263,6 +263,23 @@ class StateStore(ABC):
     @abstractmethod
     def get_account_states(self) -> list[AccountState]: ...
 
+    # ----------------------------------------------------------------- request budgets (several daemons)
+    @abstractmethod
+    def spend_budget(self, name: str, at: datetime, requests: int = 1) -> None:
+        """Add ``requests`` (a positive integer) to the spend of budget ``name`` in the minute of ``at``, as an
+        atomic increment: two daemons spending at once both count. Storage stays bounded: minutes older than
+        :data:`bot.store.common.BUDGET_KEEP_MINUTES` before ``at`` are dropped, and a budget nobody spends on
+        any more goes within that time too (SQLite prunes every budget at each spend, Redis expires the key).
+
+        Why in the store: a restarted daemon must still see the last hour's spend, and daemons sharing a
+        store must share a platform's quota."""
+
+    @abstractmethod
+    def budget_spent(self, name: str, since: datetime) -> int:
+        """Requests spent on budget ``name`` in the minute of ``since`` and after. Exact to the minute: spend
+        from the first seconds of that minute still counts, so a sliding hour errs on the safe side (a spend
+        counts for 60 to 61 minutes)."""
+
     # ----------------------------------------------------------------- locks (several daemons)
     @abstractmethod
     def acquire_lock(self, name: str, owner: str, ttl_seconds: float) -> bool:

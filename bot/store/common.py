@@ -51,6 +51,23 @@ def micros(value: datetime) -> int:
     return (delta.days * 86400 + delta.seconds) * 1_000_000 + delta.microseconds
 
 
+#: budget spend older than this is pruned from the store (a reader asks for at most the last hour)
+BUDGET_KEEP_MINUTES = 120
+
+
+def budget_minute(at: datetime) -> int:
+    """The minute bucket of a budget spend: whole minutes since the epoch. Spend is stored per minute, so
+    storage stays small (at most :data:`BUDGET_KEEP_MINUTES` rows per budget) at the price of exactness to
+    the minute."""
+    return micros(at) // 60_000_000
+
+
+def check_budget_spend(requests: int) -> None:
+    """A spend is a positive whole number of requests (a negative one would hand quota back)."""
+    if isinstance(requests, bool) or not isinstance(requests, int) or requests < 1:
+        raise ValueError(f"budget spend must be a positive integer, not {requests!r}")
+
+
 def dumps(value: Any) -> str:
     """JSON text for storage (keys kept in their order, so raw payloads stay verbatim)."""
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)

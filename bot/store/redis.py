@@ -39,6 +39,9 @@ Key layout (``P`` = ``<prefix>:``; ``M(a, b)`` = ``a + "\\x1f" + b``, a member t
                                               hash id -> JSON; ``events:seq`` counter
 ``P account:<platform>:<account>``  hash      AccountState fields (JSON values); ``accounts`` set
 ``P lock:<name>``                   string    owner, with a PX expiry
+``P budget:<name>``                 hash      minute (since the epoch) -> requests spent; fields older than
+                                              ``BUDGET_KEEP_MINUTES`` pruned at each spend, and the key
+                                              expires that long after the last spend
 ==================================  ========  =========================================================
 
 Hash values are JSON-encoded per field, so numbers can be incremented in place (HINCRBY). Writes that belong
@@ -64,9 +67,12 @@ from bot.models import Post, RejectedItem, iso, parse_iso
 from bot.redact import redact, redact_url, register_secret
 from bot.store.base import StateStore
 from bot.store.common import (
+    BUDGET_KEEP_MINUTES,
     account_from_dict,
     alert_post,
+    budget_minute,
     check_account_fields,
+    check_budget_spend,
     dumps,
     loads,
     micros,
@@ -195,6 +201,17 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) 
 return 0
 """
 
+# KEYS: budget hash; ARGV: minute, requests, oldest minute kept, ttl ms -- count a spend, drop aged minutes
+_SPEND_BUDGET = """
+redis.call('HINCRBY', KEYS[1], ARGV[1], ARGV[2])
+local oldest = tonumber(ARGV[3])
+for _, minute in ipairs(redis.call('HKEYS', KEYS[1])) do
+  if tonumber(minute) < oldest then redis.call('HDEL', KEYS[1], minute) end
+end
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+return 1
+"""
+
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -253,6 +270,7 @@ class RedisStore(StateStore):
         self._append_event = self._r.register_script(_APPEND_EVENT)
         self._lock_renew = self._r.register_script(_LOCK_RENEW)
         self._lock_release = self._r.register_script(_LOCK_RELEASE)
+        self._spend_budget = self._r.register_script(_SPEND_BUDGET)
         self.ping()
         try:
             self._index_old_alerts()
@@ -818,6 +836,20 @@ class RedisStore(StateStore):
             account_from_dict(*member.split(SEP, 1), _hash_decode(fields))
             for member, fields in zip(members, pipe.execute())
         ]
+
+    # ----------------------------------------------------------------- request budgets
+    def spend_budget(self, name: str, at: datetime, requests: int = 1) -> None:
+        check_budget_spend(requests)
+        minute = budget_minute(at)
+        self._spend_budget(
+            keys=[self._k("budget", name)],
+            args=[minute, requests, minute - BUDGET_KEEP_MINUTES, BUDGET_KEEP_MINUTES * 60_000],
+        )
+
+    def budget_spent(self, name: str, since: datetime) -> int:
+        first = budget_minute(since)
+        spent = self._r.hgetall(self._k("budget", name))
+        return sum(int(requests) for minute, requests in spent.items() if int(minute) >= first)
 
     # ----------------------------------------------------------------- locks
     def acquire_lock(self, name: str, owner: str, ttl_seconds: float) -> bool:

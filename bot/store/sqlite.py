@@ -27,9 +27,12 @@ from bot.models import Post, RejectedItem, iso, parse_iso
 from bot.redact import redact_url
 from bot.store.base import StateStore
 from bot.store.common import (
+    BUDGET_KEEP_MINUTES,
     account_from_dict,
     alert_post,
+    budget_minute,
     check_account_fields,
+    check_budget_spend,
     dumps,
     loads,
     micros,
@@ -197,6 +200,16 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE outbox ADD COLUMN parked INTEGER NOT NULL DEFAULT 0;
     CREATE INDEX outbox_parked ON outbox (parked, seq);
+    """,
+    # 7: request budgets shared by every daemon on the database (spend_budget): requests per budget and
+    # minute (whole minutes since the epoch), pruned as they age out
+    """
+    CREATE TABLE budget_spend (
+        name TEXT NOT NULL,
+        minute INTEGER NOT NULL,
+        requests INTEGER NOT NULL,
+        PRIMARY KEY (name, minute)
+    ) WITHOUT ROWID;
     """,
 ]
 
@@ -814,6 +827,25 @@ class SqliteStore(StateStore):
     def get_account_states(self) -> list[AccountState]:
         rows = self._query("SELECT platform, account, data FROM accounts ORDER BY platform, account")
         return [account_from_dict(r[0], r[1], loads(r[2])) for r in rows]
+
+    # ----------------------------------------------------------------- request budgets
+    def spend_budget(self, name: str, at: datetime, requests: int = 1) -> None:
+        check_budget_spend(requests)
+        minute = budget_minute(at)
+        with self._write() as conn:
+            conn.execute(
+                "INSERT INTO budget_spend (name, minute, requests) VALUES (?, ?, ?) "
+                "ON CONFLICT (name, minute) DO UPDATE SET requests = requests + excluded.requests",
+                (name, minute, requests),
+            )
+            conn.execute("DELETE FROM budget_spend WHERE minute < ?", (minute - BUDGET_KEEP_MINUTES,))
+
+    def budget_spent(self, name: str, since: datetime) -> int:
+        row = self._one(
+            "SELECT COALESCE(SUM(requests), 0) FROM budget_spend WHERE name = ? AND minute >= ?",
+            (name, budget_minute(since)),
+        )
+        return int(row[0])  # type: ignore[index]
 
     # ----------------------------------------------------------------- locks
     def acquire_lock(self, name: str, owner: str, ttl_seconds: float) -> bool:

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import logging
 from dataclasses import replace
 from datetime import datetime, timedelta
 
@@ -7,7 +8,7 @@ import pytest
 
 from bot.config import RecheckConfig
 from bot.deletions import RecheckTracker
-from bot.deletions.tracker import HourlyBudget
+from bot.errors import StoreError
 from bot.models import PostStatus, StatusKind
 from bot.store.records import PostMediaLink, MediaRecord
 from scripted import T0, ScriptedWatcher, make_post, minutes
@@ -338,12 +339,88 @@ def test_pending_confirmation_goes_first_when_budget_is_short(store):
     w = ScriptedWatcher({"a": [PostStatus.deleted()], "b": [alive(posts[1])], "c": [alive(posts[2])]}, batch_size=1)
     tracker.run("x", w, T0 + timedelta(hours=3, minutes=30))
     assert w.calls == [["b"]]  # young first (b and c posted at T0, b first by due order)
-    tracker.budget = HourlyBudget()
     rc = store.get_recheck("x", "a")
     store.schedule_recheck(replace(rc, deleted_streak=1, first_deleted_at=T0, last_status="deleted", due_at=T0))
     tracker.run("x", w, T0 + timedelta(days=2))
     assert w.calls[-1] == ["a"]
     assert [e.kind for e in store.list_events()] == ["deleted"]
+
+
+def alive_watcher(posts, batch_size=1):
+    return ScriptedWatcher({p.post_id: [alive(p)] for p in posts}, batch_size=batch_size)
+
+
+def test_restarted_tracker_sees_the_last_hours_spend(open_store):
+    early = [make_post(f"e{i}") for i in range(3)]
+    late = [make_post(f"l{i}", created_at=T0 + minutes(10)) for i in range(3)]
+    store = open_store()
+    setup(store, *early, first_seen=T0, budget_per_hour=4)
+    w = alive_watcher(early + late)
+    r1 = RecheckTracker(store, {"x": RecheckConfig(budget_per_hour=4)}).run("x", w, T0 + minutes(2))
+    assert r1.requests == 3 and r1.deferred == 0
+    store.close()
+
+    store2 = open_store()  # a restarted daemon
+    tracker2 = setup(store2, *late, first_seen=T0 + minutes(10), budget_per_hour=4)
+    now = T0 + minutes(12)
+    due = len(store2.due_rechecks("x", now))
+    assert due == 6  # the early posts' 5-minute step and the late posts' first one
+    r2 = tracker2.run("x", w, now)
+    assert r2.requests == 1 and r2.deferred == due - 1  # 3 of 4 were spent before the restart
+    # an hour after the first run its spend no longer counts; the request at 12m still does
+    assert tracker2.budget.available("x", 4, T0 + minutes(2 + 61)) == 3
+
+
+def test_two_trackers_on_one_store_share_the_budget(open_store):
+    posts = [make_post(str(i)) for i in range(8)]
+    store_a, store_b = open_store(), open_store()  # two daemons on one database
+    setup(store_a, *posts, first_seen=T0)
+    cfg = {"x": RecheckConfig(budget_per_hour=5)}
+    tracker_a, tracker_b = RecheckTracker(store_a, cfg), RecheckTracker(store_b, cfg)
+    w = alive_watcher(posts)
+    r_a = tracker_a.run("x", w, T0 + minutes(2), limit=3)
+    assert r_a.requests == 3
+    r_b = tracker_b.run("x", w, T0 + minutes(2) + timedelta(seconds=20))
+    assert r_b.requests == 2 and r_b.deferred == 3  # only what the first one left
+    assert tracker_a.run("x", w, T0 + minutes(3)).requests == 0
+
+
+def test_unreadable_budget_defers_every_recheck_and_logs_once(store, monkeypatch, caplog):
+    posts = [make_post(str(i)) for i in range(3)]
+    tracker = setup(store, *posts, first_seen=T0, budget_per_hour=10)
+    w = alive_watcher(posts)
+    readable = store.budget_spent
+    caplog.set_level(logging.INFO, logger="bot.deletions.tracker")
+
+    def unreadable(name, since):
+        raise StoreError("disk I/O error")
+
+    monkeypatch.setattr(store, "budget_spent", unreadable)
+    for n in range(3):
+        r = tracker.run("x", w, T0 + minutes(2 + n))
+        assert r.requests == 0 and r.deferred == 3  # treated as spent: never unbounded
+    assert w.calls == []
+    warnings = [m for m in caplog.messages if "cannot read the re-check budget" in m]
+    assert len(warnings) == 1
+    monkeypatch.setattr(store, "budget_spent", readable)  # the store is back: re-checks resume
+    assert tracker.run("x", w, T0 + minutes(5)).requests == 3
+    assert any("can read the re-check budget again" in m for m in caplog.messages)
+
+
+def test_spend_the_store_did_not_take_still_counts_for_the_hour(store, monkeypatch):
+    posts = [make_post(str(i)) for i in range(5)]
+    tracker = setup(store, *posts, first_seen=T0, budget_per_hour=2)
+    w = alive_watcher(posts)
+
+    def full_disk(name, at, requests=1):
+        raise StoreError("database or disk is full")
+
+    monkeypatch.setattr(store, "spend_budget", full_disk)
+    r1 = tracker.run("x", w, T0 + minutes(2))
+    assert r1.requests == 2 and r1.checked == 2 and r1.errors == []  # the answers are applied
+    assert store.budget_spent("recheck:x", T0) == 0
+    assert tracker.run("x", w, T0 + minutes(3)).requests == 0  # not the same quota again
+    assert tracker.run("x", w, T0 + minutes(2 + 60)).requests == 2  # the hour has passed
 
 
 def test_alert_enqueued_per_event_with_payload(store):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import threading
 import time
 from datetime import datetime, timedelta, timezone
 
@@ -679,6 +680,68 @@ def test_renewal_extends_the_lock(store):
     assert store.acquire_lock("r", "a", 1.0) is True
     time.sleep(0.2)
     assert store.acquire_lock("r", "b", 1.0) is False
+
+
+# --------------------------------------------------------------------------- request budgets
+
+
+def test_budget_spend_is_counted_per_minute_and_survives_a_reopen(store_opener):
+    first = store_opener()
+    first.spend_budget("recheck:x", at(10), 2)
+    first.spend_budget("recheck:x", at(50))  # same minute as the first
+    first.spend_budget("recheck:x", at(65), 3)  # next minute
+    reopened = store_opener()  # a restarted daemon
+    # exact to the minute: the whole minute of `since` counts (the sliding hour errs on the safe side)
+    assert reopened.budget_spent("recheck:x", at(30)) == 6
+    assert reopened.budget_spent("recheck:x", at(60)) == 3
+    assert reopened.budget_spent("recheck:x", at(119)) == 3
+    assert reopened.budget_spent("recheck:x", at(120)) == 0
+
+
+def test_budget_spend_older_than_the_hour_no_longer_counts(store):
+    store.spend_budget("recheck:x", at(0), 4)
+    store.spend_budget("recheck:x", at(30 * 60), 1)
+    now = at(59 * 60)
+    assert store.budget_spent("recheck:x", now - timedelta(hours=1)) == 5
+    now = at(61 * 60)
+    assert store.budget_spent("recheck:x", now - timedelta(hours=1)) == 1
+
+
+def test_budgets_are_independent_by_name(store):
+    store.spend_budget("recheck:x", at(0), 2)
+    store.spend_budget("recheck:bluesky", at(0), 7)
+    assert store.budget_spent("recheck:x", at(0)) == 2
+    assert store.budget_spent("recheck:bluesky", at(0)) == 7
+    assert store.budget_spent("recheck:mastodon", at(0)) == 0
+
+
+def test_budget_spends_at_once_from_two_stores_all_count(store_opener):
+    stores = [store_opener(), store_opener()]  # two daemons on one store
+
+    def spend(s, n: int) -> None:
+        for _ in range(n):
+            s.spend_budget("recheck:x", at(5))
+
+    threads = [threading.Thread(target=spend, args=(s, 25)) for s in stores for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert stores[0].budget_spent("recheck:x", at(0)) == 100
+
+
+def test_budget_spend_is_pruned_as_it_ages_out(store):
+    store.spend_budget("recheck:x", at(0), 5)
+    store.spend_budget("recheck:x", at(3 * 3600), 1)  # three hours later
+    assert store.budget_spent("recheck:x", at(-60)) == 1  # the old minute is gone, not only out of the window
+
+
+@pytest.mark.parametrize("requests", [0, -3, 1.5])
+def test_budget_spend_must_be_a_positive_integer(store, requests):
+    store.spend_budget("recheck:x", at(0), 2)
+    with pytest.raises(ValueError):
+        store.spend_budget("recheck:x", at(0), requests)
+    assert store.budget_spent("recheck:x", at(0)) == 2
 
 
 # --------------------------------------------------------------------------- persistence

@@ -155,6 +155,19 @@ def test_every_key_is_under_the_prefix_and_prefixes_are_isolated(redis_url, clea
     b.close()
 
 
+def test_budget_is_one_hash_per_name_that_expires_when_left_alone(redis_url, cleanup):
+    cleanup(redis_url)
+    store = RedisStore(redis_url)
+    for minute in range(180):
+        store.spend_budget("recheck:x", T0 + timedelta(minutes=minute))
+    client = raw_client(redis_url)
+    key = f"{prefix_of(redis_url)}:budget:recheck:x"
+    assert client.hlen(key) == 121  # the last 120 minutes before the latest spend, and its own
+    assert 0 < client.pttl(key) <= 120 * 60_000  # a budget nobody spends on any more goes on its own
+    client.close()
+    store.close()
+
+
 def test_alerts_enqueued_before_the_per_post_index_are_indexed_at_open(redis_url, cleanup):
     base = redis_url.rsplit("prefix=", 1)[0]
     tag = uuid.uuid4().hex[:8]

@@ -200,6 +200,47 @@ def test_outbox_of_a_version_5_database_keeps_its_queue_and_can_park(tmp_path):
     store.close()
 
 
+def test_a_version_6_database_gets_budgets_keeping_its_data(tmp_path):
+    path = tmp_path / "state.db"
+    conn = sqlite3.connect(path)
+    conn.create_function("afterimage_micros", 1, lambda v: 0)  # migration 4 backfills an empty table
+    for step in MIGRATIONS[:6]:
+        for statement in _split_statements(step):
+            conn.execute(statement)
+    conn.execute("PRAGMA user_version = 6")
+    data = OutboxAlert("a1", "match", {"platform": "x", "post_id": "1"}, created_at=T0).to_dict()
+    conn.execute(
+        "INSERT INTO outbox (key, sent, kind, platform, post_id, created_us, data) VALUES (?, 0, ?, ?, ?, ?, ?)",
+        ("a1", "match", "x", "1", 0, dumps(data)),
+    )
+    conn.commit()
+    conn.close()
+
+    store = SqliteStore(str(path))
+    assert user_version(path) == SCHEMA_VERSION
+    assert [a.key for a in store.due_alerts(T0)] == ["a1"]  # what version 6 wrote is still there
+    assert store.budget_spent("recheck:x", T0) == 0
+    store.spend_budget("recheck:x", T0, 3)
+    store.close()
+    store = SqliteStore(str(path))  # reopened: the spend is kept, nothing migrated twice
+    assert store.budget_spent("recheck:x", T0) == 3
+    store.close()
+
+
+def test_a_spend_prunes_the_aged_minutes_of_every_budget(tmp_path):
+    store = SqliteStore(str(tmp_path / "state.db"))
+    for minute in range(180):  # three hours of spend on a budget that is then left alone
+        store.spend_budget("recheck:gone", T0 + timedelta(minutes=minute))
+    store.spend_budget("recheck:x", T0 + timedelta(minutes=180))
+    rows = store._query("SELECT name, COUNT(*) FROM budget_spend GROUP BY name ORDER BY name")
+    assert [tuple(r) for r in rows] == [("recheck:gone", 120), ("recheck:x", 1)]
+    store.spend_budget("recheck:x", T0 + timedelta(hours=6))
+    assert [tuple(r) for r in store._query("SELECT name, minute FROM budget_spend")] == [
+        ("recheck:x", (int(T0.timestamp()) + 6 * 3600) // 60)
+    ]
+    store.close()
+
+
 def test_newer_database_is_refused(tmp_path):
     path = tmp_path / "state.db"
     SqliteStore(str(path)).close()
