@@ -144,7 +144,7 @@ class PdsChecker:
             raise Unconfirmed(f"{e.reason}: {e}") from None
         try:
             return status, json.loads(body)
-        except ValueError:
+        except (ValueError, RecursionError):  # not JSON, or nested deeper than the parser goes
             return status, None
 
 

@@ -396,7 +396,7 @@ class BlueskyWatcher(Watcher):
         for uri in batch:
             if uri in out:
                 continue
-            did, rkey = _POST_URI.match(uri).groups()  # type: ignore[union-attr]  # lookup kept only matches
+            _, _, did, _, rkey = uri.split("/")  # at://<did>/app.bsky.feed.post/<rkey>, checked by lookup
             if did not in profiles:
                 profiles[did] = self._profile_state(did)
             state = profiles[did]

@@ -555,11 +555,13 @@ def document(did: str = DID, **changes) -> Response:
         ({"plc": [Response(json.dumps({"message": "DID not registered"}), 404, content_type="application/json")]},
          "HTTP 404"),
         ({"plc": [Response("x" * (MAX_JSON_BYTES + 1), 200, content_type="application/json")]}, "over the limit"),
+        ({"plc": [Response("[" * 100_000, 200, content_type="application/json")]}, "malformed DID document"),
         ({"com.atproto.repo.getRecord": [error(500, "InternalServerError", "Internal Server Error")]}, "HTTP 500"),
         ({"com.atproto.repo.getRecord": [Response("{}", 200, content_type="application/json")]}, "malformed getRecord"),
         ({"com.atproto.repo.getRecord": [error(400, "InvalidRequest", "Invalid rkey")]}, "HTTP 400 InvalidRequest"),
     ],
-    ids=["not-json", "other-did", "no-pds", "no-endpoint", "plc-404", "too-large", "pds-500", "no-value", "other-400"],
+    ids=["not-json", "other-did", "no-pds", "no-endpoint", "plc-404", "too-large", "too-deep", "pds-500", "no-value",
+         "other-400"],
 )
 def test_unusable_identity_or_pds_falls_back_to_deleted_saying_it_was_not_confirmed(appview, forced, reason):
     appview.add(make_post(1))
@@ -593,6 +595,16 @@ def test_pds_on_a_private_address_is_never_requested(appview, scheme):
         assert answer[uri(n)].kind == StatusKind.DELETED
         assert "not confirmed at the author's PDS" in answer[uri(n)].error and reason in answer[uri(n)].error
     assert pds_requests(appview) == [] and len(plc_requests(appview)) == 1
+
+
+def test_pds_redirect_to_a_private_address_is_refused(appview):
+    appview.add(make_post(1))
+    appview.taken_down.add(uri(1))
+    location = f"https://127.0.0.1:{appview.server.port}/xrpc/com.atproto.repo.getRecord"
+    appview.force["com.atproto.repo.getRecord"] = [Response("", 302, headers={"Location": location})]
+    status = make_watcher(appview).lookup([uri(1)])[uri(1)]
+    assert status.kind == StatusKind.DELETED and "private_address" in status.error
+    assert len(pds_requests(appview)) == 1  # the redirect was not followed
 
 
 def test_unresolvable_author_is_resolved_once_per_lookup(appview):
