@@ -52,6 +52,10 @@ class Unconfirmed(Exception):
     """The PDS could not give a usable answer; the message says why (shown in the status detail)."""
 
 
+class Unreachable(Unconfirmed):
+    """No HTTP answer at all (timeout, connection failure, address policy refusal)."""
+
+
 def did_document_url(did: str, plc_directory: str) -> str:
     """Where the DID document of ``did`` is published; raises :class:`Unconfirmed` for other DID methods."""
     if _PLC.match(did):
@@ -102,7 +106,8 @@ class PdsChecker:
     """Resolves authors to their PDS and asks it for post records, under the third-party URL policy.
 
     ``lookup_record`` is given a per-run cache of DID resolutions, so several missing posts of one author
-    cost one DID document request."""
+    cost one DID document request; a PDS that gave no answer at all is remembered there too, so a slow
+    server holds a run up once, not once per missing post."""
 
     def __init__(self, guarded: GuardedClient, plc_directory: str):
         self._guarded = guarded
@@ -120,7 +125,11 @@ class PdsChecker:
             if isinstance(endpoint, Unconfirmed):
                 raise endpoint
             query = urlencode({"repo": did, "collection": "app.bsky.feed.post", "rkey": rkey})
-            return record_status(*self._get_json(f"{endpoint}/xrpc/com.atproto.repo.getRecord?{query}"))
+            try:
+                return record_status(*self._get_json(f"{endpoint}/xrpc/com.atproto.repo.getRecord?{query}"))
+            except Unreachable as e:
+                endpoints[did] = e
+                raise
         except Unconfirmed as e:
             return PostStatus.of(StatusKind.DELETED, f"not confirmed at the author's PDS: {e}")
 
@@ -141,7 +150,7 @@ class PdsChecker:
                 status = answer.response.status_code
                 body = _read_capped(answer, MAX_JSON_BYTES)
         except MediaError as e:
-            raise Unconfirmed(f"{e.reason}: {e}") from None
+            raise Unreachable(f"{e.reason}: {e}") from None
         try:
             return status, json.loads(body)
         except (ValueError, RecursionError):  # not JSON, or nested deeper than the parser goes
