@@ -136,6 +136,19 @@ class MastodonConfig(WatcherConfig):
 
 class BlueskyConfig(WatcherConfig):
     api_base: str = "https://public.api.bsky.app"
+    #: the PLC directory that resolves ``did:plc`` authors to their PDS (where a post missing from the AppView
+    #: is confirmed deleted or found hidden by moderation)
+    plc_directory: str = "https://plc.directory"
+    #: hosts (or host:port) the DID documents and PDS endpoints may point at even over http or on a private
+    #: address (a self-hosted PDS on the intranet, tests); every other one must be https on public addresses
+    trusted_hosts: list[str] = Field(default_factory=list)
+
+    @field_validator("plc_directory")
+    @classmethod
+    def _plc_is_url(cls, v: str) -> str:
+        if not re.match(r"^https?://[^/\s]+", v):
+            raise ValueError(f'"{v}" is not a URL with scheme and host (e.g. https://plc.directory)')
+        return v.rstrip("/")
 
 
 class RssConfig(WatcherConfig):

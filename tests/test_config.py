@@ -57,6 +57,20 @@ def test_example_config_is_valid_and_documents_every_section():
         assert key in text
 
 
+def test_bluesky_plc_directory_and_trusted_hosts():
+    cfg = parse_config("watchers:\n  bluesky:\n    accounts: [a.example]\n")
+    assert cfg.watchers.bluesky.plc_directory == "https://plc.directory"
+    assert cfg.watchers.bluesky.trusted_hosts == []
+    text = "watchers:\n  bluesky:\n    plc_directory: https://plc.internal/\n    trusted_hosts: [pds.internal:2583]\n"
+    cfg = parse_config(text)
+    assert cfg.watchers.bluesky.plc_directory == "https://plc.internal"
+    assert cfg.watchers.bluesky.trusted_hosts == ["pds.internal:2583"]
+    assert problems_of("watchers:\n  bluesky:\n    plc_directory: plc.directory\n", {}) == [
+        'cfg.yaml: line 3: watchers.bluesky.plc_directory: "plc.directory" is not a URL with scheme and host '
+        "(e.g. https://plc.directory)"
+    ]
+
+
 def test_bad_duration_names_key_path_and_line():
     text = "watchers:\n  x:\n    bearer_token: ${TOKEN}\n    interval: 5 minutes\n"
     assert problems_of(text, {"TOKEN": "secret-token-1"}) == [

@@ -18,8 +18,13 @@
 - ``lookup``: ``app.bsky.feed.getPosts`` 25 URIs per request. Returned -> alive. A URI missing from the
   answer is only a deletion candidate: ``app.bsky.actor.getProfile`` on its author DID first:
   ``AccountTakedown`` -> author_suspended; ``AccountDeactivated`` -> author_deleted (reversible, said in
-  the error); ``InvalidRequest: Profile not found`` -> author_deleted; profile fine -> deleted; any other
-  answer -> unknown. Failed ``getPosts`` (429, 5xx, timeout, bad JSON) -> unknown for the whole batch.
+  the error); ``InvalidRequest: Profile not found`` -> author_deleted; any other error -> unknown. With the
+  profile fine, the AppView may still hide a post that moderation took down, so the author's PDS decides
+  (:mod:`watchers._bluesky_pds`: DID resolved at ``plc_directory`` or did:web, then
+  ``com.atproto.repo.getRecord``): record there -> withheld; ``RecordNotFound`` -> deleted (confirmed);
+  ``RepoTakendown`` / ``RepoDeactivated`` / ``RepoNotFound`` -> the author state; PDS or DID document
+  unusable (down, slow, malformed, private address) -> deleted, the detail saying it was not confirmed and
+  why. Failed ``getPosts`` (429, 5xx, timeout, bad JSON) -> unknown for the whole batch.
 """
 
 from __future__ import annotations
@@ -37,7 +42,9 @@ from atproto_client.models.common import XrpcError
 from atproto_client.request import Request
 
 from bot.errors import PlatformError, RateLimited
+from bot.media.fetch import GuardedClient, Resolver, system_resolver
 from bot.models import Media, MediaKind, Post, PostStatus, RejectedItem, StatusKind, canonical_json, iso, parse_iso
+from watchers._bluesky_pds import PdsChecker, Unconfirmed
 from watchers._social_common import describe, parse_time, require, reset_time
 from watchers.base import PollResult, Watcher
 
@@ -117,9 +124,21 @@ class BlueskyWatcher(Watcher):
     #: URIs kept in the cursor
     max_cursor_uris = 200
 
-    def __init__(self, config: Any):
+    #: the whole exchange with a DID directory or PDS (redirects, body) is bounded by this many timeouts
+    pds_deadline_factor = 3
+
+    def __init__(self, config: Any, *, resolver: Resolver = system_resolver):
+        """``resolver`` is injectable for tests (PDS names resolving to private addresses)."""
         super().__init__(config)
         self._client = Client(base_url=config.api_base, request=Request(timeout=config.timeout))
+        #: DID documents and PDS endpoints are third-party URLs: under the media download address policy
+        self._guarded = GuardedClient(
+            config.trusted_hosts,
+            config.timeout,
+            total_timeout=self.pds_deadline_factor * config.timeout,
+            resolver=resolver,
+        )
+        self._pds = PdsChecker(self._guarded, config.plc_directory)
         #: author DID -> configured account name
         self._names: dict[str, str] = {}
 
@@ -342,16 +361,19 @@ class BlueskyWatcher(Watcher):
             else:
                 answer[post_id] = PostStatus.unknown(f"not a Bluesky post URI: {post_id!r}")
         profiles: dict[str, PostStatus | None] = {}
+        endpoints: dict[str, str | Unconfirmed] = {}  # author DID -> PDS, resolved once per run
         for start in range(0, len(valid), self.lookup_batch_size):
             batch = list(dict.fromkeys(valid[start : start + self.lookup_batch_size]))
             try:
-                answer.update(self._lookup_batch(batch, profiles))
+                answer.update(self._lookup_batch(batch, profiles, endpoints))
             except Exception as e:  # never raise from lookup
                 log.warning("bluesky: lookup failed: %s", describe(e))
                 answer.update({uri: PostStatus.unknown(describe(e)) for uri in batch})
         return answer
 
-    def _lookup_batch(self, batch: list[str], profiles: dict[str, PostStatus | None]) -> dict[str, PostStatus]:
+    def _lookup_batch(
+        self, batch: list[str], profiles: dict[str, PostStatus | None], endpoints: dict[str, str | Unconfirmed]
+    ) -> dict[str, PostStatus]:
         try:
             data = self._query("app.bsky.feed.getPosts", models.AppBskyFeedGetPosts.Params(uris=batch))
         except PlatformError as e:
@@ -374,11 +396,11 @@ class BlueskyWatcher(Watcher):
         for uri in batch:
             if uri in out:
                 continue
-            did = uri.split("/")[2]
+            _, _, did, _, rkey = uri.split("/")  # at://<did>/app.bsky.feed.post/<rkey>, checked by lookup
             if did not in profiles:
                 profiles[did] = self._profile_state(did)
             state = profiles[did]
-            out[uri] = state if state is not None else PostStatus.deleted()
+            out[uri] = state if state is not None else self._pds.lookup_record(did, rkey, endpoints)
         return out
 
     def _profile_state(self, actor: str) -> PostStatus | None:
@@ -404,3 +426,4 @@ class BlueskyWatcher(Watcher):
             self._client.request.close()
         except Exception:  # pragma: no cover
             pass
+        self._guarded.close()

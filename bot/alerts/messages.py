@@ -39,7 +39,7 @@ EVENT_TITLES = {
     "author_suspended": "Author suspended (post gone)",
     "author_protected": "Author protected their account (post hidden)",
     "author_deleted": "Author account deleted (post gone)",
-    "withheld": "Post withheld",
+    "withheld": "Post withheld by the platform (not deleted)",
     "restored": "Post restored",
     "edited": "Post edited",
 }

@@ -29,7 +29,7 @@ KIND_LABELS = {
     "author_suspended": "Account suspended",
     "author_protected": "Account protected",
     "author_deleted": "Account deleted",
-    "withheld": "Withheld",
+    "withheld": "Withheld by platform",
     "edited": "Edited",
     "restored": "Restored",
 }

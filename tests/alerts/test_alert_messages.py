@@ -133,6 +133,14 @@ def test_every_event_kind_renders(kind):
     assert "mod_gov" in title and "https://x.com/mod_gov/status/42" in body
 
 
+def test_withheld_alert_says_the_platform_hid_the_post_not_that_it_was_deleted():
+    said = "hidden by the Bluesky AppView (moderation); the record still exists on the author's PDS"
+    event = PostEvent("x", "mod_gov", "42", "withheld", detected_at=T0, id="e", details={"platform_said": said})
+    title, body = render(event_alert(event, POST))
+    assert title.startswith("Post withheld by the platform (not deleted)")
+    assert "hidden by the Bluesky AppView (moderation); the record still exists" in body
+
+
 def test_malformed_payload_renders_without_raising():
     for payload in ({}, {"known": "not a dict", "region": 5}, {"details": [1, 2]}):
         for kind in ("match", "deleted", "edited", "digest", "weird"):

@@ -198,6 +198,27 @@ def test_suspension_protection_and_deletion_told_apart(store):
     assert store.count_rechecks() == 0
 
 
+def test_post_hidden_by_moderation_is_a_withheld_event_not_a_deletion(store):
+    """Bluesky's answer for a post the AppView hides while the author's PDS still has it."""
+    said = "hidden by the Bluesky AppView (moderation); the record still exists on the author's PDS"
+    post = make_post()
+    tracker = setup(store, post)
+    w = ScriptedWatcher({"100": [alive(post), PostStatus.of(StatusKind.WITHHELD, said)]})
+    events = drive(tracker, w, store, T0 + timedelta(days=31))
+    assert [e.kind for e in events] == ["withheld"]
+    assert events[0].details["scope"] == "post" and events[0].details["platform_said"] == said
+    assert store.get_post("x", "100").status == "withheld" and store.list_events(kinds=["deleted"]) == []
+
+
+def test_withheld_and_deleted_answers_do_not_confirm_each_other(store):
+    """A PDS flapping between "record there" and an unconfirmed "deleted" records neither."""
+    post = make_post()
+    tracker = setup(store, post)
+    kinds = [PostStatus.of(StatusKind.WITHHELD), PostStatus.of(StatusKind.DELETED, "not confirmed at the author's PDS")]
+    w = ScriptedWatcher({"100": lambda pid, n: kinds[n % 2]})
+    assert drive(tracker, w, store, T0 + timedelta(days=31)) == []
+
+
 def test_mixed_gone_answers_do_not_confirm_each_other(store):
     post = make_post()
     tracker = setup(store, post)

@@ -1,7 +1,8 @@
 """Bluesky watcher against a fake public AppView (pytest-httpserver) answering the XRPC lexicons
 app.bsky.feed.getAuthorFeed / getPosts and app.bsky.actor.getProfile, driven through atproto's real XRPC
 client: cursor paging, embeds of every kind, account states, and every failure path (none of which may
-yield ``deleted``)."""
+yield ``deleted``). The same server plays the PLC directory and the author's PDS
+(com.atproto.repo.getRecord, plain HTTP), which tell a deleted post from one moderation hid."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from bot.config import BlueskyConfig
 from bot.errors import PlatformError, RateLimited
 from bot.models import MediaKind, StatusKind
 from watchers import build_watcher
+from watchers._bluesky_pds import MAX_JSON_BYTES
 from watchers.bluesky import BlueskyWatcher, parse_cursor
 
 FIXTURES = Path(__file__).parent / "fixtures" / "bluesky"
@@ -62,21 +64,64 @@ def error(status: int, name: str, message: str) -> Response:
 class FakeAppView:
     """The public AppView: the author feed ordered by sortAt (min of createdAt and indexedAt) with a
     timestamp cursor, getPosts that silently omits posts it will not serve, getProfile with the account
-    state errors. ``force`` queues raw answers per method; ``slow`` delays a method past the timeout."""
+    state errors. ``force`` queues raw answers per method; ``slow`` delays a method past the timeout.
+
+    Also the PLC directory (``GET /<did>``: a DID document naming this server as the PDS), did:web
+    (``/.well-known/did.json``) and the PDS's getRecord: a post in ``hidden`` (deleted) is RecordNotFound
+    there, one in ``taken_down`` (hidden by moderation) is still served. ``force`` and ``slow`` take
+    ``plc`` and ``did.json`` for the identity answers; identity requests are recorded by path."""
 
     def __init__(self, server: HTTPServer):
         self.server = server
         self.feed: list[dict] = []  # FeedViewPost items
-        self.hidden: set[str] = set()  # URIs getPosts does not return (deleted / taken down)
+        self.hidden: set[str] = set()  # URIs deleted: neither getPosts nor the PDS return them
+        self.taken_down: set[str] = set()  # URIs getPosts omits while the PDS still has the record
         self.profile: Response | None = None
         self.force: dict[str, list[Response]] = {}
         self.slow: set[str] = set()
         self.requests: list[tuple[str, dict]] = []
-        server.expect_request(re.compile(r"^/xrpc/.*")).respond_with_handler(self.handle)
+        server.expect_request(re.compile(r"^/(xrpc/|did:|\.well-known/did\.json$)")).respond_with_handler(self.handle)
 
     @property
     def base(self) -> str:
         return self.server.url_for("").rstrip("/")
+
+    @property
+    def host(self) -> str:
+        """host:port of the fake, as trusted in the watcher config (it is on a loopback address)."""
+        return f"localhost:{self.server.port}"
+
+    def did_document(self, did: str, endpoint: str | None = None) -> dict:
+        return {
+            "@context": ["https://www.w3.org/ns/did/v1"],
+            "id": did,
+            "alsoKnownAs": [f"at://{HANDLE}"],
+            "service": [
+                {"id": "#atproto_pds", "type": "AtprotoPersonalDataServer", "serviceEndpoint": endpoint or self.base}
+            ],
+        }
+
+    def identity(self, request: Request) -> Response:
+        """PLC directory and did:web answers (DID documents)."""
+        key = "did.json" if request.path.endswith("did.json") else "plc"
+        self.requests.append((request.path, {}))
+        if key in self.slow:
+            time.sleep(1.5)
+        if self.force.get(key):
+            return self.force[key].pop(0)
+        did = f"did:web:{self.host.replace(':', '%3A')}" if key == "did.json" else request.path[1:]
+        return Response(json.dumps(self.did_document(did)), 200, content_type="application/json")
+
+    def get_record(self, args: dict) -> Response:
+        """The PDS: the record if the post exists (even when taken down), else RecordNotFound."""
+        (repo,), (collection,), (rkey,) = args["repo"], args["collection"], args["rkey"]
+        at_uri = f"at://{repo}/{collection}/{rkey}"
+        by_uri = {i["post"]["uri"]: i["post"] for i in self.feed}
+        if at_uri in by_uri and at_uri not in self.hidden:
+            post = by_uri[at_uri]
+            body = {"uri": at_uri, "cid": post["cid"], "value": post["record"]}
+            return Response(json.dumps(body), 200, content_type="application/json")
+        return error(400, "RecordNotFound", f"Could not locate record: {at_uri}")
 
     def add(self, *posts: dict, repost_at: datetime | None = None) -> None:
         for p in posts:
@@ -99,6 +144,8 @@ class FakeAppView:
         return min(times) if times else "9999"
 
     def handle(self, request: Request) -> Response:
+        if not request.path.startswith("/xrpc/"):
+            return self.identity(request)
         nsid = request.path.removeprefix("/xrpc/")
         args = request.args.to_dict(flat=False)
         self.requests.append((nsid, args))
@@ -122,12 +169,14 @@ class FakeAppView:
             uris = args.get("uris", [])
             assert 1 <= len(uris) <= 25
             by_uri = {i["post"]["uri"]: i["post"] for i in self.feed}
-            posts = [by_uri[u] for u in uris if u in by_uri and u not in self.hidden]
+            posts = [by_uri[u] for u in uris if u in by_uri and u not in self.hidden | self.taken_down]
             return Response(json.dumps({"posts": posts}), 200, content_type="application/json")
         if nsid == "app.bsky.actor.getProfile":
             if self.profile is not None:
                 return self.profile
             return Response(json.dumps(load("profile.json")), 200, content_type="application/json")
+        if nsid == "com.atproto.repo.getRecord":
+            return self.get_record(args)
         return error(501, "MethodNotImplemented", "Method Not Implemented")
 
 
@@ -139,7 +188,13 @@ def appview(threaded_server) -> FakeAppView:
 
 
 def make_watcher(appview: FakeAppView) -> BlueskyWatcher:
-    cfg = BlueskyConfig(api_base=appview.base, accounts=[HANDLE], timeout=0.5)
+    cfg = BlueskyConfig(
+        api_base=appview.base,
+        plc_directory=appview.base,
+        trusted_hosts=[appview.host],
+        accounts=[HANDLE],
+        timeout=0.5,
+    )
     watcher = build_watcher("bluesky", cfg)
     assert isinstance(watcher, BlueskyWatcher)
     return watcher
@@ -322,7 +377,11 @@ def test_lookup_missing_post_with_healthy_author_is_deleted(appview):
     appview.hidden.add(uri(1))
     answer = make_watcher(appview).lookup([uri(1), uri(2)])
     assert answer[uri(1)].kind == StatusKind.DELETED and answer[uri(2)].kind == StatusKind.ALIVE
+    assert answer[uri(1)].error == "confirmed at the author's PDS"
     assert ("app.bsky.actor.getProfile", {"actor": [DID]}) in appview.requests
+    assert (f"/{DID}", {}) in appview.requests  # the PLC directory
+    record = {"repo": [DID], "collection": ["app.bsky.feed.post"], "rkey": ["3lbpost000001"]}
+    assert ("com.atproto.repo.getRecord", record) in appview.requests
 
 
 @pytest.mark.parametrize(
@@ -421,3 +480,142 @@ def test_post_without_indexed_at_uses_created_at_for_the_cursor(appview):
     result = w.poll(HANDLE, None)
     assert len(result.posts) == 1 and parse_cursor(result.cursor)[0] == T0 + timedelta(minutes=1)
     assert w.poll(HANDLE, result.cursor).posts == []
+
+
+# ----------------------------------------------------------------------------- lookup: the author's PDS decides
+
+
+def pds_requests(appview: FakeAppView) -> list[dict]:
+    return [a for n, a in appview.requests if n == "com.atproto.repo.getRecord"]
+
+
+def plc_requests(appview: FakeAppView) -> list[str]:
+    return [n for n, _ in appview.requests if n.startswith("/did:")]
+
+
+def test_post_hidden_by_moderation_but_on_the_pds_is_withheld_not_deleted(appview):
+    appview.add(make_post(1), make_post(2))
+    appview.taken_down.add(uri(1))
+    appview.hidden.add(uri(2))
+    answer = make_watcher(appview).lookup([uri(1), uri(2)])
+    assert answer[uri(1)].kind == StatusKind.WITHHELD
+    assert answer[uri(1)].error == "hidden by the Bluesky AppView (moderation); the record still exists on the author's PDS"
+    assert answer[uri(2)].kind == StatusKind.DELETED and answer[uri(2)].error == "confirmed at the author's PDS"
+    # two missing posts of one author: one DID resolution, one getRecord each
+    assert plc_requests(appview) == [f"/{DID}"] and len(pds_requests(appview)) == 2
+
+
+@pytest.mark.parametrize(
+    "record, kind",
+    [
+        (error(400, "RepoTakendown", f"Repo has been takendown: {DID}"), StatusKind.AUTHOR_SUSPENDED),
+        (error(400, "RepoSuspended", f"Repo has been suspended: {DID}"), StatusKind.AUTHOR_SUSPENDED),
+        (error(400, "RepoDeactivated", f"Repo has been deactivated: {DID}"), StatusKind.AUTHOR_DELETED),
+        (error(400, "RepoNotFound", f"Could not find repo: {DID}"), StatusKind.AUTHOR_DELETED),
+    ],
+    ids=["takendown", "suspended", "deactivated", "not-found"],
+)
+def test_account_level_errors_of_the_pds_are_author_states(appview, record, kind):
+    appview.add(make_post(1))
+    appview.taken_down.add(uri(1))
+    appview.force["com.atproto.repo.getRecord"] = [record]
+    status = make_watcher(appview).lookup([uri(1)])[uri(1)]
+    assert status.kind == kind and "at the author's PDS" in status.error
+
+
+def test_did_web_author_is_resolved_at_its_well_known_document(appview):
+    web_did = f"did:web:{appview.host.replace(':', '%3A')}"
+    post = make_post(1)
+    post["uri"] = f"at://{web_did}/app.bsky.feed.post/3lbpost000001"
+    post["author"]["did"] = web_did
+    appview.add(post)
+    appview.taken_down.add(post["uri"])
+    profile = dict(load("profile.json"), did=web_did)
+    appview.profile = Response(json.dumps(profile), 200, content_type="application/json")
+    status = make_watcher(appview).lookup([post["uri"]])[post["uri"]]
+    assert status.kind == StatusKind.WITHHELD
+    assert ("/.well-known/did.json", {}) in appview.requests and plc_requests(appview) == []
+
+
+def document(did: str = DID, **changes) -> Response:
+    doc = {"id": did, "service": [{"id": "#atproto_pds", "type": "AtprotoPersonalDataServer", "serviceEndpoint": "x"}]}
+    doc.update(changes)
+    return Response(json.dumps(doc), 200, content_type="application/json")
+
+
+@pytest.mark.parametrize(
+    "forced, reason",
+    [
+        ({"plc": [Response("<html>oops</html>", 200, content_type="text/html")]}, "malformed DID document"),
+        ({"plc": [document("did:plc:someoneelse")]}, "malformed DID document"),
+        ({"plc": [document(service=[{"id": "#atproto_labeler", "type": "AtprotoLabeler", "serviceEndpoint": "x"}])]},
+         "names no PDS"),
+        ({"plc": [document(service=[{"id": "#atproto_pds", "type": "AtprotoPersonalDataServer"}])]},
+         "no usable serviceEndpoint"),
+        ({"plc": [Response(json.dumps({"message": "DID not registered"}), 404, content_type="application/json")]},
+         "HTTP 404"),
+        ({"plc": [Response("x" * (MAX_JSON_BYTES + 1), 200, content_type="application/json")]}, "over the limit"),
+        ({"plc": [Response("[" * 100_000, 200, content_type="application/json")]}, "malformed DID document"),
+        ({"com.atproto.repo.getRecord": [error(500, "InternalServerError", "Internal Server Error")]}, "HTTP 500"),
+        ({"com.atproto.repo.getRecord": [Response("{}", 200, content_type="application/json")]}, "malformed getRecord"),
+        ({"com.atproto.repo.getRecord": [error(400, "InvalidRequest", "Invalid rkey")]}, "HTTP 400 InvalidRequest"),
+    ],
+    ids=["not-json", "other-did", "no-pds", "no-endpoint", "plc-404", "too-large", "too-deep", "pds-500", "no-value",
+         "other-400"],
+)
+def test_unusable_identity_or_pds_falls_back_to_deleted_saying_it_was_not_confirmed(appview, forced, reason):
+    appview.add(make_post(1))
+    appview.taken_down.add(uri(1))
+    appview.force.update(forced)
+    status = make_watcher(appview).lookup([uri(1)])[uri(1)]
+    assert status.kind == StatusKind.DELETED
+    assert status.error.startswith("not confirmed at the author's PDS: ") and reason in status.error
+
+
+@pytest.mark.parametrize("slow", ["plc", "com.atproto.repo.getRecord"])
+def test_slow_directory_or_pds_falls_back_to_deleted_saying_it_timed_out(appview, slow):
+    appview.add(make_post(1), make_post(2))
+    appview.taken_down.update({uri(1), uri(2)})
+    appview.slow.add(slow)
+    started = time.monotonic()
+    answer = make_watcher(appview).lookup([uri(1), uri(2)])
+    for status in answer.values():
+        assert status.kind == StatusKind.DELETED and "not confirmed" in status.error and "timeout" in status.error
+    # the read timeout (0.5 s) ended the wait, not the slow answer; the slow server was asked once, not per post
+    assert time.monotonic() - started < 1.4
+    assert len(plc_requests(appview)) == 1 and len(pds_requests(appview)) == (slow != "plc")
+
+
+@pytest.mark.parametrize("scheme", ["https", "http"])
+def test_pds_on_a_private_address_is_never_requested(appview, scheme):
+    appview.add(make_post(1), make_post(2))
+    appview.taken_down.update({uri(1), uri(2)})
+    private = appview.did_document(DID, f"{scheme}://127.0.0.1:{appview.server.port}")
+    appview.force["plc"] = [Response(json.dumps(private), 200, content_type="application/json")]
+    answer = make_watcher(appview).lookup([uri(1), uri(2)])
+    reason = "private_address" if scheme == "https" else "not_https"
+    for n in (1, 2):
+        assert answer[uri(n)].kind == StatusKind.DELETED
+        assert "not confirmed at the author's PDS" in answer[uri(n)].error and reason in answer[uri(n)].error
+    assert pds_requests(appview) == [] and len(plc_requests(appview)) == 1
+
+
+def test_pds_redirect_to_a_private_address_is_refused(appview):
+    appview.add(make_post(1))
+    appview.taken_down.add(uri(1))
+    location = f"https://127.0.0.1:{appview.server.port}/xrpc/com.atproto.repo.getRecord"
+    appview.force["com.atproto.repo.getRecord"] = [Response("", 302, headers={"Location": location})]
+    status = make_watcher(appview).lookup([uri(1)])[uri(1)]
+    assert status.kind == StatusKind.DELETED and "private_address" in status.error
+    assert len(pds_requests(appview)) == 1  # the redirect was not followed
+
+
+def test_unresolvable_author_is_resolved_once_per_lookup(appview):
+    appview.add(make_post(1), make_post(2), make_post(3))
+    appview.taken_down.update({uri(1), uri(2), uri(3)})
+    appview.force["plc"] = [Response("nope", 404)]
+    w = make_watcher(appview)
+    answer = w.lookup([uri(1), uri(2), uri(3)])
+    assert {s.kind for s in answer.values()} == {StatusKind.DELETED}
+    assert len(plc_requests(appview)) == 1 and pds_requests(appview) == []
+    assert {s.kind for s in w.lookup([uri(1)]).values()} == {StatusKind.WITHHELD}  # a new run resolves again
