@@ -51,12 +51,20 @@ def test_open_store_url(tmp_path):
     store.close()
 
 
+def database_at_version(path, version: int) -> sqlite3.Connection:
+    """A database file as version ``version`` of the schema left it (open, for rows of that version)."""
+    conn = sqlite3.connect(path)
+    conn.create_function("afterimage_micros", 1, lambda v: 0)  # migration 4 backfills (empty tables here)
+    for step in MIGRATIONS[:version]:
+        for statement in _split_statements(step):
+            conn.execute(statement)
+    conn.execute(f"PRAGMA user_version = {version}")
+    return conn
+
+
 def test_older_database_is_migrated_keeping_its_data(tmp_path):
     path = tmp_path / "state.db"
-    conn = sqlite3.connect(path)
-    for statement in _split_statements(MIGRATIONS[0]):
-        conn.execute(statement)
-    conn.execute("PRAGMA user_version = 1")
+    conn = database_at_version(path, 1)
     conn.execute("INSERT INTO cursors (platform, account, cursor) VALUES ('x', 'gov', 'old-cursor')")
     conn.commit()
     conn.close()
@@ -73,11 +81,7 @@ def test_older_database_is_migrated_keeping_its_data(tmp_path):
 
 def test_outbox_of_a_version_2_database_is_indexed_for_list_alerts(tmp_path):
     path = tmp_path / "state.db"
-    conn = sqlite3.connect(path)
-    for step in MIGRATIONS[:2]:
-        for statement in _split_statements(step):
-            conn.execute(statement)
-    conn.execute("PRAGMA user_version = 2")
+    conn = database_at_version(path, 2)
 
     def old_row(alert: OutboxAlert) -> None:  # what enqueue_alert wrote at version 2
         conn.execute(
@@ -117,11 +121,7 @@ def test_outbox_of_a_version_2_database_is_indexed_for_list_alerts(tmp_path):
 
 def test_outbox_of_a_version_3_database_is_indexed_for_alerts_between(tmp_path):
     path = tmp_path / "state.db"
-    conn = sqlite3.connect(path)
-    for step in MIGRATIONS[:3]:
-        for statement in _split_statements(step):
-            conn.execute(statement)
-    conn.execute("PRAGMA user_version = 3")
+    conn = database_at_version(path, 3)
 
     def old_row(alert: OutboxAlert) -> None:  # what enqueue_alert wrote at version 3
         platform, post_id = alert_post(alert.payload) or (None, None)
@@ -172,12 +172,7 @@ def test_outbox_of_a_version_3_database_is_indexed_for_alerts_between(tmp_path):
 
 def test_outbox_of_a_version_5_database_keeps_its_queue_and_can_park(tmp_path):
     path = tmp_path / "state.db"
-    conn = sqlite3.connect(path)
-    conn.create_function("afterimage_micros", 1, lambda v: 0)  # migration 4 backfills an empty table
-    for step in MIGRATIONS[:5]:
-        for statement in _split_statements(step):
-            conn.execute(statement)
-    conn.execute("PRAGMA user_version = 5")
+    conn = database_at_version(path, 5)
     for key, sent_at in (("a1", None), ("a2", T0), ("a3", None), ("a4", None)):  # rows as version 5 wrote them
         data = OutboxAlert(key, "match", {"platform": "x", "post_id": "1"}, created_at=T0, sent_at=sent_at).to_dict()
         del data["parked"]  # the field did not exist
@@ -202,12 +197,7 @@ def test_outbox_of_a_version_5_database_keeps_its_queue_and_can_park(tmp_path):
 
 def test_a_version_6_database_gets_budgets_keeping_its_data(tmp_path):
     path = tmp_path / "state.db"
-    conn = sqlite3.connect(path)
-    conn.create_function("afterimage_micros", 1, lambda v: 0)  # migration 4 backfills an empty table
-    for step in MIGRATIONS[:6]:
-        for statement in _split_statements(step):
-            conn.execute(statement)
-    conn.execute("PRAGMA user_version = 6")
+    conn = database_at_version(path, 6)
     data = OutboxAlert("a1", "match", {"platform": "x", "post_id": "1"}, created_at=T0).to_dict()
     conn.execute(
         "INSERT INTO outbox (key, sent, kind, platform, post_id, created_us, data) VALUES (?, 0, ?, ?, ?, ?, ?)",
