@@ -177,6 +177,25 @@ alerts:
     return path
 
 
+def seed_store(tmp_path: Path, server: FakePlatforms, store_url: str, seeds: range, *, label: str = "Known {k}",
+               source: str = "https://example.org/{seed}") -> Path:
+    """The config of a daemon run (data under ``tmp_path/data``), whose store holds one known picture per seed
+    (``label``/``source`` formatted with the picture's number ``k`` and its ``seed``)."""
+    from bot.archive import Archive
+    from bot.known import add_image
+    from bot.store import open_store
+
+    config = write_config(tmp_path / "cfg.yaml", server, store_url, tmp_path / "data")
+    store = open_store(store_url)
+    archive = Archive(tmp_path / "data" / "archive")
+    try:
+        for k, seed in enumerate(seeds):
+            add_image(store, archive, picture(seed), label=label.format(k=k, seed=seed), source=source.format(k=k, seed=seed))
+    finally:
+        store.close()
+    return config
+
+
 def daemon_env(store_url: str) -> dict[str, str]:
     return {**os.environ, "FAULTS_X_TOKEN": X_TOKEN, "FAULTS_STORE_URL": store_url, "PYTHONUNBUFFERED": "1"}
 

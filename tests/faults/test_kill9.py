@@ -22,7 +22,6 @@ from pathlib import Path
 import pytest
 
 from bot.archive import Archive
-from bot.known import add_image
 from bot.store import open_store
 
 from .conftest import (
@@ -36,9 +35,9 @@ from .conftest import (
     shown_key,
     start_daemon,
     stop_daemon,
+    seed_store,
     verify_archive_tree,
     wait_for,
-    write_config,
 )
 
 pytestmark = pytest.mark.slow
@@ -71,14 +70,11 @@ def test_kill9_at_random_points_loses_nothing(tmp_path: Path, world, redis_serve
     w, server = world
     rng = seeded("kill9")
     url = redis_server.url
-    config = write_config(tmp_path / "cfg.yaml", server, url, tmp_path / "data")
+    config = seed_store(tmp_path, server, url, range(1000, 1000 + KNOWN), label="Known picture {k}",
+                        source="https://example.org/{k}")
     log_file = tmp_path / "daemon.log"
     store = open_store(url)
     archive = Archive(tmp_path / "data" / "archive")
-    known_ids = []
-    for k in range(KNOWN):
-        entry = add_image(store, archive, picture(1000 + k), label=f"Known picture {k}", source=f"https://example.org/{k}")
-        known_ids.append(entry.id)
 
     post_seq = 0
 
@@ -185,13 +181,11 @@ def test_kill9_during_slow_delivery_measures_the_resend_window(tmp_path: Path, w
     w, server = world
     rng = seeded("kill9-slow")
     url = redis_server.url
-    config = write_config(tmp_path / "cfg.yaml", server, url, tmp_path / "data")
+    config = seed_store(tmp_path, server, url, range(9000, 9012), source="https://example.org/s{k}")
     log_file = tmp_path / "daemon.log"
     store = open_store(url)
-    archive = Archive(tmp_path / "data" / "archive")
     ids = []
     for k in range(12):
-        add_image(store, archive, picture(9000 + k), label=f"Known {k}", source=f"https://example.org/s{k}")
         ids.append(str(1869000000000000000 + k))
         add_post(w, ids[-1], picture(9000 + k, variant=k + 1), minutes_ago=5)
     w.chat_down = True

@@ -11,8 +11,6 @@ from pathlib import Path
 
 import pytest
 
-from bot.archive import Archive
-from bot.known import add_image
 from bot.store import open_store
 
 from .conftest import (
@@ -24,8 +22,8 @@ from .conftest import (
     shown_key,
     start_daemon,
     stop_daemon,
+    seed_store,
     wait_for,
-    write_config,
 )
 
 pytestmark = pytest.mark.slow
@@ -33,11 +31,6 @@ pytestmark = pytest.mark.slow
 REDIS_OUTAGE = float(os.environ.get("AFTERIMAGE_FAULTS_REDIS_OUTAGE", "60"))
 CHAT_OUTAGE = float(os.environ.get("AFTERIMAGE_FAULTS_CHAT_OUTAGE", "20"))
 EVER = (datetime(2000, 1, 1, tzinfo=timezone.utc), datetime(2100, 1, 1, tzinfo=timezone.utc))
-
-
-def seed_known(store, archive: Archive, n: int) -> None:
-    for k in range(n):
-        add_image(store, archive, picture(3000 + k), label=f"Known {k}", source=f"https://example.org/k{k}")
 
 
 def recycling_post(world, i: int) -> str:
@@ -49,10 +42,7 @@ def recycling_post(world, i: int) -> str:
 def test_redis_restarted_and_down_for_a_minute(tmp_path: Path, world, redis_server) -> None:
     w, server = world
     url = redis_server.url
-    config = write_config(tmp_path / "cfg.yaml", server, url, tmp_path / "data")
-    store = open_store(url)
-    seed_known(store, Archive(tmp_path / "data" / "archive"), 6)
-    store.close()
+    config = seed_store(tmp_path, server, url, range(3000, 3006), source="https://example.org/k{k}")
     ids = [recycling_post(w, i) for i in range(2)]
     log = tmp_path / "daemon.log"
     proc = start_daemon(config, url, log)
@@ -98,9 +88,8 @@ def test_redis_restarted_and_down_for_a_minute(tmp_path: Path, world, redis_serv
 def test_chat_down_for_a_long_stretch_delivers_in_order_once(tmp_path: Path, world, redis_server) -> None:
     w, server = world
     url = redis_server.url
-    config = write_config(tmp_path / "cfg.yaml", server, url, tmp_path / "data")
+    config = seed_store(tmp_path, server, url, range(3000, 3012), source="https://example.org/k{k}")
     store = open_store(url)
-    seed_known(store, Archive(tmp_path / "data" / "archive"), 12)
     w.chat_down = True
     log = tmp_path / "daemon.log"
     proc = start_daemon(config, url, log)
