@@ -205,7 +205,7 @@ class Pipeline:
             stills = []
             for ts, frame in extract_keyframes(fetched.data, max_frames=self.video_keyframes):
                 png = io.BytesIO()
-                frame.convert("RGB").save(png, "PNG")
+                frame.save(png, "PNG")  # keyframes are RGB already
                 frame_record = self._archive(png.getvalue(), "png", "image/png", f"{fetched.url}#t={ts:.2f}")
                 stills.append(Still(frame, frame_record.sha256, frame_record.archive_path, ts))
             return stills

@@ -50,7 +50,7 @@ import feedparser
 import requests
 
 from bot.errors import MediaError, PlatformError, RateLimited
-from bot.media.fetch import GuardedClient, Resolver, system_resolver
+from bot.media.fetch import REDIRECT_STATUSES, GuardedClient, Resolver, system_resolver
 from bot.models import Media, MediaKind, Post, PostStatus, RejectedItem, utcnow
 from watchers._social_common import describe, html_to_text, reset_time
 from watchers.base import PollResult, Watcher
@@ -60,7 +60,6 @@ log = logging.getLogger(__name__)
 CURSOR_PREFIX = "rss1:"
 _IMAGE_EXT = re.compile(r"\.(jpe?g|png|gif|webp|avif|bmp|tiff?)$", re.I)
 _VIDEO_EXT = re.compile(r"\.(mp4|m4v|mov|webm|mkv|avi)$", re.I)
-_REDIRECTS = {301, 302, 303, 307, 308}
 _GONE = {404, 410}
 #: answers to HEAD from servers that only implement GET
 _NO_HEAD = {405, 501}
@@ -221,7 +220,7 @@ class RssWatcher(Watcher):
         redirect."""
         response = self._session.get(feed_url, headers=headers, timeout=self._timeout, stream=True, allow_redirects=False)
         try:
-            location = response.headers.get("Location") if response.status_code in _REDIRECTS else None
+            location = response.headers.get("Location") if response.status_code in REDIRECT_STATUSES else None
             if not location:
                 yield response
                 return

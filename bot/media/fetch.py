@@ -69,7 +69,7 @@ BACKOFF_BASE = 0.5  # seconds; doubled at each retry
 BACKOFF_MAX = 30.0
 USER_AGENT = "afterimage-media/0.1 (+https://github.com/afterimage)"
 
-_REDIRECTS = {301, 302, 303, 307, 308}
+REDIRECT_STATUSES = {301, 302, 303, 307, 308}
 _RETRY_STATUS = {408, 429}
 # declared types that may precede media bytes; anything else is refused before the body is read
 _MEDIA_TYPE_PREFIXES = ("image/", "video/")
@@ -106,10 +106,6 @@ class FetchedMedia:
     content_type: str
     ext: str  # jpg, png, gif, webp, mp4, webm, mov, ts (m3u8, m4s: see bot.media.hls)
     kind: str  # "image" | "video" (an animated GIF is "image": its bytes are a GIF); "playlist", "segment"
-
-    @property
-    def size(self) -> int:
-        return len(self.data)
 
 
 @dataclass(frozen=True)
@@ -172,14 +168,14 @@ class _Target:
     """A URL that passed the static checks: normalized parts and whether its host is trusted."""
 
     url: str  # normalized, ASCII host
-    scheme: str
     host: str  # lowercase, IDNA, no brackets
     port: int
     host_header: str
     trusted: bool
 
 
-def _display(url: str) -> str:
+def display_url(url: str) -> str:
+    """``url`` as safe to show in a message (credentials and token-like parts masked)."""
     try:
         return redact_url(url)
     except Exception:  # noqa: BLE001 - never fail while describing a failure
@@ -210,7 +206,7 @@ def check_url(url: str, trusted_hosts: list[str] | tuple[str, ...] = (), *, http
     ``https_only=False`` also accepts plain http from any host (callers checking whether a page exists, where
     the answer is a status and not content that is kept). Raises :class:`MediaError` (``bad_url`` or
     ``not_https``)."""
-    shown = _display(url)
+    shown = display_url(url)
     if not isinstance(url, str) or not url or len(url) > 8192 or any(c.isspace() or ord(c) < 0x20 for c in url):
         raise MediaError("bad_url", f"not a usable URL: {shown}")
     try:
@@ -248,7 +244,7 @@ def check_url(url: str, trusted_hosts: list[str] | tuple[str, ...] = (), *, http
     bracketed = f"[{host}]" if ":" in host else host
     host_header = bracketed if port == default_port else f"{bracketed}:{port}"
     normalized = urlunsplit((scheme, host_header, parts.path or "/", parts.query, ""))
-    return _Target(normalized, scheme, host, port, host_header, trusted)
+    return _Target(normalized, host, port, host_header, trusted)
 
 
 def system_resolver(host: str, port: int) -> list[str]:
@@ -394,8 +390,6 @@ class Answer:
 
     target: _Target
     response: requests.Response
-    #: time.monotonic() by which the whole exchange, body included, must be over
-    deadline: float
     _watchdog: _Watchdog = field(repr=False)
 
     @property
@@ -457,7 +451,7 @@ class GuardedClient:
             except MediaError:
                 raise
             except Exception as e:  # noqa: BLE001 - transport errors mapped; the caller's own re-raised
-                mapped = _map_exception(e, _display(answer.target.url), in_body=True)
+                mapped = _map_exception(e, display_url(answer.target.url), in_body=True)
                 if mapped is e:
                     raise
                 raise mapped from None
@@ -468,27 +462,26 @@ class GuardedClient:
         except MediaError as e:
             # a socket shut down by the watchdog surfaces as a reset, an aborted handshake or an early EOF
             if watchdog.fired and e.reason in ("unavailable", "tls_error", "timeout"):
-                raise _Retryable("timeout", f"fetching {_display(url)} exceeded {self.total_timeout:g}s") from None
+                raise _Retryable("timeout", f"fetching {display_url(url)} exceeded {self.total_timeout:g}s") from None
             raise
         finally:
             watchdog.cancel()
             _current_watchdog.reset(token)
 
     def _follow(self, url: str, method: str, headers: dict[str, str], watchdog: _Watchdog) -> Answer:
-        deadline = time.monotonic() + self.total_timeout
         current = url
         for _hop in range(MAX_REDIRECTS + 1):
             target = self.check(current)
             response = self._request(method, target, self._resolve(target), headers)
             status = response.status_code
-            if status not in _REDIRECTS:
-                return Answer(target, response, deadline, watchdog)
+            if status not in REDIRECT_STATUSES:
+                return Answer(target, response, watchdog)
             response.close()
             location = response.headers.get("Location")
             if not location:
-                raise MediaError(f"http_{status}", f"redirect without a Location from {_display(current)}")
+                raise MediaError(f"http_{status}", f"redirect without a Location from {display_url(current)}")
             current = urljoin(target.url, location.strip())
-        raise MediaError("too_many_redirects", f"more than {MAX_REDIRECTS} redirects from {_display(url)}")
+        raise MediaError("too_many_redirects", f"more than {MAX_REDIRECTS} redirects from {display_url(url)}")
 
     def _resolve(self, target: _Target) -> str:
         try:
@@ -502,7 +495,7 @@ class GuardedClient:
             if bad:
                 raise MediaError(
                     "private_address",
-                    f"{target.host} resolves to a non-public address ({bad[0]}); refused: {_display(target.url)}",
+                    f"{target.host} resolves to a non-public address ({bad[0]}); refused: {display_url(target.url)}",
                 )
         return addresses[0]
 
@@ -511,7 +504,7 @@ class GuardedClient:
         headers["Host"] = target.host_header
         prepared = requests.Request(method, target.url, headers=headers).prepare()
         self._adapter.pin = (target.host, ip)
-        shown = _display(target.url)
+        shown = display_url(target.url)
         try:
             return self._adapter.send(prepared, stream=True, timeout=(self.timeout, self.timeout), verify=self._verify)
         except Exception as e:  # noqa: BLE001 - mapped below; unknown errors re-raised
@@ -601,7 +594,6 @@ class MediaFetcher:
 
         ``expected`` defaults to :data:`MEDIA`; ``max_bytes`` lowers (never raises) ``media.max_bytes`` for this
         download, so a caller assembling one file from several downloads can hold the total to the cap."""
-        self._client.check(url)  # refuse bad URLs before any retry loop
         expected = expected or MEDIA
         limit = self.config.max_bytes if max_bytes is None else min(max_bytes, self.config.max_bytes)
         attempts = self.config.retries + 1
@@ -609,7 +601,7 @@ class MediaFetcher:
         for attempt in range(attempts):
             if attempt:
                 delay = min(BACKOFF_MAX, self._backoff_base * 2 ** (attempt - 1))
-                log.info("media: retrying %s in %.1fs (%s)", _display(url), delay, last)
+                log.info("media: retrying %s in %.1fs (%s)", display_url(url), delay, last)
                 self._sleep(delay)
             try:
                 return self._fetch_once(url, expected, limit)
@@ -623,7 +615,7 @@ class MediaFetcher:
     def _fetch_once(self, url: str, expected: Expected, limit: int) -> FetchedMedia:
         with self._client.open(url, headers=self._headers()) as answer:
             status = answer.response.status_code
-            shown = _display(answer.target.url)
+            shown = display_url(answer.target.url)
             if status >= 500 or status in _RETRY_STATUS:
                 reason = "unavailable" if status >= 500 else f"http_{status}"
                 raise _Retryable(reason, f"HTTP {status} from {shown}")
@@ -647,7 +639,7 @@ class MediaFetcher:
 
     def _read_body(self, url: str, answer: Answer, expected: Expected, limit: int) -> FetchedMedia:
         target, response = answer.target, answer.response
-        shown = _display(target.url)
+        shown = display_url(target.url)
         declared = (response.headers.get("Content-Type") or "").split(";", 1)[0].strip().lower()
         if declared and not expected.declared_ok(declared):
             raise MediaError("not_media", f"{shown} is {declared}, not {expected.what}")
@@ -663,9 +655,7 @@ class MediaFetcher:
         sniffed = None
         raw = response.raw
         try:
-            while True:
-                if time.monotonic() > answer.deadline:
-                    raise _Retryable("timeout", f"download of {shown} exceeded {self._client.total_timeout:g}s")
+            while True:  # no clock check here: the watchdog cuts the socket at the deadline (answer.cut)
                 chunk = raw.read1(CHUNK, decode_content=True)
                 if not chunk:
                     break

@@ -44,9 +44,8 @@ from dataclasses import dataclass
 from urllib.parse import urljoin, urlsplit
 
 from bot.errors import MediaError
-from bot.media.fetch import MEDIA, Expected, FetchedMedia, MediaFetcher
+from bot.media.fetch import MEDIA, Expected, FetchedMedia, MediaFetcher, display_url
 from bot.media.sniff import MOV, MP4, MPEGTS, SniffedType, sniff
-from bot.redact import redact_url
 
 log = logging.getLogger(__name__)
 
@@ -146,12 +145,12 @@ def fetch_attachment(
     parsed = parse_playlist(first.data, first.final_url)
     if isinstance(parsed, list):
         variant = choose_variant(parsed)
-        log.info("hls: %s: variant %s (%d b/s)", _shown(url), _shown(variant.uri), variant.bandwidth)
+        log.info("hls: %s: variant %s (%d b/s)", display_url(url), display_url(variant.uri), variant.bandwidth)
         second = fetcher.fetch(variant.uri, PLAYLIST_ONLY, max_bytes=MAX_PLAYLIST_BYTES)
         playlists.append(second)
         parsed = parse_playlist(second.data, second.final_url)
         if isinstance(parsed, list):
-            raise MediaError("hls_unsupported", f"{_shown(variant.uri)} is a master playlist inside a master playlist")
+            raise MediaError("hls_unsupported", f"{display_url(variant.uri)} is a master playlist inside a master playlist")
     video = _join(fetcher, url, playlists[-1].final_url, parsed, max_segments, time.monotonic() + max_seconds)
     return Attachment(video, tuple(playlists))
 
@@ -160,7 +159,7 @@ def _join(
     fetcher: MediaFetcher, url: str, playlist_url: str, playlist: MediaPlaylist, max_segments: int, deadline: float
 ) -> FetchedMedia:
     """Fetch the init section and every segment, within the size cap and the deadline, and concatenate them."""
-    shown = _shown(playlist_url)
+    shown = display_url(playlist_url)
     count = len(playlist.segments)
     if count > max_segments:
         raise MediaError("too_many_segments", f"{shown} lists {count} segments, over the limit of {max_segments}")
@@ -207,7 +206,7 @@ def _joined_file(url: str, playlist_url: str, data: bytes, shown: str) -> Fetche
 
 def parse_playlist(data: bytes, base_url: str) -> list[Variant] | MediaPlaylist:
     """A master playlist's variants, or a media playlist; URIs resolved against ``base_url``."""
-    shown = _shown(base_url)
+    shown = display_url(base_url)
     if len(data) > MAX_PLAYLIST_BYTES:
         raise MediaError("too_large", f"playlist {shown} is {len(data)} bytes, over {MAX_PLAYLIST_BYTES}")
     lines = _lines(data, shown)
@@ -357,9 +356,3 @@ def choose_variant(variants: list[Variant]) -> Variant:
         return max(fitting, key=lambda v: v.bandwidth)
     return min(variants, key=lambda v: v.bandwidth)
 
-
-def _shown(url: str) -> str:
-    try:
-        return redact_url(url)
-    except Exception:  # noqa: BLE001 - never fail while describing a failure
-        return "<url>"

@@ -110,15 +110,15 @@ def extract_keyframes(
     ideal = min(max_frames, len(all_pts))
     if min_interval > 0:
         ideal = min(ideal, int(duration / min_interval) + 1)
-    key_candidates = _thin([p for p in key_pts], origin, time_base, min_interval)
+    key_candidates = _thin(key_pts, time_base, min_interval)
     use_keyframes = len(key_candidates) * 2 >= ideal
-    candidates = key_candidates if use_keyframes else _thin(all_pts, origin, time_base, min_interval)
-    chosen = _spread(candidates, max_frames, origin, time_base)
+    candidates = key_candidates if use_keyframes else _thin(all_pts, time_base, min_interval)
+    chosen = _spread(candidates, max_frames)
 
     frames = _decode(source, demuxer, chosen, use_keyframes, origin, time_base, max_side, limits)
     if not frames and use_keyframes:
         # some decoders drop keyframes the demuxer flagged (e.g. open-GOP recovery points): decode everything
-        chosen = _spread(_thin(all_pts, origin, time_base, min_interval), max_frames, origin, time_base)
+        chosen = _spread(_thin(all_pts, time_base, min_interval), max_frames)
         frames = _decode(source, demuxer, chosen, False, origin, time_base, max_side, limits)
     if not frames:
         raise MediaError("corrupt_video", "no frame of the video could be decoded")
@@ -230,7 +230,7 @@ def _scan(container: Any, stream: Any, time_base: Fraction, limits: KeyframeLimi
     return sorted(set(all_pts)), sorted(set(key_pts))
 
 
-def _thin(pts: list[int], origin: int, time_base: Fraction, min_interval: float) -> list[int]:
+def _thin(pts: list[int], time_base: Fraction, min_interval: float) -> list[int]:
     """``pts`` (sorted) without those closer than ``min_interval`` seconds to the previous kept one."""
     kept: list[int] = []
     for p in pts:
@@ -239,7 +239,7 @@ def _thin(pts: list[int], origin: int, time_base: Fraction, min_interval: float)
     return kept
 
 
-def _spread(candidates: list[int], count: int, origin: int, time_base: Fraction) -> list[int]:
+def _spread(candidates: list[int], count: int) -> list[int]:
     """``count`` of the sorted ``candidates`` closest to evenly spaced times from the first to the last."""
     n = len(candidates)
     if n <= count:
