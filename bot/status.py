@@ -41,7 +41,7 @@ def take_snapshot(store: StateStore, configured: dict[str, list[str]], now: date
         pending_rechecks={p: store.count_rechecks(p) for p in configured},
         outbox_size=store.outbox_size(),
         known_media=store.count_known(),
-        parked_alerts=len(store.parked_alerts()),  # few: each one is a message a chat refused
+        parked_alerts=store.parked_count(),
         taken_at=now,
     )
 

@@ -53,12 +53,7 @@ def digest_payload(
             continue
         per[(ev.platform, ev.account)][counter] += 1
         totals[counter] += 1
-    for alert in alerts:
-        if alert.kind not in MATCH_KINDS:
-            continue
-        created = as_utc(alert.created_at)
-        if not (since <= created < until):
-            continue
+    for alert in alerts:  # the store's match alerts of [since, until) (build_digest asks for just those)
         p = alert.payload
         counter = "suggest" if p.get("tier") == "suggest" else alert.kind
         per[(str(p.get("platform")), str(p.get("account")))][counter] += 1

@@ -249,7 +249,7 @@ class AlertSender:
             if not errors:
                 self._record_sent(alert.key, report)
                 return "sent"
-            self._record_failed(head, errors, report)
+            self._record_failed(head, errors, alert.attempts, report)
             if behind is None or probe_errors is None:
                 return "stop"
             if probe_errors:  # refused too: the chat is down, not refusing the head; the probe waits with it
@@ -271,8 +271,8 @@ class AlertSender:
             self._record_sent(head.alert.key, report)
             report.failed = report.error = report.retry_at = None
             return "reread"
-        self._record_failed(head, errors, report)
-        error = progress_error(head.delivered, "; ".join(errors))
+        # the head failed once already in this run: this is its attempts + 2nd
+        error = self._record_failed(head, errors, head.alert.attempts + 1, report)
         if not self.store.park_alert(head.alert.key, error):
             return "stop"
         report.parked.append(head.alert.key)
@@ -291,13 +291,14 @@ class AlertSender:
         report.sent.append(key)
         log.info("alert %s delivered to %d target(s)", redact(key), len(self.targets))
 
-    def _record_failed(self, message: _Message, errors: list[str], report: DeliveryReport) -> None:
-        """Record a failed attempt (and the targets that did accept) with the backoff of the alert's attempts."""
+    def _record_failed(self, message: _Message, errors: list[str], attempts: int, report: DeliveryReport) -> str:
+        """Record a failed attempt (and the targets that did accept) with the backoff of the ``attempts`` failed
+        before it; the error text stored (progress marker included)."""
         alert = message.alert
-        attempts = (self.store.get_alert(alert.key) or alert).attempts  # a second attempt in one run counts too
         retry_at = self._clock() + timedelta(seconds=backoff_delay(attempts, self.base_backoff, self.max_backoff, self.rng))
         error = "; ".join(errors)
-        self.store.mark_alert_failed(alert.key, progress_error(message.delivered, error), retry_at)
+        stored = progress_error(message.delivered, error)
+        self.store.mark_alert_failed(alert.key, stored, retry_at)
         report.failed = alert.key
         report.error = redact(error)
         report.retry_at = retry_at
@@ -308,6 +309,7 @@ class AlertSender:
             iso(retry_at),
             max(0, self.store.outbox_size() - 1),
         )
+        return stored
 
     def _next_due(self, key: str, now: datetime) -> OutboxAlert | None:
         """The alert queued right behind ``key``, when it is due at ``now``."""

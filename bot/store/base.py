@@ -139,9 +139,9 @@ class StateStore(ABC):
     def remove_known(self, known_id: str) -> bool:
         """Remove an entry; bumps the generation. False when there was no such id."""
 
-    @abstractmethod
     def known_generation(self) -> int:
         """A counter that changes whenever known media change, so an index knows when to reload."""
+        return self.known_state().generation
 
     @abstractmethod
     def known_state(self) -> KnownState:
@@ -190,6 +190,10 @@ class StateStore(ABC):
     @abstractmethod
     def parked_alerts(self) -> list[OutboxAlert]:
         """Every parked alert, in FIFO (seq) order."""
+
+    @abstractmethod
+    def parked_count(self) -> int:
+        """Number of parked alerts (what status and health report, without reading the alerts)."""
 
     @abstractmethod
     def unpark_alert(self, key: str) -> bool:
@@ -289,9 +293,9 @@ class StateStore(ABC):
     def release_lock(self, name: str, owner: str) -> None:
         """Release the lock if ``owner`` holds it (someone else's lock is left alone)."""
 
+    @abstractmethod
     def lock_owner(self, name: str) -> str | None:
-        """Who holds the lock now (None when free or expired). Stores that cannot tell return None."""
-        return None
+        """Who holds the lock now (None when free or expired)."""
 
     # ----------------------------------------------------------------- lifecycle
     @abstractmethod

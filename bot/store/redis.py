@@ -610,9 +610,6 @@ class RedisStore(StateStore):
 
         return bool(self._r.transaction(attempt, key, value_from_callable=True))
 
-    def known_generation(self) -> int:
-        return int(self._r.get(self._k("known", "gen")) or 0)
-
     def known_state(self) -> KnownState:
         pipe = self._r.pipeline(transaction=True)  # MULTI/EXEC: the three read together
         pipe.get(self._k("known", "gen"))
@@ -691,6 +688,9 @@ class RedisStore(StateStore):
 
     def parked_alerts(self) -> list[OutboxAlert]:
         return self._alerts_of(self._r.zrange(self._k("outbox", "parked"), 0, -1), None)
+
+    def parked_count(self) -> int:
+        return int(self._r.zcard(self._k("outbox", "parked")))
 
     def unpark_alert(self, key: str) -> bool:
         keys = [self._k("alert", key), self._k("outbox", "parked"), self._k("outbox")]
@@ -895,6 +895,6 @@ def _wrap_errors(method: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-for _name in (StateStore.__abstractmethods__ - {"close"}) | {"lock_owner"}:
+for _name in StateStore.__abstractmethods__ - {"close"}:
     setattr(RedisStore, _name, _wrap_errors(getattr(RedisStore, _name)))
 del _name

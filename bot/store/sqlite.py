@@ -590,10 +590,6 @@ class SqliteStore(StateStore):
                 self._bump(conn, "known_epoch")
         return removed
 
-    def known_generation(self) -> int:
-        row = self._one("SELECT value FROM meta WHERE key = 'known_generation'")
-        return int(row[0]) if row else 0
-
     def known_state(self) -> KnownState:
         row = self._one(  # one statement: one consistent snapshot
             "SELECT (SELECT value FROM meta WHERE key = 'known_generation'), "
@@ -685,6 +681,9 @@ class SqliteStore(StateStore):
     def parked_alerts(self) -> list[OutboxAlert]:
         rows = self._query("SELECT seq, data FROM outbox WHERE parked = 1 AND sent = 0 ORDER BY seq")
         return [self._alert(*r) for r in rows]
+
+    def parked_count(self) -> int:
+        return self._one("SELECT COUNT(*) FROM outbox WHERE parked = 1 AND sent = 0")[0]  # type: ignore[index]
 
     def unpark_alert(self, key: str) -> bool:
         def parked(data: dict[str, Any]) -> bool:
@@ -865,8 +864,7 @@ class SqliteStore(StateStore):
             conn.execute("DELETE FROM locks WHERE name = ? AND owner = ?", (name, owner))
 
     def lock_owner(self, name: str) -> str | None:
-        with self._write() as conn:
-            row = conn.execute("SELECT owner, expires_at FROM locks WHERE name = ?", (name,)).fetchone()
+        row = self._one("SELECT owner, expires_at FROM locks WHERE name = ?", (name,))
         return row[0] if row is not None and row[1] > time.time() else None
 
     # ----------------------------------------------------------------- lifecycle

@@ -382,6 +382,7 @@ def test_parked_alerts_in_fifo_order_and_unparked_at_their_original_position(sto
     store.park_alert("k3", "400")
     store.park_alert("k1", "too long")
     assert [a.key for a in store.parked_alerts()] == ["k1", "k3"]
+    assert store.parked_count() == 2
 
     reopened = store_opener()  # parking is persistent
     assert [a.key for a in reopened.parked_alerts()] == ["k1", "k3"]
@@ -397,6 +398,7 @@ def test_parked_alerts_in_fifo_order_and_unparked_at_their_original_position(sto
     assert [a.key for a in reopened.parked_alerts()] == ["k1"]
     reopened.mark_alert_sent("k1", at(9))  # delivered some other way: no longer parked
     assert reopened.parked_alerts() == [] and reopened.outbox_size() == 3
+    assert reopened.parked_count() == 0
 
 
 def test_enqueue_keeps_a_parked_alert_parked(store):
