@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from PIL import Image
 
 from bot.cli import main
 from bot.demo.scene import trailer_frames

@@ -317,7 +317,7 @@ def test_restart_in_the_middle_of_the_schedule_continues(open_store):
 
 def test_post_first_seen_late_skips_past_steps(store):
     post = make_post()
-    tracker = setup(store, post, first_seen=T0 + minutes(40))
+    setup(store, post, first_seen=T0 + minutes(40))
     assert store.get_recheck("x", "100").due_at == T0 + timedelta(hours=1)
 
 

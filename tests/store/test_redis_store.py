@@ -8,7 +8,7 @@ import threading
 import time
 import uuid
 from datetime import datetime, timedelta, timezone
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import urlsplit
 
 import pytest
 import redis
@@ -19,6 +19,7 @@ from bot.redact import redact
 from bot.store import open_store
 from bot.store.records import Change, OutboxAlert
 from bot.store.redis import RedisStore, parse_store_url
+from tests.redis_keys import delete_prefix, prefix_of
 
 pytestmark = pytest.mark.redis
 
@@ -27,10 +28,6 @@ T0 = datetime(2026, 3, 1, tzinfo=timezone.utc)
 
 def post(post_id: str, text: str = "t") -> Post:
     return Post("x", "gov", post_id, f"https://x/{post_id}", text, T0, raw={"id": post_id})
-
-
-def prefix_of(url: str) -> str:
-    return parse_qs(urlsplit(url).query)["prefix"][0]
 
 
 def raw_client(url: str) -> redis.Redis:
@@ -43,11 +40,7 @@ def cleanup():
     urls: list[str] = []
     yield urls.append
     for url in urls:
-        client = raw_client(url)
-        keys = list(client.scan_iter(match=f"{prefix_of(url)}:*"))
-        if keys:
-            client.delete(*keys)
-        client.close()
+        delete_prefix(url)
 
 
 def free_port() -> int:
