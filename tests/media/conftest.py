@@ -13,6 +13,13 @@ import pytest
 from pytest_httpserver import HTTPServer
 
 
+def _cleared(srv: HTTPServer) -> Iterator[HTTPServer]:
+    """A session-wide server with no handlers or logs left from another test."""
+    srv.clear()
+    yield srv
+    srv.clear()
+
+
 @pytest.fixture(scope="session")
 def _http_server() -> Iterator[HTTPServer]:
     srv = HTTPServer(host="127.0.0.1", port=0, threaded=True)
@@ -24,9 +31,7 @@ def _http_server() -> Iterator[HTTPServer]:
 @pytest.fixture
 def server(_http_server: HTTPServer) -> Iterator[HTTPServer]:
     """A plain-http server on 127.0.0.1, shared by the session (stopping one takes 0.5 s), cleared per test."""
-    _http_server.clear()
-    yield _http_server
-    _http_server.clear()
+    yield from _cleared(_http_server)
 
 
 @dataclass(frozen=True)
@@ -86,6 +91,4 @@ def _tls_server(tls_files: TlsFiles) -> Iterator[HTTPServer]:
 @pytest.fixture
 def tls_server(_tls_server: HTTPServer) -> Iterator[HTTPServer]:
     """An https server on 127.0.0.1 with a self-signed certificate for ``media.test`` (and 127.0.0.1)."""
-    _tls_server.clear()
-    yield _tls_server
-    _tls_server.clear()
+    yield from _cleared(_tls_server)

@@ -19,6 +19,15 @@ def synthetic_frame(i: int, width: int, height: int) -> np.ndarray:
     return a
 
 
+def _encode(container: av.container.OutputContainer, stream: av.VideoStream, frames: int, width: int, height: int) -> None:
+    """Encode ``frames`` synthetic frames into ``stream`` and flush the encoder."""
+    for i in range(frames):
+        for packet in stream.encode(av.VideoFrame.from_ndarray(synthetic_frame(i, width, height), format="rgb24")):
+            container.mux(packet)
+    for packet in stream.encode():
+        container.mux(packet)
+
+
 def make_video(
     fmt: str = "mp4",
     codec: str = "libx264",
@@ -36,12 +45,7 @@ def make_video(
         stream.codec_context.gop_size = gop
         if codec == "libx264":
             stream.options = {"g": str(gop), "keyint_min": str(gop), "sc_threshold": "0"}
-        for i in range(int(seconds * fps)):
-            frame = av.VideoFrame.from_ndarray(synthetic_frame(i, width, height), format="rgb24")
-            for packet in stream.encode(frame):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
+        _encode(container, stream, int(seconds * fps), width, height)
     return buf.getvalue()
 
 
@@ -50,12 +54,7 @@ def make_gif(frames: int = 20, fps: int = 10, width: int = 32, height: int = 24)
     with av.open(buf, "w", format="gif") as container:
         stream = container.add_stream("gif", rate=fps)
         stream.width, stream.height, stream.pix_fmt = width, height, "rgb8"
-        for i in range(frames):
-            frame = av.VideoFrame.from_ndarray(synthetic_frame(i, width, height), format="rgb24")
-            for packet in stream.encode(frame):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
+        _encode(container, stream, frames, width, height)
     return buf.getvalue()
 
 
