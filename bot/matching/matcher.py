@@ -156,7 +156,7 @@ class Matcher:
                         self._last_seq = max([self._last_seq, *(seq for seq, _ in new)])
                         self._generation = after.generation
                         log.debug("matching index: %d entries appended", len(new))
-                        if self._stored - self._snapshot_count >= max(SNAPSHOT_EVERY, self._snapshot_count // 20):
+                        if self._snapshot_behind():
                             self._save_snapshot()
                         return True
             state = self.store.known_state()
@@ -166,10 +166,14 @@ class Matcher:
             self._generation, self._epoch, self._stored = state.generation, state.epoch, len(loaded)
             self._last_seq = max((seq for seq, _ in loaded), default=0)
             self._snapshot_count = snapshot[1] if snapshot else 0
-            if snapshot is None or self._stored - self._snapshot_count >= max(SNAPSHOT_EVERY, self._snapshot_count // 20):
+            if snapshot is None or self._snapshot_behind():
                 self._save_snapshot()  # after a full build, or when many entries were appended to the snapshot
         log.info("matching index: %d entries, %d descriptors", len(self._entries), len(self._descriptors))
         return True
+
+    def _snapshot_behind(self) -> bool:
+        """Whether enough entries were added since the last saved snapshot to save it again."""
+        return self._stored - self._snapshot_count >= max(SNAPSHOT_EVERY, self._snapshot_count // 20)
 
     def _save_snapshot(self) -> None:
         """Save the descriptor index when rebuilding it would be slow (an inverted file) and it holds exactly
@@ -280,8 +284,7 @@ class Matcher:
         done: set[tuple[int, bool]] = set()  # (owner, mirrored) already decided
         features: dict[bool, LocalFeatures] = {}
         budget = [cfg.max_candidates]
-        # whole-image hits first; then, unless a known item matched, descriptor votes of both orientations
-        # together (a mirrored copy gets few, random votes as is and many mirrored), most votes first. A
+        # whole-image hits first; then, unless a known item matched, descriptor votes (below). A
         # whole-image hit on a *seen* entry does not end the search: a re-post of an earlier post's crop of a
         # game frame must still name the game frame, not only the earlier post.
         # Whole-image hits beyond pdq_match are look-alike layouts as often as copies: verify the 3 closest.
@@ -313,7 +316,7 @@ class Matcher:
 
     def _vote(self, work: Image.Image, mirrored: bool, features: dict[bool, LocalFeatures]) -> list[_Candidate]:
         """The entries that the image's descriptors (mirrored or not) vote for, with their votes."""
-        features[mirrored] = feats = extract(self._orient(work, mirrored))
+        feats = self._features(work, mirrored, features)
         votes = self._descriptors.vote(feats.descriptors).most_common(self.config.max_candidates)
         return [_Candidate(owner, 999, 4 if mirrored else 0, False, n) for owner, n in votes]
 
@@ -381,6 +384,13 @@ class Matcher:
             region = self._to_input_pixels(check.region, work, out_size, mirrored)
             results.append(Match(entry, tier, "orb", distance, check.inliers, region, mirrored))
 
+    def _features(self, work: Image.Image, mirrored: bool, features: dict[bool, LocalFeatures]) -> LocalFeatures:
+        """The query's local features in one orientation, extracted once per check (votes and every
+        verification of that orientation share them)."""
+        if mirrored not in features:
+            features[mirrored] = extract(self._orient(work, mirrored))
+        return features[mirrored]
+
     @staticmethod
     def _orient(work: Image.Image, mirrored: bool) -> Image.Image:
         return work.transpose(Image.Transpose.FLIP_LEFT_RIGHT) if mirrored else work
@@ -405,9 +415,7 @@ class Matcher:
         known = self.known_features(entry)
         if known is None:
             return None
-        if mirrored not in features:
-            features[mirrored] = extract(self._orient(work, mirrored))
-        return verify(features[mirrored], known)
+        return verify(self._features(work, mirrored, features), known)
 
     def known_features(self, entry: KnownMedia) -> LocalFeatures | None:
         """Local features of a stored entry: from the cache, else recomputed from the archive and cached.
