@@ -1,4 +1,4 @@
-"""Which half of the PDQ code should the multi-index tables of :mod:`bot.matching.index` cover?
+"""Which half of the PDQ code should the multi-index tables of :mod:`bot.hashing.index` cover?
 
     python bench/pdq_layout.py [--scenes 60] [--games 30]
 

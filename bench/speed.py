@@ -32,8 +32,8 @@ from bot.archive import Archive  # noqa: E402
 from bot.hashing.decode import decode_image  # noqa: E402
 from bot.hashing.signals import PdqSignal, PhashSignal, compute_signals  # noqa: E402
 from bot.known import add_image  # noqa: E402
-from bot.matching.descriptors import pack, unpack  # noqa: E402
-from bot.matching.index import HammingIndex  # noqa: E402
+from bot.hashing.local import pack, unpack  # noqa: E402
+from bot.hashing.index import HammingIndex  # noqa: E402
 from bot.matching.matcher import Matcher  # noqa: E402
 from bot.store.records import KnownMedia  # noqa: E402
 from bot.store.sqlite import SqliteStore  # noqa: E402
@@ -135,7 +135,7 @@ def bench_check(tmp: Path, n_real: int, n_queries: int) -> None:
     m2 = Matcher(store, archive, features_dir=tmp / "nocache")
     m2.cache_features = lambda *a, **k: None  # type: ignore[method-assign]
     recomputed = timed(lambda: m2.known_features(e), 5)
-    size = (tmp / "features" / e.sha256[:2] / f"{e.sha256}.npz").stat().st_size
+    size = m._cache_path(e.sha256).stat().st_size
     print(f"  known-image local features: cached {statistics.median(cached) * 1000:.2f} ms vs recomputed from the "
           f"archive {statistics.median(recomputed) * 1000:.1f} ms ({statistics.median(recomputed) / statistics.median(cached):.0f}x); "
           f"cache file {size / 1000:.0f} KB per image")

@@ -9,6 +9,7 @@ sufficient share of the overlapping area (a HUD shares only its corners with ano
 
 from __future__ import annotations
 
+import base64
 import io
 from dataclasses import dataclass
 
@@ -17,6 +18,8 @@ import faiss
 import numpy as np
 from PIL import Image
 
+#: version of :func:`extract`'s output: cached features of another version are recomputed
+FEATURES_VERSION = 2
 #: keypoints per image; 1000 on a 640 px image keeps extraction ~10 ms and matching ~2 ms per candidate
 N_FEATURES = 1000
 #: Lowe's ratio test: the best descriptor match must be clearly better than the second best
@@ -66,48 +69,88 @@ class LocalFeatures:
         return len(self.points)
 
 
-_orb = None
+#: keypoints detected before the spread selection keeps N_FEATURES of them
+DETECT_FEATURES = 2000
+#: FAST thresholds: the usual one, and the lower one retried on low-contrast images with few corners
+FAST_THRESHOLD, FAST_THRESHOLD_LOW = 12, 5
+#: fewer keypoints than this at the usual threshold: the image is low-contrast, retry with the low one
+FEW_KEYPOINTS = 400
+#: cells per side of the grid over which keypoints are spread (strongest per cell first, round-robin)
+SPREAD_GRID = 8
+
+_orb: dict[int, cv2.ORB] = {}
+_clahe = None
+
+
+def normalized_gray(image: Image.Image) -> np.ndarray:
+    """Grey levels with local contrast normalised (CLAHE): a dark, washed-out or semi-transparent copy
+    gets the same corners as its original, which plain thresholds miss."""
+    global _clahe
+    if _clahe is None:
+        _clahe = cv2.createCLAHE(clipLimit=2.0, tileGridSize=(8, 8))
+    return _clahe.apply(np.asarray(image.convert("L")))
 
 
 def extract(image: Image.Image) -> LocalFeatures:
-    """ORB keypoints of a working image (see :func:`bot.hashing.decode.decode_image`)."""
-    global _orb
-    if _orb is None:
-        _orb = cv2.ORB_create(nfeatures=N_FEATURES, fastThreshold=12)
-    gray = np.asarray(image.convert("L"))
-    kps, desc = _orb.detectAndCompute(gray, None)
+    """ORB keypoints of a working image (see :func:`bot.hashing.decode.decode_image`), spread over it.
+
+    The strongest corners of a meme, a screenshot or a pasted picture are its text and UI edges; taking
+    only those would leave the picture itself without keypoints. So more are detected and the kept ones
+    are ordered round-robin over a grid, strongest first within a cell (a prefix of the list, as voting
+    uses, is spread over the whole image). A low-contrast image is detected again with a lower threshold."""
+    gray = normalized_gray(image)
+    kps, desc = _detect(gray, FAST_THRESHOLD)
+    if len(kps) < FEW_KEYPOINTS:
+        kps, desc = _detect(gray, FAST_THRESHOLD_LOW)
     if desc is None or not kps:
         return LocalFeatures(np.zeros((0, 2), np.float32), np.zeros((0, 32), np.uint8), image.size)
     responses = np.array([k.response for k in kps], dtype=np.float32)
-    order = np.argsort(-responses, kind="stable")  # strongest first: voting uses a prefix
-    pts = np.array([k.pt for k in kps], dtype=np.float32)[order]
-    return LocalFeatures(pts, desc[order], image.size, responses[order])
+    pts = np.array([k.pt for k in kps], dtype=np.float32)
+    order = spread_order(pts, responses, image.size)[:N_FEATURES]
+    return LocalFeatures(pts[order], desc[order], image.size, responses[order])
 
 
-#: descriptors per stored image kept for retrieval (the descriptor index), spread over the image
-RETRIEVAL_DESCRIPTORS = 160
-_SPREAD_GRID = 8
+def _detect(gray: np.ndarray, threshold: int) -> tuple[list[cv2.KeyPoint], np.ndarray | None]:
+    if threshold not in _orb:
+        _orb[threshold] = cv2.ORB_create(nfeatures=DETECT_FEATURES, fastThreshold=threshold)
+    kps, desc = _orb[threshold].detectAndCompute(gray, None)
+    return list(kps or ()), desc
 
 
-def retrieval_descriptors(feats: LocalFeatures, n: int = RETRIEVAL_DESCRIPTORS) -> np.ndarray:
-    """The ``n`` descriptors of a stored image that go into the descriptor index.
-
-    Strongest per grid cell first, round-robin over cells, so every part of the image is represented and
-    any large crop keeps a good share of them (the strongest overall tend to cluster on one busy object)."""
-    if len(feats) <= n:
-        return feats.descriptors
-    w, h = feats.size
-    cell = (np.clip((feats.points[:, 1] * _SPREAD_GRID / h).astype(int), 0, _SPREAD_GRID - 1) * _SPREAD_GRID
-            + np.clip((feats.points[:, 0] * _SPREAD_GRID / w).astype(int), 0, _SPREAD_GRID - 1))
-    resp = feats.responses if feats.responses is not None else np.zeros(len(feats), np.float32)
-    order = np.lexsort((-resp, cell))  # by cell, strongest first within a cell
-    rank = np.zeros(len(feats), int)
+def spread_order(points: np.ndarray, responses: np.ndarray, size: tuple[int, int], grid: int = SPREAD_GRID) -> np.ndarray:
+    """Indices of ``points`` round-robin over a ``grid`` x ``grid`` raster, strongest first within a cell:
+    any prefix is spread over the image (ANMS-like, at the cost of a sort)."""
+    w, h = size
+    cell = (np.clip((points[:, 1] * grid / h).astype(int), 0, grid - 1) * grid
+            + np.clip((points[:, 0] * grid / w).astype(int), 0, grid - 1))
+    order = np.lexsort((-responses, cell))  # by cell, strongest first within a cell
+    rank = np.zeros(len(points), int)
     sorted_cells = cell[order]
     starts = np.r_[0, np.nonzero(np.diff(sorted_cells))[0] + 1]
     for a, b in zip(starts, np.r_[starts[1:], len(order)]):
         rank[order[a:b]] = np.arange(b - a)
-    chosen = np.lexsort((-resp, rank))[:n]
-    return feats.descriptors[chosen]
+    return np.lexsort((-responses, rank))
+
+
+#: descriptors per stored image kept for retrieval (the descriptor index), spread over the image
+RETRIEVAL_DESCRIPTORS = 160
+
+
+def retrieval_descriptors(feats: LocalFeatures, n: int = RETRIEVAL_DESCRIPTORS) -> np.ndarray:
+    """The ``n`` descriptors of a stored image that go into the descriptor index: the first ``n`` of
+    :func:`extract`'s spread order, so every part of the image is represented and any large crop keeps a
+    good share of them (the strongest overall tend to cluster on one busy object)."""
+    return feats.descriptors[:n]
+
+
+def pack(descriptors: np.ndarray) -> str:
+    """Descriptors (n x 32 uint8) -> the text stored in ``signals["orb"]``."""
+    return base64.b64encode(np.ascontiguousarray(descriptors, dtype=np.uint8).tobytes()).decode("ascii")
+
+
+def unpack(text: str) -> np.ndarray:
+    raw = base64.b64decode(text)
+    return np.frombuffer(raw, dtype=np.uint8).reshape(-1, 32)
 
 
 @dataclass(frozen=True)
@@ -144,11 +187,13 @@ def _two_nearest(descriptors: np.ndarray, among: np.ndarray) -> tuple[np.ndarray
 
 
 def verify(query: LocalFeatures, known: LocalFeatures) -> Verification | None:
-    """Match descriptors, estimate a similarity known -> query with RANSAC, measure it. None: no model."""
+    """Match descriptors, estimate known -> query with RANSAC, measure it. None: no model.
+
+    A similarity (crop, rescale, rotation) is tried first; when it explains too few matches, a homography
+    (a photo of a screen, a tilted print) is estimated from the same matches and kept if it is sane
+    (:func:`sane_homography`) and explains clearly more of them."""
     if len(query) < 8 or len(known) < 8:
         return None
-    # (a cap on the query's keypoints would halve the matching cost, but caption text then takes the
-    # strongest slots and mirrored crops are lost: measured, so the cap is all of them)
     q_desc = query.descriptors[:VERIFY_QUERY_FEATURES]
     q_pts = query.points[:VERIFY_QUERY_FEATURES]
     distance, nearest = _two_nearest(known.descriptors, q_desc)
@@ -159,21 +204,75 @@ def verify(query: LocalFeatures, known: LocalFeatures) -> Verification | None:
     dst = q_pts[nearest[good, 0]]
     model, mask = cv2.estimateAffinePartial2D(src, dst, method=cv2.RANSAC, ransacReprojThreshold=REPROJ,
                                               maxIters=1000, confidence=0.995)
-    if model is None or mask is None:
-        return None
+    best = _measure(query, known, np.vstack([model, [0, 0, 1]]), mask, dst) if model is not None and mask is not None else None
+    if best is None or best.inliers < HOMOGRAPHY_BELOW:
+        h, hmask = cv2.findHomography(src, dst, cv2.RANSAC, REPROJ, maxIters=2000, confidence=0.995)
+        if h is not None and hmask is not None and sane_homography(h, known.size, query.size):
+            other = _measure(query, known, h, hmask, dst)
+            if other is not None and (best is None or other.inliers >= best.inliers * HOMOGRAPHY_GAIN):
+                best = other
+    return best
+
+
+#: a similarity with fewer inliers than this is retried as a homography
+HOMOGRAPHY_BELOW = 80
+#: ... which replaces it only when it explains this many times the inliers (a free homography fits some
+#: random matches too; a true perspective copy gains far more)
+HOMOGRAPHY_GAIN = 1.3
+#: a homography's local scale may vary by at most this factor over the known image (a strongly tilted
+#: screen photo is ~2; more is a degenerate fit folding the image)
+MAX_SCALE_SPREAD = 3.0
+
+
+def sane_homography(h: np.ndarray, known_size: tuple[int, int], query_size: tuple[int, int]) -> bool:
+    """No mirror, no fold, no degenerate squeeze: the known image's outline maps to a convex quadrilateral
+    with the same orientation, and the local scale varies within :data:`MAX_SCALE_SPREAD`."""
+    kw, kh = known_size
+    corners = np.array([[0, 0], [kw, 0], [kw, kh], [0, kh]], dtype=np.float64)
+    ones = np.c_[corners, np.ones(4)] @ h.T
+    if np.any(ones[:, 2] <= 1e-6):  # a corner maps through infinity
+        return False
+    quad = ones[:, :2] / ones[:, 2:]
+    if not cv2.isContourConvex(quad.astype(np.float32)):
+        return False
+    edges = np.roll(quad, -1, axis=0) - quad
+    turns = edges[:, 0] * np.roll(edges, -1, axis=0)[:, 1] - edges[:, 1] * np.roll(edges, -1, axis=0)[:, 0]
+    if not np.all(turns > 0):  # clockwise in image coordinates like the known image's corners: not mirrored
+        return False
+    # local scale at each corner: the square root of the Jacobian's determinant there
+    scales = np.sqrt(np.abs(_local_dets(h, corners)))
+    return bool(scales.min() > 0 and scales.max() / scales.min() <= MAX_SCALE_SPREAD)
+
+
+def _local_dets(h: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """Determinant of the projective map's Jacobian at each point (the local area scale)."""
+    x, y = points[:, 0], points[:, 1]
+    w = h[2, 0] * x + h[2, 1] * y + h[2, 2]
+    u = (h[0, 0] * x + h[0, 1] * y + h[0, 2]) / w
+    v = (h[1, 0] * x + h[1, 1] * y + h[1, 2]) / w
+    a = (h[0, 0] - h[2, 0] * u) / w
+    b = (h[0, 1] - h[2, 1] * u) / w
+    c = (h[1, 0] - h[2, 0] * v) / w
+    d = (h[1, 1] - h[2, 1] * v) / w
+    return a * d - b * c
+
+
+def _measure(query: LocalFeatures, known: LocalFeatures, h: np.ndarray, mask: np.ndarray, dst: np.ndarray) -> Verification:
+    """Inliers, scale, coverage, share and spread of a model ``h`` (3 x 3) mapping known -> query."""
     inl = mask.ravel().astype(bool)
     # one query keypoint can be the match of several known keypoints: count distinct positions only
     inlier_dst = np.unique(np.round(dst[inl]).astype(np.int32), axis=0)
     n = len(inlier_dst)
-    scale = float(np.sqrt(abs(np.linalg.det(model[:, :2]))))
     kw, kh = known.size
-    corners = np.array([[0, 0], [kw, 0], [kw, kh], [0, kh]], dtype=np.float32)
-    quad = corners @ model[:, :2].T + model[:, 2]
-    mask = _overlap_mask(quad, query.size)
-    coverage = _coverage(inlier_dst, query.points, mask, query.size)
-    share = n / max(int(mask[_cells(query.points, query.size)].sum()), 1)
+    corners = np.array([[0, 0], [kw, 0], [kw, kh], [0, kh]], dtype=np.float64)
+    ones = np.c_[corners, np.ones(4)] @ h.T
+    quad = ones[:, :2] / ones[:, 2:]
+    scale = float(np.sqrt(abs(cv2.contourArea(quad.astype(np.float32))) / max(kw * kh, 1)))
+    overlap_mask = _overlap_mask(quad, query.size)
+    coverage = _coverage(inlier_dst, query.points, overlap_mask, query.size)
+    share = n / max(int(overlap_mask[_cells(query.points, query.size)].sum()), 1)
     hull = cv2.contourArea(cv2.convexHull(inlier_dst.astype(np.float32))) if n >= 3 else 0.0
-    overlap = mask.mean() * query.size[0] * query.size[1]
+    overlap = overlap_mask.mean() * query.size[0] * query.size[1]
     spread = float(hull / overlap) if overlap > 0 else 0.0
     return Verification(n, scale, coverage, [(float(x), float(y)) for x, y in quad], share, spread)
 

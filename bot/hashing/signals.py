@@ -1,7 +1,11 @@
-"""Signal types: each kind of hash is a small class that knows how to compute, serialize and compare itself.
+"""Signal types: each kind of hash is one class that computes, serializes and compares itself and names the
+index that searches it; :data:`SIGNAL_TYPES` is the one registry.
 
-Modelled on ThreatExchange's ``SignalType``: the matcher does not know what a PDQ hash is, it asks the
-signal type for its hex form, its distance and the index that searches it (:mod:`bot.matching.index`).
+Modelled on ThreatExchange's ``SignalType`` (``get_index_cls``): the matcher does not know what a PDQ hash
+is. For every registered type it builds the type's index over the stored hashes (:attr:`SignalType.keys`
+of each entry's ``signals``), searches it with the type's query hashes (:meth:`SignalType.query_hashes`,
+e.g. PDQ's 8 rotations and mirrors) within the type's candidate radius, and verifies what comes out.
+Adding a signal is one class here plus one line in :data:`SIGNAL_TYPES`.
 All signals are computed from the working image of :func:`bot.hashing.decode.decode_image`.
 """
 
@@ -15,7 +19,9 @@ import numpy as np
 import pdqhash
 from PIL import Image
 
+from bot.config import MatchingConfig
 from bot.hashing.borders import strip_borders
+from bot.hashing.index import HammingIndex
 
 
 class SignalType(ABC):
@@ -25,6 +31,42 @@ class SignalType(ABC):
     name: ClassVar[str]
     #: hash length in bits
     bits: ClassVar[int]
+    #: keys of a ``signals`` dict that hold hashes of this type (the whole image, and e.g. the image without
+    #: its borders), all searched in the type's index
+    keys: ClassVar[tuple[str, ...]]
+
+    @classmethod
+    def get_index_cls(cls) -> type[HammingIndex]:
+        """The index class that searches stored hashes of this type (built with the type itself)."""
+        return HammingIndex
+
+    #: key of a ``signals`` dict holding the hash's quality (0-100), for types that score their hashes
+    quality_key: ClassVar[str | None] = None
+    #: as a second opinion on another signal's candidate, a distance within this agrees
+    agree: ClassVar[int] = 0
+
+    @classmethod
+    def query_hashes(cls, image: Image.Image, stripped: Image.Image | None) -> tuple[list[tuple[str, int]], int | None]:
+        """Hashes a query is searched with, each with the dihedral variant it stands for (0: as is, 4:
+        mirrored; see :meth:`PdqSignal.dihedral`), from the working image and, when borders or caption bars
+        were removed, the image without them; and the quality of the query's hash (None: not scored)."""
+        return [(cls.compute(im), 0) for im in (image, stripped) if im is not None], None
+
+    @classmethod
+    def candidate_radius(cls, config: MatchingConfig) -> int:
+        """Stored hashes within this distance of a query hash are candidates (verified before matching)."""
+        return cls.bits // 10
+
+    @classmethod
+    def match_radius(cls, config: MatchingConfig) -> int | None:
+        """Within this distance (both hashes of trusted quality) a hash alone is a match; None: never alone."""
+        return None
+
+    @classmethod
+    def confirmed_radius(cls, config: MatchingConfig) -> int | None:
+        """Within this distance a hash too unsure to trust alone (low quality) is a match when another
+        signal type agrees (:attr:`agree`); None: never."""
+        return None
 
     @classmethod
     @abstractmethod
@@ -64,6 +106,36 @@ class PdqSignal(SignalType):
 
     name = "pdq"
     bits = 256
+    keys = ("pdq", "pdq_stripped")
+    quality_key = "pdq_quality"
+    agree = 31
+    #: a low-quality hash (a smooth gradient, a dark or blurred scene) within this distance is a match only
+    #: when a second signal agrees: JPEG re-saves of such images land at 0-20 bits, while unrelated flat
+    #: images collide at 20-60
+    CONFIRMED = 20
+
+    @classmethod
+    def query_hashes(cls, image: Image.Image, stripped: Image.Image | None) -> tuple[list[tuple[str, int]], int | None]:
+        """All 8 rotations/mirrors of the image, and of the image without its borders."""
+        out, quality = [], None
+        for im in (image, stripped):
+            if im is not None:
+                hashes, q = cls.dihedral(im)
+                quality = q if quality is None else quality
+                out += [(h, variant) for variant, h in enumerate(hashes)]
+        return out, quality
+
+    @classmethod
+    def candidate_radius(cls, config: MatchingConfig) -> int:
+        return config.pdq_suggest
+
+    @classmethod
+    def match_radius(cls, config: MatchingConfig) -> int | None:
+        return config.pdq_match
+
+    @classmethod
+    def confirmed_radius(cls, config: MatchingConfig) -> int | None:
+        return min(cls.CONFIRMED, config.pdq_match)
 
     @classmethod
     def compute(cls, image: Image.Image) -> str:
@@ -89,16 +161,35 @@ MIRRORED_VARIANTS = frozenset({4, 5, 6, 7})
 
 
 class PhashSignal(SignalType):
-    """ImageHash's DCT pHash (64 bits): cheap, widely used, kept for exports and as a second opinion."""
+    """ImageHash's DCT pHash (64 bits): widely used in exchanged hash lists, and an independent second
+    opinion where PDQ is unsure: a low-detail image's PDQ hash has a low quality score and is not trusted
+    alone, but a small PDQ distance that pHash confirms is a match (:mod:`bot.matching.matcher`). Its own
+    near neighbours (as is and mirrored) are candidates for verification."""
 
     name = "phash"
     bits = 64
+    keys = ("phash",)
+    #: a pHash this close to a candidate's confirms a small PDQ distance on a low-quality hash
+    agree = 8
+
+    @classmethod
+    def query_hashes(cls, image: Image.Image, stripped: Image.Image | None) -> tuple[list[tuple[str, int]], int | None]:
+        out = []
+        for im in (image, stripped):
+            if im is not None:
+                out += [(cls.compute(im), 0), (cls.compute(im.transpose(Image.Transpose.FLIP_LEFT_RIGHT)), 4)]
+        return out, None
+
+    @classmethod
+    def candidate_radius(cls, config: MatchingConfig) -> int:
+        return 6
 
     @classmethod
     def compute(cls, image: Image.Image) -> str:
         return str(imagehash.phash(image))
 
 
+#: the registry: every signal type computed, stored, exported and searched
 SIGNAL_TYPES: dict[str, type[SignalType]] = {s.name: s for s in (PdqSignal, PhashSignal)}
 
 #: extra keys of a ``signals`` dict besides the signal types
@@ -114,8 +205,7 @@ def compute_signals(image: Image.Image, *, descriptors: bool = True) -> dict[str
     were removed, and (``descriptors``) ``orb``: a few local-feature descriptors so that a crop of this image
     is retrieved by the descriptor index without comparing it against every stored image.
     """
-    from bot.hashing.local import extract, retrieval_descriptors
-    from bot.matching.descriptors import pack
+    from bot.hashing.local import extract, pack, retrieval_descriptors
 
     pdq, quality = PdqSignal.compute_with_quality(image)
     signals = {PdqSignal.name: pdq, PDQ_QUALITY: str(quality), PhashSignal.name: PhashSignal.compute(image)}

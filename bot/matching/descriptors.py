@@ -25,7 +25,6 @@ core; ``bench/speed.py``):
 
 from __future__ import annotations
 
-import base64
 import os
 from collections import Counter
 from pathlib import Path
@@ -47,16 +46,6 @@ QUANTIZER_PROBE = 4
 REBUILD_GROWTH = 4
 #: query descriptors that vote (the strongest ones): bounds the cost of a lookup in a large index
 QUERY_VOTERS = 500
-
-
-def pack(descriptors: np.ndarray) -> str:
-    """Descriptors (n x 32 uint8) -> the text stored in ``signals["orb"]``."""
-    return base64.b64encode(np.ascontiguousarray(descriptors, dtype=np.uint8).tobytes()).decode("ascii")
-
-
-def unpack(text: str) -> np.ndarray:
-    raw = base64.b64decode(text)
-    return np.frombuffer(raw, dtype=np.uint8).reshape(-1, 32)
 
 
 def _power_of_two(x: float) -> int:

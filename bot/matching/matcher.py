@@ -2,15 +2,20 @@
 
 Two stages, so a check costs about the same at 100 k known images as at 1 k:
 
-1. Retrieval. The 8 dihedral PDQ variants of the query, with and without its borders/caption bars, go
-   through the whole-image Hamming index (:mod:`bot.matching.index`); the query's ORB descriptors (as is,
-   then mirrored unless that already found a match) vote in the descriptor index
-   (:mod:`bot.matching.descriptors`), which finds crops and composites that no whole-image hash can. A
-   few candidate entries come out.
-2. Decision. A whole-image PDQ distance within ``pdq_match`` (both hashes of trustworthy quality) is a
-   match on its own. Every other candidate is verified with local features and a RANSAC similarity
-   (:mod:`bot.hashing.local`): ``match`` or ``suggest`` by inlier count; a whole-image PDQ distance within
-   ``pdq_suggest`` that fails verification is still a ``suggest`` (for review, never an alert).
+1. Retrieval. Every registered signal type (:data:`bot.hashing.signals.SIGNAL_TYPES`: PDQ in its 8
+   rotations/mirrors, pHash as is and mirrored) searches its own index (the class the type names) with
+   the query's hashes, with and without borders/caption bars; the query's ORB descriptors (spread over the
+   image; as is, then mirrored unless that already found a match) vote in the descriptor index
+   (:mod:`bot.matching.descriptors`), which finds crops and composites no whole-image hash can.
+2. Decision. A hash within its type's match radius (PDQ: ``pdq_match``, both hashes of trustworthy
+   quality) is a match on its own; a low-quality hash (a smooth, dark or blurred picture) within a
+   smaller radius is a match when a second signal type agrees (pHash). Every other candidate is verified
+   with local features and RANSAC (:mod:`bot.hashing.local`: a similarity, or a sane homography for
+   perspective): ``match`` or ``suggest`` by inlier count; a hash within the candidate radius that fails
+   verification is still a ``suggest`` (for review, never an alert).
+3. Regions. When the whole image matched nothing known, the embedded pictures proposed by
+   :mod:`bot.hashing.regions` (a picture inside a screenshot of a post, a meme panel, a paste) are checked
+   the same way, each as an image of its own, and a match outlines that region in the query.
 
 Local features of known images (1000 ORB keypoints) are cached under ``features_dir`` as .npz, 33 KB per
 image (3.3 GB at 100 k): loading one takes 0.7 ms, recomputing it from the archive (read, verify the
@@ -22,7 +27,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -33,12 +38,13 @@ from bot.archive import Archive
 from bot.config import MatchingConfig
 from bot.errors import AfterimageError
 from bot.hashing.borders import strip_borders
-from bot.hashing.decode import decode_image, prepare, upright_size
-from bot.hashing.local import LocalFeatures, Verification, extract, verify
-from bot.hashing.signals import MIRRORED_VARIANTS, ORB_DESCRIPTORS, PDQ_QUALITY, PDQ_STRIPPED, PdqSignal
+from bot.hashing.decode import WORK_SIDE, decode_image, prepare, upright_size
+from bot.hashing.local import FEATURES_VERSION, LocalFeatures, Verification, extract, unpack, verify
+from bot.hashing.index import HammingIndex
+from bot.hashing.regions import Box, propose
+from bot.hashing.signals import MIRRORED_VARIANTS, ORB_DESCRIPTORS, SIGNAL_TYPES, SignalType
 from bot.hashing.signals import compute_signals as _compute_signals
-from bot.matching.descriptors import DescriptorIndex, unpack
-from bot.matching.index import HammingIndex
+from bot.matching.descriptors import DescriptorIndex
 from bot.matching.snapshot import DescriptorSnapshots
 from bot.store.base import StateStore
 from bot.store.records import KnownKind, KnownMedia
@@ -51,6 +57,10 @@ _K_GLOBAL = 8
 _VOTE_SHARE = 0.5
 #: votes from the image as is that make it worth verifying before voting with the mirrored image
 _STRONG_VOTES = 40
+#: proposed regions (embedded pictures) checked when the whole image matched nothing known, and the
+#: candidates verified per region
+MAX_REGIONS = 3
+REGION_CANDIDATES = 3
 #: the descriptor index is saved again once this many entries (or 5 %) were added since the last save
 SNAPSHOT_EVERY = 1_000
 
@@ -100,10 +110,39 @@ class Match:
 @dataclass
 class _Candidate:
     owner: int
-    distance: int  # PDQ distance that retrieved it
+    distance: int  # distance of the hash that retrieved it (999: retrieved by descriptor votes)
     variant: int  # dihedral variant of the query that retrieved it
-    whole: bool  # retrieved by a whole-image hash (else by descriptor votes)
+    signal: str | None  # signal type whose index retrieved it (None: descriptor votes)
     votes: int = 0
+
+    @property
+    def whole(self) -> bool:
+        return self.signal is not None
+
+
+@dataclass
+class _View:
+    """What one pass of a check looks at: the whole working image, or a proposed region of it (an embedded
+    picture) brought to working size. Its hashes and local features are computed once per pass."""
+
+    image: Image.Image
+    box: Box | None  # where the view lies in the working image (None: all of it)
+    hashes: dict[str, list[tuple[str, int]]]  # signal type -> (hash, dihedral variant) of the query
+    quality: dict[str, int | None]  # signal type -> quality of the query's hash
+    features: dict[bool, LocalFeatures] = field(default_factory=dict)
+
+    def hash_of(self, signal: str, variant: int) -> str | None:
+        return next((h for h, v in self.hashes.get(signal, ()) if v == variant), None)
+
+    def to_work(self, quad: list[tuple[float, float]], mirrored: bool) -> list[tuple[float, float]]:
+        """A quadrilateral from (possibly mirrored) view pixels to working-image pixels."""
+        w, h = self.image.size
+        points = [((w - x) if mirrored else x, y) for x, y in quad]
+        if self.box is None:
+            return points
+        left, top, right, bottom = self.box
+        sx, sy = (right - left) / w, (bottom - top) / h
+        return [(left + x * sx, top + y * sy) for x, y in points]
 
 
 class Matcher:
@@ -131,9 +170,10 @@ class Matcher:
         self._last_seq = 0  # newest insertion number loaded
         self._stored = 0  # entries loaded from the store (benchmarks add synthetic ones after them)
         self._entries: list[KnownMedia] = []
-        self._whole = HammingIndex(PdqSignal)
+        self._indexes: dict[str, HammingIndex] = {}
         self._descriptors = DescriptorIndex()
-        self._quality: np.ndarray = np.zeros(0, np.int16)
+        self._quality: dict[str, np.ndarray] = {}
+        self._reset_hash_indexes()
 
     # ------------------------------------------------------------------ index
     def refresh(self, force: bool = False) -> bool:
@@ -186,36 +226,47 @@ class Matcher:
     def load_entries(self, entries: list[KnownMedia], snapshot: tuple[DescriptorIndex, int] | None = None) -> None:
         """Build the indexes from ``entries`` (used by :meth:`refresh`, and by benchmarks to skip a store);
         ``snapshot`` is a saved descriptor index that already holds the descriptors of the first entries."""
-        self._entries, self._whole = [], HammingIndex(PdqSignal)
+        self._entries = []
+        self._reset_hash_indexes()
         self._descriptors, covered = snapshot if snapshot is not None else (DescriptorIndex(), 0)
-        self._quality = np.zeros(0, np.int16)
         self._append(entries, descriptors_from=covered)
+
+    def _reset_hash_indexes(self) -> None:
+        """One empty index per registered signal type (the type names its index class), and quality arrays
+        for the types that score their hashes."""
+        self._indexes = {name: sig.get_index_cls()(sig) for name, sig in SIGNAL_TYPES.items()}
+        self._quality = {name: np.zeros(0, np.int16) for name, sig in SIGNAL_TYPES.items() if sig.quality_key}
 
     def _append(self, entries: list[KnownMedia], descriptors_from: int = 0) -> None:
         """Add entries to the indexes; each one's owner number is its position in ``self._entries``. The
         descriptors of the first ``descriptors_from`` entries are in the index already (a snapshot)."""
         start = len(self._entries)
-        whole, whole_owner, quality = [], [], []
+        hashes: dict[str, tuple[list[str], list[int]]] = {name: ([], []) for name in SIGNAL_TYPES}
+        quality: dict[str, list[int]] = {name: [] for name in self._quality}
         descriptors, descriptor_owners = [], []
         for i, entry in enumerate(entries, start):
             s = entry.signals
-            quality.append(int(s.get(PDQ_QUALITY, 100)))
-            for key in (PdqSignal.name, PDQ_STRIPPED):
-                if s.get(key):
-                    whole.append(s[key])
-                    whole_owner.append(i)
+            for name, sig in SIGNAL_TYPES.items():
+                for key in sig.keys:
+                    if s.get(key):
+                        hashes[name][0].append(s[key])
+                        hashes[name][1].append(i)
+                if sig.quality_key:
+                    quality[name].append(int(s.get(sig.quality_key, 100)))
             if s.get(ORB_DESCRIPTORS) and i - start >= descriptors_from:
                 codes = unpack(s[ORB_DESCRIPTORS])
                 descriptors.append(codes)
                 descriptor_owners.append(np.full(len(codes), i, np.int32))
         if descriptors:
             self._descriptors.add_many(np.concatenate(descriptors), np.concatenate(descriptor_owners))
-        self._whole.add_hex(whole, whole_owner)
+        for name, (hexes, owners) in hashes.items():
+            self._indexes[name].add_hex(hexes, owners)
+        for name, values in quality.items():
+            self._quality[name] = np.concatenate([self._quality[name], np.asarray(values, np.int16)])
         # the descriptors now live in the index: keeping their text too would double the memory (~7 KB each)
         self._entries.extend(
             replace(e, signals={k: v for k, v in e.signals.items() if k != ORB_DESCRIPTORS}) for e in entries
         )
-        self._quality = np.concatenate([self._quality, np.asarray(quality, np.int16)])
 
     def add_synthetic(self, n: int, descriptor_pool: np.ndarray | None = None, seed: int = 0) -> None:
         """Benchmarks only: pad the indexes with ``n`` entries of random PDQ hashes and, when a pool of
@@ -225,7 +276,8 @@ class Matcher:
         start = len(self._entries)
         self._entries = self._entries + [KnownMedia(label=f"synthetic-{i}", signals={}, id=f"syn{i}") for i in range(n)]
         owners = np.arange(start, start + n)
-        self._whole.add(rng.integers(0, 256, (n, 32), dtype=np.uint8), owners)
+        for name, sig in SIGNAL_TYPES.items():
+            self._indexes[name].add(rng.integers(0, 256, (n, sig.bits // 8), dtype=np.uint8), owners)
         if descriptor_pool is not None and len(descriptor_pool):
             from bot.hashing.local import RETRIEVAL_DESCRIPTORS as per
 
@@ -237,7 +289,8 @@ class Matcher:
                 flips = flips[0] & flips[1] & flips[2]
                 self._descriptors.add_many(picks ^ flips, np.repeat(owners[chunk : chunk + m // per], per))
             self._descriptors.build()
-        self._quality = np.concatenate([self._quality, np.full(n, 100, np.int16)])
+        for name in self._quality:
+            self._quality[name] = np.concatenate([self._quality[name], np.full(n, 100, np.int16)])
 
     # ------------------------------------------------------------------ matching
     def match(
@@ -268,57 +321,91 @@ class Matcher:
         exclude_origin: dict[str, Any] | None,
         limit: int,
     ) -> list[Match]:
-        cfg = self.config
-        stripped, box = strip_borders(work)
-        variants, quality = PdqSignal.dihedral(work)
-        if box != (0, 0, work.width, work.height):
-            stripped_variants, _ = PdqSignal.dihedral(stripped)
-        else:
-            stripped_variants = []
-        whole_hits = [
-            _Candidate(owner, distance, qi % 8, True)
-            for owner, distance, qi in self._whole.search(variants + stripped_variants, _K_GLOBAL, cfg.pdq_suggest)
-            if not self._excluded(self._entries[owner], exclude_sha256, exclude_origin)
-        ]
         results: list[Match] = []
         done: set[tuple[int, bool]] = set()  # (owner, mirrored) already decided
-        features: dict[bool, LocalFeatures] = {}
-        budget = [cfg.max_candidates]
-        # whole-image hits first; then, unless a known item matched, descriptor votes (below). A
-        # whole-image hit on a *seen* entry does not end the search: a re-post of an earlier post's crop of a
-        # game frame must still name the game frame, not only the earlier post.
-        # Whole-image hits beyond pdq_match are look-alike layouts as often as copies: verify the 3 closest.
-        close = [c for c in whole_hits if c.distance <= cfg.pdq_match]
-        near = sorted((c for c in whole_hits if c.distance > cfg.pdq_match), key=lambda c: c.distance)
-        self._decide(close + near[:3], work, out_size, quality, features, results, done, budget)
-        if not self._known_match(results) and len(self._descriptors):
-            # the image as is first: a copy that is not mirrored usually gets a clear majority of votes,
-            # and once it verifies the mirrored vote (a second ORB pass and index search) is not needed
-            voted = self._vote(work, False, features)
-            if max((c.votes for c in voted), default=0) >= _STRONG_VOTES:
-                shortlist = self._shortlist(voted, results, exclude_sha256, exclude_origin)
-                self._decide(shortlist, work, out_size, quality, features, results, done, budget)
-            if not self._known_match(results):
-                # both orientations together: a mirrored copy gets few, random votes as is, many mirrored
-                voted += self._vote(work, True, features)
-                shortlist = self._shortlist(voted, results, exclude_sha256, exclude_origin)
-                self._decide(shortlist, work, out_size, quality, features, results, done, budget)
+        excluded = (exclude_sha256, exclude_origin)
+        self._check(self._view(work, None), work, out_size, excluded, results, done, [self.config.max_candidates], True)
+        if not self._known_match(results):
+            # an embedded picture (a screenshot of a post, a meme panel, a paste): each proposed region is
+            # checked as an image of its own, as is only (a mirrored picture inside a screenshot is rare)
+            for box in propose(work, MAX_REGIONS):
+                region = work.crop(box)
+                scale = WORK_SIDE / max(region.size)
+                if scale > 1:  # bring the picture to working size: ORB then sees it at the known image's scale
+                    region = region.resize((round(region.width * scale), round(region.height * scale)),
+                                           Image.Resampling.BICUBIC)
+                self._check(self._view(region, box), work, out_size, excluded, results, done, [REGION_CANDIDATES], False)
+                if self._known_match(results):
+                    break
         # a near-identical whole-image hash is the strongest evidence, then the most inliers
-        results.sort(key=lambda m: (m.tier != "match", m.signal != "pdq", -(m.inliers or 0), m.distance or 0))
+        results.sort(key=lambda m: (m.tier != "match", m.signal == "orb", -(m.inliers or 0), m.distance or 0))
         unique: dict[str, Match] = {}
         for m in results:  # one result per entry (its best), e.g. a suggestion as is and a match mirrored
             unique.setdefault(m.known.id, m)
         return list(unique.values())[:limit]
 
+    def _view(self, image: Image.Image, box: Box | None) -> _View:
+        """The query hashes of every registered signal type, for an image and its border-stripped self."""
+        stripped, kept = strip_borders(image)
+        other = stripped if kept != (0, 0, image.width, image.height) else None
+        hashes, quality = {}, {}
+        for name, sig in SIGNAL_TYPES.items():
+            hashes[name], quality[name] = sig.query_hashes(image, other)
+        return _View(image, box, hashes, quality)
+
+    def _check(
+        self,
+        view: _View,
+        work: Image.Image,
+        out_size: tuple[int, int] | None,
+        excluded: tuple[str | None, dict[str, Any] | None],
+        results: list[Match],
+        done: set[tuple[int, bool]],
+        budget: list[int],
+        mirrored_votes: bool,
+    ) -> None:
+        """One pass over a view: hash-index candidates, then (unless a known item matched) descriptor votes.
+
+        A whole-image hit on a *seen* entry does not end the search: a re-post of an earlier post's crop of
+        a game frame must still name the game frame, not only the earlier post. Hash hits beyond a type's
+        match radius are look-alike layouts as often as copies: only the 3 closest are verified."""
+        cfg = self.config
+        close: list[_Candidate] = []
+        near: list[_Candidate] = []
+        for name, sig in SIGNAL_TYPES.items():
+            queries = view.hashes[name]
+            if not queries:
+                continue
+            radius = sig.match_radius(cfg)
+            for owner, distance, qi in self._indexes[name].search([h for h, _ in queries], _K_GLOBAL,
+                                                                   sig.candidate_radius(cfg)):
+                if self._excluded(self._entries[owner], *excluded):
+                    continue
+                cand = _Candidate(owner, distance, queries[qi][1], name)
+                (close if radius is not None and distance <= radius else near).append(cand)
+        near.sort(key=lambda c: c.distance)
+        self._decide(close + near[:3], view, work, out_size, results, done, budget)
+        if self._known_match(results) or not len(self._descriptors):
+            return
+        # the image as is first: a copy that is not mirrored usually gets a clear majority of votes, and
+        # once it verifies the mirrored vote (a second ORB pass and index search) is not needed
+        voted = self._vote(view, False)
+        if max((c.votes for c in voted), default=0) >= _STRONG_VOTES or not mirrored_votes:
+            self._decide(self._shortlist(voted, results, *excluded), view, work, out_size, results, done, budget)
+        if mirrored_votes and not self._known_match(results):
+            # both orientations together: a mirrored copy gets few, random votes as is, many mirrored
+            voted += self._vote(view, True)
+            self._decide(self._shortlist(voted, results, *excluded), view, work, out_size, results, done, budget)
+
     @staticmethod
     def _known_match(results: list[Match]) -> bool:
         return any(m.tier == "match" and not m.recycled for m in results)
 
-    def _vote(self, work: Image.Image, mirrored: bool, features: dict[bool, LocalFeatures]) -> list[_Candidate]:
-        """The entries that the image's descriptors (mirrored or not) vote for, with their votes."""
-        feats = self._features(work, mirrored, features)
+    def _vote(self, view: _View, mirrored: bool) -> list[_Candidate]:
+        """The entries that the view's descriptors (mirrored or not) vote for, with their votes."""
+        feats = self._features(view, mirrored)
         votes = self._descriptors.vote(feats.descriptors).most_common(self.config.max_candidates)
-        return [_Candidate(owner, 999, 4 if mirrored else 0, False, n) for owner, n in votes]
+        return [_Candidate(owner, 999, 4 if mirrored else 0, None, n) for owner, n in votes]
 
     def _shortlist(
         self,
@@ -344,18 +431,37 @@ class Matcher:
         bar = max(cfg.min_votes, top * _VOTE_SHARE)
         return [c for c in sorted(voted, key=lambda c: -c.votes) if c.votes >= bar][: max(1, cfg.max_candidates // 2)]
 
+    def _trusted(self, signal: str, owner: int, view: _View) -> bool:
+        """Both the query's and the entry's hash of ``signal`` are of trustworthy quality (or unscored)."""
+        q = view.quality.get(signal)
+        stored = self._quality.get(signal)
+        minimum = self.config.min_quality
+        return (q is None or q >= minimum) and (stored is None or int(stored[owner]) >= minimum)
+
+    def _confirmed(self, cand: _Candidate, view: _View) -> bool:
+        """Another signal type agrees that the candidate is the same picture (same orientation)."""
+        entry = self._entries[cand.owner]
+        for name, sig in SIGNAL_TYPES.items():
+            if name == cand.signal or not sig.agree:
+                continue
+            mine = view.hash_of(name, cand.variant)
+            stored = [entry.signals[k] for k in sig.keys if entry.signals.get(k)]
+            if mine and any(sig.distance(mine, theirs) <= sig.agree for theirs in stored):
+                return True
+        return False
+
     def _decide(
         self,
         candidates: list[_Candidate],
+        view: _View,
         work: Image.Image,
         out_size: tuple[int, int] | None,
-        quality: int,
-        features: dict[bool, LocalFeatures],
         results: list[Match],
         done: set[tuple[int, bool]],
         budget: list[int],
     ) -> None:
-        """Turn candidates into matches: trusted near-identical PDQ directly, the rest by verification."""
+        """Turn candidates into matches: a near-identical trusted hash directly (or a very close unsure one
+        that a second signal confirms), the rest by local-feature verification."""
         cfg = self.config
         for cand in candidates:
             mirrored = cand.variant in MIRRORED_VARIANTS
@@ -364,32 +470,37 @@ class Matcher:
                 continue
             done.add((cand.owner, mirrored))
             entry = self._entries[cand.owner]
-            trusted = quality >= cfg.min_quality and int(self._quality[cand.owner]) >= cfg.min_quality
-            if cand.whole and cand.distance <= cfg.pdq_match and trusted:
-                results.append(Match(entry, "match", "pdq", cand.distance, None, None, mirrored))
-                continue
+            sig: type[SignalType] | None = SIGNAL_TYPES.get(cand.signal) if cand.signal else None
+            trusted = sig is not None and self._trusted(sig.name, cand.owner, view)
+            if sig is not None:
+                alone, confirmed = sig.match_radius(cfg), sig.confirmed_radius(cfg)
+                if (alone is not None and cand.distance <= alone and trusted) or (
+                    confirmed is not None and cand.distance <= confirmed and self._confirmed(cand, view)
+                ):
+                    results.append(Match(entry, "match", sig.name, cand.distance, None, self._box_region(view, work, out_size), mirrored))
+                    continue
             check = None
             if budget[0] > 0:
                 budget[0] -= 1
-                check = self._verify(entry, work, mirrored, features)
-            distance = cand.distance if cand.whole else None
+                check = self._verify(entry, view, mirrored)
+            distance = cand.distance if sig is not None else None
             if check is not None and check.passes(cfg.min_inliers_match):
                 tier = "match"
             elif check is not None and check.passes(cfg.min_inliers_suggest):
                 tier = "suggest"
             else:
-                if cand.whole and cand.distance <= cfg.pdq_suggest and trusted:
-                    results.append(Match(entry, "suggest", "pdq", cand.distance, None, None, mirrored))
+                if sig is not None and sig.match_radius(cfg) is not None and trusted:  # within its candidate radius
+                    results.append(Match(entry, "suggest", sig.name, cand.distance, None, self._box_region(view, work, out_size), mirrored))
                 continue
-            region = self._to_input_pixels(check.region, work, out_size, mirrored)
+            region = self._to_input_pixels(view.to_work(check.region, mirrored), work, out_size)
             results.append(Match(entry, tier, "orb", distance, check.inliers, region, mirrored))
 
-    def _features(self, work: Image.Image, mirrored: bool, features: dict[bool, LocalFeatures]) -> LocalFeatures:
-        """The query's local features in one orientation, extracted once per check (votes and every
+    def _features(self, view: _View, mirrored: bool) -> LocalFeatures:
+        """The view's local features in one orientation, extracted once per check (votes and every
         verification of that orientation share them)."""
-        if mirrored not in features:
-            features[mirrored] = extract(self._orient(work, mirrored))
-        return features[mirrored]
+        if mirrored not in view.features:
+            view.features[mirrored] = extract(self._orient(view.image, mirrored))
+        return view.features[mirrored]
 
     @staticmethod
     def _orient(work: Image.Image, mirrored: bool) -> Image.Image:
@@ -409,20 +520,18 @@ class Matcher:
             return o.get("platform") == origin.get("platform") and str(o.get("post_id")) == str(origin.get("post_id"))
         return False
 
-    def _verify(
-        self, entry: KnownMedia, work: Image.Image, mirrored: bool, features: dict[bool, LocalFeatures]
-    ) -> Verification | None:
+    def _verify(self, entry: KnownMedia, view: _View, mirrored: bool) -> Verification | None:
         known = self.known_features(entry)
         if known is None:
             return None
-        return verify(self._features(work, mirrored, features), known)
+        return verify(self._features(view, mirrored), known)
 
     def known_features(self, entry: KnownMedia) -> LocalFeatures | None:
         """Local features of a stored entry: from the cache, else recomputed from the archive and cached.
         None for entries without an archived file (imported hash lists)."""
         if not entry.sha256 or not entry.archive_path:
             return None
-        cache = self.features_dir / entry.sha256[:2] / f"{entry.sha256}.npz"
+        cache = self._cache_path(entry.sha256)
         try:
             return LocalFeatures.from_bytes(cache.read_bytes())
         except (OSError, ValueError, KeyError):
@@ -436,7 +545,7 @@ class Matcher:
         return feats
 
     def cache_features(self, sha256: str, feats: LocalFeatures) -> None:
-        cache = self.features_dir / sha256[:2] / f"{sha256}.npz"
+        cache = self._cache_path(sha256)
         try:
             cache.parent.mkdir(parents=True, exist_ok=True)
             tmp = cache.with_suffix(".tmp")
@@ -445,12 +554,22 @@ class Matcher:
         except OSError as e:  # a read-only data folder only costs speed
             log.debug("cannot cache features: %s", e)
 
+    def _cache_path(self, sha256: str) -> Path:
+        return self.features_dir / sha256[:2] / f"{sha256}.v{FEATURES_VERSION}.npz"
+
+    def _box_region(self, view: _View, work: Image.Image, size: tuple[int, int] | None) -> list[tuple[float, float]] | None:
+        """The outline of a region view in the input's pixels (None for the whole image: nothing to outline)."""
+        if view.box is None:
+            return None
+        left, top, right, bottom = view.box
+        return self._to_input_pixels([(left, top), (right, top), (right, bottom), (left, bottom)], work, size)
+
     @staticmethod
     def _to_input_pixels(
-        quad: list[tuple[float, float]], work: Image.Image, size: tuple[int, int] | None, mirrored: bool
+        quad: list[tuple[float, float]], work: Image.Image, size: tuple[int, int] | None
     ) -> list[tuple[float, float]]:
-        """Map a quadrilateral from (possibly mirrored) working-image pixels back to the input's pixels."""
+        """Map a quadrilateral from working-image pixels back to the input's pixels."""
         w, h = work.size
         sx = (size[0] / w) if size else 1.0
         sy = (size[1] / h) if size else 1.0
-        return [(((w - x) if mirrored else x) * sx, y * sy) for x, y in quad]
+        return [(x * sx, y * sy) for x, y in quad]

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from bot.hashing.signals import PdqSignal, PhashSignal
-from bot.matching.index import CHUNK_BYTES, HammingIndex
+from bot.hashing.index import CHUNK_BYTES, HammingIndex
 
 FLAT_MAX = 5_000
 TAIL_ROWS = 1_000
@@ -165,7 +165,7 @@ def test_many_rows_sharing_chunk_values_are_still_found() -> None:
 
 
 def test_four_byte_row_ids_past_the_three_byte_limit(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("bot.matching.index._THREE_BYTE_ROWS", 4_096)  # instead of 2^24 rows
+    monkeypatch.setattr("bot.hashing.index._THREE_BYTE_ROWS", 4_096)  # instead of 2^24 rows
     rng = np.random.default_rng(10)
     codes = clustered_codes(rng, 9_000)
     owners = np.arange(len(codes)) // 2

@@ -34,10 +34,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from itertools import combinations
 
+from typing import TYPE_CHECKING
+
 import faiss
 import numpy as np
 
-from bot.hashing.signals import SignalType
+if TYPE_CHECKING:  # signal types name this index as theirs (SignalType.get_index_cls): no import cycle
+    from bot.hashing.signals import SignalType
 
 #: rows up to which every row stays in the exact flat scan
 FLAT_MAX = 300_000
