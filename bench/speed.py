@@ -30,7 +30,8 @@ from PIL import Image  # noqa: E402
 from bench.evalset import TRANSFORMS, scene  # noqa: E402
 from bot.archive import Archive  # noqa: E402
 from bot.hashing.decode import decode_image  # noqa: E402
-from bot.hashing.signals import PdqSignal, PhashSignal, compute_signals  # noqa: E402
+from bot.hashing.signals import PdqSignal, PhashSignal  # noqa: E402
+from bot.hashing.stage import compute_signals  # noqa: E402
 from bot.known import add_image  # noqa: E402
 from bot.hashing.local import pack, unpack  # noqa: E402
 from bot.hashing.index import HammingIndex  # noqa: E402

@@ -21,7 +21,8 @@ from PIL import Image
 from bot.archive import Archive
 from bot.errors import MediaError
 from bot.hashing.decode import decode_image, prepare
-from bot.hashing.signals import SIGNAL_TYPES, PdqSignal, SignalType, compute_signals
+from bot.hashing.signals import SIGNAL_TYPES, PdqSignal, SignalType
+from bot.hashing.stage import compute_signals
 from bot.media.sniff import SNIFF_BYTES, sniff
 from bot.models import parse_iso
 from bot.store.base import StateStore
@@ -180,12 +181,15 @@ def remember_seen(
     origin: dict[str, Any],
     group: str | None = None,
     frame_ts: float | None = None,
+    signals: dict[str, str] | None = None,
 ) -> KnownMedia:
     """Remember an archived image from a watched post (``origin``: platform, account, post_id, url,
     posted_at), so a later reuse is reported as recycled, with where and when it first appeared.
     A frame of a posted video is archived as a still of its own; ``group`` is then the video's SHA-256.
 
-    Idempotent: the first post an image appeared in stays its origin."""
+    ``signals``: the image's signals from the hashing stage (:func:`bot.hashing.stage.hash_image`), so a
+    posted image is hashed once; computed here when not given. Idempotent: the first post an image
+    appeared in stays its origin."""
     for existing in store.find_known_by_sha256(sha256):
         if existing.kind == KnownKind.SEEN:
             return existing
@@ -193,7 +197,7 @@ def remember_seen(
     label = f"seen in {origin.get('platform', '?')}/{origin.get('account', '?')} post {origin.get('post_id', '?')}"
     entry = KnownMedia(
         label=label,
-        signals=compute_signals(prepare(image)),
+        signals=dict(signals) if signals is not None else compute_signals(image),
         kind=KnownKind.SEEN,
         source=origin.get("url"),
         sha256=sha256,

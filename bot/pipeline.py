@@ -33,6 +33,7 @@ from bot.archive import Archive
 from bot.deletions.tracker import RecheckTracker
 from bot.errors import ArchiveError, MediaError, StoreError
 from bot.hashing.decode import decode_image
+from bot.hashing.stage import hash_image
 from bot.known import remember_seen
 from bot.matching.matcher import Matcher
 from bot.media.fetch import FetchedMedia, MediaFetcher
@@ -61,6 +62,9 @@ class Still:
     sha256: str
     archive_path: str
     frame_ts: float | None = None
+    #: the archived photo file (matched at working size; regions are reported in its upright pixels, and
+    #: embedded pictures are cut from a sharper decode of it)
+    data: bytes | None = None
 
 
 class RetryLater(Exception):
@@ -201,7 +205,7 @@ class Pipeline:
         as a PNG of its own, so a later reuse of it can be verified and shown side by side."""
         try:
             if fetched.kind != "video":
-                return [Still(decode_image(fetched.data), record.sha256, record.archive_path)]
+                return [Still(decode_image(fetched.data), record.sha256, record.archive_path, data=fetched.data)]
             stills = []
             for ts, frame in extract_keyframes(fetched.data, max_frames=self.video_keyframes):
                 png = io.BytesIO()
@@ -214,14 +218,17 @@ class Pipeline:
             return []
 
     def _match_and_remember(self, post: Post, record: MediaRecord, still: Still) -> int:
-        """Match one still of an attachment (``record``) and remember it as seen."""
+        """Hash one still of an attachment (``record``) once, keep its signals on its media record, match
+        it and remember it as seen with the same signals."""
         enqueued = 0
         image = still.image
+        hashed = hash_image(image, data=still.data)
+        self.store.set_media_signals(still.sha256, hashed.record_signals)
         # only this post's own "seen" entry is excluded: the same file in another post is a recycled image,
         # and an exact copy of a known file is the clearest match of all
         # the alert key names the known item (a whole trailer), so the outbox keeps the best, first match of
         # an item for this attachment and refuses the other frames' matches, in this run and any rerun
-        for match in self.matcher.match(image, exclude_origin={"platform": post.platform, "post_id": post.post_id}):
+        for match in self.matcher.match(hashed, exclude_origin={"platform": post.platform, "post_id": post.post_id}):
             alert = match_alert(
                 post,
                 media_sha256=record.sha256,
@@ -233,6 +240,7 @@ class Pipeline:
                 distance=match.distance,
                 inliers=match.inliers,
                 region=match.region,
+                known_region=match.known_region,
                 media_frame_ts=still.frame_ts,
                 created_at=self.clock(),
             )
@@ -247,6 +255,7 @@ class Pipeline:
             group=record.sha256 if still.frame_ts is not None else None,
             frame_ts=still.frame_ts,
             image=image,
+            signals=hashed.signals,
             origin={
                 "platform": post.platform,
                 "account": post.account,

@@ -11,7 +11,9 @@ Every payload is plain JSON (the store serializes it as such). Times are ISO 860
                "origin": {"platform", "account", "post_id", "url", "posted_at"}   # for kind "seen"
                "added_at"},
      "tier": "match"|"suggest", "signal", "distance", "inliers",
-     "region": [[x, y], [x, y], [x, y], [x, y]] | null,   # in the posted image's pixel coordinates
+     "region": [[x, y], [x, y], [x, y], [x, y]] | null,   # the known image's outline, in the posted image's pixels
+     "known_region": [[fx, fy], ...] | null,   # the posted image's (or matched region's) outline in the known
+                                                # image, as fractions of its width and height: where a crop came from
      "media_frame_ts": seconds | null}                     # when the posted media is a video: the matched frame
 
   ``recycled`` is a hit on a ``seen`` entry (an image that appeared before on another post), ``match`` a hit
@@ -116,6 +118,7 @@ def match_payload(
     inliers: int | None = None,
     region: Sequence[Sequence[float]] | None = None,
     media_frame_ts: float | None = None,
+    known_region: Sequence[Sequence[float]] | None = None,
 ) -> dict[str, Any]:
     """Payload of a ``match``/``recycled`` alert (see the module docstring)."""
     if tier not in ("match", "suggest"):
@@ -136,6 +139,7 @@ def match_payload(
         "distance": distance,
         "inliers": inliers,
         "region": _region(region),
+        "known_region": _region(known_region),
         "media_frame_ts": media_frame_ts,
     }
 
@@ -153,6 +157,7 @@ def match_alert(
     inliers: int | None = None,
     region: Sequence[Sequence[float]] | None = None,
     media_frame_ts: float | None = None,
+    known_region: Sequence[Sequence[float]] | None = None,
     created_at: datetime | None = None,
 ) -> OutboxAlert:
     """A ``recycled`` alert when ``known`` is a ``seen`` entry, else a ``match`` alert; key
@@ -172,6 +177,7 @@ def match_alert(
         inliers=inliers,
         region=region,
         media_frame_ts=media_frame_ts,
+        known_region=known_region,
     )
     return OutboxAlert(
         key=match_key(kind, post.platform, post.post_id, media_sha256, known.item),

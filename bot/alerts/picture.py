@@ -1,12 +1,15 @@
 """The side-by-side comparison picture attached to match and recycled alerts.
 
-Posted image on the left, known image on the right, both scaled to the same height, the matched region
-outlined on the posted image, a small label above each panel. Images come from the evidence archive
+Posted image on the left, known image on the right, both scaled to the same height, a small label above each
+panel, and the matched region outlined where it is: on the posted image when the known picture sits inside
+it (a screenshot of a post, a paste, a meme panel), on the known image when the posted one is a part of it
+(a crop), on both when each shows part of the other. An outline that would frame a whole panel, or lie
+mostly outside it, says nothing and is not drawn. Images come from the evidence archive
 (verified reads); an image that is missing, corrupt, not an image (e.g. a video file) or too large to decode
 becomes a grey placeholder panel saying so: building the picture never raises.
 
-Region coordinates are in the posted image's decoded pixel grid (EXIF orientation is not applied, so the
-outline lands where the matcher measured it). A video shows its frame at the payload's ``media_frame_ts``
+``region`` is in the posted image's upright pixels (EXIF orientation applied, as the matcher decodes it);
+``known_region`` in fractions of the known image's width and height. A video shows its frame at the payload's ``media_frame_ts``
 (posted) or the known entry's ``frame_ts`` (decoded with PyAV).
 """
 
@@ -18,7 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw, ImageFont, ImageOps
 
 from bot.archive import Archive
 from bot.redact import redact
@@ -89,13 +92,56 @@ def load_image(
             if im.width * im.height > MAX_PIXELS:
                 return None, f"too large to show ({im.width}x{im.height})"
             im.seek(0)
-            return im.convert("RGB"), None
+            upright = ImageOps.exif_transpose(im) or im  # the matcher measured the region on the upright image
+            return upright.convert("RGB"), None
     except Exception:
         pass
     frame = video_frame(data, frame_ts)
     if frame is not None:
         return frame, None
     return None, "not a decodable image or video"
+
+
+#: an outline is drawn on a panel when at least this share of it lies inside the panel ...
+MIN_INSIDE = 0.6
+#: ... and it covers at most this share of the panel (else it frames the whole picture: nothing to show)
+MAX_COVER = 0.9
+
+
+def _area(poly: Sequence[tuple[float, float]]) -> float:
+    """Shoelace area of a polygon."""
+    n = len(poly)
+    return abs(sum(poly[i][0] * poly[(i + 1) % n][1] - poly[(i + 1) % n][0] * poly[i][1] for i in range(n))) / 2
+
+
+def _clip(poly: list[tuple[float, float]], width: float, height: float) -> list[tuple[float, float]]:
+    """The part of a convex polygon inside the rectangle (0, 0, width, height) (Sutherland-Hodgman)."""
+    edges = [(0, 1, 0.0), (0, -1, -width), (1, 1, 0.0), (1, -1, -height)]  # axis, sign, offset: sign*p[axis]+offset >= 0
+    out = poly
+    for axis, sign, offset in edges:
+        src, out = out, []
+        for i, cur in enumerate(src):
+            prev = src[i - 1]
+            inside_cur = sign * cur[axis] + offset >= 0
+            inside_prev = sign * prev[axis] + offset >= 0
+            if inside_cur != inside_prev:
+                t = (sign * prev[axis] + offset) / (sign * (prev[axis] - cur[axis]) or 1e-12)
+                out.append((prev[0] + t * (cur[0] - prev[0]), prev[1] + t * (cur[1] - prev[1])))
+            if inside_cur:
+                out.append(cur)
+        if not out:
+            return []
+    return out
+
+
+def outline_worth_drawing(points: list[tuple[float, float]], width: float, height: float) -> bool:
+    """Whether an outline (in a panel's pixels) marks a part of that panel: mostly inside it, and not the
+    whole of it (a crop's known-image outline frames the whole posted image, and beyond)."""
+    area = _area(points)
+    if area <= 0 or width <= 0 or height <= 0:
+        return False
+    inside = _area(_clip(points, width, height))
+    return inside >= MIN_INSIDE * area and inside <= MAX_COVER * width * height
 
 
 def _scale(image: Image.Image, height: int) -> tuple[Image.Image, float]:
@@ -131,6 +177,7 @@ def comparison_image(
     region: Sequence[Sequence[float]] | None = None,
     height: int = PANEL_HEIGHT,
     max_width: int = MAX_WIDTH,
+    known_region: Sequence[Sequence[float]] | None = None,
 ) -> Image.Image:
     """Compose the comparison picture from two panels (see module docstring)."""
     images = [p.image for p in (posted, known)]
@@ -149,12 +196,17 @@ def comparison_image(
             s, f = _scale(im, height)
             scaled.append(s)
             factors.append(f)
-    points = _valid_region(region) if region is not None else None
-    if points and posted.image is not None:
-        f = factors[0]
-        draw = ImageDraw.Draw(scaled[0])
+    outlines = [_valid_region(region) if region is not None else None, None]
+    if known.image is not None and known_region is not None:
+        fractions = _valid_region(known_region)
+        if fractions:
+            outlines[1] = [(x * known.image.width, y * known.image.height) for x, y in fractions]
+    for i, (panel, points) in enumerate(zip((posted, known), outlines, strict=True)):
+        if not points or panel.image is None or not outline_worth_drawing(points, *panel.image.size):
+            continue
+        f = factors[i]
         poly = [(x * f, y * f) for x, y in points]
-        draw.line(poly + [poly[0]], fill=OUTLINE, width=max(2, height // 160), joint="curve")
+        ImageDraw.Draw(scaled[i]).line(poly + [poly[0]], fill=OUTLINE, width=max(2, height // 160), joint="curve")
     width = scaled[0].width + GAP + scaled[1].width
     out = Image.new("RGB", (width, height + LABEL_HEIGHT), BACKGROUND)
     draw = ImageDraw.Draw(out)
@@ -181,12 +233,14 @@ def comparison_png(archive: Archive, payload: dict[str, Any]) -> bytes:
         posted_label = redact(f"posted: {payload.get('platform')}/{payload.get('account')} {payload.get('post_id')}")
         what = "seen before" if known.get("kind") == "seen" else "known"
         known_label = redact(f"{what}: {known.get('label') or '?'}")
-        if known.get("frame_ts") is not None:
-            known_label += f" @ {known['frame_ts']}s"
+        stamp = f"{known['frame_ts']:.1f}s" if isinstance(known.get("frame_ts"), (int, float)) else None
+        if stamp and stamp not in known_label:  # a video's keyframes are labelled "<title> @ 12.0s" already
+            known_label += f" @ {stamp}"
         image = comparison_image(
             Panel(posted_img, posted_label, posted_problem),
             Panel(known_img, known_label, known_problem),
             payload.get("region"),
+            known_region=payload.get("known_region"),
         )
     except Exception:
         log.exception("cannot build the comparison picture; sending a placeholder")

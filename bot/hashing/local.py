@@ -166,6 +166,9 @@ class Verification:
     share: float = 0.0
     #: area of the inliers' convex hull / area of the overlap: a shared word or logo is a small patch
     spread: float = 0.0
+    #: the query's outline mapped into the known image, as fractions of its width and height (4 corners):
+    #: where a crop of the known image came from
+    known_region: list[tuple[float, float]] | None = None
 
     def passes(self, min_inliers: int) -> bool:
         """Enough inliers (or half as many that make up most of the overlap), a plausible scale, and
@@ -274,7 +277,11 @@ def _measure(query: LocalFeatures, known: LocalFeatures, h: np.ndarray, mask: np
     hull = cv2.contourArea(cv2.convexHull(inlier_dst.astype(np.float32))) if n >= 3 else 0.0
     overlap = overlap_mask.mean() * query.size[0] * query.size[1]
     spread = float(hull / overlap) if overlap > 0 else 0.0
-    return Verification(n, scale, coverage, [(float(x), float(y)) for x, y in quad], share, spread)
+    qw, qh = query.size
+    back = np.c_[np.array([[0, 0], [qw, 0], [qw, qh], [0, qh]], np.float64), np.ones(4)] @ np.linalg.inv(h).T
+    back = back[:, :2] / back[:, 2:] / [kw, kh]
+    return Verification(n, scale, coverage, [(float(x), float(y)) for x, y in quad], share, spread,
+                        [(float(x), float(y)) for x, y in back])
 
 
 def _cells(points: np.ndarray, size: tuple[int, int], grid: int = 64) -> tuple[np.ndarray, np.ndarray]:

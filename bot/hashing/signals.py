@@ -20,7 +20,6 @@ import pdqhash
 from PIL import Image
 
 from bot.config import MatchingConfig
-from bot.hashing.borders import strip_borders
 from bot.hashing.index import HammingIndex
 
 
@@ -46,11 +45,11 @@ class SignalType(ABC):
     agree: ClassVar[int] = 0
 
     @classmethod
-    def query_hashes(cls, image: Image.Image, stripped: Image.Image | None) -> tuple[list[tuple[str, int]], int | None]:
-        """Hashes a query is searched with, each with the dihedral variant it stands for (0: as is, 4:
-        mirrored; see :meth:`PdqSignal.dihedral`), from the working image and, when borders or caption bars
-        were removed, the image without them; and the quality of the query's hash (None: not scored)."""
-        return [(cls.compute(im), 0) for im in (image, stripped) if im is not None], None
+    def query_hashes(cls, image: Image.Image) -> tuple[list[tuple[str, int]], int | None]:
+        """Hashes an image is searched with, each with the dihedral variant it stands for (0: as is, 4:
+        mirrored; see :meth:`PdqSignal.dihedral`), and the quality of its hash (None: not scored). The
+        variant-0 hash is the one stored."""
+        return [(cls.compute(image), 0)], None
 
     @classmethod
     def candidate_radius(cls, config: MatchingConfig) -> int:
@@ -106,7 +105,7 @@ class PdqSignal(SignalType):
 
     name = "pdq"
     bits = 256
-    keys = ("pdq", "pdq_stripped")
+    keys = ("pdq", "pdq_stripped")  # the image, and the image without borders/caption bars when they differ
     quality_key = "pdq_quality"
     agree = 31
     #: a low-quality hash (a smooth gradient, a dark or blurred scene) within this distance is a match only
@@ -115,15 +114,10 @@ class PdqSignal(SignalType):
     CONFIRMED = 20
 
     @classmethod
-    def query_hashes(cls, image: Image.Image, stripped: Image.Image | None) -> tuple[list[tuple[str, int]], int | None]:
-        """All 8 rotations/mirrors of the image, and of the image without its borders."""
-        out, quality = [], None
-        for im in (image, stripped):
-            if im is not None:
-                hashes, q = cls.dihedral(im)
-                quality = q if quality is None else quality
-                out += [(h, variant) for variant, h in enumerate(hashes)]
-        return out, quality
+    def query_hashes(cls, image: Image.Image) -> tuple[list[tuple[str, int]], int | None]:
+        """All 8 rotations/mirrors of the image (one DCT: about the cost of one hash)."""
+        hashes, quality = cls.dihedral(image)
+        return [(h, variant) for variant, h in enumerate(hashes)], quality
 
     @classmethod
     def candidate_radius(cls, config: MatchingConfig) -> int:
@@ -173,12 +167,9 @@ class PhashSignal(SignalType):
     agree = 8
 
     @classmethod
-    def query_hashes(cls, image: Image.Image, stripped: Image.Image | None) -> tuple[list[tuple[str, int]], int | None]:
-        out = []
-        for im in (image, stripped):
-            if im is not None:
-                out += [(cls.compute(im), 0), (cls.compute(im.transpose(Image.Transpose.FLIP_LEFT_RIGHT)), 4)]
-        return out, None
+    def query_hashes(cls, image: Image.Image) -> tuple[list[tuple[str, int]], int | None]:
+        mirrored = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+        return [(cls.compute(image), 0), (cls.compute(mirrored), 4)], None
 
     @classmethod
     def candidate_radius(cls, config: MatchingConfig) -> int:
@@ -192,26 +183,5 @@ class PhashSignal(SignalType):
 #: the registry: every signal type computed, stored, exported and searched
 SIGNAL_TYPES: dict[str, type[SignalType]] = {s.name: s for s in (PdqSignal, PhashSignal)}
 
-#: extra keys of a ``signals`` dict besides the signal types
-PDQ_QUALITY = "pdq_quality"
-PDQ_STRIPPED = "pdq_stripped"  # PDQ of the image with borders/caption bars removed, when they differ
+#: key of a ``signals`` dict besides the signal types' own keys (:attr:`SignalType.keys`, ``quality_key``)
 ORB_DESCRIPTORS = "orb"  # base64 of a few spread-out ORB descriptors, for crop retrieval
-
-
-def compute_signals(image: Image.Image, *, descriptors: bool = True) -> dict[str, str]:
-    """Everything stored for a working image in ``MediaRecord.signals`` / ``KnownMedia.signals``.
-
-    ``pdq`` and ``phash`` of the whole image, ``pdq_quality``, ``pdq_stripped`` when borders or caption bars
-    were removed, and (``descriptors``) ``orb``: a few local-feature descriptors so that a crop of this image
-    is retrieved by the descriptor index without comparing it against every stored image.
-    """
-    from bot.hashing.local import extract, pack, retrieval_descriptors
-
-    pdq, quality = PdqSignal.compute_with_quality(image)
-    signals = {PdqSignal.name: pdq, PDQ_QUALITY: str(quality), PhashSignal.name: PhashSignal.compute(image)}
-    stripped, box = strip_borders(image)
-    if box != (0, 0, image.width, image.height):
-        signals[PDQ_STRIPPED] = PdqSignal.compute(stripped)
-    if descriptors:
-        signals[ORB_DESCRIPTORS] = pack(retrieval_descriptors(extract(image)))
-    return signals

@@ -37,13 +37,12 @@ from PIL import Image
 from bot.archive import Archive
 from bot.config import MatchingConfig
 from bot.errors import AfterimageError
-from bot.hashing.borders import strip_borders
-from bot.hashing.decode import WORK_SIDE, decode_image, prepare, upright_size
+from bot.hashing.decode import decode_image
 from bot.hashing.local import FEATURES_VERSION, LocalFeatures, Verification, extract, unpack, verify
 from bot.hashing.index import HammingIndex
 from bot.hashing.regions import Box, propose
 from bot.hashing.signals import MIRRORED_VARIANTS, ORB_DESCRIPTORS, SIGNAL_TYPES, SignalType
-from bot.hashing.signals import compute_signals as _compute_signals
+from bot.hashing.stage import HashedImage, hash_image
 from bot.matching.descriptors import DescriptorIndex
 from bot.matching.snapshot import DescriptorSnapshots
 from bot.store.base import StateStore
@@ -65,13 +64,6 @@ REGION_CANDIDATES = 3
 SNAPSHOT_EVERY = 1_000
 
 
-def compute_signals(image: Image.Image | bytes) -> dict[str, str]:
-    """The signals stored for an image (``MediaRecord.signals`` / ``KnownMedia.signals``); bytes are
-    decoded safely first (:class:`~bot.errors.MediaError` on hostile input)."""
-    work = decode_image(image) if isinstance(image, (bytes, bytearray)) else prepare(image)
-    return _compute_signals(work)
-
-
 @dataclass(frozen=True)
 class Match:
     """One known entry the query matched. ``region`` is the known image's outline in the query's pixels."""
@@ -83,6 +75,9 @@ class Match:
     inliers: int | None
     region: list[tuple[float, float]] | None = None
     mirrored: bool = False
+    #: the query's (or the matched region's) outline in the known image, as fractions of its width and
+    #: height: where a crop came from
+    known_region: list[tuple[float, float]] | None = None
 
     @property
     def recycled(self) -> bool:
@@ -295,7 +290,7 @@ class Matcher:
     # ------------------------------------------------------------------ matching
     def match(
         self,
-        image: Image.Image | bytes,
+        image: Image.Image | bytes | HashedImage,
         *,
         exclude_sha256: str | None = None,
         exclude_origin: dict[str, Any] | None = None,
@@ -307,16 +302,14 @@ class Matcher:
         being checked, so an archived image never reports itself as recycled. Raises
         :class:`~bot.errors.MediaError` for bytes that are not a safe, decodable image.
         """
-        work = decode_image(image) if isinstance(image, (bytes, bytearray)) else prepare(image)
-        out_size = image.size if isinstance(image, Image.Image) else upright_size(bytes(image))
+        hashed = image if isinstance(image, HashedImage) else hash_image(image)
         with self._lock:  # refresh grows the indexes in place: one check or refresh at a time
             self.refresh()
-            return self._match(work, out_size, exclude_sha256, exclude_origin, limit)
+            return self._match(hashed, exclude_sha256, exclude_origin, limit)
 
     def _match(
         self,
-        work: Image.Image,
-        out_size: tuple[int, int] | None,
+        hashed: HashedImage,
         exclude_sha256: str | None,
         exclude_origin: dict[str, Any] | None,
         limit: int,
@@ -324,17 +317,14 @@ class Matcher:
         results: list[Match] = []
         done: set[tuple[int, bool]] = set()  # (owner, mirrored) already decided
         excluded = (exclude_sha256, exclude_origin)
-        self._check(self._view(work, None), work, out_size, excluded, results, done, [self.config.max_candidates], True)
+        work, out_size = hashed.image, hashed.size
+        self._check(self._view(hashed, None), work, out_size, excluded, results, done, [self.config.max_candidates], True)
         if not self._known_match(results):
             # an embedded picture (a screenshot of a post, a meme panel, a paste): each proposed region is
             # checked as an image of its own, as is only (a mirrored picture inside a screenshot is rare)
             for box in propose(work, MAX_REGIONS):
-                region = work.crop(box)
-                scale = WORK_SIDE / max(region.size)
-                if scale > 1:  # bring the picture to working size: ORB then sees it at the known image's scale
-                    region = region.resize((round(region.width * scale), round(region.height * scale)),
-                                           Image.Resampling.BICUBIC)
-                self._check(self._view(region, box), work, out_size, excluded, results, done, [REGION_CANDIDATES], False)
+                view = self._view(hash_image(hashed.region(box)), box)
+                self._check(view, work, out_size, excluded, results, done, [REGION_CANDIDATES], False)
                 if self._known_match(results):
                     break
         # a near-identical whole-image hash is the strongest evidence, then the most inliers
@@ -344,14 +334,10 @@ class Matcher:
             unique.setdefault(m.known.id, m)
         return list(unique.values())[:limit]
 
-    def _view(self, image: Image.Image, box: Box | None) -> _View:
-        """The query hashes of every registered signal type, for an image and its border-stripped self."""
-        stripped, kept = strip_borders(image)
-        other = stripped if kept != (0, 0, image.width, image.height) else None
-        hashes, quality = {}, {}
-        for name, sig in SIGNAL_TYPES.items():
-            hashes[name], quality[name] = sig.query_hashes(image, other)
-        return _View(image, box, hashes, quality)
+    @staticmethod
+    def _view(hashed: HashedImage, box: Box | None) -> _View:
+        """A view of a hashed image (the whole query, or a region of it hashed on its own)."""
+        return _View(hashed.image, box, hashed.queries, hashed.quality, {False: hashed.features})
 
     def _check(
         self,
@@ -493,7 +479,8 @@ class Matcher:
                     results.append(Match(entry, "suggest", sig.name, cand.distance, None, self._box_region(view, work, out_size), mirrored))
                 continue
             region = self._to_input_pixels(view.to_work(check.region, mirrored), work, out_size)
-            results.append(Match(entry, tier, "orb", distance, check.inliers, region, mirrored))
+            # (a mirrored view's outline is the same rectangle in the known image: no unmirroring needed)
+            results.append(Match(entry, tier, "orb", distance, check.inliers, region, mirrored, check.known_region))
 
     def _features(self, view: _View, mirrored: bool) -> LocalFeatures:
         """The view's local features in one orientation, extracted once per check (votes and every

@@ -7,7 +7,8 @@ from PIL import ImageOps
 from bench.evalset import caption, letterbox, pad
 from bot.hashing.borders import strip_borders
 from bot.hashing.decode import prepare
-from bot.hashing.signals import MIRRORED_VARIANTS, PdqSignal, PhashSignal, compute_signals
+from bot.hashing.signals import MIRRORED_VARIANTS, PdqSignal, PhashSignal
+from bot.hashing.stage import compute_signals
 from tests.images import scene
 
 

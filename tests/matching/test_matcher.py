@@ -12,7 +12,8 @@ from bench.evalset import TRANSFORMS, hud_overlay
 from bot.archive import Archive
 from bot.config import MatchingConfig
 from bot.known import add_image, remember_seen
-from bot.matching.matcher import Matcher, compute_signals
+from bot.hashing.stage import compute_signals
+from bot.matching.matcher import Matcher
 from bot.store.records import KnownKind
 from bot.store.sqlite import SqliteStore
 from tests.images import caption, crop, encode, scene
