@@ -192,10 +192,13 @@ def low_detail(seed: int, kind: str) -> Image.Image:
         a, b = rng.random(3) * 255, rng.random(3) * 255
         t = (xx / w * rng.uniform(0.3, 1) + yy / h * rng.uniform(0.3, 1))[..., None] / 2
         base = a * (1 - t) + b * t
-        for _ in range(4):  # a few soft blobs (a sunset, a lamp)
+        for _ in range(4):  # a few soft blobs (a sun, a lamp)
             cx, cy, rad = rng.random() * w, rng.random() * h, rng.uniform(60, 200)
             blob = np.exp(-(((xx - cx) ** 2 + (yy - cy) ** 2) / (2 * rad**2)))[..., None]
             base = base * (1 - blob * 0.6) + rng.random(3) * 255 * blob * 0.6
+        # a dark silhouette against the sky (a sunset skyline, a ridge): the little detail such photos have
+        ridge = h * 0.75 + np.cumsum(rng.normal(0, 2.5, w)) + 25 * np.sin(np.linspace(0, rng.uniform(2, 6), w))
+        base[yy >= ridge[None, :].clip(h * 0.45, h - 10)] *= 0.2
         return Image.fromarray(base.clip(0, 255).astype(np.uint8))
     im = scene(seed, 1080, 720)
     if kind == "dark":

@@ -116,7 +116,7 @@ def _area(poly: Sequence[tuple[float, float]]) -> float:
 
 def _clip(poly: list[tuple[float, float]], width: float, height: float) -> list[tuple[float, float]]:
     """The part of a convex polygon inside the rectangle (0, 0, width, height) (Sutherland-Hodgman)."""
-    edges = [(0, 1, 0.0), (0, -1, -width), (1, 1, 0.0), (1, -1, -height)]  # axis, sign, offset: sign*p[axis]+offset >= 0
+    edges = [(0, 1, 0.0), (0, -1, width), (1, 1, 0.0), (1, -1, height)]  # axis, sign, offset: sign*p[axis]+offset >= 0
     out = poly
     for axis, sign, offset in edges:
         src, out = out, []

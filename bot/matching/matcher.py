@@ -315,16 +315,15 @@ class Matcher:
         limit: int,
     ) -> list[Match]:
         results: list[Match] = []
-        done: set[tuple[int, bool]] = set()  # (owner, mirrored) already decided
         excluded = (exclude_sha256, exclude_origin)
         work, out_size = hashed.image, hashed.size
-        self._check(self._view(hashed, None), work, out_size, excluded, results, done, [self.config.max_candidates], True)
+        self._check(self._view(hashed, None), work, out_size, excluded, results, [self.config.max_candidates], True)
         if not self._known_match(results):
             # an embedded picture (a screenshot of a post, a meme panel, a paste): each proposed region is
             # checked as an image of its own, as is only (a mirrored picture inside a screenshot is rare)
             for box in propose(work, MAX_REGIONS):
                 view = self._view(hash_image(hashed.region(box)), box)
-                self._check(view, work, out_size, excluded, results, done, [REGION_CANDIDATES], False)
+                self._check(view, work, out_size, excluded, results, [REGION_CANDIDATES], False)
                 if self._known_match(results):
                     break
         # a near-identical whole-image hash is the strongest evidence, then the most inliers
@@ -346,7 +345,6 @@ class Matcher:
         out_size: tuple[int, int] | None,
         excluded: tuple[str | None, dict[str, Any] | None],
         results: list[Match],
-        done: set[tuple[int, bool]],
         budget: list[int],
         mirrored_votes: bool,
     ) -> None:
@@ -356,6 +354,7 @@ class Matcher:
         a game frame must still name the game frame, not only the earlier post. Hash hits beyond a type's
         match radius are look-alike layouts as often as copies: only the 3 closest are verified."""
         cfg = self.config
+        done: set[tuple[int, bool]] = set()  # (owner, mirrored) decided in this view
         close: list[_Candidate] = []
         near: list[_Candidate] = []
         for name, sig in SIGNAL_TYPES.items():
