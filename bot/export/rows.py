@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from bot.export.matches import known_media_matches
-from bot.models import as_utc, iso, parse_iso
+from bot.models import as_utc, iso
 from bot.store.base import StateStore
 from bot.store.records import PostEvent, StoredPost
 
@@ -154,13 +154,9 @@ def event_row(store: Any, event: PostEvent) -> dict[str, Any]:
     if stored is not None:
         post, raw_sha = _version_post(store, event, stored)
 
-    last_alive = parse_iso(details.get("last_seen_alive"))
-    if last_alive is None and event.kind in ("edited", "restored"):
-        last_alive = event.detected_at
-    if last_alive is None and stored is not None:
-        last_alive = stored.last_seen_alive
+    last_alive = event.last_seen_alive(stored)
     posted = post.created_at if post is not None else None
-    lifetime = int((as_utc(last_alive) - posted).total_seconds()) if (last_alive and posted) else None
+    lifetime = event.lifetime_seconds(posted, stored)
 
     shas: list[str] = []
     paths: list[str | None] = []
