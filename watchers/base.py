@@ -63,3 +63,10 @@ class Watcher(ABC):
 
     def close(self) -> None:
         """Release network resources (sessions)."""
+
+    @classmethod
+    def account_key(cls, account: str) -> str:
+        """``account`` as the platform compares it: handles are case-insensitive (X usernames, page names,
+        Mastodon and Bluesky handles), a leading ``@`` is not part of them. Two spellings of one account have
+        the same key, so ``--account ministryofdefence`` finds ``MinistryOfDefence``'s events."""
+        return account.strip().lstrip("@").casefold()

@@ -148,6 +148,12 @@ class RssWatcher(Watcher):
     #: a feed answer larger than this is refused
     max_feed_bytes = 20 * 1024 * 1024
 
+    @classmethod
+    def account_key(cls, account: str) -> str:
+        """A feed URL as servers compare it: scheme and host case-insensitive, the path and query exactly."""
+        parts = urlsplit(account.strip())
+        return parts._replace(scheme=parts.scheme.lower(), netloc=parts.netloc.lower()).geturl()
+
     def __init__(self, config: Any, *, resolver: Resolver = system_resolver):
         """``resolver`` is injectable for tests (names resolving to private addresses)."""
         super().__init__(config)

@@ -189,13 +189,22 @@ def event_row(store: Any, event: PostEvent) -> dict[str, Any]:
     }
 
 
+def _same_account(platform: str, account: str, wanted: str) -> bool:
+    from watchers import WATCHER_CLASSES, watcher_class
+
+    if platform not in WATCHER_CLASSES:  # a platform this version has no watcher for: exact match only
+        return account == wanted
+    key = watcher_class(platform).account_key
+    return key(account) == key(wanted)
+
+
 def deletion_log_rows(store: StateStore | ReadOnlyStore, filters: ExportFilters | None = None) -> list[dict[str, Any]]:
     """Every event of the deletion log matching ``filters``, in detection order, as export rows."""
     filters = filters or ExportFilters()
     store = ReadOnlyStore(store)
     kinds: Iterable[str] | None = filters.kinds
-    events = store.list_events(
-        since=filters.since, until=filters.until, platform=filters.platform, account=filters.account, kinds=kinds
-    )
+    events = store.list_events(since=filters.since, until=filters.until, platform=filters.platform, kinds=kinds)
+    if filters.account is not None:  # compared as each platform compares handles (case, a leading @, ...)
+        events = [e for e in events if _same_account(e.platform, e.account, filters.account)]
     events = sorted(events, key=lambda e: as_utc(e.detected_at))  # stable: ties keep the log's order
     return [event_row(store, e) for e in events]
