@@ -110,6 +110,8 @@ class Pipeline:
         copy; ``process`` archives it again (idempotent) and keeps the post pending until that succeeds."""
         now = self.clock()
         changes = self.store.record_poll(platform, account, result.posts, result.cursor, result.rejected, at=now)
+        for post_id in result.still_listed:  # a sighting alive: the lifetime of a later deletion runs to it
+            self.store.mark_seen_alive(platform, post_id, now)
         for change in changes:
             self.tracker.record_edit(change, now)  # an edit seen by polling goes to the deletion log too
             if change.change.value != "unchanged":
