@@ -15,6 +15,7 @@ from bot.export.matches import known_media_matches
 from bot.models import as_utc, iso
 from bot.store.base import StateStore
 from bot.store.records import PostEvent, StoredPost
+from watchers import same_account
 
 #: The export columns, in order. Stable: new columns are only ever appended.
 #:
@@ -189,15 +190,6 @@ def event_row(store: Any, event: PostEvent) -> dict[str, Any]:
     }
 
 
-def _same_account(platform: str, account: str, wanted: str) -> bool:
-    from watchers import WATCHER_CLASSES, watcher_class
-
-    if platform not in WATCHER_CLASSES:  # a platform this version has no watcher for: exact match only
-        return account == wanted
-    key = watcher_class(platform).account_key
-    return key(account) == key(wanted)
-
-
 def deletion_log_rows(store: StateStore | ReadOnlyStore, filters: ExportFilters | None = None) -> list[dict[str, Any]]:
     """Every event of the deletion log matching ``filters``, in detection order, as export rows."""
     filters = filters or ExportFilters()
@@ -205,6 +197,6 @@ def deletion_log_rows(store: StateStore | ReadOnlyStore, filters: ExportFilters 
     kinds: Iterable[str] | None = filters.kinds
     events = store.list_events(since=filters.since, until=filters.until, platform=filters.platform, kinds=kinds)
     if filters.account is not None:  # compared as each platform compares handles (case, a leading @, ...)
-        events = [e for e in events if _same_account(e.platform, e.account, filters.account)]
+        events = [e for e in events if same_account(e.platform, e.account, filters.account)]
     events = sorted(events, key=lambda e: as_utc(e.detected_at))  # stable: ties keep the log's order
     return [event_row(store, e) for e in events]
