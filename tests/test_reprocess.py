@@ -3,7 +3,8 @@ the config is fixed, matched and alerted once; running it again changes nothing.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from dataclasses import replace
+from datetime import timedelta
 
 import pytest
 from click.testing import CliRunner
@@ -17,25 +18,10 @@ from bot.deletions.tracker import RecheckTracker
 from bot.known import add_paths
 from bot.matching.matcher import Matcher
 from bot.media.fetch import MediaFetcher
-from bot.models import Media, Post
 from bot.pipeline import Pipeline
 from bot.store.sqlite import SqliteStore
+from tests.test_pipeline import NOW, make_post
 from watchers.base import PollResult
-
-NOW = datetime.now(timezone.utc).replace(microsecond=0)
-
-
-def post(httpserver, post_id: str, account: str = "MinistryOfDefence", published: datetime = NOW) -> Post:
-    return Post(
-        platform="x",
-        account=account,
-        post_id=post_id,
-        url=f"https://x.com/{account}/status/{post_id}",
-        text=f"Proof {post_id}",
-        created_at=published,
-        media=(Media(httpserver.url_for("/media/proof.jpg")),),
-        raw={"data": {"id": post_id}},
-    )
 
 
 @pytest.fixture
@@ -43,7 +29,7 @@ def refused(tmp_path, httpserver):
     """Two posts processed while media.trusted_hosts lacked the media host: their attachment is not_https."""
     frame = tmp_path / "trailer-frame-30.png"
     trailer_frames()[30].save(frame)
-    httpserver.expect_request("/media/proof.jpg").respond_with_response(
+    httpserver.expect_request("/media/a.jpg").respond_with_response(
         Response(ministry_evidence(30), content_type="image/jpeg")
     )
     store = SqliteStore(str(tmp_path / "data" / "state.db"))
@@ -51,8 +37,8 @@ def refused(tmp_path, httpserver):
     add_paths(store, archive, [frame], label="Gunship sim trailer (2015)", source="https://example.org/trailer")
     fetcher = MediaFetcher(MediaConfig(retries=0))  # no trusted host: the loopback media URL is refused
     pipeline = Pipeline(store, archive, fetcher, Matcher(store, archive, MatchingConfig()), RecheckTracker(store, {"x": RecheckConfig()}))
-    old = post(httpserver, "1", published=NOW - timedelta(days=3))
-    pipeline.ingest("x", "MinistryOfDefence", PollResult([old, post(httpserver, "2")], None))
+    old = replace(make_post(httpserver, "1"), created_at=NOW - timedelta(days=3))
+    pipeline.ingest("x", "MinistryOfDefence", PollResult([old, make_post(httpserver, "2")], None))
     pipeline.process_pending()
     fetcher.close()
     assert [link.error.split(":")[0] for link in store.get_post_media("x", "2")] == ["not_https"]

@@ -18,9 +18,10 @@ Every payload is plain JSON (the store serializes it as such). Times are ISO 860
   on a ``known`` entry (game footage, stock photo...). :func:`match_alert` picks the kind from the entry.
 
 ``deleted``, ``author_suspended``, ``author_protected``, ``author_deleted``, ``withheld``, ``restored``,
-``edited`` (built by :func:`event_alert`)::
+``edited`` (built by :func:`event_alert`, the only builder: the deletion tracker queues what it returns)::
 
-    {"platform", "account", "post_id", "post_url", "posted_at", "text", "detected_at", "lifetime_seconds",
+    {"platform", "account", "post_id", "post_url", "posted_at", "text", "detected_at",
+     "lifetime_seconds",              # posting to the last sighting alive (PostEvent.lifetime_seconds, as exported)
      "details": {...},                # the event's details; for edited: {"before": {"text", "media"}, "after": {...}}
      "media": [{"sha256", "archive_path"}, ...]}
 
