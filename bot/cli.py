@@ -19,6 +19,7 @@ COMMANDS: list[str] = [
     "bot.commands.known:known",
     "bot.commands.check:check",
     "bot.commands.alerts:alerts",
+    "bot.commands.reprocess:reprocess",
 ]
 
 

@@ -114,6 +114,8 @@ class Pipeline:
         copy; ``process`` archives it again (idempotent) and keeps the post pending until that succeeds."""
         now = self.clock()
         changes = self.store.record_poll(platform, account, result.posts, result.cursor, result.rejected, at=now)
+        for post_id in result.still_listed:  # a sighting alive: the lifetime of a later deletion runs to it
+            self.store.mark_seen_alive(platform, post_id, now)
         for change in changes:
             self.tracker.record_edit(change, now)  # an edit seen by polling goes to the deletion log too
             if change.change.value != "unchanged":
@@ -159,6 +161,19 @@ class Pipeline:
             self._attempts.pop(post.key, None)
             self.store.mark_processed(post.platform, post.post_id, stored.version)
             report.posts += 1
+
+    def retry_media(self, stored: StoredPost, indexes: list[int], report: ProcessReport) -> None:
+        """Fetch again attachments of a processed post that were refused or given up (``afterimage reprocess``,
+        e.g. after a host was added to ``media.trusted_hosts``): the steps of a first run, so an alert is not
+        queued twice and a file already archived is not written again. A transient failure is counted in
+        ``report.retry_later``; the post stays processed and can be reprocessed later."""
+        with self._lock:
+            for index in indexes:
+                try:
+                    report.media_archived += self._process_media(stored.post, index, stored.post.media[index], report)
+                except RetryLater as e:
+                    report.retry_later += 1
+                    report.errors.append(f"{stored.post.key}: attachment {index}: {e}")
 
     def _process_media(self, post: Post, index: int, media: Media, report: ProcessReport) -> int:
         """Fetch, archive, record, match one attachment. Returns the number of files archived.

@@ -73,6 +73,14 @@ def _label(value: str) -> str:
     return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
+def _sample(value: float) -> str:
+    """A sample value at full precision: counts as integers, anything else as the shortest exact float
+    (``%g`` would round a Unix timestamp to six digits, i.e. to about 10,000 seconds)."""
+    if isinstance(value, int) or float(value).is_integer():
+        return str(int(value))
+    return repr(float(value))
+
+
 def render_prometheus(snapshot: Snapshot) -> str:
     """Prometheus text exposition format (version 0.0.4)."""
     out: list[str] = []
@@ -82,7 +90,8 @@ def render_prometheus(snapshot: Snapshot) -> str:
         out.append(f"# TYPE {name} {kind}")
         for labels, value in samples:
             label_text = ",".join(f'{k}="{_label(v)}"' for k, v in labels.items())
-            out.append(f"{name}{{{label_text}}} {value:g}" if label_text else f"{name} {value:g}")
+            shown = _sample(value)
+            out.append(f"{name}{{{label_text}}} {shown}" if label_text else f"{name} {shown}")
 
     def acct(a: AccountStatus) -> dict[str, str]:
         return {"platform": a.state.platform, "account": a.state.account}

@@ -60,6 +60,12 @@ def test_metrics_are_prometheus_text(seeded):
     assert 'afterimage_consecutive_poll_errors{platform="x",account="ArmyPress"} 3' in text
     assert "afterimage_alert_outbox 1" in text and 'afterimage_pending_rechecks{platform="x"} 1' in text
     assert "# TYPE afterimage_posts_seen gauge" in text
+    # timestamps at full precision: %g would print 1.79999e+09, about 10,000 s off
+    last_poll = (NOW - timedelta(minutes=5, microseconds=-250000)).timestamp()
+    store.update_account_state("x", "MinistryOfDefence", last_poll_at=NOW - timedelta(minutes=5, microseconds=-250000))
+    text = render_prometheus(take_snapshot(store, {"x": ["MinistryOfDefence"]}, NOW))
+    [sample] = [line for line in text.splitlines() if line.startswith("afterimage_last_poll_timestamp_seconds{")]
+    assert float(sample.split()[-1]) == last_poll and "e+" not in sample
 
 
 def test_parked_alerts_are_counted_in_status_and_metrics_not_in_the_outbox(seeded):
@@ -106,3 +112,26 @@ def test_health_endpoint_reports_ok_then_unhealthy_when_the_store_fails(seeded):
         assert get(base + "/nope")[0] == 404
     finally:
         server.stop()
+
+
+@pytest.mark.parametrize(
+    "args, code",
+    [
+        (["status"], 1),
+        (["deletions", "list"], 1),
+        (["deletions", "export", "--format", "csv"], 1),
+        (["known", "list"], 1),
+        (["known", "export", "-"], 1),
+        (["check", "suspicious.jpg"], 1),  # no known media to check against
+        (["alerts", "parked"], 0),  # nothing can be parked where nothing was ever stored
+    ],
+)
+def test_read_only_commands_in_a_folder_without_data_create_nothing_and_say_where_they_looked(tmp_path, monkeypatch, args, code):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("AFTERIMAGE_DATA", raising=False)
+    monkeypatch.delenv("AFTERIMAGE_CONFIG", raising=False)
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == code, result.output
+    assert f"no afterimage data at {tmp_path / 'afterimage-data'}" in result.output
+    assert "0 posts" not in result.output and "alert outbox" not in result.output
+    assert list(tmp_path.iterdir()) == []

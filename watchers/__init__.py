@@ -28,4 +28,13 @@ def build_watcher(platform: str, config: Any) -> Watcher:
     return watcher_class(platform)(config)
 
 
-__all__ = ["PollResult", "Watcher", "WATCHER_CLASSES", "build_watcher", "watcher_class"]
+def same_account(platform: str, account: str, wanted: str) -> bool:
+    """Whether ``wanted`` names ``account`` as the platform compares handles (:meth:`Watcher.account_key`);
+    exact for a platform this version has no watcher for."""
+    if platform not in WATCHER_CLASSES:
+        return account == wanted
+    key = watcher_class(platform).account_key
+    return key(account) == key(wanted)
+
+
+__all__ = ["PollResult", "Watcher", "WATCHER_CLASSES", "build_watcher", "same_account", "watcher_class"]

@@ -21,12 +21,15 @@ class PollResult:
 
     ``posts`` are only those newer than the cursor given, across all pages, oldest first. ``cursor`` is the
     value to pass next time (None: keep the old one, e.g. nothing new was found). ``rejected`` holds items
-    that could not be normalized, raw, so the store keeps them as evidence.
+    that could not be normalized, raw, so the store keeps them as evidence. ``still_listed`` names posts seen
+    before that this answer still lists (a feed re-lists its items at every poll): each is a sighting of the
+    post alive, so a later deletion's lifetime runs to this poll, not to the post's first sighting.
     """
 
     posts: list[Post]
     cursor: str | None
     rejected: list[RejectedItem] = field(default_factory=list)
+    still_listed: list[str] = field(default_factory=list)
 
     def __iter__(self):  # allows ``posts, cursor = watcher.poll(...)``
         return iter((self.posts, self.cursor))
@@ -63,3 +66,10 @@ class Watcher(ABC):
 
     def close(self) -> None:
         """Release network resources (sessions)."""
+
+    @classmethod
+    def account_key(cls, account: str) -> str:
+        """``account`` as the platform compares it: handles are case-insensitive (X usernames, page names,
+        Mastodon and Bluesky handles), a leading ``@`` is not part of them. Two spellings of one account have
+        the same key, so ``--account ministryofdefence`` finds ``MinistryOfDefence``'s events."""
+        return account.strip().lstrip("@").casefold()

@@ -148,6 +148,12 @@ class RssWatcher(Watcher):
     #: a feed answer larger than this is refused
     max_feed_bytes = 20 * 1024 * 1024
 
+    @classmethod
+    def account_key(cls, account: str) -> str:
+        """A feed URL as servers compare it: scheme and host case-insensitive, the path and query exactly."""
+        parts = urlsplit(account.strip())
+        return parts._replace(scheme=parts.scheme.lower(), netloc=parts.netloc.lower()).geturl()
+
     def __init__(self, config: Any, *, resolver: Resolver = system_resolver):
         """``resolver`` is injectable for tests (names resolving to private addresses)."""
         super().__init__(config)
@@ -165,6 +171,8 @@ class RssWatcher(Watcher):
         #: feed URL -> (etag, last-modified, cursor returned) of the last poll: a conditional GET is only sent
         #: when the cursor given is the one returned then (a poll result the daemon lost is fetched again)
         self._poll_validators: dict[str, tuple[str | None, str | None, str | None]] = {}
+        #: feed URL -> ids its last full answer listed (what a 304 still lists)
+        self._listed: dict[str, list[str]] = {}
         #: feed URL -> (etag, last-modified, posts by id) of the last refresh done by lookup
         self._lookup_validators: dict[str, tuple[str | None, str | None, dict[str, Post]]] = {}
         self._posts: OrderedDict[str, Post] = OrderedDict()
@@ -346,8 +354,8 @@ class RssWatcher(Watcher):
         if returned is None or returned != cursor:
             etag = modified = None
         items, by_id, response = self._read(account, etag, modified)
-        if by_id is None:  # 304 Not Modified
-            return PollResult([], None)
+        if by_id is None:  # 304 Not Modified: the feed still lists what it listed last time
+            return PollResult([], None, still_listed=list(self._listed.get(account, ())))
         seen = parse_cursor(cursor)
         seen_set = set(seen)
         new_posts: list[tuple[int, Post]] = []
@@ -379,7 +387,10 @@ class RssWatcher(Watcher):
             new_cursor = CURSOR_PREFIX + ",".join(merged)
         validators = (response.headers.get("ETag"), response.headers.get("Last-Modified"), new_cursor or cursor)
         self._poll_validators[account] = validators
-        return PollResult([p for _, p in new_posts], new_cursor, rejected)
+        self._listed[account] = list(by_id)
+        new_ids = {p.post_id for _, p in new_posts}
+        still_listed = [post_id for post_id in by_id if post_id not in new_ids]
+        return PollResult([p for _, p in new_posts], new_cursor, rejected, still_listed)
 
     # ------------------------------------------------------------------ lookup
 

@@ -199,6 +199,45 @@ def _media_summary(media: Any) -> str:
     return untrusted(media)
 
 
+#: event details a desk does not need in the chat (they stay in the deletion log and its exports)
+_INTERNAL_DETAILS = frozenset({"scope", "version", "confirmed_at", "before", "after"})
+_STATE_WORDS = {
+    "deleted": "deleted",
+    "author_suspended": "gone with its suspended account",
+    "author_protected": "hidden by its author's protected account",
+    "author_deleted": "gone with its deleted account",
+    "withheld": "withheld by the platform",
+}
+
+
+def _event_facts(kind: str, details: dict[str, Any]) -> list[str]:
+    """What a desk needs from an event's details, in plain words (internal bookkeeping left out)."""
+    lines = []
+    if details.get("last_seen_alive"):
+        lines.append(f"**Last seen online:** {when(details['last_seen_alive'])}")
+    if details.get("answers") and details.get("first_answer_at"):
+        lines.append(
+            f"**How we know:** the platform gave the same answer {_number(details['answers'])} times in a row, "
+            f"from {when(details['first_answer_at'])} to {when(details.get('confirmed_at'))}"
+        )
+    if details.get("platform_said"):
+        lines.append(f"**Platform said:** {untrusted(excerpt(str(details['platform_said']), 200))}")
+    if kind == "restored" and details.get("previous"):
+        previous = _STATE_WORDS.get(str(details["previous"]), str(details["previous"]))
+        lines.append(f"**Before:** recorded as {untrusted(previous)}; last seen online {when(details.get('last_seen_alive_before'))}")
+    if details.get("scope") == "account":
+        lines.append("**Whole account:** this is about the account, found through this post (its other posts get no alert of their own)")
+    if details.get("raw_sha256"):
+        lines.append(f"**Archived post:** sha256 `{untrusted(str(details['raw_sha256'])[:16])}…`")
+    shown = {"last_seen_alive", "answers", "first_answer_at", "platform_said", "previous", "last_seen_alive_before", "raw_sha256"}
+    for k, v in sorted(details.items()):  # anything newer than this renderer, in words rather than as a key
+        if k in shown or k in _INTERNAL_DETAILS:
+            continue
+        value = v if isinstance(v, (str, int, float, bool)) or v is None else json.dumps(v, default=str)
+        lines.append(f"**{untrusted(str(k).replace('_', ' ').capitalize())}:** {untrusted(excerpt(str(value), 200))}")
+    return lines
+
+
 def _render_event(alert: OutboxAlert) -> tuple[str, str]:
     p = alert.payload
     details = p.get("details") or {}
@@ -213,12 +252,9 @@ def _render_event(alert: OutboxAlert) -> tuple[str, str]:
         lines += ["", "**After:**", quote_block(after.get("text")), f"Media: {_media_summary(after.get('media'))}"]
     else:
         lines += ["", quote_block(p.get("text"))]
-        extra = {k: v for k, v in details.items() if k not in ("before", "after")}
-        if extra:
-            lines.append("")
-            for k, v in sorted(extra.items()):
-                shown = v if isinstance(v, (str, int, float, bool)) or v is None else json.dumps(v, default=str)
-                lines.append(f"**{untrusted(k)}:** {untrusted(excerpt(str(shown), 200))}")
+        facts = _event_facts(alert.kind, details)
+        if facts:
+            lines += ["", *facts]
     media = p.get("media") or []
     if media:
         lines.append(f"**Archived media:** {len(media)} file(s)")

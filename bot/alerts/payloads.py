@@ -20,9 +20,10 @@ Every payload is plain JSON (the store serializes it as such). Times are ISO 860
   on a ``known`` entry (game footage, stock photo...). :func:`match_alert` picks the kind from the entry.
 
 ``deleted``, ``author_suspended``, ``author_protected``, ``author_deleted``, ``withheld``, ``restored``,
-``edited`` (built by :func:`event_alert`)::
+``edited`` (built by :func:`event_alert`, the only builder: the deletion tracker queues what it returns)::
 
-    {"platform", "account", "post_id", "post_url", "posted_at", "text", "detected_at", "lifetime_seconds",
+    {"platform", "account", "post_id", "post_url", "posted_at", "text", "detected_at",
+     "lifetime_seconds",              # posting to the last sighting alive (PostEvent.lifetime_seconds, as exported)
      "details": {...},                # the event's details; for edited: {"before": {"text", "media"}, "after": {...}}
      "media": [{"sha256", "archive_path"}, ...]}
 
@@ -43,7 +44,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from bot.models import Post, as_utc, iso, parse_iso, utcnow
+from bot.models import Post, iso, utcnow
 from bot.store.records import EVENT_KINDS, KnownKind, KnownMedia, OutboxAlert, PostEvent, StoredPost
 
 MATCH_KINDS = ("match", "recycled")
@@ -198,31 +199,23 @@ def _media_list(media: Iterable[Any]) -> list[dict[str, Any]]:
     return out
 
 
-def event_payload(
-    event: PostEvent,
-    post: Post | StoredPost,
-    *,
-    media: Iterable[Any] = (),
-    lifetime_seconds: float | None = None,
-) -> dict[str, Any]:
-    """Payload of a deletion-tracker alert (see the module docstring).
+def event_payload(event: PostEvent, stored: StoredPost | None, *, media: Iterable[Any] = ()) -> dict[str, Any]:
+    """Payload of a deletion-log alert (see the module docstring): the one builder, used by the tracker.
 
-    ``post`` is the last known version of the post. ``lifetime_seconds`` defaults to the time from posting
-    to detection; the tracker passes its own value when it knows better (e.g. first ``deleted`` answer)."""
-    if isinstance(post, StoredPost):
-        post = post.post
-    if lifetime_seconds is None:
-        lifetime_seconds = max(0.0, (as_utc(event.detected_at) - post.created_at).total_seconds())
+    ``stored`` is the post as the store holds it when the event is recorded (None when the store lost it: the
+    alert still goes out, with what the event knows). ``lifetime_seconds`` is :meth:`PostEvent.lifetime_seconds`,
+    the same figure the exports show."""
+    post = stored.post if stored is not None else None
     details = {k: (iso(v) if isinstance(v, datetime) else v) for k, v in dict(event.details or {}).items()}
     return {
-        "platform": post.platform,
-        "account": post.account,
-        "post_id": post.post_id,
-        "post_url": post.url,
-        "posted_at": iso(post.created_at),
-        "text": post.text,
+        "platform": event.platform,
+        "account": event.account,
+        "post_id": event.post_id,
+        "post_url": post.url if post else None,
+        "posted_at": iso(post.created_at) if post else None,
+        "text": post.text if post else None,
         "detected_at": iso(event.detected_at),
-        "lifetime_seconds": lifetime_seconds,
+        "lifetime_seconds": event.lifetime_seconds(post.created_at if post else None, stored),
         "details": details,
         "media": _media_list(media),
     }
@@ -230,27 +223,18 @@ def event_payload(
 
 def event_alert(
     event: PostEvent,
-    post: Post | StoredPost,
+    stored: StoredPost | None,
     *,
     media: Iterable[Any] = (),
-    lifetime_seconds: float | None = None,
     created_at: datetime | None = None,
 ) -> OutboxAlert:
-    """Alert for a deletion-log event; key ``{kind}:{platform}:{post_id}:{event.id}``. Pass the event returned by
-    ``StateStore.record_event`` (it has its ``id``)."""
+    """Alert for a deletion-log event; key ``{kind}:{platform}:{post_id}:{event.id}``. The event's ``id`` must
+    be set: the tracker chooses it before recording the event and its alert in one store transaction."""
     if event.kind not in EVENT_KINDS:
         raise ValueError(f"not an alerting event kind: {event.kind!r}")
     return OutboxAlert(
         key=event_key(event.kind, event.platform, event.post_id, event.id),
         kind=event.kind,
-        payload=event_payload(event, post, media=media, lifetime_seconds=lifetime_seconds),
+        payload=event_payload(event, stored, media=media),
         created_at=created_at or utcnow(),
     )
-
-
-def payload_time(payload: dict[str, Any], field: str) -> datetime | None:
-    """Parse a time field of a payload, or None when absent or malformed."""
-    try:
-        return parse_iso(payload.get(field))
-    except (TypeError, ValueError):
-        return None

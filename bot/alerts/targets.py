@@ -149,18 +149,79 @@ class AppriseTarget:
             if not attach.add(str(attachment)):
                 raise DeliveryError(f"{self.label}: cannot attach {attachment.name}")
         try:
-            result = self._apprise.notify(
-                body=body,
-                title=title,
-                body_format=apprise.NotifyFormat.MARKDOWN,
-                attach=attach,
-                timeout=self.timeout,
-            )
+            with _AppriseLog() as apprise_log:
+                result = self._apprise.notify(
+                    body=body,
+                    title=title,
+                    body_format=apprise.NotifyFormat.MARKDOWN,
+                    attach=attach,
+                    timeout=self.timeout,
+                )
         except Exception as e:
             raise DeliveryError(f"{self.label}: {type(e).__name__}: {redact(str(e))}") from None
         if not result:
-            status = getattr(getattr(result, "status", None), "name", "FAILURE")
-            raise DeliveryError(f"{self.label}: not accepted ({status})")
+            raise DeliveryError(f"{self.label}: not accepted: {failure_reason(apprise_log.records)}")
+
+
+class _AppriseLog(logging.Handler):
+    """What apprise logged while one message was sent: its ``notify`` only answers True/False, and the reason
+    (the HTTP status, the socket error) is in its warning and debug lines. Those lines are collected here
+    instead of reaching the log at debug level; the ones the log would have shown are passed on afterwards.
+    Deliveries are one at a time per process (the sender's outbox lock; ``alerts test`` sends in turn), so
+    the lines collected are this message's."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+        self._logger = logging.getLogger("apprise")
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+    def __enter__(self) -> _AppriseLog:
+        self._saved = (self._logger.level, self._logger.propagate, self._logger.getEffectiveLevel())
+        self._logger.addHandler(self)
+        self._logger.setLevel(logging.DEBUG)
+        self._logger.propagate = False
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        level, propagate, shown_from = self._saved
+        self._logger.removeHandler(self)
+        self._logger.setLevel(level)
+        self._logger.propagate = propagate
+        if propagate and self._logger.parent is not None:
+            for record in self.records:
+                if record.levelno >= shown_from:
+                    self._logger.parent.handle(record)
+
+
+_HTTP_STATUS = re.compile(r"error=(\d{3})\b")
+_SSL_REASON = re.compile(r"\[SSL: ([A-Z_]+)\] ([^(\]\n]+)|certificate verify failed: ([^(\)\n]+)")
+
+
+def failure_reason(records: list[logging.LogRecord]) -> str:
+    """Why a target did not accept a message, in a few words, from apprise's log lines (redacted): the HTTP
+    status, "connection refused", a TLS error, a timeout, an unknown host; else apprise's last warning."""
+    messages = [record.getMessage() for record in records]
+    text = "\n".join(messages)
+    status = _HTTP_STATUS.search(text)
+    if status:
+        warning = next((m for m in reversed(messages) if f"error={status.group(1)}" in m), "")
+        said = warning.split(": ", 1)[1].rsplit(", error=", 1)[0].strip() if ": " in warning else ""
+        return redact(f"HTTP {status.group(1)}" + (f" ({said.rstrip('.')})" if said else ""))
+    if "Connection refused" in text:
+        return "connection refused"
+    if "SSLError" in text or "CERTIFICATE_VERIFY_FAILED" in text or "[SSL:" in text:
+        found = _SSL_REASON.search(text)
+        detail = " ".join(g for g in (found.groups() if found else ()) if g).strip()
+        return redact("TLS error" + (f": {detail}" if detail else ""))
+    if "timed out" in text or "Timeout" in text:
+        return "timed out"
+    if "NameResolutionError" in text or "Name or service not known" in text or "nodename nor servname" in text:
+        return "host name not found"
+    warnings = [r.getMessage() for r in records if r.levelno >= logging.WARNING]
+    return redact(warnings[-1]) if warnings else "refused (no reason given)"
 
 
 def build_targets(urls: list[str], console: bool, timeout: float = DEFAULT_TIMEOUT) -> list[Target]:

@@ -81,13 +81,18 @@ def _try_send(target: Target, body: str) -> str | None:
 
 
 @contextmanager
-def _store_or_exit(config_path: str | None) -> Iterator[StateStore]:
-    """The configured store (exit 2 when it cannot be opened, like ``afterimage status``)."""
-    from bot.store import open_store
+def _store_or_exit(config_path: str | None) -> Iterator[StateStore | None]:
+    """The configured store (exit 2 when it cannot be opened, like ``afterimage status``), or None when
+    there is none yet: nothing can be parked there, and none is created just to say so."""
+    from bot.store import NoStoreHere, open_store
 
     cfg = load_or_exit(config_path)
     try:
-        store = open_store(cfg.store_url)
+        store = open_store(cfg.store_url, create=False)
+    except NoStoreHere as e:
+        click.echo(str(e), err=True)
+        yield None
+        return
     except StoreError as e:
         click.echo(f"cannot open the state store: {e}", err=True)
         sys.exit(2)
@@ -100,7 +105,7 @@ def _store_or_exit(config_path: str | None) -> Iterator[StateStore]:
 def parked(config_path: str | None) -> None:
     """List the alerts a target refused (parked out of the queue), oldest first."""
     with _store_or_exit(config_path) as store:
-        found = store.parked_alerts()
+        found = store.parked_alerts() if store is not None else []
     for a in found:
         click.echo(f"{redact(a.key)}  {a.kind}  created {iso(a.created_at)}  {a.attempts} attempt(s)  {redact(shown_error(a))}")
     click.echo(f"{len(found)} parked alert(s)" + (": requeue with `afterimage alerts retry KEY` or `--all`" if found else ""), err=True)
@@ -116,8 +121,8 @@ def retry(config_path: str | None, keys: tuple[str, ...], all_parked: bool) -> N
         raise click.UsageError("give the KEYs of parked alerts, or --all")
     missing = 0
     with _store_or_exit(config_path) as store:
-        for key in keys or [a.key for a in store.parked_alerts()]:
-            if store.unpark_alert(key):
+        for key in keys or ([a.key for a in store.parked_alerts()] if store is not None else []):
+            if store is not None and store.unpark_alert(key):
                 click.echo(f"requeued {redact(key)}")
             else:
                 missing += 1

@@ -103,13 +103,16 @@ def poll(config_path: str | None, once: bool) -> None:
 @CONFIG_OPTION
 def status(config_path: str | None) -> None:
     """Per account: last poll, next poll, posts seen, last error; pending re-checks and the alert outbox."""
-    from bot.store import open_store
+    from bot.store import NoStoreHere, open_store
 
     cfg = load_or_exit(config_path)
     configured = {p: list(s.accounts) for p, s in cfg.watchers.enabled().items()}
     try:
-        with open_store(cfg.store_url) as store:
+        with open_store(cfg.store_url, create=False) as store:
             click.echo(render_text(take_snapshot(store, configured, utcnow())))
+    except NoStoreHere as e:  # not "0 posts": nothing was ever stored here (a wrong folder or config?)
+        click.echo(str(e), err=True)
+        sys.exit(1)
     except StoreError as e:
         click.echo(f"cannot open the state store: {e}", err=True)
         sys.exit(2)

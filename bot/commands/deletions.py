@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from datetime import datetime
+from pathlib import Path
 
 import click
 
@@ -13,6 +14,8 @@ from bot.errors import AfterimageError, ConfigError
 from bot.export import FORMATS, ExportFilters, render
 from bot.export.writers import export_to_file, manifest_path
 from bot.models import parse_iso
+from bot.store.records import EVENT_KINDS
+from watchers import WATCHER_CLASSES
 
 
 def _iso_option(ctx: click.Context, param: click.Parameter, value: str | None) -> datetime | None:
@@ -24,8 +27,15 @@ def _iso_option(ctx: click.Context, param: click.Parameter, value: str | None) -
         raise click.BadParameter(f'"{value}" is not an ISO 8601 time (e.g. 2026-03-01 or 2026-03-01T12:00:00Z)') from None
 
 
+def _output_option(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """The export file's folder must exist: a mistyped path is refused, never created."""
+    if value is not None and not Path(value).resolve().parent.is_dir():
+        raise click.BadParameter(f"the folder {Path(value).parent} does not exist (nothing was written; create it first)")
+    return value
+
+
 def _open(config_path: str | None):
-    from bot.store import open_store
+    from bot.store import NoStoreHere, open_store
 
     try:
         cfg = load_config(config_path)
@@ -34,7 +44,10 @@ def _open(config_path: str | None):
             click.echo(problem, err=True)
         sys.exit(1)
     try:
-        return cfg, open_store(cfg.store_url)
+        return cfg, open_store(cfg.store_url, create=False)  # reading the log never creates a store
+    except NoStoreHere as e:
+        click.echo(str(e), err=True)
+        sys.exit(1)
     except (AfterimageError, ImportError, OSError) as e:
         click.echo(f"cannot open the store: {e}", err=True)
         sys.exit(1)
@@ -47,9 +60,10 @@ def _filters(since, until, account, platform, kinds=()) -> ExportFilters:
 FILTER_OPTIONS = [
     click.option("--since", callback=_iso_option, help="Only events detected at or after this UTC time (ISO 8601)."),
     click.option("--until", callback=_iso_option, help="Only events detected before this UTC time (ISO 8601)."),
-    click.option("--account", default=None, help="Only this watched account."),
-    click.option("--platform", default=None, help="Only this platform (x, facebook, mastodon, bluesky, rss)."),
-    click.option("--kind", "kinds", multiple=True, help="Only these event kinds (repeatable)."),
+    click.option("--account", default=None, help="Only this watched account (compared as its platform does: case-insensitive handles)."),
+    click.option("--platform", default=None, type=click.Choice(sorted(WATCHER_CLASSES), case_sensitive=False),
+                 help="Only this platform."),
+    click.option("--kind", "kinds", multiple=True, type=click.Choice(EVENT_KINDS), help="Only these event kinds (repeatable)."),
 ]
 
 
@@ -67,7 +81,7 @@ def deletions() -> None:
 @deletions.command("export")
 @CONFIG_OPTION
 @click.option("--format", "fmt", type=click.Choice(FORMATS), required=True, help="csv, jsonl or html.")
-@click.option("-o", "--output", type=click.Path(dir_okay=False), default=None,
+@click.option("-o", "--output", type=click.Path(dir_okay=False), default=None, callback=_output_option,
               help="File to write (plus FILE.manifest.json with its sha256). Default: standard output, no manifest.")
 @_with_filters
 def export(config_path, fmt, output, since, until, account, platform, kinds) -> None:

@@ -17,10 +17,14 @@ from bot.store import open_store
 from bot.store.records import KnownKind
 
 
-def _open(config_path: str | None):  # type: ignore[no-untyped-def]
+def _open(config_path: str | None, *, create: bool = True):  # type: ignore[no-untyped-def]
+    """The store and archive; ``create=False`` for the commands that only read (no data folder is made)."""
     cfg = load_config(config_path)
-    cfg.data_dir.mkdir(parents=True, exist_ok=True)
-    return open_store(cfg.store_url), Archive(cfg.archive_path)
+    try:
+        store = open_store(cfg.store_url, create=create)
+    except AfterimageError as e:
+        raise click.ClickException(str(e)) from None
+    return store, Archive(cfg.archive_path)
 
 
 @click.group()
@@ -62,7 +66,7 @@ def add(config_path: str | None, paths: tuple[str, ...], label: str | None, sour
 @click.option("--limit", type=int, default=None)
 def list_(config_path: str | None, kind: str | None, as_json: bool, limit: int | None) -> None:
     """List known (and seen) media."""
-    store, _ = _open(config_path)
+    store, _ = _open(config_path, create=False)
     with store:
         for entry in store.list_known(KnownKind(kind) if kind else None, limit=limit):
             d = describe(entry)
@@ -112,7 +116,7 @@ def import_(config_path: str | None, file: str, label: str | None) -> None:
 @click.argument("file", type=click.Path(dir_okay=False, allow_dash=True))
 def export(config_path: str | None, file: str) -> None:
     """Export known media as a CSV hash list (PDQ as 64 hex characters, pHash as 16); '-' for stdout."""
-    store, _ = _open(config_path)
+    store, _ = _open(config_path, create=False)
     with store:
         if file == "-":
             rows = export_csv(store, sys.stdout)

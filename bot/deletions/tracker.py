@@ -40,9 +40,10 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
+from bot.alerts.payloads import event_alert
 from bot.deletions import schedule
 from bot.errors import StoreError
-from bot.models import Post, PostStatus, StatusKind, as_utc, iso, parse_iso
+from bot.models import Post, PostStatus, StatusKind, as_utc, iso
 from bot.store.base import StateStore
 from bot.store.common import new_id
 from bot.store.records import Change, OutboxAlert, PostChange, PostEvent, Recheck, StoredPost
@@ -407,31 +408,12 @@ class RecheckTracker:
         log.info("%s: %s %s (%s)", event.platform, event.kind, event.post_id, event.account)
 
     def _alert_for(self, event: PostEvent, now: datetime) -> OutboxAlert:
-        stored = self.store.get_post(event.platform, event.post_id)
-        post = stored.post if stored else None
-        last_alive = event.details.get("last_seen_alive") or (iso(stored.last_seen_alive) if stored else None)
-        lifetime = None
-        if post is not None and last_alive:
-            lifetime = int((parse_iso(last_alive) - post.created_at).total_seconds())  # type: ignore[operator]
         media = []
         for link in self.store.get_post_media(event.platform, event.post_id):
             if link.sha256:
                 record = self.store.get_media(link.sha256)
                 media.append({"sha256": link.sha256, "archive_path": record.archive_path if record else None})
-        payload = {
-            "platform": event.platform,
-            "account": event.account,
-            "post_id": event.post_id,
-            "post_url": post.url if post else None,
-            "posted_at": iso(post.created_at) if post else None,
-            "text": post.text if post else None,
-            "detected_at": iso(event.detected_at),
-            "lifetime_seconds": lifetime,
-            "details": event.details,
-            "media": media,
-        }
-        key = f"{event.kind}:{event.platform}:{event.post_id}:{event.id}"
-        return OutboxAlert(key=key, kind=event.kind, payload=payload, created_at=now)
+        return event_alert(event, self.store.get_post(event.platform, event.post_id), media=media, created_at=now)
 
     # ------------------------------------------------------------------ helpers
     def _account_kind(self, platform: str, account: str) -> str:

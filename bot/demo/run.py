@@ -7,11 +7,16 @@
 4. The post is deleted on X; the re-checker confirms the deletion (two answers) and logs it.
 5. The deletion log is exported as HTML, CSV and JSON Lines into the output folder.
 
-Nothing is written outside the output folder: the state store, archive and exports all live in it.
+Nothing is written outside the output folder: the state store, archive and exports all live in it. Every
+run starts afresh: the fake platforms start empty each time, so a store left by an earlier run would describe
+another world (its post deleted, the known media already added) and the daemon would rightly report the
+"reposted" post as restored. The demo therefore replaces its own earlier state (folders it marked as its own)
+and refuses a non-empty folder it did not write.
 """
 
 from __future__ import annotations
 
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -34,6 +39,9 @@ FB_POST_ID = "1555000000000001"
 TRAILER_LABEL = "'AC-130 Gunship Simulator' game trailer (2015)"
 TRAILER_SOURCE = "https://store.example.com/gunship-sim/trailer-2015"
 POST_TEXT = "Irrefutable evidence: the terrorists' convoy leaving under air cover. #proof"
+#: written into the output folder, so a later run knows the folder (and the state in it) is the demo's own
+MARKER = ".afterimage-demo"
+TRAILER_FILE = "gunship-sim-trailer-2015.mp4"
 DEMO_SECRETS = {"DEMO_X_TOKEN": "demo-x-bearer-token", "DEMO_FB_TOKEN": "demo-facebook-page-token"}
 
 
@@ -86,16 +94,43 @@ def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None
     raise TimeoutError(f"the demo did not see {what} within {timeout:.0f} s")
 
 
+class DemoFolderError(Exception):
+    """The output folder holds files the demo did not write: nothing is deleted, the demo does not run."""
+
+
+def _written_by_demo(out_dir: Path) -> bool:
+    """The marker, or (a folder from a version before the marker) the demo's trailer next to its data."""
+    return (out_dir / MARKER).exists() or ((out_dir / TRAILER_FILE).exists() and (out_dir / "data").is_dir())
+
+
+def prepare_out_dir(out_dir: Path) -> None:
+    """Make ``out_dir`` ready for a fresh run: create it, or clear the state of an earlier demo run in it.
+
+    Only a folder carrying the demo's marker is cleared (its ``data`` folder: store and archive); the exports
+    and the trailer are rewritten by the run. A non-empty folder without the marker is refused."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise DemoFolderError(f"{out_dir} is a file, not a folder: choose another --out")
+    if out_dir.is_dir() and any(out_dir.iterdir()) and not _written_by_demo(out_dir):
+        raise DemoFolderError(
+            f"{out_dir} is not empty and was not written by `afterimage demo`: nothing was changed; "
+            "choose an empty or new folder with --out"
+        )
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if (out_dir / "data").exists():
+        shutil.rmtree(out_dir / "data")
+    (out_dir / MARKER).write_text("written by `afterimage demo`; its next run replaces this folder's data/\n")
+
+
 def run_demo(out_dir: Path, echo: Callable[[str], None] = print) -> DemoResult:
     started = time.monotonic()
-    out_dir.mkdir(parents=True, exist_ok=True)
+    prepare_out_dir(out_dir)
     result = DemoResult(out_dir)
     world = FakeWorld()
     with FakePlatforms(world) as server:
         config = demo_config(out_dir, server, world)
 
         echo("1. A 2015 game trailer is added to the known-media store ...")
-        trailer = write_trailer(out_dir / "gunship-sim-trailer-2015.mp4")
+        trailer = write_trailer(out_dir / TRAILER_FILE)
         with open_store(config.store_url) as store:
             report = add_paths(store, Archive(config.archive_path), [trailer], label=TRAILER_LABEL, source=TRAILER_SOURCE)
         echo(f"   {len(report.added)} keyframes remembered from {trailer.name}")
@@ -129,6 +164,12 @@ def run_demo(out_dir: Path, echo: Callable[[str], None] = print) -> DemoResult:
             result.deletions = len(daemon.store.list_events(kinds=["deleted"]))
             event = daemon.store.list_events(kinds=["deleted"])[0]
             echo(f"   deletion of {event.platform}/{event.post_id} confirmed at {event.detected_at:%H:%M:%S} UTC")
+            # the deletion alert is part of the story: the run ends once the chat has it, not with it queued
+            wait_until(lambda: daemon.store.outbox_size() == 0, 40, "the deletion alert at the chat webhook")
+            with world.lock:
+                for alert in world.received_alerts[len(result.alerts) :]:
+                    echo(f"   chat received: {alert.get('title', '')}")
+                result.alerts = list(world.received_alerts)
         finally:
             daemon.stop()
 

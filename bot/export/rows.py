@@ -12,9 +12,10 @@ from datetime import datetime
 from typing import Any
 
 from bot.export.matches import known_media_matches
-from bot.models import as_utc, iso, parse_iso
+from bot.models import as_utc, iso
 from bot.store.base import StateStore
 from bot.store.records import PostEvent, StoredPost
+from watchers import same_account
 
 #: The export columns, in order. Stable: new columns are only ever appended.
 #:
@@ -154,13 +155,9 @@ def event_row(store: Any, event: PostEvent) -> dict[str, Any]:
     if stored is not None:
         post, raw_sha = _version_post(store, event, stored)
 
-    last_alive = parse_iso(details.get("last_seen_alive"))
-    if last_alive is None and event.kind in ("edited", "restored"):
-        last_alive = event.detected_at
-    if last_alive is None and stored is not None:
-        last_alive = stored.last_seen_alive
+    last_alive = event.last_seen_alive(stored)
     posted = post.created_at if post is not None else None
-    lifetime = int((as_utc(last_alive) - posted).total_seconds()) if (last_alive and posted) else None
+    lifetime = event.lifetime_seconds(posted, stored)
 
     shas: list[str] = []
     paths: list[str | None] = []
@@ -198,8 +195,8 @@ def deletion_log_rows(store: StateStore | ReadOnlyStore, filters: ExportFilters 
     filters = filters or ExportFilters()
     store = ReadOnlyStore(store)
     kinds: Iterable[str] | None = filters.kinds
-    events = store.list_events(
-        since=filters.since, until=filters.until, platform=filters.platform, account=filters.account, kinds=kinds
-    )
+    events = store.list_events(since=filters.since, until=filters.until, platform=filters.platform, kinds=kinds)
+    if filters.account is not None:  # compared as each platform compares handles (case, a leading @, ...)
+        events = [e for e in events if same_account(e.platform, e.account, filters.account)]
     events = sorted(events, key=lambda e: as_utc(e.detected_at))  # stable: ties keep the log's order
     return [event_row(store, e) for e in events]

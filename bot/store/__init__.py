@@ -2,16 +2,32 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from bot.errors import StoreError
 from bot.store.base import StateStore
 
 
-def open_store(url: str) -> StateStore:
-    """Open the store a URL names: ``sqlite:///path/to/state.db`` or ``redis[s]://...``."""
+class NoStoreHere(StoreError):
+    """A command that only reads found no store where the configuration points (nothing was created)."""
+
+
+def open_store(url: str, *, create: bool = True) -> StateStore:
+    """Open the store a URL names: ``sqlite:///path/to/state.db`` or ``redis[s]://...``.
+
+    ``create=False`` is for commands that only read: a SQLite file that does not exist raises
+    :class:`NoStoreHere` naming where it was looked for, instead of creating an empty store (and its folder)
+    and reporting zeros from it."""
     if url.startswith("sqlite:///"):
         from bot.store.sqlite import SqliteStore
 
-        return SqliteStore(url[len("sqlite:///") :])
+        path = url[len("sqlite:///") :]
+        if not create and path != ":memory:" and not Path(path).is_file():
+            raise NoStoreHere(
+                f"no afterimage data at {Path(path).resolve().parent} (looked for {Path(path).resolve()}; nothing was created). The data "
+                "folder is data_dir in the config (-c FILE), else $AFTERIMAGE_DATA, else ./afterimage-data"
+            )
+        return SqliteStore(path)
     if url.startswith(("redis://", "rediss://", "unix://")):
         from bot.store.redis import RedisStore
 
@@ -19,4 +35,4 @@ def open_store(url: str) -> StateStore:
     raise StoreError("store URL must start with sqlite:///, redis:// or rediss://")
 
 
-__all__ = ["StateStore", "open_store"]
+__all__ = ["NoStoreHere", "StateStore", "open_store"]

@@ -8,7 +8,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from bot.models import Post, iso, parse_iso, utcnow
+from bot.models import Post, as_utc, iso, parse_iso, utcnow
 
 
 def _dt_fields_to_iso(data: dict[str, Any]) -> dict[str, Any]:
@@ -260,6 +260,26 @@ class PostEvent:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> PostEvent:
         return cls(**{**d, "detected_at": parse_iso(d["detected_at"]), "details": dict(d.get("details") or {})})
+
+    def last_seen_alive(self, stored: StoredPost | None) -> datetime | None:
+        """The last time the post was seen standing, by a poll or a look-up, as this event proves it.
+
+        A confirmed gone answer records it at confirmation (``details.last_seen_alive``); an edit or a return
+        is itself a sighting (``detected_at``); otherwise the post's own record. Alerts and exports both
+        derive the lifetime from this, so a chat message and a report never disagree."""
+        recorded = self.details.get("last_seen_alive")
+        if recorded:
+            return parse_iso(recorded) if isinstance(recorded, str) else recorded
+        if self.kind in ("edited", "restored"):
+            return self.detected_at
+        return stored.last_seen_alive if stored is not None else None
+
+    def lifetime_seconds(self, posted_at: datetime | None, stored: StoredPost | None) -> int | None:
+        """Whole seconds from posting to the last sighting alive: how long the post is proven to have stood."""
+        last_alive = self.last_seen_alive(stored)
+        if posted_at is None or last_alive is None:
+            return None
+        return int((as_utc(last_alive) - as_utc(posted_at)).total_seconds())
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from bot.alerts.messages import EXCERPT_CHARS, excerpt, render, untrusted
 from bot.alerts.payloads import event_alert
 from bot.models import Post
 from bot.redact import register_secret
-from bot.store.records import OutboxAlert, PostEvent
+from bot.store.records import OutboxAlert, PostEvent, StoredPost
 
 POST = Post(
     platform="x",
@@ -21,6 +21,8 @@ POST = Post(
     text="Original text",
     created_at=datetime(2026, 11, 20, 8, 0, tzinfo=timezone.utc),
 )
+#: the post as the store holds it when the tracker builds an alert (last seen alive 26 h after posting)
+STORED = StoredPost(POST, 1, POST.created_at, datetime(2026, 11, 21, 10, 0, tzinfo=timezone.utc), 1, "deleted")
 
 
 def test_excerpt_is_truncated_around_280_chars_on_a_word_boundary():
@@ -108,12 +110,12 @@ def test_suggest_tier_is_marked_for_review(make_alert):
 
 def test_deleted_alert_shows_lifetime_and_text():
     event = PostEvent("x", "mod_gov", "42", "deleted", detected_at=datetime(2026, 11, 21, 11, 30, tzinfo=timezone.utc), id="ev1")
-    alert = event_alert(event, POST, media=[{"sha256": "ab" * 32, "archive_path": "ab/ab/x.jpg"}])
+    alert = event_alert(event, STORED, media=[{"sha256": "ab" * 32, "archive_path": "ab/ab/x.jpg"}])
     assert alert.key == "deleted:x:42:ev1"
-    assert alert.payload["lifetime_seconds"] == 27 * 3600 + 1800
+    assert alert.payload["lifetime_seconds"] == 26 * 3600  # to the last sighting alive, not to the detection
     title, body = render(alert)
     assert title.startswith("Post deleted") and "mod_gov" in title
-    assert "1d 3h" in body and "Original text" in body and "https://x.com/mod_gov/status/42" in body
+    assert "1d 2h" in body and "Original text" in body and "https://x.com/mod_gov/status/42" in body
     assert "1 file(s)" in body
 
 
@@ -122,21 +124,21 @@ def test_edited_alert_shows_before_and_after():
         "x", "mod_gov", "42", "edited", detected_at=T0, id="ev2",
         details={"before": {"text": "Old claim", "media": ["a"]}, "after": {"text": "New claim", "media": []}},
     )
-    _, body = render(event_alert(event, POST))
+    _, body = render(event_alert(event, STORED))
     assert body.index("Old claim") < body.index("New claim")
     assert "**Before:**" in body and "**After:**" in body
 
 
 @pytest.mark.parametrize("kind", ["author_suspended", "author_protected", "author_deleted", "withheld", "restored"])
 def test_every_event_kind_renders(kind):
-    title, body = render(event_alert(PostEvent("x", "mod_gov", "42", kind, detected_at=T0, id="e"), POST))
+    title, body = render(event_alert(PostEvent("x", "mod_gov", "42", kind, detected_at=T0, id="e"), STORED))
     assert "mod_gov" in title and "https://x.com/mod_gov/status/42" in body
 
 
 def test_withheld_alert_says_the_platform_hid_the_post_not_that_it_was_deleted():
     said = "hidden by the Bluesky AppView (moderation); the record still exists on the author's PDS"
     event = PostEvent("x", "mod_gov", "42", "withheld", detected_at=T0, id="e", details={"platform_said": said})
-    title, body = render(event_alert(event, POST))
+    title, body = render(event_alert(event, STORED))
     assert title.startswith("Post withheld by the platform (not deleted)")
     assert "hidden by the Bluesky AppView (moderation); the record still exists" in body
 
@@ -160,7 +162,7 @@ def test_body_stays_under_discord_limit_even_for_huge_payloads():
     details = {f"k{i}": "v" * 300 for i in range(30)}
     event = PostEvent("x", "mod_gov", "42", "edited", detected_at=T0, id="e",
                       details={"before": {"text": "a " * 5000}, "after": {"text": "b " * 5000}, **details})
-    title, body = render(event_alert(event, POST))
+    title, body = render(event_alert(event, STORED))
     assert len(body) <= 1900 and len(title) <= 200
     event = PostEvent("x", "mod_gov", "42", "deleted", detected_at=T0, id="e", details=details)
-    assert len(render(event_alert(event, POST))[1]) <= 1900
+    assert len(render(event_alert(event, STORED))[1]) <= 1900

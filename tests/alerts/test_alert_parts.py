@@ -50,7 +50,7 @@ def test_alert_key_rejects_unknown_kinds_and_empty_parts():
     with pytest.raises(ValueError):
         alert_key("deleted", "x", "42", "")
     with pytest.raises(ValueError):
-        event_alert(PostEvent("x", "a", "42", "deleted"), POST)  # the event was not recorded (no id)
+        event_alert(PostEvent("x", "a", "42", "deleted"), None)  # the event was not recorded (no id)
 
 
 # ------------------------------------------------------------------ backoff and progress

@@ -56,6 +56,23 @@ def test_alerts_test_names_the_failing_target_without_its_secret(config_file, st
     assert token not in result.output and password not in result.output
 
 
+def test_alerts_test_says_why_a_target_refused(httpserver, config_file, store_url):
+    """A 404, a closed port and a TLS mismatch are told apart (not one "not accepted (FAILURE)"), tokens masked."""
+    token = "hookToken55210"
+    httpserver.expect_request(f"/hooks/{token}").respond_with_data("no such hook", status=404)
+    cases = {
+        f"json://127.0.0.1:{httpserver.port}/hooks/{token}": "FAILED: not accepted: HTTP 404",
+        f"json://127.0.0.1:{dead_port()}/hooks/{token}": "FAILED: not accepted: connection refused",
+        f"jsons://127.0.0.1:{httpserver.port}/hooks/{token}": "FAILED: not accepted: TLS error: WRONG_VERSION_NUMBER",
+    }
+    for url, expected in cases.items():
+        result = invoke(["alerts", "test", "-c", config_file()], store_url, url)
+        assert result.exit_code == 1, result.output
+        [line] = [line for line in result.output.splitlines() if line.startswith("alerts.targets.0")]
+        assert line.startswith(f"alerts.targets.0 json{'s' if url.startswith('jsons') else ''}://***: {expected}"), line
+        assert token not in result.output
+
+
 def test_parked_alerts_are_listed_then_requeued(config_file, store_url, store, make_alert):
     keys = [make_alert(post_id=str(i)).key for i in range(3)]
     store.mark_alert_failed(keys[1], "[delivered: console] fake-chat: not accepted (400)", T0)

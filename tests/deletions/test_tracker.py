@@ -463,6 +463,27 @@ def test_alert_enqueued_per_event_with_payload(store):
     assert store.enqueue_alert(alert) is False  # idempotent key
 
 
+def test_deletion_alert_as_sent_reads_in_plain_words(store):
+    """The chat message rendered from the alert the tracker queued (not a hand-built payload): the lifetime
+    runs to the last sighting alive, and the desk sees what it needs, not the event's bookkeeping fields."""
+    from bot.alerts.messages import render
+    from bot.alerts.payloads import event_alert
+
+    post = make_post()
+    tracker = setup(store, post)
+    w = ScriptedWatcher({"100": [alive(post), PostStatus.deleted()]})
+    [ev] = drive(tracker, w, store, T0 + minutes(6))
+    sent = store.get_alert(f"deleted:x:100:{ev.id}")
+    assert sent.payload == event_alert(ev, store.get_post("x", "100")).payload  # the one builder
+    title, body = render(sent)
+    assert title == "Post deleted: x/MinistryOfInfo"
+    assert "**Lifetime:** 2m" in body  # posted 12:00, last seen alive 12:02 (not 6m: detection is later)
+    assert "**Last seen online:** 2026-03-01 12:02 UTC" in body
+    assert "same answer 2 times in a row, from 2026-03-01 12:05 UTC to 2026-03-01 12:06 UTC" in body
+    for internal in ("confirmed", "scope", "version", "first\\_answer", "raw\\_sha256", "answers:"):
+        assert internal not in body.lower(), internal
+
+
 def test_event_and_its_alert_are_one_store_write(store, monkeypatch):
     """The alert goes into record_event (one transaction), never through a separate enqueue_alert."""
     post = make_post()

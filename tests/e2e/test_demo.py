@@ -9,6 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from bot.cli import main
+from bot.store import open_store
 
 pytestmark = pytest.mark.slow
 
@@ -48,3 +49,29 @@ def test_demo_alerts_logs_the_deletion_and_exports_the_report(tmp_path, monkeypa
     assert [r["event_id"] for r in jsonl] == [r["event_id"] for r in rows]
     for name in ("deletion-report.html", "deletions.csv", "deletions.jsonl"):
         assert (out / f"{name}.manifest.json").exists()
+    # the deletion alert reached the chat before the demo ended: nothing is left undelivered
+    assert "chat received: Post deleted: x/MinistryOfDefence" in result.output
+    assert outbox_and_event_kinds(out) == (0, ["deleted"])
+
+    # a second run in the same folder is a fresh replay: no "restored" event that never happened, the match
+    # alerts again, and again nothing left undelivered (the old store described another fake world)
+    again = CliRunner().invoke(main, ["demo", "--out", str(out)])
+    assert again.exit_code == 0, again.output
+    assert "Post restored" not in again.output and "chat received: Known image" in again.output
+    assert outbox_and_event_kinds(out) == (0, ["deleted"])
+    assert [r["kind"] for r in csv.DictReader((out / "deletions.csv").open(newline="", encoding="utf-8"))] == ["deleted"]
+
+
+def outbox_and_event_kinds(out) -> tuple[int, list[str]]:
+    with open_store(f"sqlite:///{out / 'data' / 'state.db'}") as store:
+        return store.outbox_size(), [e.kind for e in store.list_events()]
+
+
+def test_demo_refuses_a_folder_it_did_not_write(tmp_path):
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "notes.txt").write_text("my own file")
+    result = CliRunner().invoke(main, ["demo", "--out", str(out)])
+    assert result.exit_code == 2
+    assert "not empty and was not written by `afterimage demo`" in result.output
+    assert files_under(out) == {"notes.txt"}

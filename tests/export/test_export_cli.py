@@ -16,7 +16,7 @@ from scenario import build
 @pytest.fixture
 def cli_env(store, tmp_path, monkeypatch):
     sc = build(store, tmp_path)
-    monkeypatch.setattr(bot.store, "open_store", lambda url: store)
+    monkeypatch.setattr(bot.store, "open_store", lambda url, **_: store)
     monkeypatch.setattr(type(store), "close", lambda self: None)  # the fixture closes it
     cfg = tmp_path / "afterimage.yaml"
     cfg.write_text(f"data_dir: {tmp_path}\narchive_dir: {sc.archive_root}\n")
@@ -61,6 +61,33 @@ def test_list(cli_env):
     result = CliRunner().invoke(main, ["deletions", "list", "-c", str(cfg), "--kind", "deleted"])
     assert result.exit_code == 0, result.output
     assert "deleted" in result.output and "lifetime 5m 0s" in result.output and "2 event(s)" in result.output
+
+
+def test_list_filters_are_validated_and_handles_compared_as_the_platform_does(cli_env):
+    cfg, _ = cli_env
+    run = lambda *args: CliRunner().invoke(main, ["deletions", "list", "-c", str(cfg), *args])  # noqa: E731
+    bad_kind = run("--kind", "delete")
+    assert bad_kind.exit_code == 2 and "'delete' is not one of 'deleted', 'author_suspended'" in bad_kind.output
+    bad_platform = run("--platform", "twitter")
+    assert bad_platform.exit_code == 2 and "'twitter' is not one of" in bad_platform.output
+    assert "'rss'" in bad_platform.output and "'x'" in bad_platform.output
+    exact = run("--account", "MinistryOfInfo")
+    assert exact.exit_code == 0 and "0 event(s)" not in exact.output
+    for spelling in ("ministryofinfo", "MINISTRYOFINFO", "@MinistryOfInfo"):  # X handles ignore case
+        other = run("--platform", "X", "--account", spelling)
+        assert other.exit_code == 0, other.output
+        assert other.output.replace("--platform", "") == exact.output
+    mastodon = run("--account", "GOV@social.example")
+    assert mastodon.exit_code == 0 and "mastodon/gov@social.example" in mastodon.output
+
+
+def test_export_to_a_missing_folder_is_refused_and_creates_nothing(cli_env, tmp_path):
+    cfg, _ = cli_env
+    target = tmp_path / "no" / "such" / "dir" / "x.csv"
+    result = CliRunner().invoke(main, ["deletions", "export", "-c", str(cfg), "--format", "csv", "-o", str(target)])
+    assert result.exit_code == 2
+    assert f"the folder {target.parent} does not exist (nothing was written" in result.output
+    assert not (tmp_path / "no").exists()
 
 
 def test_cli_export_leaves_the_sqlite_file_untouched(tmp_path):

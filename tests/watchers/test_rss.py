@@ -569,3 +569,66 @@ def test_a_slow_feed_redirect_target_is_cut_at_the_deadline(site):
     with pytest.raises(PlatformError, match=r"redirect .* exceeded 2\.5s"):
         make_watcher(site).poll(site.url("/feed.xml"), None)
     assert time.monotonic() - started < 5  # 5 x timeout (0.5 s), not the 12 s the server would take
+
+
+# ----------------------------------------------------------------------------- lifetime
+
+
+def test_items_a_poll_still_lists_are_reported_as_sightings_also_on_304(site):
+    feed = site.set_feed("/feed.xml", "press.rss.xml")
+    w = make_watcher(site)
+    first = w.poll(feed, None)
+    assert first.still_listed == []  # every item is new
+    ids = {p.post_id for p in first.posts}
+    again = w.poll(feed, first.cursor)
+    assert site.requests[-1][1].get("If-None-Match")  # a 304: the feed lists what it listed
+    assert again.posts == [] and set(again.still_listed) == ids
+    w.poll(feed, None)  # full answer again
+    assert set(w.poll(feed, first.cursor).still_listed) == ids
+
+
+def test_rss_deletion_lifetime_runs_to_the_last_poll_that_listed_the_item(site, tmp_path):
+    """A press release first seen 4 s after publication, listed by two later polls, then gone: its lifetime is
+    proven up to the last poll that listed it, not to the first sighting."""
+    from bot.archive import Archive
+    from bot.config import MatchingConfig, MediaConfig, RecheckConfig
+    from bot.deletions.tracker import RecheckTracker
+    from bot.matching.matcher import Matcher
+    from bot.media.fetch import MediaFetcher
+    from bot.pipeline import Pipeline
+    from bot.store.sqlite import SqliteStore
+
+    published = datetime(2026, 11, 24, 10, 0, tzinfo=timezone.utc)
+    feed = site.set_feed(
+        "/feed.xml",
+        "<rss version='2.0'><channel><title>t</title><item><title>Statement</title>"
+        f"<link>{site.url('/press/statement')}</link><guid>press-77</guid>"
+        "<pubDate>Tue, 24 Nov 2026 10:00:00 GMT</pubDate></item></channel></rss>",
+    )
+    now = [published + timedelta(seconds=4)]
+    store = SqliteStore(str(tmp_path / "state.db"))
+    archive = Archive(tmp_path / "archive")
+    tracker = RecheckTracker(store, {"rss": RecheckConfig()})
+    fetcher = MediaFetcher(MediaConfig())
+    pipeline = Pipeline(store, archive, fetcher, Matcher(store, archive, MatchingConfig()), tracker, clock=lambda: now[0])
+    w = make_watcher(site)
+    try:
+        cursor = None
+        for seconds in (4, 60, 100):  # three polls list the item (the later two answered 304)
+            now[0] = published + timedelta(seconds=seconds)
+            result = w.poll(feed, cursor)
+            pipeline.ingest("rss", feed, result)
+            cursor = result.cursor or cursor
+        tracker.schedule_new(store.get_post("rss", "press-77").post, published + timedelta(seconds=4))
+        site.pages["/press/statement"] = 404
+        events = []
+        for minutes_after in (2, 3, 4):
+            events += tracker.run("rss", w, published + timedelta(minutes=minutes_after)).events
+        [deleted] = [e for e in events if e.kind == "deleted"]
+        assert deleted.details["last_seen_alive"] == "2026-11-24T10:01:40Z"
+        assert deleted.lifetime_seconds(published, store.get_post("rss", "press-77")) == 100
+        alert = store.get_alert(f"deleted:rss:press-77:{deleted.id}")
+        assert alert.payload["lifetime_seconds"] == 100
+    finally:
+        fetcher.close()
+        store.close()
