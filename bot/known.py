@@ -16,6 +16,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import json
 import logging
 import re
 from collections.abc import Callable, Iterable, Iterator
@@ -28,7 +29,7 @@ from PIL import Image
 from bot.archive import Archive
 from bot.errors import MediaError
 from bot.hashing.decode import decode_image, prepare
-from bot.hashing.signals import SIGNAL_TYPES, PdqSignal, SignalType, compute_signals
+from bot.hashing.signals import PDQ_QUALITY, SIGNAL_TYPES, PdqSignal, SignalType, compute_signals
 from bot.media.fetch import MediaFetcher
 from bot.media.keyframes import ShotScan, iter_shot_frames
 from bot.media.pages import download
@@ -48,7 +49,10 @@ DEFAULT_EVERY = 10.0
 #: at most this many frames per video: a 10-minute trailer cutting every second stays under it
 DEFAULT_MAX_FRAMES = 1000
 #: our hash-list columns; the first four are the older (and ThreatExchange-like) layout
-CSV_FIELDS = ["signal_type", "signal", "label", "source", "id", "group", "frame_ts", "note", "file_name", "sha256", "added_at"]
+CSV_FIELDS = [
+    "signal_type", "signal", "label", "source", "id", "group", "frame_ts", "note", "file_name", "sha256", "added_at",
+    "quality", "extra_signals",
+]
 
 
 # ----------------------------------------------------------------------------- items
@@ -450,6 +454,10 @@ def export_csv(store: StateStore, out: TextIO, kind: KnownKind | None = KnownKin
     writer.writerow(CSV_FIELDS)
     rows = 0
     for entry in store.iter_known(kind):
+        # the PDQ quality and the signals that are not hash rows (a border-stripped PDQ, crop-retrieval
+        # descriptors) ride on the entry's first row, so the import restores the entry exactly
+        extra = {k: v for k, v in entry.signals.items() if k not in SIGNAL_TYPES and k != PDQ_QUALITY}
+        first = True
         for name in SIGNAL_TYPES:
             if entry.signals.get(name):
                 writer.writerow(
@@ -457,9 +465,12 @@ def export_csv(store: StateStore, out: TextIO, kind: KnownKind | None = KnownKin
                         name, entry.signals[name], entry.label, entry.source or "", entry.id, entry.group or "",
                         "" if entry.frame_ts is None else repr(entry.frame_ts), entry.note or "",
                         entry.file_name or "", entry.sha256 or "", iso(entry.added_at),
+                        entry.signals.get(PDQ_QUALITY, "") if name == PdqSignal.name else "",
+                        json.dumps(extra, sort_keys=True) if first and extra else "",
                     ]
                 )
                 rows += 1
+                first = False
     return rows
 
 
@@ -556,12 +567,26 @@ def _row_entry(row: list[str], columns: dict[str, int], default_label: str, defa
             fields["added_at"] = parse_iso(cell("added_at"))
         except ValueError:
             raise _RowError(f"added_at {cell('added_at')!r} is not an ISO 8601 time") from None
+    signals = {cls.name: value}
+    quality = cell("quality")
+    if quality and cls is PdqSignal:
+        if not quality.isdigit() or int(quality) > 100:
+            raise _RowError(f"quality {quality!r} is not a PDQ quality (a whole number from 0 to 100)")
+        signals[PDQ_QUALITY] = str(int(quality))
+    if cell("extra_signals"):
+        try:
+            extra = json.loads(cell("extra_signals"))  # type: ignore[arg-type]
+        except ValueError:
+            extra = None
+        if not isinstance(extra, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in extra.items()):
+            raise _RowError("extra_signals is not a JSON object of texts")
+        signals.update({k: v for k, v in extra.items() if k not in SIGNAL_TYPES})
     file_name = cell("file_name") or None
     label = cell("label") or file_name or default_label
     note = cell("note") if "note" in columns else default_note
     return KnownMedia(
         label=label,
-        signals={cls.name: value},
+        signals=signals,
         id=cell("id") or "",
         source=cell("source") or None,
         note=note or None,
@@ -617,13 +642,13 @@ def import_csv(store: StateStore, src: TextIO, *, default_label: str = "imported
                 entries[entry.id] = entry
                 where[entry.id] = lineno
                 continue
-            (name, value), = entry.signals.items()
+            name = next(k for k in entry.signals if k in SIGNAL_TYPES)
             if name in earlier.signals:
-                same = earlier.signals[name] == value
+                same = earlier.signals[name] == entry.signals[name]
                 reason = "repeats" if same else f"gives entry {entry.id} a second {name} hash; it already has one from"
                 report.problems.append(f"line {lineno}: {reason} line {where[entry.id]}")
                 continue
-            entries[entry.id] = replace(earlier, signals={**earlier.signals, name: value})
+            entries[entry.id] = replace(earlier, signals={**earlier.signals, **entry.signals})
     except csv.Error as e:
         report.problems.append(f"line {reader.line_num}: not readable as CSV ({e}); the rows after it were not read")
     except UnicodeDecodeError:

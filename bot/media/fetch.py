@@ -514,7 +514,11 @@ class GuardedClient:
         self._adapter.pin = (target.host, ip)
         shown = display_url(target.url)
         try:
-            return self._adapter.send(prepared, stream=True, timeout=(self.timeout, self.timeout), verify=self._verify)
+            # proxies={} (never None): yt-dlp, once imported, replaces requests' proxy selector with one that
+            # needs a mapping; no proxy is used either way (the connection goes to the checked address)
+            return self._adapter.send(
+                prepared, stream=True, timeout=(self.timeout, self.timeout), verify=self._verify, proxies={}
+            )
         except Exception as e:  # noqa: BLE001 - mapped below; unknown errors re-raised
             raise _map_exception(e, shown) from None
         finally:

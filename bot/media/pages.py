@@ -102,7 +102,7 @@ def _page_info(guard: GuardedClient, url: str) -> dict[str, Any]:
         entries = [e for e in info.get("entries") or [] if isinstance(e, dict)]
         if len(entries) != 1:
             raise MediaError("no_video", f"{shown} lists {len(entries)} videos: add their own URLs one by one")
-        info = {**entries[0], "title": entries[0].get("title") or info.get("title")}
+        info = {**entries[0], "title": info.get("title") or entries[0].get("title")}  # the page's own title
     return info
 
 
