@@ -1,8 +1,14 @@
-"""The known-media service: add files and videos, import/export hash lists, remember what watchers saw.
+"""The known-media service: add files, videos and URLs, list and remove items, import/export hash lists,
+remember what watchers saw.
 
 Used by ``afterimage known ...`` and by the pipeline. Every added image is archived (content-addressed)
 so its local features can be recomputed at any time, and its signals go into the store, where the
 :class:`~bot.matching.matcher.Matcher` picks them up on its next refresh.
+
+An **item** is what a person added: an image is one entry; a video is one entry per keyframe, sharing the
+video file's SHA-256 as ``group``; rows of an imported list that name the same group are one item too. An item
+goes into the store in one transaction (:meth:`~bot.store.base.StateStore.add_known_many`), so an interrupted
+add leaves nothing half-stored, and is listed, shown and removed as a whole.
 """
 
 from __future__ import annotations
@@ -10,9 +16,11 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import json
 import logging
+import re
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -23,8 +31,11 @@ from bot.errors import MediaError
 from bot.hashing.decode import decode_image, prepare
 from bot.hashing.signals import SIGNAL_TYPES, PdqSignal, SignalType
 from bot.hashing.stage import compute_signals
+from bot.media.fetch import MediaFetcher
+from bot.media.keyframes import ShotScan, iter_shot_frames
+from bot.media.pages import download
 from bot.media.sniff import SNIFF_BYTES, sniff
-from bot.models import parse_iso
+from bot.models import iso, parse_iso
 from bot.store.base import StateStore
 from bot.store.records import KnownKind, KnownMedia
 
@@ -34,16 +45,146 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".gif", ".webp"}
 VIDEO_SUFFIXES = {".mp4", ".webm", ".mov", ".m4v", ".mkv"}
 #: keyframes closer than this PDQ distance to the last kept frame are near-duplicates (static shots)
 FRAME_DUPLICATE_DISTANCE = 40
-CSV_FIELDS = ["signal_type", "signal", "label", "source"]
+#: a video gets a frame at every shot change and at least one every this many seconds
+DEFAULT_EVERY = 10.0
+#: at most this many frames per video: a 10-minute trailer cutting every second stays under it
+DEFAULT_MAX_FRAMES = 1000
+#: our hash-list columns; the first four are the older (and ThreatExchange-like) layout
+CSV_FIELDS = [
+    "signal_type", "signal", "label", "source", "id", "group", "frame_ts", "note", "file_name", "sha256", "added_at",
+    "quality", "extra_signals",
+]
+
+
+# ----------------------------------------------------------------------------- items
+
+
+def item_label(entry: KnownMedia) -> str:
+    """The label a person gave: a keyframe's label without its `` @ 12.5s`` suffix."""
+    suffix = f" @ {entry.frame_ts:.1f}s" if entry.frame_ts is not None else ""
+    return entry.label[: -len(suffix)] if suffix and entry.label.endswith(suffix) else entry.label
+
+
+@dataclass
+class KnownItem:
+    """One thing a person added (an image, a video with its keyframes, a group of imported hashes)."""
+
+    entries: list[KnownMedia]
+
+    @property
+    def first(self) -> KnownMedia:
+        return self.entries[0]
+
+    @property
+    def id(self) -> str:
+        """The item's id: its first entry's (``known show``/``remove`` take it, or any of its entry ids)."""
+        return self.first.id
+
+    @property
+    def media(self) -> str:
+        """``video`` (keyframes), ``image`` (an archived file) or ``hashes`` (an imported hash list row)."""
+        if any(e.frame_ts is not None for e in self.entries):
+            return "video"
+        return "image" if any(e.archive_path for e in self.entries) else "hashes"
+
+    @property
+    def sha256(self) -> str | None:
+        """The added file's SHA-256: the video's for keyframes (their group), else the entry's."""
+        return self.first.group if self.media == "video" else self.first.sha256
+
+    def to_json(self) -> dict[str, Any]:
+        first = self.first
+        posted = first.origin.get("posted_at") if first.origin else None
+        return {
+            "id": self.id,
+            "kind": first.kind.value,
+            "media": self.media,
+            "label": item_label(first),
+            "source": first.source,
+            "file_name": first.file_name,
+            "sha256": self.sha256,
+            "group": first.group,
+            "entries": len(self.entries),
+            "frames": len(self.entries) if self.media == "video" else 0,
+            "added_at": iso(first.added_at),
+            "first_seen": iso(parse_iso(posted)) if isinstance(posted, str) and posted else None,
+        }
+
+
+def items_of(entries: Iterable[KnownMedia]) -> list[KnownItem]:
+    """Entries gathered into items (by kind and group; an entry without a group is an item of its own),
+    in the order their first entries were added."""
+    items: dict[tuple[str, str], KnownItem] = {}
+    for entry in entries:
+        key = (entry.kind.value, entry.group or f"id:{entry.id}")
+        if key in items:
+            items[key].entries.append(entry)
+        else:
+            items[key] = KnownItem([entry])
+    return list(items.values())
+
+
+def find_item(store: StateStore, ref: str) -> KnownItem | None:
+    """The item with an entry id ``ref`` (any of its entries), or whose group (a video's SHA-256) is ``ref``."""
+    entry = store.get_known(ref)
+    if entry is not None:
+        if not entry.group:
+            return KnownItem([entry])
+        return KnownItem(store.find_known_by_group(entry.group, entry.kind))
+    entries = store.find_known_by_group(ref)
+    items = items_of(entries)
+    return items[0] if len(items) == 1 else None
+
+
+def remove_item(store: StateStore, item: KnownItem) -> int:
+    """Remove every entry of ``item`` (one transaction for a group). Returns the entries removed."""
+    if item.first.group:
+        return store.remove_known_group(item.first.group, item.first.kind)
+    return int(store.remove_known(item.id))
+
+
+def _known_item_for_file(store: StateStore, sha256: str) -> KnownItem | None:
+    """The known item a file already is: an image entry with this SHA-256 or a video whose group it is.
+    Hash-only entries (an imported list) do not count: adding the file itself brings its local features."""
+    for entry in store.find_known_by_sha256(sha256):
+        if entry.kind == KnownKind.KNOWN and entry.archive_path:
+            return find_item(store, entry.id)
+    frames = [e for e in store.find_known_by_group(sha256, KnownKind.KNOWN) if e.archive_path]
+    return KnownItem(frames) if frames else None
+
+
+# ----------------------------------------------------------------------------- adding
+
+
+@dataclass
+class Added:
+    """What happened to one input of an add: added as ``item``, already known as ``known_as``, or ``error``."""
+
+    input: str
+    item: KnownItem | None = None
+    known_as: KnownItem | None = None
+    error: str | None = None
+    warning: str | None = None
 
 
 @dataclass
 class AddReport:
-    """What an add did: entries added, files skipped as already known, and per-file errors."""
+    """Every input's outcome, in order."""
 
-    added: list[KnownMedia] = field(default_factory=list)
-    duplicates: list[str] = field(default_factory=list)
-    errors: list[tuple[str, str]] = field(default_factory=list)
+    outcomes: list[Added] = field(default_factory=list)
+
+    @property
+    def added(self) -> list[KnownMedia]:
+        """Every entry added (a video's keyframes each)."""
+        return [e for o in self.outcomes if o.item for e in o.item.entries]
+
+    @property
+    def duplicates(self) -> list[tuple[str, KnownItem]]:
+        return [(o.input, o.known_as) for o in self.outcomes if o.known_as is not None]
+
+    @property
+    def errors(self) -> list[tuple[str, str]]:
+        return [(o.input, o.error) for o in self.outcomes if o.error is not None]
 
 
 def iter_media_files(paths: Iterable[str | Path]) -> Iterator[Path]:
@@ -55,6 +196,28 @@ def iter_media_files(paths: Iterable[str | Path]) -> Iterator[Path]:
                     yield f
         else:
             yield p
+
+
+def _image_entry(
+    archive: Archive,
+    data: bytes,
+    *,
+    label: str,
+    image: Image.Image | None = None,
+    sha256: str | None = None,
+    **fields: Any,
+) -> KnownMedia:
+    """Archive ``data`` and build its entry (not stored yet)."""
+    work = prepare(image) if image is not None else decode_image(data)
+    kind_ext = sniff(data[:SNIFF_BYTES])
+    archived = archive.put(data, kind_ext.ext if kind_ext else "bin")
+    return KnownMedia(
+        label=label,
+        signals=compute_signals(work),
+        sha256=sha256 or hashlib.sha256(data).hexdigest(),
+        archive_path=archived.relpath,
+        **fields,
+    )
 
 
 def add_image(
@@ -70,69 +233,117 @@ def add_image(
     origin: dict[str, Any] | None = None,
     image: Image.Image | None = None,
     group: str | None = None,
+    file_name: str | None = None,
 ) -> KnownMedia | None:
     """Archive ``data``, hash it and add an entry. None when the same file is already known (same kind).
 
     ``image`` is the decoded working image when the caller already has it (saves a decode)."""
     sha = hashlib.sha256(data).hexdigest()
-    if any(e.kind == kind for e in store.find_known_by_sha256(sha)):
+    if any(e.kind == kind and e.archive_path for e in store.find_known_by_sha256(sha)):
         return None
-    work = prepare(image) if image is not None else decode_image(data)
-    kind_ext = sniff(data[:SNIFF_BYTES])
-    archived = archive.put(data, kind_ext.ext if kind_ext else "bin")
-    entry = KnownMedia(
-        label=label,
-        signals=compute_signals(work),
-        kind=kind,
-        source=source,
-        note=note,
-        sha256=sha,
-        archive_path=archived.relpath,
-        frame_ts=frame_ts,
-        origin=dict(origin or {}),
-        group=group,
+    entry = _image_entry(
+        archive, data, label=label, image=image, sha256=sha, kind=kind, source=source, note=note,
+        frame_ts=frame_ts, origin=dict(origin or {}), group=group, file_name=file_name,
     )
     return store.add_known(entry)
 
 
-def add_video(
-    store: StateStore,
+@dataclass
+class VideoFrames:
+    """The keyframe entries of a video (not stored yet) and what the scan saw."""
+
+    entries: list[KnownMedia]
+    scan: ShotScan
+
+    @property
+    def warning(self) -> str | None:
+        """Said when ``max_frames`` cut the video short."""
+        if self.scan.capped_at is None:
+            return None
+        return (
+            f"kept the first {self.scan.kept} frames (up to {self.scan.capped_at:.0f}s of "
+            f"{self.scan.duration:.0f}s): the rest of the video was not sampled; raise --max-frames to keep more"
+        )
+
+
+def video_frames(
     archive: Archive,
-    path: str | Path | bytes,
+    data: bytes,
     *,
     label: str,
     source: str | None = None,
     note: str | None = None,
-    max_frames: int = 64,
-    min_interval: float = 1.0,
-) -> list[KnownMedia]:
-    """Sample keyframes (PyAV), drop near-duplicate frames, add each kept frame with its timestamp.
-
-    Frames are archived as PNG so the exact pixels that were hashed can be shown and re-verified."""
-    from bot.media.keyframes import extract_keyframes
-
-    # the keyframes of one video are one item (one alert per post, not one per frame): grouped by the file
-    if isinstance(path, bytes):
-        group = hashlib.sha256(path).hexdigest()
-    else:
-        with open(path, "rb") as f:
-            group = hashlib.file_digest(f, "sha256").hexdigest()
-    added: list[KnownMedia] = []
+    file_name: str | None = None,
+    every: float = DEFAULT_EVERY,
+    max_frames: int = DEFAULT_MAX_FRAMES,
+    progress: Callable[[ShotScan], None] | None = None,
+) -> VideoFrames:
+    """Keyframes at shot changes (and every ``every`` seconds), near-duplicates dropped, each archived as PNG
+    (the exact pixels hashed, shown and re-verified later) with its timestamp, grouped by the video's SHA-256.
+    The video file itself is archived too."""
+    group = hashlib.sha256(data).hexdigest()
+    sniffed = sniff(data[:SNIFF_BYTES])
+    archive.put(data, sniffed.ext if sniffed else "bin")
+    scan = ShotScan()
+    entries: list[KnownMedia] = []
+    seen: set[str] = set()
     last: str | None = None
-    for ts, frame in extract_keyframes(path, max_frames=max_frames, min_interval=min_interval):
+    for ts, frame in iter_shot_frames(data, every=every, max_frames=max_frames, scan=scan, progress=progress):
         pdq = PdqSignal.compute(frame)
         if last is not None and PdqSignal.distance(pdq, last) < FRAME_DUPLICATE_DISTANCE:
             continue
         last = pdq
         buf = io.BytesIO()
         frame.convert("RGB").save(buf, "PNG")
-        entry = add_image(
-            store, archive, buf.getvalue(), label=f"{label} @ {ts:.1f}s", source=source, note=note, frame_ts=ts,
-            group=group,
+        png = buf.getvalue()
+        sha = hashlib.sha256(png).hexdigest()
+        if sha in seen:
+            continue
+        seen.add(sha)
+        entries.append(
+            _image_entry(
+                archive, png, label=f"{label} @ {ts:.1f}s", image=frame, sha256=sha, source=source, note=note,
+                frame_ts=ts, group=group, file_name=file_name,
+            )
         )
-        if entry is not None:
-            added.append(entry)
-    return added
+    return VideoFrames(entries, scan)
+
+
+def _is_video(data: bytes, name: str) -> bool:
+    head = sniff(data[:SNIFF_BYTES])
+    if head is not None:
+        return head.kind == "video"
+    return Path(name).suffix.lower() in VIDEO_SUFFIXES
+
+
+def add_media(
+    store: StateStore,
+    archive: Archive,
+    data: bytes,
+    *,
+    input: str,
+    file_name: str,
+    label: str,
+    source: str,
+    note: str | None = None,
+    every: float = DEFAULT_EVERY,
+    max_frames: int = DEFAULT_MAX_FRAMES,
+    progress: Callable[[ShotScan], None] | None = None,
+) -> Added:
+    """Add one file's bytes as one item (an image, or a video's keyframes), stored in one transaction.
+
+    A file already known is not added again: the outcome names the item it is known as."""
+    known_as = _known_item_for_file(store, hashlib.sha256(data).hexdigest())
+    if known_as is not None:
+        return Added(input, known_as=known_as)
+    if _is_video(data, file_name):
+        frames = video_frames(
+            archive, data, label=label, source=source, note=note, file_name=file_name, every=every,
+            max_frames=max_frames, progress=progress,
+        )
+        return Added(input, item=KnownItem(store.add_known_many(frames.entries)), warning=frames.warning)
+    entry = _image_entry(archive, data, label=label, source=source, note=note, file_name=file_name)
+    return Added(input, item=KnownItem([store.add_known(entry)]))
 
 
 def add_paths(
@@ -143,32 +354,60 @@ def add_paths(
     label: str | None = None,
     source: str | None = None,
     note: str | None = None,
-    progress: Callable[[Path], None] | None = None,
+    every: float = DEFAULT_EVERY,
+    max_frames: int = DEFAULT_MAX_FRAMES,
+    on_start: Callable[[str], None] | None = None,
+    on_outcome: Callable[[Added], None] | None = None,
+    frame_progress: Callable[[ShotScan], None] | None = None,
 ) -> AddReport:
-    """Add image and video files (folders recursively). A file that fails is reported, the rest go on.
+    """Add image and video files (folders recursively), one item each. A file that fails is reported, the
+    rest go on. An interruption (Ctrl-C) propagates: the file being added is not stored at all, the items
+    added before it stay (``on_outcome`` has been told about each).
 
     Without ``label`` each entry is labelled with its file name; without ``source`` with its path."""
     report = AddReport()
     for f in iter_media_files(paths):
+        if on_start is not None:
+            on_start(str(f))
         try:
-            data = f.read_bytes()
-            head = sniff(data[:SNIFF_BYTES])
-            name = label or f.name
-            src = source or str(f)
-            if head is not None and head.kind == "video" or (head is None and f.suffix.lower() in VIDEO_SUFFIXES):
-                frames = add_video(store, archive, data, label=name, source=src, note=note)
-                report.added.extend(frames)
-            else:
-                entry = add_image(store, archive, data, label=name, source=src, note=note)
-                if entry is None:
-                    report.duplicates.append(str(f))
-                else:
-                    report.added.append(entry)
-        except (MediaError, OSError) as e:
-            report.errors.append((str(f), str(e)))
-        if progress is not None:
-            progress(f)
+            outcome = add_media(
+                store, archive, f.read_bytes(), input=str(f), file_name=f.name, label=label or f.name,
+                source=source or str(f), note=note, every=every, max_frames=max_frames, progress=frame_progress,
+            )
+        except MediaError as e:
+            outcome = Added(str(f), error=f"{e.reason}: {e}")
+        except OSError as e:
+            outcome = Added(str(f), error=f"cannot read the file: {e.strerror or e}")
+        report.outcomes.append(outcome)
+        if on_outcome is not None:
+            on_outcome(outcome)
     return report
+
+
+def add_url(
+    store: StateStore,
+    archive: Archive,
+    fetcher: MediaFetcher,
+    url: str,
+    *,
+    label: str | None = None,
+    source: str | None = None,
+    note: str | None = None,
+    every: float = DEFAULT_EVERY,
+    max_frames: int = DEFAULT_MAX_FRAMES,
+    frame_progress: Callable[[ShotScan], None] | None = None,
+) -> Added:
+    """Download a direct image/video link or a video page's video (:mod:`bot.media.pages`) and add it; the
+    URL given (the page, for a video page) is the source unless ``source`` says otherwise."""
+    try:
+        got = download(fetcher, url)
+        return add_media(
+            store, archive, got.media.data, input=url, file_name=got.file_name,
+            label=label or got.title or got.file_name, source=source or got.source, note=note, every=every,
+            max_frames=max_frames, progress=frame_progress,
+        )
+    except MediaError as e:
+        return Added(url, error=f"{e.reason}: {e}")
 
 
 def remember_seen(
@@ -209,69 +448,216 @@ def remember_seen(
     return store.add_known(entry)
 
 
+# ----------------------------------------------------------------------------- hash lists
+
+
 def export_csv(store: StateStore, out: TextIO, kind: KnownKind | None = KnownKind.KNOWN) -> int:
-    """Write ``signal_type,signal,label,source`` rows (PDQ and pHash of each entry). Returns rows written."""
+    """Write one row per hash of each entry (:data:`CSV_FIELDS`), so :func:`import_csv` gives back the same
+    entries: ids, labels, sources, notes, frame times, groups, file names and SHA-256. Returns rows written."""
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(CSV_FIELDS)
     rows = 0
     for entry in store.iter_known(kind):
+        # the PDQ quality and the signals that are not hash rows (a border-stripped PDQ, crop-retrieval
+        # descriptors) ride on the entry's first row, so the import restores the entry exactly
+        extra = {k: v for k, v in entry.signals.items() if k not in SIGNAL_TYPES and k != PdqSignal.quality_key}
+        first = True
         for name in SIGNAL_TYPES:
             if entry.signals.get(name):
-                writer.writerow([name, entry.signals[name], entry.label, entry.source or ""])
+                writer.writerow(
+                    [
+                        name, entry.signals[name], entry.label, entry.source or "", entry.id, entry.group or "",
+                        "" if entry.frame_ts is None else repr(entry.frame_ts), entry.note or "",
+                        entry.file_name or "", entry.sha256 or "", iso(entry.added_at),
+                        entry.signals.get(PdqSignal.quality_key, "") if name == PdqSignal.name else "",
+                        json.dumps(extra, sort_keys=True) if first and extra else "",
+                    ]
+                )
                 rows += 1
+                first = False
     return rows
 
 
-def import_csv(store: StateStore, src: TextIO, *, default_label: str = "imported") -> tuple[int, list[str]]:
-    """Read a hash list (ours, or a ThreatExchange-style PDQ list). Returns (entries added, problems).
+#: header names (lower case) of other tools' lists, mapped to ours
+_COLUMN_ALIASES = {
+    "type": "signal_type", "hash_type": "signal_type", "signal type": "signal_type",
+    "hash": "signal", "signal_value": "signal", "value": "signal", "indicator": "signal",
+    "pdq": "signal", "pdq_hash": "signal", "hash_pdq": "signal",
+    "name": "label", "description": "label", "title": "label",
+    "url": "source", "source_url": "source",
+    "group_id": "group", "item": "group",
+    "timestamp": "frame_ts", "time": "frame_ts",
+    "notes": "note", "comment": "note",
+    "filename": "file_name", "file": "file_name",
+}
+_SIGNAL_ALIASES = {"pdq_hash": "pdq", "photo_pdq": "pdq", "hash_pdq": "pdq", "video_pdq": "pdq"}
+_HEX = re.compile(r"[0-9a-fA-F]+")
 
-    Rows sharing label and source become one entry (its PDQ and pHash). Rows with an unknown signal
-    type or a malformed hash are reported by line number and skipped. A file without a header is read as
-    ``signal_type,signal,label,source``; a bare column of 64-hex hashes is read as PDQ."""
-    text = src.read()
-    lines = text.splitlines()
-    problems: list[str] = []
-    has_header = bool(lines) and lines[0].strip().lower().startswith("signal_type")
-    reader = csv.reader(io.StringIO(text))
-    grouped: dict[tuple[str, str], dict[str, str]] = {}
-    for lineno, row in enumerate(reader, start=1):
-        if lineno == 1 and has_header:
-            continue
-        if not row or not "".join(row).strip() or row[0].startswith("#"):
-            continue
-        if len(row) == 1:
-            row = ["pdq", row[0]]
-        signal_type, value = row[0].strip().lower(), row[1].strip() if len(row) > 1 else ""
-        label = row[2].strip() if len(row) > 2 and row[2].strip() else default_label
-        source = row[3].strip() if len(row) > 3 else ""
-        signal_type = {"pdq_hash": "pdq", "photo_pdq": "pdq", "hash_pdq": "pdq"}.get(signal_type, signal_type)
-        cls: type[SignalType] | None = SIGNAL_TYPES.get(signal_type)
-        if cls is None:
-            problems.append(f"line {lineno}: unknown signal type {row[0]!r} (known: {', '.join(SIGNAL_TYPES)})")
-            continue
+
+@dataclass
+class ImportReport:
+    """What an import did. ``problems`` name every rejected row by line with the reason."""
+
+    added: int = 0
+    already: int = 0
+    problems: list[str] = field(default_factory=list)
+
+
+class _RowError(ValueError):
+    """A rejected row; the message is the plain reason."""
+
+
+def _header(row: list[str]) -> dict[str, int] | None:
+    """Column positions when ``row`` is a header naming a hash column, else None (a data row)."""
+    names = [c.strip().lower().lstrip("\ufeff") for c in row]
+    mapped = [n if n in CSV_FIELDS or n == "quality" else _COLUMN_ALIASES.get(n, "") for n in names]
+    if "signal" not in mapped or any(_HEX.fullmatch(n) and len(n) >= 16 for n in names):
+        return None
+    columns: dict[str, int] = {}
+    for i, name in enumerate(mapped):
+        if name and name not in columns:
+            columns[name] = i
+    if "signal_type" not in columns and names[columns["signal"]] in ("pdq", "pdq_hash", "hash_pdq"):
+        columns["_default_type"] = -1  # a column named "pdq": every row is a PDQ hash
+    return columns
+
+
+def _positional(row: list[str]) -> dict[str, int]:
+    """Columns of a row without a header: ``signal_type,signal,label,source`` (ours, older), or a PDQ hash
+    first (``hash[,quality[,file name]]`` as Facebook's pdq-photo-hasher writes)."""
+    first = row[0].strip()
+    if _HEX.fullmatch(first) and len(first) == PdqSignal.bits // 4:
+        return {"signal": 0, "quality": 1, "file_name": 2, "_default_type": -1}
+    return {"signal_type": 0, "signal": 1, "label": 2, "source": 3}
+
+
+def _check_hash(cls: type[SignalType], value: str) -> str:
+    digits = cls.bits // 4
+    if not value:
+        raise _RowError(f"the {cls.name} hash is empty")
+    if not _HEX.fullmatch(value):
+        bad = next(c for c in value if not _HEX.fullmatch(c))
+        raise _RowError(f"the {cls.name} hash {value[:80]!r} has a character that is not hexadecimal ({bad!r})")
+    if len(value) != digits:
+        raise _RowError(f"the {cls.name} hash has {len(value)} hexadecimal characters, a {cls.name} hash has {digits}")
+    return cls.validate(value)
+
+
+def _row_entry(row: list[str], columns: dict[str, int], default_label: str, default_note: str) -> KnownMedia:
+    def cell(name: str) -> str | None:
+        i = columns.get(name)
+        return row[i].strip() if i is not None and i >= 0 and i < len(row) else None
+
+    raw_type = cell("signal_type")
+    if raw_type is None or "_default_type" in columns:
+        raw_type = "pdq"
+    signal_type = _SIGNAL_ALIASES.get(raw_type.lower(), raw_type.lower())
+    cls = SIGNAL_TYPES.get(signal_type)
+    if cls is None:
+        raise _RowError(f"unknown signal type {raw_type!r} (known: {', '.join(SIGNAL_TYPES)})")
+    value = _check_hash(cls, cell("signal") or "")
+    frame_ts: float | None = None
+    if cell("frame_ts"):
         try:
-            value = cls.validate(value)
-        except ValueError as e:
-            problems.append(f"line {lineno}: {e}")
-            continue
-        grouped.setdefault((label, source), {})[cls.name] = value
-    added = 0
-    for (label, source), signals in grouped.items():
-        store.add_known(KnownMedia(label=label, signals=signals, source=source or None, note="imported hash list"))
-        added += 1
-    return added, problems
+            frame_ts = float(cell("frame_ts"))  # type: ignore[arg-type]
+        except ValueError:
+            raise _RowError(f"frame_ts {cell('frame_ts')!r} is not a number of seconds") from None
+    sha = cell("sha256") or None
+    if sha is not None and not (_HEX.fullmatch(sha) and len(sha) == 64):
+        raise _RowError(f"sha256 {sha[:80]!r} is not 64 hexadecimal characters")
+    fields: dict[str, Any] = {}
+    if cell("added_at"):
+        try:
+            fields["added_at"] = parse_iso(cell("added_at"))
+        except ValueError:
+            raise _RowError(f"added_at {cell('added_at')!r} is not an ISO 8601 time") from None
+    signals = {cls.name: value}
+    quality = cell("quality")
+    if quality and cls is PdqSignal:
+        if not quality.isdigit() or int(quality) > 100:
+            raise _RowError(f"quality {quality!r} is not a PDQ quality (a whole number from 0 to 100)")
+        signals[PdqSignal.quality_key] = str(int(quality))
+    if cell("extra_signals"):
+        try:
+            extra = json.loads(cell("extra_signals"))  # type: ignore[arg-type]
+        except ValueError:
+            extra = None
+        if not isinstance(extra, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in extra.items()):
+            raise _RowError("extra_signals is not a JSON object of texts")
+        signals.update({k: v for k, v in extra.items() if k not in SIGNAL_TYPES})
+    file_name = cell("file_name") or None
+    label = cell("label") or file_name or default_label
+    note = cell("note") if "note" in columns else default_note
+    return KnownMedia(
+        label=label,
+        signals=signals,
+        id=cell("id") or "",
+        source=cell("source") or None,
+        note=note or None,
+        sha256=sha.lower() if sha else None,
+        frame_ts=frame_ts,
+        group=cell("group") or None,
+        file_name=file_name,
+        **fields,
+    )
 
 
-def describe(entry: KnownMedia) -> dict[str, Any]:
-    """A JSON-friendly summary for ``known list``."""
-    posted = entry.origin.get("posted_at") if entry.origin else None
-    return {
-        "id": entry.id,
-        "kind": entry.kind.value,
-        "label": entry.label,
-        "source": entry.source,
-        "frame_ts": entry.frame_ts,
-        "pdq": entry.signals.get("pdq"),
-        "added_at": entry.added_at.isoformat() if entry.added_at else None,
-        "first_seen": parse_iso(posted).isoformat() if isinstance(posted, str) and posted else None,
-    }
+def _row_id(entry: KnownMedia) -> str:
+    """A stable id for a row without one: importing the same list again adds nothing twice."""
+    key = "\x1f".join(
+        [*(f"{k}={v}" for k, v in sorted(entry.signals.items())), entry.label, entry.source or "", entry.group or "",
+         repr(entry.frame_ts)]
+    )
+    return "h" + hashlib.sha256(key.encode()).hexdigest()[:15]
+
+
+def import_csv(store: StateStore, src: TextIO, *, default_label: str = "imported", source_name: str = "") -> ImportReport:
+    """Read a hash list (ours, a ThreatExchange-style PDQ list, or a bare column of PDQ hashes) and add every
+    row, all in one transaction. Returns what was added and every rejected row, by line, with the reason.
+
+    One entry per hash row; rows naming the same ``id`` (our export writes a PDQ and a pHash row per entry) are
+    one entry; rows naming the same ``group`` are one item (a video's keyframes). Rows without an id get a
+    stable one derived from their content, so importing a list twice adds nothing the second time; ids
+    already in the store are left as they are (counted in ``already``)."""
+    report = ImportReport()
+    default_note = f"imported from {source_name}" if source_name else "imported hash list"
+    reader = csv.reader(src)
+    columns: dict[str, int] | None = None
+    entries: dict[str, KnownMedia] = {}
+    where: dict[str, int] = {}  # entry id -> line it was first read from
+    try:
+        for row in reader:
+            lineno = reader.line_num
+            if not row or not "".join(row).strip() or row[0].lstrip().startswith("#"):
+                continue
+            if columns is None:
+                columns = _header(row)
+                if columns is not None:
+                    continue
+                columns = _positional(row)
+            try:
+                entry = _row_entry(row, columns, default_label, default_note)
+            except _RowError as e:
+                report.problems.append(f"line {lineno}: {e}")
+                continue
+            entry = entry if entry.id else replace(entry, id=_row_id(entry))
+            earlier = entries.get(entry.id)
+            if earlier is None:
+                entries[entry.id] = entry
+                where[entry.id] = lineno
+                continue
+            name = next(k for k in entry.signals if k in SIGNAL_TYPES)
+            if name in earlier.signals:
+                same = earlier.signals[name] == entry.signals[name]
+                reason = "repeats" if same else f"gives entry {entry.id} a second {name} hash; it already has one from"
+                report.problems.append(f"line {lineno}: {reason} line {where[entry.id]}")
+                continue
+            entries[entry.id] = replace(earlier, signals={**earlier.signals, **entry.signals})
+    except csv.Error as e:
+        report.problems.append(f"line {reader.line_num}: not readable as CSV ({e}); the rows after it were not read")
+    except UnicodeDecodeError:
+        report.problems.append(f"after line {reader.line_num}: the file is not UTF-8 text; the rows after it were not read")
+    fresh = [e for e in entries.values() if store.get_known(e.id) is None]
+    report.already = len(entries) - len(fresh)
+    report.added = len(store.add_known_many(fresh))
+    return report

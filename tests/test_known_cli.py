@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -65,9 +66,12 @@ def test_known_list_remove_and_duplicate_add(run, tmp_path: Path) -> None:
     img = tmp_path / "a.png"
     img.write_bytes(encode(scene(31), "PNG"))
     assert "1 added" in run("known", "add", str(img)).output
-    assert "already known" in run("known", "add", str(img)).output
-    listed = [json.loads(x) for x in run("known", "list", "--json").output.splitlines()]
-    assert len(listed) == 1 and listed[0]["label"] == "a.png"
+    listed = lines(run("known", "list", "--json").output)
+    assert len(listed) == 1 and listed[0]["label"] == "a.png" and listed[0]["file_name"] == "a.png"
+    assert listed[0]["media"] == "image" and len(listed[0]["sha256"]) == 64
+    again = run("known", "add", str(img))
+    assert f"already known: {img} as {listed[0]['id']} \"a.png\" (image)" in again.output
+    assert again.exit_code == 0
     assert run("known", "remove", listed[0]["id"]).exit_code == 0
     assert run("known", "list").output.strip() == ""
     assert run("known", "remove", "nope").exit_code == 1
@@ -81,7 +85,7 @@ def test_csv_export_import_round_trip(run, tmp_path: Path) -> None:
     assert run("known", "export", str(exported)).exit_code == 0
     text = exported.read_text()
     header, pdq_row, phash_row = text.splitlines()
-    assert header == "signal_type,signal,label,source"
+    assert header.startswith("signal_type,signal,label,source,id,group,frame_ts,note")
     assert pdq_row.startswith("pdq,") and len(pdq_row.split(",")[1]) == 64
     assert phash_row.startswith("phash,")
 
@@ -92,8 +96,11 @@ def test_csv_export_import_round_trip(run, tmp_path: Path) -> None:
         bad = tmp_path / "te.csv"
         bad.write_text(text + "md5,abc,x,y\npdq,nothex,x,y\n")
         result = run("known", "import", str(bad))
-        assert "1 entries imported, 2 rows skipped" in result.output
-        assert "line 4: unknown signal type" in result.output
+        assert "1 entries imported, 0 already in the store, 2 rows rejected" in result.output
+        assert "line 4: unknown signal type 'md5'" in result.output
+        assert "line 5: the pdq hash 'nothex' has a character that is not hexadecimal ('n')" in result.output
+        assert "fromhex" not in result.output
+        assert result.exit_code == 1
         again = tmp_path / "again.csv"
         run("known", "export", str(again))
         assert again.read_text() == text
@@ -103,17 +110,35 @@ def test_csv_export_import_round_trip(run, tmp_path: Path) -> None:
         assert out[0]["match"]["label"] == "stock photo" and out[0]["match"]["signal"] == "pdq"
 
 
-def test_video_keyframes_are_added_with_timestamps(run, tmp_path: Path) -> None:
+def test_a_video_is_one_item_of_keyframes_shown_and_removed_whole(run, tmp_path: Path) -> None:
     video = tmp_path / "trailer.mp4"
     video.write_bytes(scene_video([51, 52, 53], seconds_each=2))
     result = run("known", "add", str(video), "--label", "trailer")
     assert result.exit_code == 0, result.output
-    listed = [json.loads(x) for x in run("known", "list", "--json").output.splitlines()]
-    assert 3 <= len(listed) <= 4  # one entry per distinct shot, near-duplicate frames pruned
-    assert sorted(e["frame_ts"] for e in listed)[0] == 0.0
+    assert "1 added, 0 already known, 0 failed" in result.output
+    listed = lines(run("known", "list", "--json").output)
+    assert len(listed) == 1  # one row per item, not one per frame
+    item = listed[0]
+    assert item["media"] == "video" and item["label"] == "trailer" and item["file_name"] == "trailer.mp4"
+    assert item["frames"] == 3  # one frame per shot
+    assert item["sha256"] == hashlib.sha256(video.read_bytes()).hexdigest()
+    assert f"{item['id']}  known  3 frames" in run("known", "list").output
+
+    shown = run("known", "show", item["id"])
+    assert [line.split("@")[1].split()[0] for line in shown.output.splitlines() if "@" in line] == ["0.0s", "2.0s", "4.0s"]
+    frame_ids = [e["id"] for e in json.loads(run("known", "show", "--json", item["sha256"]).output)["entry_list"]]
+    assert frame_ids[0] == item["id"] and len(frame_ids) == 3
+
+    again = run("known", "add", str(video))
+    assert f"already known: {video} as {item['id']} \"trailer\" (video, 3 frames)" in again.output
+
     still = tmp_path / "still.jpg"
     still.write_bytes(encode(caption(crop(scene(52).resize((320, 200)), 0.85)), quality=80))
-    out = lines(run("check", "--json", str(still)).output)
-    match = out[0]["match"]
+    match = lines(run("check", "--json", str(still)).output)[0]["match"]
     assert match is not None and match["label"].startswith("trailer @")
     assert 2.0 <= match["frame_ts"] < 4.0
+
+    removed = run("known", "remove", frame_ids[1])  # any frame's id names the whole video
+    assert removed.exit_code == 0 and "3 entries" in removed.output
+    assert run("known", "list").output.strip() == ""
+    assert lines(run("check", "--json", str(still)).output)[0]["match"] is None

@@ -432,6 +432,14 @@ class GuardedClient:
         """The static checks alone (no DNS, no request), to refuse a bad URL before any retry loop."""
         return check_url(url, self.trusted_hosts, https_only=self.https_only)
 
+    def admit(self, url: str) -> None:
+        """Raise :class:`MediaError` unless ``url`` passes the address policy, DNS included, without a request:
+        for a library that connects by itself (yt-dlp reading a video page), checked before each request."""
+        try:
+            self._resolve(self.check(url))
+        except _Retryable as e:
+            raise MediaError(e.reason, str(e)) from None
+
     @contextmanager
     def open(self, url: str, *, method: str = "GET", headers: Mapping[str, str] | None = None) -> Iterator[Answer]:
         """Send ``method`` to ``url`` following redirects under the policy; yields the final answer, unread.
@@ -506,7 +514,11 @@ class GuardedClient:
         self._adapter.pin = (target.host, ip)
         shown = display_url(target.url)
         try:
-            return self._adapter.send(prepared, stream=True, timeout=(self.timeout, self.timeout), verify=self._verify)
+            # proxies={} (never None): yt-dlp, once imported, replaces requests' proxy selector with one that
+            # needs a mapping; no proxy is used either way (the connection goes to the checked address)
+            return self._adapter.send(
+                prepared, stream=True, timeout=(self.timeout, self.timeout), verify=self._verify, proxies={}
+            )
         except Exception as e:  # noqa: BLE001 - mapped below; unknown errors re-raised
             raise _map_exception(e, shown) from None
         finally:
@@ -575,6 +587,11 @@ class MediaFetcher:
         )
         self._sleep = sleep
         self._backoff_base = backoff_base
+
+    @property
+    def client(self) -> GuardedClient:
+        """The guarded HTTP client downloads go through (its :meth:`~GuardedClient.admit` checks a URL)."""
+        return self._client
 
     def close(self) -> None:
         self._client.close()

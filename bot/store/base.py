@@ -115,15 +115,30 @@ class StateStore(ABC):
         """Links of a post ordered by index."""
 
     # ----------------------------------------------------------------- known media
-    @abstractmethod
     def add_known(self, entry: KnownMedia) -> KnownMedia:
-        """Add an entry (assigning ``id`` when empty) and bump the known-media generation."""
+        """Add an entry (assigning ``id`` when empty; an existing id is replaced in place) and bump the
+        known-media generation."""
+        return self.add_known_many([entry])[0]
+
+    @abstractmethod
+    def add_known_many(self, entries: Sequence[KnownMedia]) -> list[KnownMedia]:
+        """Add several entries in ONE transaction, in order (ids assigned when empty; an existing id is
+        replaced in place), bumping the generation once. Returns the stored entries.
+
+        Why: an item is all of its entries or none of them. The keyframes of a video or the rows of an
+        imported list go in together, so an interrupted add never leaves half a video that matches (and
+        alerts) as if it were the whole."""
 
     @abstractmethod
     def get_known(self, known_id: str) -> KnownMedia | None: ...
 
     @abstractmethod
     def find_known_by_sha256(self, sha256: str) -> list[KnownMedia]: ...
+
+    @abstractmethod
+    def find_known_by_group(self, group: str, kind: KnownKind | None = None) -> list[KnownMedia]:
+        """Entries of one item (the keyframes of one video share ``group``), in insertion order, optionally
+        only of one kind (a known trailer and the same file seen in a post share the group)."""
 
     @abstractmethod
     def list_known(self, kind: KnownKind | None = None, limit: int | None = None, offset: int = 0) -> list[KnownMedia]:
@@ -138,6 +153,11 @@ class StateStore(ABC):
     @abstractmethod
     def remove_known(self, known_id: str) -> bool:
         """Remove an entry; bumps the generation. False when there was no such id."""
+
+    @abstractmethod
+    def remove_known_group(self, group: str, kind: KnownKind | None = None) -> int:
+        """Remove every entry of an item (``group``, optionally only of ``kind``) in one transaction; bumps
+        the generation and epoch when anything went. Returns the number of entries removed."""
 
     def known_generation(self) -> int:
         """A counter that changes whenever known media change, so an index knows when to reload."""

@@ -111,7 +111,8 @@ class KnownMedia:
     ``origin`` holds platform, account, post_id, url and posted_at of the post it first appeared in.
     ``group`` is shared by entries that are one item to a person (the keyframes of one video: the video
     file's SHA-256), so a post matching several frames of a trailer raises one alert, not one per frame.
-    ``id`` is assigned by the store when empty.
+    ``file_name`` is the name of the file (or the last part of the URL) a person added, shown when items are
+    listed. ``id`` is assigned by the store when empty.
     """
 
     label: str
@@ -126,6 +127,7 @@ class KnownMedia:
     origin: dict[str, Any] = field(default_factory=dict)
     added_at: datetime = field(default_factory=utcnow)
     group: str | None = None
+    file_name: str | None = None
 
     @property
     def item(self) -> str:

@@ -23,6 +23,9 @@ Key layout (``P`` = ``<prefix>:``; ``M(a, b)`` = ``a + "\\x1f" + b``, a member t
                                               ``known:sha:<sha256>`` zsets by insertion seq
 ``P known:seq`` / ``P known:gen``   counter   insertion sequence / generation; ``known:epoch`` counts
                                               replacements and removals (indexes reload on a change)
+``P known:group:<group>``           zset      ids of the entries of one item by insertion seq;
+                                              ``known:group:indexed`` flag: entries older than the index
+                                              were indexed once, at the first open by a version that has it
 ``P alert:<key>``                   hash      OutboxAlert fields (JSON values); ``outbox`` zset of queued
                                               keys by seq (``outbox:seq`` counter); ``outbox:parked``
                                               zset of parked keys by seq (never in both zsets)
@@ -54,6 +57,7 @@ from __future__ import annotations
 import functools
 import inspect
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import replace
 from datetime import datetime
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
@@ -274,6 +278,7 @@ class RedisStore(StateStore):
         self.ping()
         try:
             self._index_old_alerts()
+            self._index_old_known_groups()
         except redis.RedisError as exc:
             raise self._error(exc) from None
 
@@ -308,6 +313,27 @@ class RedisStore(StateStore):
         for flag, done in ((post_flag, do_post), (created_flag, do_created)):
             if done:
                 self._r.set(flag, "1")
+
+    def _index_old_known_groups(self) -> None:
+        """Add known entries stored before the group index existed to it, once per store (flag
+        ``known:group:indexed``). Idempotent (ZADD of the entry's own seq)."""
+        flag = self._k("known", "group", "indexed")
+        if self._r.exists(flag):
+            return
+        start = 0
+        while True:
+            page = self._r.zrange(self._k("known", "order"), start, start + _PAGE - 1, withscores=True)
+            values = self._r.mget([self._k("known", i) for i, _ in page]) if page else []
+            writes = self._r.pipeline(transaction=False)
+            for (known_id, seq), value in zip(page, values):
+                group = loads(value).get("group") if value is not None else None
+                if group:
+                    writes.zadd(self._k("known", "group", group), {known_id: int(seq)})
+            writes.execute()
+            if len(page) < _PAGE:
+                break
+            start += _PAGE
+        self._r.set(flag, "1")
 
     def _error(self, exc: Exception) -> StoreError:
         kind = "cannot reach" if isinstance(exc, (redis.ConnectionError, redis.TimeoutError)) else "error from"
@@ -533,6 +559,8 @@ class RedisStore(StateStore):
         indexes = [self._k("known", "order"), self._k("known", "kind", entry.kind.value)]
         if entry.sha256:
             indexes.append(self._k("known", "sha", entry.sha256))
+        if entry.group:
+            indexes.append(self._k("known", "group", entry.group))
         return indexes
 
     def _known_many(self, ids: Sequence[str]) -> list[KnownMedia]:
@@ -541,28 +569,38 @@ class RedisStore(StateStore):
         values = self._r.mget([self._k("known", i) for i in ids])
         return [KnownMedia.from_dict(loads(v)) for v in values if v is not None]
 
-    def add_known(self, entry: KnownMedia) -> KnownMedia:
-        if not entry.id:
-            entry = KnownMedia.from_dict({**entry.to_dict(), "id": new_id()})
-        key = self._k("known", entry.id)
+    def add_known_many(self, entries: Sequence[KnownMedia]) -> list[KnownMedia]:
+        stored = [e if e.id else replace(e, id=new_id()) for e in entries]
+        if not stored:
+            return []
+        latest = {e.id: e for e in stored}  # an id given twice: the last one is stored, as in SQLite
+        ids = list(latest)
+        keys = [self._k("known", i) for i in ids]
+        order = self._k("known", "order")
 
         def attempt(pipe: Any) -> None:
-            old_json = pipe.get(key)
-            seq = pipe.zscore(self._k("known", "order"), entry.id)
-            if seq is None:
-                seq = pipe.incr(self._k("known", "seq"))  # a gap after a retried EXEC is harmless
+            olds = pipe.mget(keys)
+            seqs = pipe.zmscore(order, ids)
+            fresh = sum(1 for s in seqs if s is None)
+            top = int(pipe.incrby(self._k("known", "seq"), fresh)) if fresh else 0  # a gap after a retry is harmless
+            next_seq = top - fresh + 1
             pipe.multi()
-            if old_json is not None:
-                for index in self._known_indexes(KnownMedia.from_dict(loads(old_json))):
-                    pipe.zrem(index, entry.id)
+            for known_id, key, old_json, seq in zip(ids, keys, olds, seqs):
+                entry = latest[known_id]
+                if seq is None:
+                    seq, next_seq = next_seq, next_seq + 1
+                if old_json is not None:
+                    for index in self._known_indexes(KnownMedia.from_dict(loads(old_json))):
+                        pipe.zrem(index, known_id)
+                pipe.set(key, dumps(entry.to_dict()))
+                for index in self._known_indexes(entry):
+                    pipe.zadd(index, {known_id: int(seq)})
+            if any(o is not None for o in olds):
                 pipe.incr(self._k("known", "epoch"))  # replaced in place: indexes must reload
-            pipe.set(key, dumps(entry.to_dict()))
-            for index in self._known_indexes(entry):
-                pipe.zadd(index, {entry.id: seq})
             pipe.incr(self._k("known", "gen"))
 
-        self._r.transaction(attempt, key)
-        return entry
+        self._r.transaction(attempt, *keys)
+        return stored
 
     def get_known(self, known_id: str) -> KnownMedia | None:
         value = self._r.get(self._k("known", known_id))
@@ -570,6 +608,10 @@ class RedisStore(StateStore):
 
     def find_known_by_sha256(self, sha256: str) -> list[KnownMedia]:
         return self._known_many(self._r.zrange(self._k("known", "sha", sha256), 0, -1))
+
+    def find_known_by_group(self, group: str, kind: KnownKind | None = None) -> list[KnownMedia]:
+        entries = self._known_many(self._r.zrange(self._k("known", "group", group), 0, -1))
+        return [e for e in entries if kind is None or e.kind == KnownKind(kind)]
 
     def _known_index(self, kind: KnownKind | None) -> str:
         return self._k("known", "order") if kind is None else self._k("known", "kind", KnownKind(kind).value)
@@ -609,6 +651,29 @@ class RedisStore(StateStore):
             return True
 
         return bool(self._r.transaction(attempt, key, value_from_callable=True))
+
+    def remove_known_group(self, group: str, kind: KnownKind | None = None) -> int:
+        group_key = self._k("known", "group", group)
+
+        def attempt(pipe: Any) -> int:
+            ids = pipe.zrange(group_key, 0, -1)
+            olds = pipe.mget([self._k("known", i) for i in ids]) if ids else []
+            gone = [
+                (known_id, KnownMedia.from_dict(loads(old)))
+                for known_id, old in zip(ids, olds)
+                if old is not None and (kind is None or KnownMedia.from_dict(loads(old)).kind == KnownKind(kind))
+            ]
+            pipe.multi()
+            for known_id, entry in gone:
+                pipe.delete(self._k("known", known_id))
+                for index in self._known_indexes(entry):
+                    pipe.zrem(index, known_id)
+            if gone:
+                pipe.incr(self._k("known", "gen"))
+                pipe.incr(self._k("known", "epoch"))
+            return len(gone)
+
+        return int(self._r.transaction(attempt, group_key, value_from_callable=True))
 
     def known_state(self) -> KnownState:
         pipe = self._r.pipeline(transaction=True)  # MULTI/EXEC: the three read together

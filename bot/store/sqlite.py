@@ -18,6 +18,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -210,6 +211,13 @@ MIGRATIONS: list[str] = [
         requests INTEGER NOT NULL,
         PRIMARY KEY (name, minute)
     ) WITHOUT ROWID;
+    """,
+    # 8: the entries of one known-media item (a video's keyframes share ``group``): an indexed column,
+    # backfilled from the JSON of existing rows, so an item is listed and removed without a scan
+    """
+    ALTER TABLE known ADD COLUMN grp TEXT;
+    UPDATE known SET grp = json_extract(data, '$.group');
+    CREATE INDEX known_group ON known (grp, seq);
     """,
 ]
 
@@ -531,19 +539,25 @@ class SqliteStore(StateStore):
             (counter,),
         )
 
-    def add_known(self, entry: KnownMedia) -> KnownMedia:
-        if not entry.id:
-            entry = KnownMedia.from_dict({**entry.to_dict(), "id": new_id()})
+    def add_known_many(self, entries: Sequence[KnownMedia]) -> list[KnownMedia]:
+        stored = [e if e.id else replace(e, id=new_id()) for e in entries]
+        if not stored:
+            return []
         with self._write() as conn:
-            if conn.execute("SELECT 1 FROM known WHERE id = ?", (entry.id,)).fetchone():
+            replaced = False
+            for entry in stored:
+                if conn.execute("SELECT 1 FROM known WHERE id = ?", (entry.id,)).fetchone():
+                    replaced = True
+                conn.execute(
+                    "INSERT INTO known (id, kind, sha256, grp, data) VALUES (?, ?, ?, ?, ?) "
+                    "ON CONFLICT (id) DO UPDATE SET kind = excluded.kind, sha256 = excluded.sha256, "
+                    "grp = excluded.grp, data = excluded.data",
+                    (entry.id, entry.kind.value, entry.sha256, entry.group, dumps(entry.to_dict())),
+                )
+            if replaced:
                 self._bump(conn, "known_epoch")  # replaced in place: indexes must reload
-            conn.execute(
-                "INSERT INTO known (id, kind, sha256, data) VALUES (?, ?, ?, ?) "
-                "ON CONFLICT (id) DO UPDATE SET kind = excluded.kind, sha256 = excluded.sha256, data = excluded.data",
-                (entry.id, entry.kind.value, entry.sha256, dumps(entry.to_dict())),
-            )
             self._bump(conn, "known_generation")
-        return entry
+        return stored
 
     def get_known(self, known_id: str) -> KnownMedia | None:
         row = self._one("SELECT data FROM known WHERE id = ?", (known_id,))
@@ -551,6 +565,11 @@ class SqliteStore(StateStore):
 
     def find_known_by_sha256(self, sha256: str) -> list[KnownMedia]:
         rows = self._query("SELECT data FROM known WHERE sha256 = ? ORDER BY seq", (sha256,))
+        return [KnownMedia.from_dict(loads(r[0])) for r in rows]
+
+    def find_known_by_group(self, group: str, kind: KnownKind | None = None) -> list[KnownMedia]:
+        where, params = ("AND kind = ?", [KnownKind(kind).value]) if kind is not None else ("", [])
+        rows = self._query(f"SELECT data FROM known WHERE grp = ? {where} ORDER BY seq", [group, *params])
         return [KnownMedia.from_dict(loads(r[0])) for r in rows]
 
     def list_known(self, kind: KnownKind | None = None, limit: int | None = None, offset: int = 0) -> list[KnownMedia]:
@@ -585,6 +604,15 @@ class SqliteStore(StateStore):
     def remove_known(self, known_id: str) -> bool:
         with self._write() as conn:
             removed = conn.execute("DELETE FROM known WHERE id = ?", (known_id,)).rowcount > 0
+            if removed:
+                self._bump(conn, "known_generation")
+                self._bump(conn, "known_epoch")
+        return removed
+
+    def remove_known_group(self, group: str, kind: KnownKind | None = None) -> int:
+        where, params = ("AND kind = ?", [KnownKind(kind).value]) if kind is not None else ("", [])
+        with self._write() as conn:
+            removed = conn.execute(f"DELETE FROM known WHERE grp = ? {where}", [group, *params]).rowcount
             if removed:
                 self._bump(conn, "known_generation")
                 self._bump(conn, "known_epoch")

@@ -305,6 +305,49 @@ def test_known_media_keeps_a_given_id(store):
     assert entry.id == "myid" and store.get_known("myid") == entry
 
 
+def test_known_items_are_added_and_removed_whole(store):
+    frames = [known(f"trailer @ {i}s", sha=f"{i}" * 64, group="v" * 64, frame_ts=float(i)) for i in range(3)]
+    single = store.add_known(known("photo", sha="f" * 64))
+    seen_frame = store.add_known(known("seen frame", kind=KnownKind.SEEN, group="v" * 64))
+    gen = store.known_generation()
+    added = store.add_known_many(frames)
+    assert store.known_generation() != gen
+    assert [e.label for e in added] == [e.label for e in frames] and all(e.id for e in added)
+    assert len({e.id for e in added}) == 3
+    assert [e.id for e in store.iter_known()] == [single.id, seen_frame.id, *[e.id for e in added]]
+    assert [e.frame_ts for e in store.find_known_by_group("v" * 64, KnownKind.KNOWN)] == [0.0, 1.0, 2.0]
+    assert len(store.find_known_by_group("v" * 64)) == 4  # the same video seen in a post is another item
+    assert store.find_known_by_group("w" * 64) == []
+    assert store.add_known_many([]) == []
+
+    # replacing entries in place keeps their insertion order and moves them between groups
+    moved = store.add_known_many([KnownMedia.from_dict({**added[0].to_dict(), "group": "w" * 64})])
+    assert store.get_known(added[0].id) == moved[0]
+    assert [e.id for e in store.find_known_by_group("w" * 64)] == [added[0].id]
+    assert [e.id for e in store.iter_known()][2] == added[0].id
+
+    state = store.known_state()
+    assert store.remove_known_group("v" * 64, KnownKind.KNOWN) == 2
+    after = store.known_state()
+    assert after.epoch != state.epoch and after.count == state.count - 2
+    assert [e.id for e in store.find_known_by_group("v" * 64)] == [seen_frame.id]  # the seen item stays
+    assert store.remove_known_group("v" * 64, KnownKind.KNOWN) == 0
+    assert store.remove_known(added[0].id) and store.find_known_by_group("w" * 64) == []
+    assert [e.id for e in store.iter_known()] == [single.id, seen_frame.id]
+
+
+def test_add_known_many_keeps_thousands_in_order(store):
+    entries = [known(f"row {i}", source="list") for i in range(2500)]
+    since = store.known_state()
+    added = store.add_known_many(entries)
+    assert store.count_known() == 2500
+    assert [e.label for e in store.iter_known()] == [f"row {i}" for i in range(2500)]
+    appended = list(store.iter_known_since(0))
+    assert [e.id for _, e in appended] == [e.id for e in added]
+    assert [seq for seq, _ in appended] == sorted(seq for seq, _ in appended)
+    assert store.known_state().count == since.count + 2500
+
+
 # --------------------------------------------------------------------------- alert outbox
 
 

@@ -17,7 +17,7 @@ from bot.errors import StoreError
 from bot.models import Post
 from bot.redact import redact
 from bot.store import open_store
-from bot.store.records import Change, OutboxAlert
+from bot.store.records import Change, KnownMedia, OutboxAlert
 from bot.store.redis import RedisStore, parse_store_url
 from tests.redis_keys import delete_prefix, prefix_of
 
@@ -269,3 +269,23 @@ def test_concurrent_clients_version_one_post_atomically(redis_url, cleanup):
     assert stores[0].get_post("x", "1").version == 60
     for s in stores:
         s.close()
+
+
+def test_known_entries_stored_before_the_group_index_are_indexed_at_open(redis_url, cleanup):
+    base = redis_url.rsplit("prefix=", 1)[0]
+    url = f"{base}prefix=kg{uuid.uuid4().hex[:8]}"
+    cleanup(url)
+    store = RedisStore(url)
+    frames = store.add_known_many(
+        [KnownMedia(label=f"f{i}", signals={"pdq": "0" * 64}, group="v" * 64, frame_ts=float(i)) for i in range(3)]
+    )
+    store.add_known(KnownMedia(label="photo", signals={"pdq": "1" * 64}))
+    store.close()
+    client = raw_client(url)  # a store written before the group index existed
+    client.delete(f"{prefix_of(url)}:known:group:{'v' * 64}", f"{prefix_of(url)}:known:group:indexed")
+    client.close()
+
+    reopened = RedisStore(url)
+    assert [e.id for e in reopened.find_known_by_group("v" * 64)] == [e.id for e in frames]
+    assert reopened.remove_known_group("v" * 64) == 3 and [e.label for e in reopened.iter_known()] == ["photo"]
+    reopened.close()

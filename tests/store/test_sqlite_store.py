@@ -15,7 +15,7 @@ from bot.errors import StoreError
 from bot.models import Post
 from bot.store import open_store
 from bot.store.common import alert_post, dumps
-from bot.store.records import Change, OutboxAlert
+from bot.store.records import Change, KnownMedia, OutboxAlert
 from bot.store.sqlite import MIGRATIONS, SCHEMA_VERSION, SqliteStore, _split_statements
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -329,3 +329,21 @@ def test_several_processes_creating_the_database_at_once(tmp_path):
     procs = [subprocess.Popen([sys.executable, "-c", script, path], cwd=REPO_ROOT) for _ in range(4)]
     assert [p.wait(timeout=30) for p in procs] == [0, 0, 0, 0]
     assert user_version(path) == SCHEMA_VERSION
+
+
+def test_known_media_of_a_version_7_database_are_grouped_into_items(tmp_path):
+    path = tmp_path / "state.db"
+    conn = database_at_version(path, 7)
+    for i, group in enumerate(["v" * 64, "v" * 64, None]):
+        entry = KnownMedia(label=f"e{i}", signals={"pdq": "0" * 64}, id=f"k{i}", group=group, added_at=T0)
+        conn.execute("INSERT INTO known (id, kind, sha256, data) VALUES (?, 'known', NULL, ?)", (entry.id, dumps(entry.to_dict())))
+    conn.commit()
+    conn.close()
+
+    store = SqliteStore(str(path))
+    assert user_version(path) == SCHEMA_VERSION
+    assert [e.id for e in store.find_known_by_group("v" * 64)] == ["k0", "k1"]
+    plan = store._query("EXPLAIN QUERY PLAN SELECT data FROM known WHERE grp = ? ORDER BY seq", ("v" * 64,))
+    assert "known_group" in " ".join(str(row) for row in plan)
+    assert store.remove_known_group("v" * 64) == 2 and [e.id for e in store.iter_known()] == ["k2"]
+    store.close()
