@@ -13,6 +13,7 @@ from bot.errors import AfterimageError, ConfigError
 from bot.export import FORMATS, ExportFilters, render
 from bot.export.writers import export_to_file, manifest_path
 from bot.models import parse_iso
+from watchers import platform_names
 
 
 def _iso_option(ctx: click.Context, param: click.Parameter, value: str | None) -> datetime | None:
@@ -48,7 +49,7 @@ FILTER_OPTIONS = [
     click.option("--since", callback=_iso_option, help="Only events detected at or after this UTC time (ISO 8601)."),
     click.option("--until", callback=_iso_option, help="Only events detected before this UTC time (ISO 8601)."),
     click.option("--account", default=None, help="Only this watched account."),
-    click.option("--platform", default=None, help="Only this platform (x, facebook, mastodon, bluesky, rss)."),
+    click.option("--platform", default=None, type=click.Choice(platform_names()), help="Only this platform."),
     click.option("--kind", "kinds", multiple=True, help="Only these event kinds (repeatable)."),
 ]
 
