@@ -27,7 +27,7 @@ import numpy as np  # noqa: E402
 
 from bench.evalset import scene  # noqa: E402
 from bot.archive import Archive  # noqa: E402
-from bot.hashing.signals import compute_signals  # noqa: E402
+from bot.hashing.stage import compute_signals  # noqa: E402
 from bot.known import video_frames  # noqa: E402
 from bot.media.keyframes import extract_keyframes  # noqa: E402
 

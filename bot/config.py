@@ -13,160 +13,44 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, create_model, field_validator
 
+from bot.config_base import (  # noqa: F401 - re-exported: the value types and shared sections live there
+    ByteSize,
+    ConfigModel,
+    Duration,
+    MediaConfig,
+    RecheckConfig,
+    WatcherConfig,
+    parse_bytesize,
+    parse_duration,
+    secret_fields,
+)
 from bot.errors import ConfigError
 from bot.redact import register_secret
+from watchers import registry
 
 DEFAULT_DATA_DIR = "./afterimage-data"
 CONFIG_ENV = "AFTERIMAGE_CONFIG"
 DATA_ENV = "AFTERIMAGE_DATA"
 
-# ----------------------------------------------------------------------------- value types
-
-_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)")
-_DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-
-
-def parse_duration(value: Any) -> float:
-    """``30s``, ``5m``, ``1h30m``, ``2d`` or a number of seconds -> seconds (float)."""
-    if isinstance(value, bool):
-        raise ValueError(f"{value!r} is not a duration (use 30s, 5m, 1h)")
-    if isinstance(value, (int, float)):
-        if value < 0:
-            raise ValueError(f"{value!r} is not a duration: it is negative")
-        return float(value)
-    text = str(value).strip().lower().replace(" ", "")
-    pos, total = 0, 0.0
-    for m in _DURATION_PART.finditer(text):
-        if m.start() != pos:
-            break
-        total += float(m.group(1)) * _DURATION_UNITS[m.group(2)]
-        pos = m.end()
-    if not text or pos != len(text):
-        raise ValueError(f'"{value}" is not a duration (use 30s, 5m, 1h)')
-    return total
-
-
-_SIZE = re.compile(r"^(\d+(?:\.\d+)?)\s*(b|kb|mb|gb|kib|mib|gib)?$")
-_SIZE_UNITS = {None: 1, "b": 1, "kb": 1000, "mb": 1000**2, "gb": 1000**3, "kib": 1024, "mib": 1024**2, "gib": 1024**3}
-
-
-def parse_bytesize(value: Any) -> int:
-    """``50MB``, ``512KiB`` or a number of bytes -> bytes."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value
-    m = _SIZE.match(str(value).strip().lower())
-    if not m:
-        raise ValueError(f'"{value}" is not a size (use 500KB, 50MB, 1GiB)')
-    return int(float(m.group(1)) * _SIZE_UNITS[m.group(2)])
-
-
-Duration = Annotated[float, BeforeValidator(parse_duration)]
-ByteSize = Annotated[int, BeforeValidator(parse_bytesize)]
-
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _WHOLE_ENV_REF = re.compile(r"^\$\{[A-Za-z_][A-Za-z0-9_]*\}$")
-
-
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-def _secret_fields(model: type[BaseModel]) -> set[str]:
-    return {name for name, f in model.model_fields.items() if f.annotation in (SecretStr, SecretStr | None)}
-
 
 # ----------------------------------------------------------------------------- sections
 
 
-class RecheckConfig(_Model):
-    """When posts are looked up again after posting (a decaying schedule, then daily until the horizon)."""
-
-    schedule: list[Duration] = Field(
-        default_factory=lambda: [parse_duration(s) for s in ("2m", "5m", "15m", "30m", "1h", "2h", "6h", "12h", "24h")]
-    )
-    then_every: Duration = 86400.0
-    horizon: Duration = 30 * 86400.0
-    #: a deletion is confirmed by two "deleted" answers at least this far apart
-    confirm_after: Duration = 60.0
-    #: look-up requests per hour the re-checker may spend on this platform (young posts first when short)
-    budget_per_hour: int = Field(default=600, ge=1)
+def _watchers_model() -> type[ConfigModel]:
+    """The ``watchers:`` section: one optional key per registered platform, typed by that watcher's config
+    model (see :mod:`watchers`)."""
+    fields: dict[str, Any] = {name: (cls.config_model | None, None) for name, cls in registry().items()}
+    return create_model("WatchersConfig", __base__=_WatchersBase, **fields)
 
 
-class WatcherConfig(_Model):
-    """Settings every platform watcher shares."""
-
-    enabled: bool = True
-    accounts: list[str] = Field(default_factory=list)
-    interval: Duration = 300.0
-    #: random delay added to each poll so several accounts do not hit the API in lockstep
-    jitter: Duration = 15.0
-    timeout: Duration = 20.0
-    #: scheme and host of the API (for proxies and self-hosted instances); the watcher appends the paths
-    api_base: str = ""
-    recheck: RecheckConfig = Field(default_factory=RecheckConfig)
-
-    @field_validator("api_base")
-    @classmethod
-    def _api_base_is_url(cls, v: str) -> str:
-        if v and not re.match(r"^https?://[^/\s]+", v):
-            raise ValueError(f'"{v}" is not a URL with scheme and host (e.g. https://api.example.org)')
-        return v.rstrip("/")
-
-
-class XConfig(WatcherConfig):
-    bearer_token: SecretStr
-    api_base: str = "https://api.twitter.com"
-
-
-class FacebookConfig(WatcherConfig):
-    access_token: SecretStr
-    api_base: str = "https://graph.facebook.com"
-    version: str = "v24.0"
-
-
-class MastodonConfig(WatcherConfig):
-    access_token: SecretStr | None = None
-    api_base: str = "https://mastodon.social"
-
-
-class BlueskyConfig(WatcherConfig):
-    api_base: str = "https://public.api.bsky.app"
-    #: the PLC directory that resolves ``did:plc`` authors to their PDS (where a post missing from the AppView
-    #: is confirmed deleted or found hidden by moderation)
-    plc_directory: str = "https://plc.directory"
-    #: hosts (or host:port) the DID documents and PDS endpoints may point at even over http or on a private
-    #: address (a self-hosted PDS on the intranet, tests); every other one must be https on public addresses
-    trusted_hosts: list[str] = Field(default_factory=list)
-
-    @field_validator("plc_directory")
-    @classmethod
-    def _plc_is_url(cls, v: str) -> str:
-        if not re.match(r"^https?://[^/\s]+", v):
-            raise ValueError(f'"{v}" is not a URL with scheme and host (e.g. https://plc.directory)')
-        return v.rstrip("/")
-
-
-class RssConfig(WatcherConfig):
-    """``accounts`` are feed URLs."""
-
-    user_agent: str = "afterimage (+https://github.com/afterimage)"
-    #: hosts (or host:port) item links and feed redirects may point at even on a private address (intranet
-    #: press sites, tests); every other link must resolve to public addresses only
-    trusted_hosts: list[str] = Field(default_factory=list)
-
-
-class WatchersConfig(_Model):
-    x: XConfig | None = None
-    facebook: FacebookConfig | None = None
-    mastodon: MastodonConfig | None = None
-    bluesky: BlueskyConfig | None = None
-    rss: RssConfig | None = None
-
+class _WatchersBase(ConfigModel):
     def enabled(self) -> dict[str, WatcherConfig]:
         """Configured and enabled watcher sections by platform name."""
         out: dict[str, WatcherConfig] = {}
@@ -177,17 +61,10 @@ class WatchersConfig(_Model):
         return out
 
 
-class MediaConfig(_Model):
-    #: hosts (or host:port) media may be fetched from even over http or on a private address
-    trusted_hosts: list[str] = Field(default_factory=list)
-    max_bytes: ByteSize = 200 * 1000**2
-    timeout: Duration = 30.0
-    retries: int = Field(default=3, ge=0, le=10)
-    #: keyframes sampled from a posted video
-    video_keyframes: int = Field(default=8, ge=1, le=100)
+WatchersConfig = _watchers_model()
 
 
-class MatchingConfig(_Model):
+class MatchingConfig(ConfigModel):
     """Thresholds of the two tiers: ``match`` raises an alert, ``suggest`` is shown for review."""
 
     pdq_match: int = Field(default=31, ge=0, le=256)
@@ -201,7 +78,7 @@ class MatchingConfig(_Model):
     max_candidates: int = Field(default=8, ge=0, le=100)
 
 
-class DigestConfig(_Model):
+class DigestConfig(ConfigModel):
     enabled: bool = False
     #: local time of day (HH:MM, UTC) the digest is sent
     at: str = "08:00"
@@ -214,7 +91,7 @@ class DigestConfig(_Model):
         return v
 
 
-class AlertsConfig(_Model):
+class AlertsConfig(ConfigModel):
     #: apprise URLs (slack://, mmosts://, workflows://, discord://, matrixs://, tgram://, json://...)
     targets: list[SecretStr] = Field(default_factory=list)
     #: also print alerts to the log (local runs)
@@ -226,7 +103,7 @@ class AlertsConfig(_Model):
     park_after: int = Field(default=5, ge=1, le=100)
 
 
-class HealthConfig(_Model):
+class HealthConfig(ConfigModel):
     #: host:port for /healthz and /metrics; unset: no HTTP endpoint
     listen: str | None = None
 
@@ -238,7 +115,7 @@ class HealthConfig(_Model):
         return v
 
 
-class Config(_Model):
+class Config(ConfigModel):
     data_dir: Path = Field(default_factory=lambda: Path(os.environ.get(DATA_ENV) or DEFAULT_DATA_DIR))
     #: sqlite:///path/state.db (default in data_dir) or redis://[:password@]host:port/db, rediss:// for TLS
     store: SecretStr | None = None
@@ -275,16 +152,26 @@ class _LineLoader(yaml.SafeLoader):
     """A YAML loader that remembers the line of every mapping key and sequence item, by key path."""
 
 
-def _compose_lines(node: yaml.Node, path: tuple[Any, ...], lines: dict[tuple[Any, ...], int]) -> None:
+def _compose_lines(
+    node: yaml.Node, path: tuple[Any, ...], lines: dict[tuple[Any, ...], int], duplicates: list[str] | None = None
+) -> None:
+    """Fill ``lines`` (key path -> line) and, when given, ``duplicates`` with a problem per key written twice
+    in one mapping (YAML keeps the last silently: half of a section would be ignored without a word)."""
     lines[path] = node.start_mark.line + 1
     if isinstance(node, yaml.MappingNode):
+        first: dict[Any, int] = {}
         for key_node, value_node in node.value:
             key = key_node.value
-            _compose_lines(value_node, path + (key,), lines)
-            lines[path + (key,)] = key_node.start_mark.line + 1  # the key's line, not its value's
+            line = key_node.start_mark.line + 1
+            if key in first and duplicates is not None:
+                dotted = ".".join(str(p) for p in path + (key,))
+                duplicates.append(f"line {line}: {dotted}: duplicate key (already set at line {first[key]}; keep one)")
+            first.setdefault(key, line)
+            _compose_lines(value_node, path + (key,), lines, duplicates)
+            lines[path + (key,)] = line  # the key's line, not its value's
     elif isinstance(node, yaml.SequenceNode):
         for i, item in enumerate(node.value):
-            _compose_lines(item, path + (i,), lines)
+            _compose_lines(item, path + (i,), lines, duplicates)
 
 
 def _disabled_watchers(data: dict[str, Any]) -> set[tuple[str, str]]:
@@ -339,11 +226,10 @@ def _literal_secret_problems(data: Any, lines: dict[tuple[Any, ...], int]) -> li
     if not isinstance(watchers, dict):
         return problems
     for name, section in watchers.items():
-        model = WatchersConfig.model_fields.get(name)
-        if model is None or not isinstance(section, dict):
+        watcher = registry().get(name)
+        if watcher is None or not isinstance(section, dict):
             continue
-        section_model = [a for a in getattr(model.annotation, "__args__", ()) if isinstance(a, type)][0]
-        for key in _secret_fields(section_model):
+        for key in secret_fields(watcher.config_model):
             raw = section.get(key)
             if isinstance(raw, str) and raw and not _WHOLE_ENV_REF.match(raw.strip()):
                 problems.append(
@@ -384,13 +270,14 @@ def parse_config(text: str, environ: dict[str, str] | None = None, source: str =
         where = f"line {mark.line + 1}: " if mark else ""
         raise ConfigError([f"{source}: {where}not valid YAML: {getattr(e, 'problem', None) or e}"]) from None
     lines: dict[tuple[Any, ...], int] = {}
+    problems: list[str] = []
     if node is not None:
-        _compose_lines(node, (), lines)
+        _compose_lines(node, (), lines, problems)
     if data is None:
         data = {}
     if not isinstance(data, dict):
         raise ConfigError([f"{source}: the top level must be a mapping of keys (data_dir:, watchers:, ...)"])
-    problems = _literal_secret_problems(data, lines)
+    problems += _literal_secret_problems(data, lines)
     data = _resolve_env(data, (), lines, problems, environ, _disabled_watchers(data))
     if "data_dir" not in data and environ.get(DATA_ENV):
         data["data_dir"] = environ[DATA_ENV]
@@ -408,7 +295,7 @@ def parse_config(text: str, environ: dict[str, str] | None = None, source: str =
 
 def _register_config_secrets(config: Config) -> None:
     for section in config.watchers.enabled().values():
-        for name in _secret_fields(type(section)):
+        for name in secret_fields(type(section)):
             secret = getattr(section, name)
             if secret is not None:
                 register_secret(secret.get_secret_value())
@@ -418,6 +305,27 @@ def _register_config_secrets(config: Config) -> None:
 
     password = urlsplit(config.store_url).password
     register_secret(password)
+
+
+def locate_problems(text: str, problems: list[str], source: str) -> list[str]:
+    """``problems`` found after loading (``"alerts.targets.0: ..."``, e.g. by apprise) with the file's line of
+    their key path, in the form :func:`parse_config` reports."""
+    lines: dict[tuple[Any, ...], int] = {}
+    try:
+        node = yaml.compose(text, Loader=_LineLoader)
+    except yaml.YAMLError:
+        node = None
+    if node is not None:
+        _compose_lines(node, (), lines)
+    located = []
+    for problem in problems:
+        dotted, sep, message = problem.partition(": ")
+        if not sep or " " in dotted:
+            located.append(f"{source}: {problem}")
+            continue
+        path = tuple(int(p) if p.isdigit() else p for p in dotted.split("."))
+        located.append(f"{source}: {_problem(path, lines, message)}")
+    return located
 
 
 def find_config_file(path: str | os.PathLike[str] | None) -> Path | None:

@@ -180,3 +180,72 @@ def test_config_check_reports_an_unusable_alert_target(tmp_path):
     result = CliRunner().invoke(main, ["config", "check", "-c", str(bad)], env={"CHAT_URL": "nosuchscheme://tok3n-s3cret/x"})
     assert result.exit_code == 1
     assert "alerts" in result.output and "tok3n-s3cret" not in result.output
+
+
+# ----------------------------------------------------------------------------- mistakes new users make
+
+X_ENV = {"TOKEN": "AAAA-x-bearer-secret-0001"}
+
+
+def x_section(extra: str, accounts: str = "[DefenceMinistry]") -> str:
+    return f"watchers:\n  x:\n    bearer_token: ${{TOKEN}}\n    accounts: {accounts}\n{extra}"
+
+
+def test_zero_interval_is_refused_and_the_platform_floor_applies():
+    assert problems_of(x_section("    interval: 0s\n"), X_ENV) == [
+        "cfg.yaml: line 5: watchers.x.interval: 0s is below 60s, the shortest interval allowed for this platform's public service"
+    ]
+    assert problems_of(x_section("    interval: 10s\n"), X_ENV)  # below X's floor
+    assert parse_config(x_section("    interval: 60s\n"), environ=X_ENV).watchers.x.interval == 60
+    # a proxy or test server of one's own may be polled faster, but never in a busy loop
+    local = "    api_base: http://127.0.0.1:8080\n"
+    assert parse_config(x_section(local + "    interval: 2s\n"), environ=X_ENV).watchers.x.interval == 2
+    assert "below 1s" in problems_of(x_section(local + "    interval: 0s\n"), X_ENV)[0]
+
+
+def test_duplicate_keys_are_reported_with_both_lines():
+    text = x_section("    interval: 5m\n    interval: 10m\n")
+    assert problems_of(text, X_ENV) == [
+        "cfg.yaml: line 6: watchers.x.interval: duplicate key (already set at line 5; keep one)"
+    ]
+
+
+def test_an_enabled_watcher_without_accounts_is_refused():
+    assert problems_of(x_section("", accounts="[]"), X_ENV) == [
+        "cfg.yaml: line 4: watchers.x.accounts: an enabled watcher needs at least one account (or set enabled: false)"
+    ]
+    cfg = parse_config(x_section("    enabled: false\n", accounts="[]"), environ=X_ENV)
+    assert cfg.watchers.enabled() == {}
+
+
+def test_x_usernames_are_normalized_or_refused_clearly():
+    cfg = parse_config(x_section("", accounts='["@DefenceMinistry", " mod_russia "]'), environ=X_ENV)
+    assert cfg.watchers.x.accounts == ["DefenceMinistry", "mod_russia"]
+    assert problems_of(x_section("", accounts='["https://x.com/DefenceMinistry"]'), X_ENV) == [
+        'cfg.yaml: line 4: watchers.x.accounts: "https://x.com/DefenceMinistry" is not an X username '
+        "(1-15 letters, digits or _, e.g. DefenceMinistry)"
+    ]
+
+
+def test_api_base_with_a_path_is_refused():
+    assert problems_of(x_section("    api_base: https://api.twitter.com/2\n"), X_ENV) == [
+        'cfg.yaml: line 5: watchers.x.api_base: "https://api.twitter.com/2" has a path; give scheme and host only '
+        "(https://api.twitter.com): the watcher adds the API paths"
+    ]
+
+
+def test_feed_url_without_scheme_is_refused():
+    text = "watchers:\n  rss:\n    accounts: [www.gov.example/press/feed.xml]\n"
+    assert problems_of(text) == [
+        'cfg.yaml: line 3: watchers.rss.accounts: "www.gov.example/press/feed.xml" is not a feed URL with scheme '
+        "and host (e.g. https://www.gov.example/press/feed.xml)"
+    ]
+
+
+def test_config_check_gives_the_line_of_an_unusable_alert_target(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("log_level: info\nalerts:\n  targets:\n    - '${CHAT_URL}'\n")
+    result = CliRunner().invoke(main, ["config", "check", "-c", str(bad)], env={"CHAT_URL": "nosuchscheme://tok3n-s3cret/x"})
+    assert result.exit_code == 1
+    assert f"{bad}: line 4: alerts.targets.0: apprise cannot use the URL" in result.output
+    assert "tok3n-s3cret" not in result.output

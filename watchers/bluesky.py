@@ -32,20 +32,23 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
+from dataclasses import dataclass, field
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, ClassVar
 
 from atproto_client import Client, models
+from pydantic import Field, field_validator
 from atproto_client.exceptions import RateLimitExceededError, RequestErrorBase
 from atproto_client.models.common import XrpcError
 from atproto_client.request import Request
 
 from bot.errors import PlatformError, RateLimited
+from bot.config_base import WatcherConfig, base_url
 from bot.media.fetch import GuardedClient, Resolver, system_resolver
 from bot.models import Media, MediaKind, Post, PostStatus, RejectedItem, StatusKind, canonical_json, iso, parse_iso
 from watchers._bluesky_pds import PdsChecker, Unconfirmed
-from watchers._social_common import describe, parse_time, require, reset_time
+from watchers._common import describe_error, parse_time, require, reset_time
 from watchers.base import PollResult, Watcher
 
 log = logging.getLogger(__name__)
@@ -55,6 +58,16 @@ CURSOR_PREFIX = "bsky1:"
 #: and so would look deleted)
 _POST_URI = re.compile(r"^at://(did:[a-z0-9]+:[A-Za-z0-9._:%-]+)/app\.bsky\.feed\.post/([A-Za-z0-9._~:-]+)$")
 _REPOST = "app.bsky.feed.defs#reasonRepost"
+
+
+@dataclass
+class _LookupRun:
+    """What one lookup call learns once for all its batches."""
+
+    #: author DID -> account-level status (None: the profile is served normally)
+    profiles: dict[str, PostStatus | None] = field(default_factory=dict)
+    #: author DID -> PDS endpoint, resolved once per run
+    endpoints: dict[str, str | Unconfirmed] = field(default_factory=dict)
 
 
 class XrpcFailure(PlatformError):
@@ -113,8 +126,29 @@ def _optional_str(value: Any) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
+class BlueskyConfig(WatcherConfig):
+    """``accounts`` are handles or DIDs."""
+
+    #: the public AppView allows 3 000 requests per 5 minutes per address
+    min_interval: ClassVar[float] = 30.0
+
+    api_base: str = "https://public.api.bsky.app"
+    #: the PLC directory that resolves ``did:plc`` authors to their PDS (where a post missing from the AppView
+    #: is confirmed deleted or found hidden by moderation)
+    plc_directory: str = "https://plc.directory"
+    #: hosts (or host:port) the DID documents and PDS endpoints may point at even over http or on a private
+    #: address (a self-hosted PDS on the intranet, tests); every other one must be https on public addresses
+    trusted_hosts: list[str] = Field(default_factory=list)
+
+    @field_validator("plc_directory")
+    @classmethod
+    def _plc_is_url(cls, v: str) -> str:
+        return base_url(v, "https://plc.directory")
+
+
 class BlueskyWatcher(Watcher):
     platform = "bluesky"
+    config_model = BlueskyConfig
     lookup_batch_size = 25  # getPosts' maximum
     page_limit = 100
     first_poll_limit = 50
@@ -127,7 +161,7 @@ class BlueskyWatcher(Watcher):
     #: the whole exchange with a DID directory or PDS (redirects, body) is bounded by this many timeouts
     pds_deadline_factor = 3
 
-    def __init__(self, config: Any, *, resolver: Resolver = system_resolver):
+    def __init__(self, config: BlueskyConfig, *, resolver: Resolver = system_resolver):
         """``resolver`` is injectable for tests (PDS names resolving to private addresses)."""
         super().__init__(config)
         self._client = Client(base_url=config.api_base, request=Request(timeout=config.timeout))
@@ -155,9 +189,9 @@ class BlueskyWatcher(Watcher):
             content = e.response.content if e.response is not None else None
             error = content.error if isinstance(content, XrpcError) else None
             detail = content.message if isinstance(content, XrpcError) else None
-            raise XrpcFailure(f"bluesky: {nsid} failed: {describe(e)}", status, error, detail) from e
+            raise XrpcFailure(f"bluesky: {nsid} failed: {describe_error(e)}", status, error, detail) from e
         except Exception as e:  # bad JSON, invalid parameters
-            raise PlatformError(f"bluesky: {nsid} failed: {describe(e)}") from e
+            raise PlatformError(f"bluesky: {nsid} failed: {describe_error(e)}") from e
         if not isinstance(response.content, dict):
             raise PlatformError(f"bluesky: {nsid}: malformed answer (not a JSON object)")
         return response.content
@@ -282,7 +316,7 @@ class BlueskyWatcher(Watcher):
                     cursor=page_cursor,
                 )
             except ValueError as e:
-                raise PlatformError(f"bluesky: {actor!r} cannot be asked for: {describe(e)}") from None
+                raise PlatformError(f"bluesky: {actor!r} cannot be asked for: {describe_error(e)}") from None
             try:
                 data = self._query("app.bsky.feed.getAuthorFeed", params)
             except XrpcFailure as e:
@@ -352,26 +386,15 @@ class BlueskyWatcher(Watcher):
 
     # ------------------------------------------------------------------ lookup
 
-    def lookup(self, post_ids: Sequence[str], authors: Mapping[str, str | None] | None = None) -> dict[str, PostStatus]:
-        answer: dict[str, PostStatus] = {}
-        valid = []
-        for post_id in post_ids:
-            if isinstance(post_id, str) and _POST_URI.match(post_id):
-                valid.append(post_id)
-            else:
-                answer[post_id] = PostStatus.unknown(f"not a Bluesky post URI: {post_id!r}")
-        profiles: dict[str, PostStatus | None] = {}
-        endpoints: dict[str, str | Unconfirmed] = {}  # author DID -> PDS, resolved once per run
-        for start in range(0, len(valid), self.lookup_batch_size):
-            batch = list(dict.fromkeys(valid[start : start + self.lookup_batch_size]))
-            try:
-                answer.update(self._lookup_batch(batch, profiles, endpoints))
-            except Exception as e:  # never raise from lookup
-                log.warning("bluesky: lookup failed: %s", describe(e))
-                answer.update({uri: PostStatus.unknown(describe(e)) for uri in batch})
-        return answer
+    def _lookup_state(self) -> _LookupRun:
+        return _LookupRun()
 
-    def _lookup_batch(
+    def _lookup_batch(self, batch: list[str], authors: Mapping[str, str | None], state: _LookupRun) -> dict[str, PostStatus]:
+        invalid = {uri: PostStatus.unknown(f"not a Bluesky post URI: {uri!r}") for uri in batch if not _POST_URI.match(uri)}
+        valid = [uri for uri in batch if uri not in invalid]
+        return {**invalid, **self._lookup_uris(valid, state.profiles, state.endpoints)} if valid else invalid
+
+    def _lookup_uris(
         self, batch: list[str], profiles: dict[str, PostStatus | None], endpoints: dict[str, str | Unconfirmed]
     ) -> dict[str, PostStatus]:
         try:
@@ -427,3 +450,6 @@ class BlueskyWatcher(Watcher):
         except Exception:  # pragma: no cover
             pass
         self._guarded.close()
+
+
+WATCHER = BlueskyWatcher

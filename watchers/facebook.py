@@ -13,7 +13,7 @@
   ``unknown``. The library's own sleeping on usage headers is switched off: the scheduler decides.
 
 The access token travels in query strings; it is registered for redaction and every message built from a
-request error is scrubbed (:func:`watchers._http.describe_error`).
+request error is scrubbed (:func:`watchers._common.describe_error`).
 """
 
 from __future__ import annotations
@@ -23,16 +23,18 @@ import logging
 import re
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import parse_qsl, urlsplit
 
 import requests
+from pydantic import SecretStr
 from pyfacebook import FacebookError, GraphAPI, LibraryError, RateLimit
 
 from bot.errors import ConfigError, PlatformError, RateLimited
+from bot.config_base import WatcherConfig
 from bot.models import Media, MediaKind, Post, PostStatus, RejectedItem, iso, parse_iso
 from bot.redact import register_secret
-from watchers._http import RoutedSession, chunks, describe_error, scrub, unique
+from watchers._common import MalformedItem, RoutedSession, describe_error, scrub
 from watchers.base import PollResult, Watcher
 
 log = logging.getLogger(__name__)
@@ -45,10 +47,6 @@ POST_FIELDS = f"id,message,created_time,updated_time,permalink_url,from{{id,name
 RATE_LIMIT_CODES = {4, 17, 32, 613} | set(range(80000, 80015))
 PERMISSION_CODES = {10, 190, 200} | set(range(200, 300))
 _ACCOUNT = re.compile(r"^[A-Za-z0-9._\-]+$")
-
-
-class MalformedItem(ValueError):
-    """One post (or attachment) is not shaped as documented."""
 
 
 class GraphError(PlatformError):
@@ -79,15 +77,27 @@ def _as_int(value: Any) -> int | None:
         return None
 
 
+class FacebookConfig(WatcherConfig):
+    """``accounts`` are page ids or page usernames."""
+
+    #: Graph allows 200 calls per hour per user token and app; 60 s per page stays inside for a few pages
+    min_interval: ClassVar[float] = 60.0
+
+    access_token: SecretStr
+    api_base: str = "https://graph.facebook.com"
+    version: str = "v24.0"
+
+
 class FacebookWatcher(Watcher):
     """Watches Facebook pages (``config.accounts`` are page ids or page usernames)."""
 
     platform = "facebook"
+    config_model = FacebookConfig
     lookup_batch_size = 50  # Graph's limit for ?ids=
     #: pages of 100 posts read per poll at most
     max_pages = 50
 
-    def __init__(self, config: Any, api: GraphAPI | None = None):
+    def __init__(self, config: FacebookConfig, api: GraphAPI | None = None):
         super().__init__(config)
         token = config.access_token.get_secret_value()
         register_secret(token)
@@ -201,18 +211,15 @@ class FacebookWatcher(Watcher):
 
     # ------------------------------------------------------------------------------------------ lookup
 
-    def lookup(self, post_ids: Sequence[str], authors: Mapping[str, str | None] | None = None) -> dict[str, PostStatus]:
-        ids = unique(post_ids)
-        result: dict[str, PostStatus] = {}
-        state = _LookupState()
-        for post_id in ids:
-            if not _ACCOUNT.match(post_id):
-                result[post_id] = PostStatus.unknown("not a Facebook post id")
-        for batch in chunks([i for i in ids if i not in result], self.lookup_batch_size):
-            result.update(self._lookup_batch(batch, state, retry=True))
-        return {post_id: result[post_id] for post_id in ids}
+    def _lookup_state(self) -> _LookupState:
+        return _LookupState()
 
-    def _lookup_batch(self, batch: list[str], state: _LookupState, retry: bool) -> dict[str, PostStatus]:
+    def _lookup_batch(self, batch: list[str], authors: Mapping[str, str | None], state: _LookupState) -> dict[str, PostStatus]:
+        result = {i: PostStatus.unknown("not a Facebook post id") for i in batch if not _ACCOUNT.match(i)}
+        valid = [i for i in batch if i not in result]
+        return {**result, **self._query_batch(valid, state, retry=True)} if valid else result
+
+    def _query_batch(self, batch: list[str], state: _LookupState, retry: bool) -> dict[str, PostStatus]:
         if state.limited is not None:
             return {i: PostStatus.unknown(f"rate limited: {state.limited}") for i in batch}
         try:
@@ -229,7 +236,7 @@ class FacebookWatcher(Watcher):
             out: dict[str, PostStatus] = {}
             rest = [i for i in batch if i not in named]
             if retry and named and rest:
-                out.update(self._lookup_batch(rest, state, retry=False))
+                out.update(self._query_batch(rest, state, retry=False))
                 alone = named
             else:
                 alone = batch
@@ -488,3 +495,6 @@ def _explain(error: GraphError) -> str:
     if error.code in PERMISSION_CODES:
         return f"permission problem: {error}"
     return str(error)
+
+
+WATCHER = FacebookWatcher

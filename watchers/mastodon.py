@@ -23,10 +23,11 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
 import requests
+from pydantic import SecretStr
 from mastodon import Mastodon
 from mastodon.errors import (
     MastodonAPIError,
@@ -37,9 +38,10 @@ from mastodon.errors import (
 )
 
 from bot.errors import PlatformError, RateLimited
+from bot.config_base import WatcherConfig
 from bot.models import Media, MediaKind, Post, PostStatus, RejectedItem, StatusKind
 from bot.redact import redact, register_secret
-from watchers._social_common import describe, html_to_text, parse_time, require, reset_time
+from watchers._common import describe_error, html_to_text, parse_time, require, reset_time
 from watchers.base import PollResult, Watcher
 
 log = logging.getLogger(__name__)
@@ -73,8 +75,24 @@ def _status_code(exc: MastodonError) -> int | None:
     return None
 
 
+class MastodonConfig(WatcherConfig):
+    """``accounts`` are ``@user`` or ``@user@instance``; ``api_base`` is the instance."""
+
+    #: Mastodon allows 300 requests per 5 minutes; every instance is somebody's public service, so the floor
+    #: holds whatever ``api_base`` says
+    min_interval: ClassVar[float] = 30.0
+
+    access_token: SecretStr | None = None
+    api_base: str = "https://mastodon.social"
+
+    @classmethod
+    def interval_floor(cls, api_base: str) -> float:
+        return cls.min_interval
+
+
 class MastodonWatcher(Watcher):
     platform = "mastodon"
+    config_model = MastodonConfig
     #: one status per request (``/api/v1/statuses?id[]=`` needs Mastodon 4.3 and drops unknown ids silently)
     lookup_batch_size = 1
     #: statuses per page (Mastodon's maximum for account statuses)
@@ -82,7 +100,7 @@ class MastodonWatcher(Watcher):
     #: safety stop for one poll; the cursor still advances, so the next poll continues where this stopped
     max_pages = 50
 
-    def __init__(self, config: Any):
+    def __init__(self, config: MastodonConfig):
         super().__init__(config)
         token = config.access_token.get_secret_value() if getattr(config, "access_token", None) else None
         register_secret(token)
@@ -120,10 +138,10 @@ class MastodonWatcher(Watcher):
             return fn(*args, **kwargs)
         except MastodonRatelimitError as e:
             if self._raw.status != 429:  # Mastodon.py also raises this for an unparsable X-RateLimit-Reset
-                raise PlatformError(f"mastodon: {what} failed: {describe(e)}") from e
+                raise PlatformError(f"mastodon: {what} failed: {describe_error(e)}") from e
             raise RateLimited(self.platform, reset_time(self._raw.headers), redact(f"mastodon: rate limited ({what})")) from e
         except MastodonError as e:
-            raise PlatformError(f"mastodon: {what} failed: {describe(e)}") from e
+            raise PlatformError(f"mastodon: {what} failed: {describe_error(e)}") from e
 
     def _account_id(self, account: str) -> str:
         if account in self._account_ids:
@@ -245,16 +263,11 @@ class MastodonWatcher(Watcher):
 
     # ------------------------------------------------------------------ lookup
 
-    def lookup(self, post_ids: Sequence[str], authors: Mapping[str, str | None] | None = None) -> dict[str, PostStatus]:
-        answer: dict[str, PostStatus] = {}
-        account_states: dict[str, PostStatus | None] = {}
-        for post_id in post_ids:
-            try:
-                answer[post_id] = self._lookup_one(str(post_id), account_states)
-            except Exception as e:  # never raise from lookup
-                log.warning("mastodon: lookup of %s failed: %s", post_id, describe(e))
-                answer[post_id] = PostStatus.unknown(describe(e))
-        return answer
+    def _lookup_batch(
+        self, batch: list[str], authors: Mapping[str, str | None], state: dict[str, PostStatus | None]
+    ) -> dict[str, PostStatus]:
+        """One status per request; ``state`` holds the account states checked during this lookup."""
+        return {post_id: self._lookup_one(post_id, state) for post_id in batch}
 
     def _lookup_one(self, post_id: str, account_states: dict[str, PostStatus | None]) -> PostStatus:
         if not _ID.match(post_id):
@@ -337,3 +350,6 @@ class MastodonWatcher(Watcher):
 
     def close(self) -> None:
         self._api.session.close()
+
+
+WATCHER = MastodonWatcher

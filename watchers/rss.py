@@ -43,16 +43,18 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from html.parser import HTMLParser
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import urljoin, urlsplit
 
 import feedparser
+from pydantic import Field, field_validator
 import requests
 
 from bot.errors import MediaError, PlatformError, RateLimited
+from bot.config_base import WatcherConfig
 from bot.media.fetch import REDIRECT_STATUSES, GuardedClient, Resolver, system_resolver
 from bot.models import Media, MediaKind, Post, PostStatus, RejectedItem, utcnow
-from watchers._social_common import describe, html_to_text, reset_time
+from watchers._common import describe_error, html_to_text, reset_time
 from watchers.base import PollResult, Watcher
 
 log = logging.getLogger(__name__)
@@ -138,8 +140,30 @@ def _kind_of(mime: str, medium: str, url: str) -> MediaKind | None:
     return None
 
 
+class RssConfig(WatcherConfig):
+    """``accounts`` are feed URLs (http or https)."""
+
+    #: press sites are small servers; feeds rarely change more than every few minutes
+    min_interval: ClassVar[float] = 60.0
+
+    user_agent: str = "afterimage (+https://github.com/afterimage)"
+    #: hosts (or host:port) item links and feed redirects may point at even on a private address (intranet
+    #: press sites, tests); every other link must resolve to public addresses only
+    trusted_hosts: list[str] = Field(default_factory=list)
+
+    @field_validator("accounts")
+    @classmethod
+    def _feed_urls(cls, v: list[str]) -> list[str]:
+        for feed in v:
+            parts = urlsplit(feed.strip())
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise ValueError(f'"{feed}" is not a feed URL with scheme and host (e.g. https://{feed.strip().lstrip("/")})')
+        return [feed.strip() for feed in v]
+
+
 class RssWatcher(Watcher):
     platform = "rss"
+    config_model = RssConfig
     lookup_batch_size = 20
     #: id hashes kept in the cursor
     max_seen = 1000
@@ -154,7 +178,7 @@ class RssWatcher(Watcher):
         parts = urlsplit(account.strip())
         return parts._replace(scheme=parts.scheme.lower(), netloc=parts.netloc.lower()).geturl()
 
-    def __init__(self, config: Any, *, resolver: Resolver = system_resolver):
+    def __init__(self, config: RssConfig, *, resolver: Resolver = system_resolver):
         """``resolver`` is injectable for tests (names resolving to private addresses)."""
         super().__init__(config)
         self._session = requests.Session()
@@ -203,7 +227,7 @@ class RssWatcher(Watcher):
                     if len(body) > self.max_feed_bytes:
                         raise PlatformError(f"rss: {feed_url} is larger than {self.max_feed_bytes} bytes")
         except requests.RequestException as e:
-            raise PlatformError(f"rss: fetching {feed_url} failed: {describe(e)}") from e
+            raise PlatformError(f"rss: fetching {feed_url} failed: {describe_error(e)}") from e
         except MediaError as e:
             raise PlatformError(f"rss: following the redirect of {feed_url} failed: {e}") from e
         parsed = feedparser.parse(
@@ -215,7 +239,7 @@ class RssWatcher(Watcher):
         )
         if not parsed.entries and not parsed.get("version"):
             reason = parsed.get("bozo_exception") or "no RSS/Atom root element"
-            raise PlatformError(f"rss: {feed_url} is not an RSS/Atom feed ({describe(reason) if isinstance(reason, BaseException) else reason})")
+            raise PlatformError(f"rss: {feed_url} is not an RSS/Atom feed ({describe_error(reason)})")
         if parsed.get("bozo"):
             log.info("rss: %s is not well-formed (%s); using the %d items read", feed_url, parsed.get("bozo_exception"), len(parsed.entries))
         return parsed, response
@@ -394,16 +418,11 @@ class RssWatcher(Watcher):
 
     # ------------------------------------------------------------------ lookup
 
-    def lookup(self, post_ids: Sequence[str], authors: Mapping[str, str | None] | None = None) -> dict[str, PostStatus]:
-        answer: dict[str, PostStatus] = {}
-        refreshed: dict[str, dict[str, Post] | None] = {}
-        for post_id in post_ids:
-            try:
-                answer[post_id] = self._lookup_one(str(post_id), refreshed)
-            except Exception as e:  # never raise from lookup
-                log.warning("rss: lookup of %s failed: %s", post_id, describe(e))
-                answer[post_id] = PostStatus.unknown(describe(e))
-        return answer
+    def _lookup_batch(
+        self, batch: list[str], authors: Mapping[str, str | None], state: dict[str, dict[str, Post] | None]
+    ) -> dict[str, PostStatus]:
+        """``state`` holds the feeds refreshed during this lookup (each read once per call)."""
+        return {post_id: self._lookup_one(post_id, state) for post_id in batch}
 
     def _refresh(self, feed_url: str, refreshed: dict[str, dict[str, Post] | None]) -> dict[str, Post] | None:
         """The feed's current posts by id (once per lookup call); None if the feed cannot be read now."""
@@ -478,3 +497,6 @@ class RssWatcher(Watcher):
     def close(self) -> None:
         self._guarded.close()
         self._session.close()
+
+
+WATCHER = RssWatcher

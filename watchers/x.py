@@ -14,27 +14,31 @@ original tweet, with the current text and media (an edit, for the store). ``raw`
 actually served, plus the includes it references, in the API's own ``{"data", "includes"}`` shape.
 
 tweepy hard-codes its API host and sets no timeout, so its ``requests`` session is replaced by a
-:class:`watchers._http.RoutedSession` that sends it to ``config.api_base`` with ``config.timeout``.
+:class:`watchers._common.RoutedSession` that sends it to ``config.api_base`` with ``config.timeout``.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import requests
+from pydantic import SecretStr, field_validator
 import tweepy
 
 from bot.errors import PlatformError, RateLimited
+from bot.config_base import WatcherConfig
 from bot.models import Media, MediaKind, Post, PostStatus, RejectedItem, StatusKind, parse_iso
 from bot.redact import register_secret
-from watchers._http import RoutedSession, chunks, describe_error, epoch_to_datetime, unique
+from watchers._common import MalformedItem, RoutedSession, chunks, describe_error, epoch_to_datetime, unique
 from watchers.base import PollResult, Watcher
 
 log = logging.getLogger(__name__)
 
 TWITTER_HOST = "https://api.twitter.com"  # what tweepy builds its URLs with
+_USERNAME = re.compile(r"[A-Za-z0-9_]{1,15}")
 
 EXPANSIONS = [
     "attachments.media_keys",
@@ -65,10 +69,6 @@ NOT_FOUND = "https://api.twitter.com/2/problems/resource-not-found"
 NOT_AUTHORIZED = "https://api.twitter.com/2/problems/not-authorized-for-resource"
 
 
-class MalformedItem(ValueError):
-    """One tweet (or media object) is not shaped as documented."""
-
-
 def _is_id(value: Any) -> bool:
     return isinstance(value, str) and value.isdigit() or isinstance(value, int) and not isinstance(value, bool)
 
@@ -77,15 +77,37 @@ def _id_key(tweet_id: str) -> int:
     return int(tweet_id)
 
 
+class XConfig(WatcherConfig):
+    """``accounts`` are usernames (``@`` optional, normalized away)."""
+
+    #: X's API allows 1 500 timeline reads per 15 minutes per app (Basic); 60 s per account stays well inside
+    min_interval: ClassVar[float] = 60.0
+
+    bearer_token: SecretStr
+    api_base: str = "https://api.twitter.com"
+
+    @field_validator("accounts")
+    @classmethod
+    def _usernames(cls, v: list[str]) -> list[str]:
+        names = []
+        for account in v:
+            name = account.strip().removeprefix("@")
+            if not _USERNAME.fullmatch(name):
+                raise ValueError(f'"{account}" is not an X username (1-15 letters, digits or _, e.g. DefenceMinistry)')
+            names.append(name)
+        return names
+
+
 class XWatcher(Watcher):
     """Watches X accounts (``config.accounts`` are usernames, with or without ``@``)."""
 
     platform = "x"
+    config_model = XConfig
     lookup_batch_size = 100
     #: pages read per poll at most (100 tweets each; the timeline endpoint serves 3200 at most anyway)
     max_pages = 40
 
-    def __init__(self, config: Any, client: tweepy.Client | None = None):
+    def __init__(self, config: XConfig, client: tweepy.Client | None = None):
         super().__init__(config)
         token = config.bearer_token.get_secret_value()
         register_secret(token)
@@ -174,6 +196,7 @@ class XWatcher(Watcher):
                     log.warning("x: skipping malformed tweet from @%s: %s", username, e)
                     rejected.append(RejectedItem(self.platform, account, tweet, f"malformed tweet: {e}"))
                     continue
+                self._learn(post, str(tweet["id"]), index)
                 for media_key in missing:
                     rejected.append(
                         RejectedItem(
@@ -213,44 +236,38 @@ class XWatcher(Watcher):
 
     # ------------------------------------------------------------------------------------------ lookup
 
-    def lookup(self, post_ids: Sequence[str], authors: Mapping[str, str | None] | None = None) -> dict[str, PostStatus]:
-        """Status of each id. ``authors`` (post id -> author user id, e.g. from stored ``Post.author_id``)
-        lets a tweet that X refuses to show be attributed to its author when this watcher has not seen it."""
-        ids = unique(post_ids)
-        result: dict[str, PostStatus] = {}
-        for post_id in ids:
-            if not post_id.isdigit():
-                result[post_id] = PostStatus.unknown("not an X tweet id")
-        for author_post, author in (authors or {}).items():
+    def _lookup_state(self) -> dict[str, RateLimited]:
+        return {}  # "limited": the rate limit hit by an earlier batch of this lookup
+
+    def _lookup_batch(
+        self, batch: list[str], authors: Mapping[str, str | None], state: dict[str, RateLimited]
+    ) -> dict[str, PostStatus]:
+        """``authors`` (post id -> author user id, from stored ``Post.author_id``) lets a tweet that X refuses
+        to show be attributed to its author when this watcher has not seen it."""
+        result = {i: PostStatus.unknown("not an X tweet id") for i in batch if not i.isdigit()}
+        for author_post, author in authors.items():
             if author and str(author).isdigit():
                 self._authors.setdefault(str(author_post), str(author))
-        valid = [i for i in ids if i not in result]
-        limited: RateLimited | None = None
-        for batch in chunks(valid, self.lookup_batch_size):
-            if limited is not None:
-                for post_id in batch:
-                    result[post_id] = PostStatus.unknown(f"rate limited: {limited}")
-                continue
-            try:
-                answer = self._call(
-                    self.client.get_tweets,
-                    ids=batch,
-                    expansions=EXPANSIONS,
-                    tweet_fields=TWEET_FIELDS,
-                    media_fields=MEDIA_FIELDS,
-                    user_fields=USER_FIELDS,
-                )
-            except RateLimited as e:
-                limited = e
-                for post_id in batch:
-                    result[post_id] = PostStatus.unknown(f"rate limited: {e}")
-                continue
-            except PlatformError as e:
-                for post_id in batch:
-                    result[post_id] = PostStatus.unknown(str(e))
-                continue
-            result.update(self._classify(batch, answer))
-        return {post_id: result[post_id] for post_id in ids}
+        valid = [i for i in batch if i not in result]
+        if not valid:
+            return result
+        if "limited" in state:
+            return {**result, **{i: PostStatus.unknown(f"rate limited: {state['limited']}") for i in valid}}
+        try:
+            answer = self._call(
+                self.client.get_tweets,
+                ids=valid,
+                expansions=EXPANSIONS,
+                tweet_fields=TWEET_FIELDS,
+                media_fields=MEDIA_FIELDS,
+                user_fields=USER_FIELDS,
+            )
+        except RateLimited as e:
+            state["limited"] = e
+            return {**result, **{i: PostStatus.unknown(f"rate limited: {e}") for i in valid}}
+        except PlatformError as e:
+            return {**result, **{i: PostStatus.unknown(str(e)) for i in valid}}
+        return {**result, **self._classify(valid, answer)}
 
     def _classify(self, batch: list[str], answer: dict[str, Any]) -> dict[str, PostStatus]:
         out: dict[str, PostStatus] = {}
@@ -271,6 +288,7 @@ class XWatcher(Watcher):
             except MalformedItem as e:
                 out[tweet_id] = PostStatus.unknown(f"malformed tweet: {e}")
                 continue
+            self._learn(post, str(current["id"]), index)
             if current.get("withheld") or tweet.get("withheld"):
                 out[tweet_id] = PostStatus(StatusKind.WITHHELD, post=post, error=_withheld_text(current.get("withheld") or tweet.get("withheld")))
             else:
@@ -433,6 +451,7 @@ class XWatcher(Watcher):
                 referenced_raw.append(included)
                 if ref.get("type") == "retweeted" and isinstance(included, dict):
                     attachment_sources.append(included)  # a retweet shows the retweeted tweet's media
+        seen_keys: set[str] = set()
         for source in attachment_sources:
             attachments = source.get("attachments") or {}
             if not isinstance(attachments, dict):
@@ -441,6 +460,9 @@ class XWatcher(Watcher):
             if not isinstance(keys, list):
                 raise MalformedItem(f"tweet {tweet_id}: attachments.media_keys is not a list")
             for key in keys:
+                if str(key) in seen_keys:  # a retweet lists the original's media keys again
+                    continue
+                seen_keys.add(str(key))
                 item = index.media.get(str(key))
                 if item is None:
                     missing.append(str(key))
@@ -448,15 +470,11 @@ class XWatcher(Watcher):
                 raw_media.append(item)
                 media.append(_to_media(item, tweet_id))
 
-        if account is None and author is not None:
-            account = self._accounts_by_id.get(author) or self._usernames.get(author)
         if author is not None:
-            user = index.users.get(author)
-            if isinstance(user, dict) and isinstance(user.get("username"), str):
-                self._usernames[author] = user["username"]
-            username = username or self._usernames.get(author)
-            self._authors[post_id] = author
-            self._authors[tweet_id] = author
+            spelled = _username_in(index, author) or self._usernames.get(author)
+            if account is None:
+                account = self._accounts_by_id.get(author) or spelled
+            username = username or spelled
         url = f"https://x.com/{username}/status/{post_id}" if username else f"https://x.com/i/web/status/{post_id}"
 
         raw_includes: dict[str, Any] = {}
@@ -481,6 +499,23 @@ class XWatcher(Watcher):
             author_id=author,
         )
         return post, missing
+
+    def _learn(self, post: Post, tweet_id: str, index: _Includes) -> None:
+        """Remember who wrote ``post`` (lookup needs the author of a tweet it can no longer see) and how X
+        spells their username; kept out of :meth:`_to_post` so normalizing stays free of side effects."""
+        author = post.author_id
+        if author is None:
+            return
+        spelled = _username_in(index, author)
+        if spelled:
+            self._usernames[author] = spelled
+        self._authors[post.post_id] = author
+        self._authors[tweet_id] = author
+
+
+def _username_in(index: _Includes, user_id: str) -> str | None:
+    user = index.users.get(user_id)
+    return user["username"] if isinstance(user, dict) and isinstance(user.get("username"), str) else None
 
 
 def _to_media(item: Any, tweet_id: str) -> Media:
@@ -560,3 +595,5 @@ def _withheld_text(withheld: Any) -> str:
             return "withheld in " + ",".join(str(c) for c in countries)
     return "withheld"
 
+
+WATCHER = XWatcher

@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from bot.config import find_config_file, load_config
+from bot.config import find_config_file, load_config, locate_problems
 from bot.errors import ConfigError
 from bot.redact import redact_url
 
@@ -39,12 +39,15 @@ def check(config_path: str | None) -> None:
     from bot.alerts.targets import target_problems  # imports apprise: only when the file itself is valid
 
     problems = target_problems([t.get_secret_value() for t in cfg.alerts.targets])
+    file = find_config_file(config_path)
+    if problems and file is not None:
+        problems = locate_problems(file.read_text(encoding="utf-8"), problems, str(file))
     if problems:
         for problem in problems:
             click.echo(problem, err=True)
         click.echo(f"{len(problems)} problem(s) found.", err=True)
         sys.exit(1)
-    source = find_config_file(config_path) or "(built-in defaults)"
+    source = file or "(built-in defaults)"
     click.echo(f"{source}: OK")
     click.echo(f"  data folder: {cfg.data_dir}")
     click.echo(f"  store:       {redact_url(cfg.store_url)}")

@@ -15,7 +15,7 @@ from bot.export import FORMATS, ExportFilters, render
 from bot.export.writers import export_to_file, manifest_path
 from bot.models import parse_iso
 from bot.store.records import EVENT_KINDS
-from watchers import WATCHER_CLASSES
+from watchers import platform_names
 
 
 def _iso_option(ctx: click.Context, param: click.Parameter, value: str | None) -> datetime | None:
@@ -61,7 +61,7 @@ FILTER_OPTIONS = [
     click.option("--since", callback=_iso_option, help="Only events detected at or after this UTC time (ISO 8601)."),
     click.option("--until", callback=_iso_option, help="Only events detected before this UTC time (ISO 8601)."),
     click.option("--account", default=None, help="Only this watched account (compared as its platform does: case-insensitive handles)."),
-    click.option("--platform", default=None, type=click.Choice(sorted(WATCHER_CLASSES), case_sensitive=False),
+    click.option("--platform", default=None, type=click.Choice(platform_names(), case_sensitive=False),
                  help="Only this platform."),
     click.option("--kind", "kinds", multiple=True, type=click.Choice(EVENT_KINDS), help="Only these event kinds (repeatable)."),
 ]

@@ -14,13 +14,13 @@ from bot.commands.daemon_cmds import load_or_exit
 from bot.commands.deletions import _iso_option
 from bot.errors import AfterimageError, ConfigError
 from bot.redact import redact, setup_logging
-from watchers import WATCHER_CLASSES
+from watchers import platform_names
 
 
 @click.command()
 @CONFIG_OPTION
 @click.option("--post", "post_ids", multiple=True, help="Only this post id (repeatable).")
-@click.option("--platform", default=None, type=click.Choice(sorted(WATCHER_CLASSES), case_sensitive=False),
+@click.option("--platform", default=None, type=click.Choice(platform_names(), case_sensitive=False),
               help="Only posts of this platform.")
 @click.option("--account", default=None, help="Only posts of this watched account (case-insensitive handles).")
 @click.option("--since", callback=_iso_option, help="Only posts published at or after this UTC time (ISO 8601).")

@@ -1,4 +1,4 @@
-"""In-process fake X and Facebook servers for the demo, speaking the platforms' real wire formats.
+"""In-process fake X, Facebook and Telegram (t.me preview) servers for the demo, speaking the platforms' real wire formats.
 
 They are small on purpose: just the endpoints the real clients (tweepy, python-facebook-api) call for one
 ministry account, backed by a mutable list of posts so the demo can post and then delete. They also serve
@@ -17,6 +17,9 @@ from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+
+from bot.demo import fake_telegram
+from bot.demo.fake_telegram import FakeMessage
 
 X_USER_ID = "783214"
 
@@ -38,6 +41,9 @@ class FakeWorld:
     page_id: str = "1010101"
     x_posts: list[FakePost] = field(default_factory=list)
     fb_posts: list[FakePost] = field(default_factory=list)
+    #: the Telegram channel the fake preview site (t.me) shows, and its messages
+    tg_channel: str = "mod_example_en"
+    tg_messages: list[FakeMessage] = field(default_factory=list)
     media: dict[str, tuple[str, bytes]] = field(default_factory=dict)  # path -> (content type, bytes)
     received_alerts: list[dict[str, Any]] = field(default_factory=list)
     chat_down: bool = False  # the webhook answers 503 (a chat outage)
@@ -69,7 +75,8 @@ class Fault:
     ``kind``: ``status`` (answer ``status`` with ``headers`` and a JSON ``body``), ``reset`` (close the connection
     with a TCP RST, no answer), ``delay`` (sleep ``seconds`` then answer normally), ``hang`` (sleep ``seconds``,
     then close without answering), ``truncated`` (a 200 whose JSON body is cut in half), ``body`` (a 200 with
-    ``body`` as the JSON answer, e.g. a wrong shape or an empty page). ``sticky`` faults are never used up.
+    ``body`` as the JSON answer, e.g. a wrong shape or an empty page), ``html`` (``status`` with ``body`` as an
+    HTML page, e.g. a challenge page). ``sticky`` faults are never used up.
     """
 
     kind: str
@@ -99,6 +106,16 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
+    def _html(self, code: int, page: str, headers: dict[str, str] | None = None) -> None:
+        data = page.encode()
+        self.send_response(code)
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        self.send_header("Content-Type", "text/html; charset=utf-8")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
     def _fault(self, path: str) -> bool:
         """Serve an injected fault for ``path``; True when the request is answered (or dropped) by it."""
         fault = self.world.take_fault(path)
@@ -122,6 +139,9 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
             self.wfile.write(data)
+            return True
+        if fault.kind == "html":
+            self._html(fault.status, str(fault.body))
             return True
         data = json.dumps(fault.body).encode() if fault.body is not None else b""
         self.send_response(fault.status if fault.kind == "status" else 200)
@@ -167,7 +187,25 @@ class _Handler(BaseHTTPRequestHandler):
                 return self._x(path, query)
             if path.startswith("/v"):
                 return self._facebook(path, query)
+            if path.startswith("/s/") or path.count("/") <= 2:
+                return self._telegram(path, query)
         self._json(404, {"error": "not found"})
+
+    # ---------------------------------------------------------------------------------------- t.me preview
+    def _telegram(self, path: str, query: dict[str, str]) -> None:
+        w = self.world
+        parts = [p for p in path.split("/") if p]
+        if parts[:1] == ["s"] and len(parts) == 2:
+            if parts[1].lower() != w.tg_channel.lower():
+                return self._html(302, "", {"Location": f"/{parts[1]}"})
+            before = int(query["before"]) if query.get("before", "").isdigit() else None
+            return self._html(200, fake_telegram.channel_page(w.tg_channel, w.tg_messages, self.base_url, before))
+        if len(parts) == 2 and parts[1].isdigit() and query.get("embed") == "1":
+            messages = w.tg_messages if parts[0].lower() == w.tg_channel.lower() else []
+            return self._html(200, fake_telegram.embed_page(parts[0], messages, int(parts[1]), self.base_url))
+        if len(parts) == 1:
+            return self._html(200, fake_telegram.missing_channel_page(parts[0]))
+        return self._html(404, "<html><body>Not found</body></html>")
 
     # ---------------------------------------------------------------------------------------- X API v2
     def _x_tweet(self, post: FakePost) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -312,7 +350,7 @@ class _QuietServer(ThreadingHTTPServer):
 
 
 class FakePlatforms:
-    """One loopback server answering as X, as the Graph API, as the media CDN and as the chat webhook."""
+    """One loopback server answering as X, as the Graph API, as t.me, as the media CDN and as the chat webhook."""
 
     def __init__(self, world: FakeWorld):
         self.world = world

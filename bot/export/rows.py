@@ -25,7 +25,7 @@ from watchers import same_account
 #:                      restored
 #: scope                ``post``, or ``account`` for an event of the whole account (suspended, protected,
 #:                      deleted account, and its return); it is then shown on the post that revealed it
-#: platform             x | facebook | mastodon | bluesky | rss
+#: platform             the watcher's platform name (``watchers.platform_names()``: bluesky, facebook, ...)
 #: account              the watched account the post was found under
 #: post_id              the platform's id of the post
 #: post_url             link to the post as it was published

@@ -56,7 +56,7 @@ from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
-from bot.config import MediaConfig
+from bot.config_base import MediaConfig
 from bot.errors import MediaError
 from bot.media.sniff import SNIFF_BYTES, SniffedType, sniff
 from bot.redact import redact_url

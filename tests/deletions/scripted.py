@@ -54,9 +54,9 @@ class ScriptedWatcher(Watcher):
     def poll(self, account: str, cursor: str | None) -> PollResult:
         return PollResult([], None)
 
-    def lookup(self, post_ids: Sequence[str], authors: Mapping[str, str | None] | None = None) -> dict[str, PostStatus]:
+    def _lookup_batch(self, post_ids: list[str], authors: Mapping[str, str | None], state: Any) -> dict[str, PostStatus]:
         self.calls.append(list(post_ids))
-        self.authors.update(authors or {})
+        self.authors.update(authors)
         out: dict[str, Any] = {}
         for pid in post_ids:
             n = self._seen.get(pid, 0)

@@ -105,7 +105,7 @@ def test_alive_between_two_deleted_resets_the_streak(store):
 
 
 class Boom(ScriptedWatcher):
-    def lookup(self, post_ids, authors=None):
+    def _lookup_batch(self, post_ids, authors, state):
         self.calls.append(list(post_ids))
         raise TimeoutError("read timed out")
 

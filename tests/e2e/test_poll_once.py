@@ -1,7 +1,7 @@
-"""End to end: ``afterimage poll --once`` against one local server speaking all five platforms.
+"""End to end: ``afterimage poll --once`` against one local server speaking all six platforms.
 
-One pytest-httpserver answers as X API v2, the Graph API, a Mastodon instance, the Bluesky AppView (XRPC)
-and a ministry website with an RSS and an Atom feed, with the wire-format fixtures of the watcher tests
+One pytest-httpserver answers as X API v2, the Graph API, a Mastodon instance, the Bluesky AppView (XRPC),
+Telegram's public preview site (t.me/s/<channel>) and a ministry website with an RSS and an Atom feed, with the wire-format fixtures of the watcher tests
 (tests/watchers/fixtures/, read as they are; only the CDN hosts of their media URLs are pointed at the
 local server). The same server serves every picture and video those payloads reference, so the whole
 pipeline runs: watchers through their real client libraries, the SQLite store, the archive, hashing and
@@ -26,6 +26,7 @@ from werkzeug import Request, Response
 
 from bot.archive import Archive
 from bot.cli import main
+from bot.demo.fake_telegram import channel_page
 from bot.store import open_store
 from tests.images import encode, scene, scene_video
 from tests.media.videos import hls_from_video
@@ -62,7 +63,9 @@ MEDIA_HOSTS = (
     "cdn.bsky.app",
     "video.bsky.app",
     "tracker.example.net",
+    "cdn4.telesco.pe",
 )
+TG_CHANNEL = "ministry_example"
 
 def json_response(body: object, status: int = 200) -> Response:
     return Response(json.dumps(body), status=status, content_type="application/json")
@@ -70,7 +73,7 @@ def json_response(body: object, status: int = 200) -> Response:
 
 @dataclass
 class FakeInternet:
-    """X, Graph, Mastodon, Bluesky, a press website and their CDNs, on one local server."""
+    """X, Graph, Mastodon, Bluesky, t.me, a press website and their CDNs, on one local server."""
 
     server: HTTPServer
     base: str
@@ -102,6 +105,10 @@ class FakeInternet:
                 if platform in self.failing:
                     return self.failure(platform, self.failing[platform])
                 return handler(request)
+        if path == f"/s/{TG_CHANNEL}":
+            if "telegram" in self.failing:
+                return Response("<html><body>Bad Gateway</body></html>", self.failing["telegram"], content_type="text/html")
+            return self.telegram(request)
         if path in ("/feed.xml", "/atom.xml"):
             if "rss" in self.failing:
                 return Response("<html>Internal Server Error</html>", self.failing["rss"], content_type="text/html")
@@ -159,6 +166,13 @@ class FakeInternet:
         if request.path == "/xrpc/app.bsky.actor.getProfile":
             return json_response(self.fixture_json("bluesky", "profile.json"))
         return json_response({"error": "MethodNotImplemented", "message": "Method Not Implemented"}, 501)
+
+    # ------------------------------------------------------------------ t.me preview
+    def telegram(self, request: Request) -> Response:
+        """The newest page is the real-format fixture; the page before it is the channel's start (empty)."""
+        if request.args.get("before"):
+            return Response(channel_page(TG_CHANNEL, [], self.base), 200, content_type="text/html; charset=utf-8")
+        return Response(self.fixture("telegram", "channel-page.html"), 200, content_type="text/html; charset=utf-8")
 
     # ------------------------------------------------------------------ CDNs and the press website
     def media(self, path: str) -> Response:
@@ -235,6 +249,10 @@ watchers:
     api_base: {internet.base}
     accounts: ["{BSKY_HANDLE}"]
     timeout: 5s
+  telegram:
+    api_base: {internet.base}
+    accounts: ["@{TG_CHANNEL}"]
+    timeout: 5s
   rss:
     accounts: ["{internet.base}/feed.xml", "{internet.base}/atom.xml"]
     user_agent: "afterimage-e2e (+https://example.org/afterimage)"
@@ -284,11 +302,14 @@ FIRST_POLL = {
     f"bluesky/{BSKY_HANDLE}": (2, 3, 0),  # two images, one video
     "rss/{base}/feed.xml": (3, 5, 0),  # <img> x2, enclosure + media:content video, media:content (no pdf)
     "rss/{base}/atom.xml": (2, 2, 0),  # enclosure link, <img> in the summary
+    # album of two photos and a video, one photo, a too-big video's thumbnail; a message without a date
+    f"telegram/{TG_CHANNEL}": (3, 5, 1),
 }
 CURSORS = {
     ("x", "MinExample"): "1800000000000000040",
     ("facebook", FB_PAGE): "2024-06-10T12:50:00Z",
     ("mastodon", "govinfo"): "113500000000000100",
+    ("telegram", TG_CHANNEL): "5131",
 }
 
 
@@ -343,14 +364,14 @@ def test_poll_once_all_five_platforms_then_cursors_hold(tmp_path, internet, conf
     assert_first_poll_lines(lines, expected)
     assert "alerts waiting in the outbox: 0" in output
 
-    assert_stored_with_media(tmp_path, {"x": 5, "facebook": 6, "mastodon": 1, "bluesky": 2, "rss": 5})
+    assert_stored_with_media(tmp_path, {"x": 5, "facebook": 6, "mastodon": 1, "bluesky": 2, "rss": 5, "telegram": 3})
     with open_store(f"sqlite:///{tmp_path / 'state.db'}") as store:
         for (platform, account), cursor in CURSORS.items():
             assert store.get_cursor(platform, account) == cursor
         assert store.get_cursor("bluesky", BSKY_HANDLE)
         assert store.get_cursor("rss", f"{internet.base}/feed.xml")
         assert store.get_cursor("rss", f"{internet.base}/atom.xml")
-        assert len(store.list_rejected()) == 6
+        assert len(store.list_rejected()) == 7
         states = {(s.platform, s.account): s for s in store.get_account_states()}
         assert all(states[(a.split("/", 1)[0], a.split("/", 1)[1])].last_poll_at for a in expected)
         assert all(not s.last_error for s in states.values())
@@ -369,15 +390,15 @@ def test_poll_once_all_five_platforms_then_cursors_hold(tmp_path, internet, conf
     assert sent[f"/v24.0/{FB_PAGE}/posts"]["since"] == "1718023800"  # 2024-06-10T12:50:00Z
     assert sent[f"/api/v1/accounts/{MASTODON_ACCOUNT_ID}/statuses"]["min_id"] == CURSORS[("mastodon", "govinfo")]
     assert not any(path.startswith(("/cdn/", "/media/")) for path, _ in internet.requests)
-    assert_stored_with_media(tmp_path, {"x": 5, "facebook": 6, "mastodon": 1, "bluesky": 2, "rss": 5})
+    assert_stored_with_media(tmp_path, {"x": 5, "facebook": 6, "mastodon": 1, "bluesky": 2, "rss": 5, "telegram": 3})
 
     for secret in SECRETS:
         assert secret not in output and secret not in output2
         assert secret not in caplog.text
 
 
-# each watcher's own 5xx handling is covered in tests/watchers/; here: the first and the last platform polled
-@pytest.mark.parametrize("platform", ["x", "rss"])
+# each watcher's own 5xx handling is covered in tests/watchers/; here: a few platforms, the new one included
+@pytest.mark.parametrize("platform", ["x", "rss", "telegram"])
 def test_poll_once_one_platform_failing_does_not_stop_the_others(tmp_path, internet, config, caplog, platform):
     internet.failing[platform] = 500
     code, lines, output = poll_once(config)
@@ -391,7 +412,7 @@ def test_poll_once_one_platform_failing_does_not_stop_the_others(tmp_path, inter
         assert re.search(r"500|Internal Server Error", lines[account]), lines[account]
     assert_first_poll_lines(lines, {a: v for a, v in expected.items() if a not in failed})
 
-    posts = {"x": 5, "facebook": 6, "mastodon": 1, "bluesky": 2, "rss": 5}
+    posts = {"x": 5, "facebook": 6, "mastodon": 1, "bluesky": 2, "rss": 5, "telegram": 3}
     assert_stored_with_media(tmp_path, {p: (0 if p == platform else n) for p, n in posts.items()})
     with open_store(f"sqlite:///{tmp_path / 'state.db'}") as store:
         states = {(s.platform, s.account): s for s in store.get_account_states()}

@@ -18,7 +18,7 @@ import pytest
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
-from bot.config import BlueskyConfig
+from watchers.bluesky import BlueskyConfig
 from bot.errors import PlatformError, RateLimited
 from bot.models import MediaKind, StatusKind
 from watchers import build_watcher

@@ -21,7 +21,7 @@ import pytest
 from pydantic import SecretStr
 from werkzeug import Request, Response
 
-from bot.config import FacebookConfig
+from watchers.facebook import FacebookConfig
 from bot.errors import ConfigError, PlatformError, RateLimited
 from bot.models import MediaKind, StatusKind
 from watchers import build_watcher

@@ -17,7 +17,7 @@ import pytest
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
-from bot.config import RssConfig
+from watchers.rss import RssConfig
 from bot.errors import PlatformError, RateLimited
 from bot.media.fetch import system_resolver
 from bot.models import MediaKind, StatusKind

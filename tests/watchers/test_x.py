@@ -17,7 +17,7 @@ import pytest
 from pydantic import SecretStr
 from werkzeug import Request, Response
 
-from bot.config import XConfig
+from watchers.x import XConfig
 from bot.errors import PlatformError, RateLimited
 from bot.models import MediaKind, StatusKind
 from watchers import build_watcher

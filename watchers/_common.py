@@ -1,21 +1,106 @@
-"""Helpers shared by the Mastodon, Bluesky and RSS watchers (owned by the ``social`` branch).
+"""Helpers every watcher shares; nothing here knows a platform.
 
-Nothing here knows a platform: HTML to plain text, rate-limit reset headers, timestamps, and a
-short description of an exception that never contains a registered secret.
+- :func:`describe_error`: the one description of an exception for logs, ``PostStatus.error`` and raised
+  messages: registered secrets, ``access_token=`` style query values and bearer tokens masked, shortened.
+- :class:`MalformedItem`: one item of an answer is not shaped as documented (kept raw, skipped).
+- :class:`RoutedSession`: a ``requests.Session`` for client libraries that hard-code their host or set no
+  timeout (tweepy, python-facebook-api): re-routes a host prefix, applies a timeout, keeps the last response.
+- Time: :func:`parse_time` (ISO 8601) and :func:`epoch_to_datetime`; :func:`reset_time` reads rate-limit
+  reset headers.
+- :func:`html_to_text`, :func:`require`, :func:`chunks`, :func:`unique`.
 """
 
 from __future__ import annotations
 
 import html
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta, timezone
 from email.utils import parsedate_to_datetime
 from html.parser import HTMLParser
 from typing import Any
 
+import requests
+
 from bot.models import as_utc, utcnow
-from bot.redact import redact
+from bot.redact import MASK, redact
+
+#: longest description kept (exception messages can embed whole HTML pages)
+_MAX_CHARS = 500
+
+_TOKEN_IN_URL = re.compile(r"(\b(?:access_token|appsecret_proof|input_token|key)=)[^&\s'\"]+", re.IGNORECASE)
+_BEARER = re.compile(r"(Bearer\s+)[^\s'\"]+", re.IGNORECASE)
+
+
+class MalformedItem(ValueError):
+    """One item (post, attachment, media object) of an answer is not shaped as documented."""
+
+
+def scrub(text: str) -> str:
+    """``text`` with registered secrets, query-string tokens and bearer tokens masked."""
+    text = redact(text)
+    text = _TOKEN_IN_URL.sub(lambda m: m.group(1) + MASK, text)
+    return _BEARER.sub(lambda m: m.group(1) + MASK, text)
+
+
+def describe_error(exc: BaseException | str) -> str:
+    """``Type: message`` of an exception (or a message as is), every secret masked, then shortened.
+
+    Masking comes first: shortening first could cut a secret in two and leave a part no mask matches."""
+    text = exc if isinstance(exc, str) else f"{type(exc).__name__}: {str(exc) or repr(exc)}"
+    text = scrub(text)
+    return text if len(text) <= _MAX_CHARS else text[:_MAX_CHARS] + "..."
+
+
+class RoutedSession(requests.Session):
+    """A ``requests.Session`` that re-routes a host prefix, applies a default timeout and remembers the
+    last response."""
+
+    def __init__(self, *, timeout: float, route_from: str | None = None, route_to: str | None = None):
+        super().__init__()
+        self.timeout = timeout
+        self.route_from = route_from.rstrip("/") if route_from else None
+        self.route_to = route_to.rstrip("/") if route_to else None
+        self.last_response: requests.Response | None = None
+
+    def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> requests.Response:
+        url = str(url)
+        if self.route_from and self.route_to and url.startswith(self.route_from):
+            url = self.route_to + url[len(self.route_from) :]
+        if kwargs.get("timeout") is None:
+            kwargs["timeout"] = self.timeout
+        self.last_response = None
+        response = super().request(method, url, *args, **kwargs)
+        self.last_response = response
+        return response
+
+
+def epoch_to_datetime(value: Any) -> datetime | None:
+    """Unix epoch seconds (int or numeric string) -> aware UTC datetime; None when absent or garbage."""
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        return None
+    if seconds <= 0:
+        return None
+    try:
+        return datetime.fromtimestamp(seconds, tz=timezone.utc)
+    except (OverflowError, OSError, ValueError):
+        return None
+
+
+def chunks(items: list[str], size: int) -> list[list[str]]:
+    """``items`` in consecutive lists of at most ``size``."""
+    return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+def unique(items: Iterable[Any]) -> list[str]:
+    """The ids given, as strings, duplicates removed, order kept."""
+    seen: dict[str, None] = {}
+    for item in items:
+        seen.setdefault(str(item), None)
+    return list(seen)
+
 
 # ----------------------------------------------------------------------------- HTML -> text
 
@@ -116,9 +201,6 @@ def _parse_reset(value: str, now: datetime, is_retry_after: bool) -> datetime | 
         return None
 
 
-# ----------------------------------------------------------------------------- misc
-
-
 def parse_time(value: Any) -> datetime:
     """An ISO 8601 timestamp from a payload, as aware UTC; raises ValueError on anything else."""
     if not isinstance(value, str) or not value:
@@ -127,14 +209,6 @@ def parse_time(value: Any) -> datetime:
     # Python 3.11 accepts most ISO forms; trim sub-microsecond digits some servers send
     text = re.sub(r"(\.\d{6})\d+", r"\1", text)
     return as_utc(datetime.fromisoformat(text))
-
-
-def describe(exc: BaseException) -> str:
-    """``Type: message`` of an exception, shortened, with every registered secret masked."""
-    message = str(exc) or exc.__class__.__name__
-    if len(message) > 300:
-        message = message[:300] + "..."
-    return redact(f"{exc.__class__.__name__}: {message}")
 
 
 def require(mapping: Any, key: str, kind: type | tuple[type, ...] = str) -> Any:
