@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import click
@@ -55,27 +56,33 @@ def check(config_path: str | None, inputs: tuple[str, ...], as_json: bool, show_
     with store:
         matcher = Matcher(store, Archive(cfg.archive_path), cfg.matching)
         for source in inputs:
-            line: dict[str, object] = {"input": source}
-            try:
-                found = matcher.match(_read(source, cfg.media.timeout))
-                line["match"] = found[0].to_json() if found else None
-                if show_all:
-                    line["matches"] = [m.to_json() for m in found]
-            except (AfterimageError, OSError, ValueError) as e:
-                failed += 1
-                reason = getattr(e, "reason", None)
-                line["match"] = None
-                line["error"] = f"{reason}: {e}" if reason else str(e)
-            except Exception as e:  # requests errors and anything unexpected stay per input
-                failed += 1
-                line["match"] = None
-                line["error"] = f"{type(e).__name__}: {e}"
+            line = check_one(matcher, source, lambda: _read(source, cfg.media.timeout), show_all=show_all)
+            failed += "error" in line
             if as_json:
                 click.echo(json.dumps(line, ensure_ascii=False))
             else:
                 click.echo(_human(line))
     if failed:
         sys.exit(2)
+
+
+def check_one(matcher: Matcher, name: str, read: Callable[[], bytes], *, show_all: bool = False) -> dict[str, object]:
+    """The answer for one input, as ``check --json`` prints it (also served by the web console's check page
+    and ``POST /api/v1/check``): ``{"input", "match"}``, plus ``matches`` with ``show_all``, or ``error``."""
+    line: dict[str, object] = {"input": name}
+    try:
+        found = matcher.match(read())
+        line["match"] = found[0].to_json() if found else None
+        if show_all:
+            line["matches"] = [m.to_json() for m in found]
+    except (AfterimageError, OSError, ValueError) as e:
+        reason = getattr(e, "reason", None)
+        line["match"] = None
+        line["error"] = f"{reason}: {e}" if reason else str(e)
+    except Exception as e:  # requests errors and anything unexpected stay per input
+        line["match"] = None
+        line["error"] = f"{type(e).__name__}: {e}"
+    return line
 
 
 def _human(line: dict[str, object]) -> str:
