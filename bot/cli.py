@@ -20,6 +20,8 @@ COMMANDS: list[str] = [
     "bot.commands.check:check",
     "bot.commands.alerts:alerts",
     "bot.commands.reprocess:reprocess",
+    "bot.commands.users:users",
+    "bot.commands.web:web",
 ]
 
 

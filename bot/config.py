@@ -101,6 +101,8 @@ class AlertsConfig(ConfigModel):
     #: failed attempts in a row after which the head alert is tested against the next one: if a target accepts
     #: the next alert, the head is parked (a target refuses it for good) instead of holding up the queue
     park_after: int = Field(default=5, ge=1, le=100)
+    #: also page the chat for "suggest"-tier hits (by default they only wait in the web console's review queue)
+    suggest_to_chat: bool = False
 
 
 class HealthConfig(ConfigModel):
@@ -115,6 +117,29 @@ class HealthConfig(ConfigModel):
         return v
 
 
+class WebConfig(ConfigModel):
+    """The web console (``afterimage web``)."""
+
+    #: host:port the console listens on; keep it on loopback behind a TLS reverse proxy
+    listen: str = "127.0.0.1:8080"
+    #: the console's public URL (https://review.example.org): chat alerts then link to their case page
+    base_url: str | None = None
+    #: signs session cookies; unset: a random key kept in <data_dir>/web-secret (0600)
+    secret_key: SecretStr | None = None
+
+    @field_validator("listen")
+    @classmethod
+    def _host_port(cls, v: str) -> str:
+        return HealthConfig._host_port(v)  # type: ignore[return-value]
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, v: str | None) -> str | None:
+        if v is not None and not re.match(r"^https?://[^/\s]+", v):
+            raise ValueError(f'"{v}" is not an http(s) URL (e.g. https://review.example.org)')
+        return v.rstrip("/") if v else v
+
+
 class Config(ConfigModel):
     data_dir: Path = Field(default_factory=lambda: Path(os.environ.get(DATA_ENV) or DEFAULT_DATA_DIR))
     #: sqlite:///path/state.db (default in data_dir) or redis://[:password@]host:port/db, rediss:// for TLS
@@ -126,6 +151,7 @@ class Config(ConfigModel):
     matching: MatchingConfig = Field(default_factory=MatchingConfig)
     alerts: AlertsConfig = Field(default_factory=AlertsConfig)
     health: HealthConfig = Field(default_factory=HealthConfig)
+    web: WebConfig = Field(default_factory=WebConfig)
 
     @field_validator("store")
     @classmethod

@@ -36,6 +36,7 @@ from bot.alerts.digest import enqueue_digest_if_due
 from bot.alerts.sender import LOCK_NAME as ALERTS_LOCK
 from bot.alerts.sender import AlertSender
 from bot.archive import Archive
+from bot.cases import CaseDesk
 from bot.config import Config
 from bot.deletions.tracker import RecheckTracker
 from bot.errors import PlatformError, RateLimited, StoreError
@@ -112,6 +113,13 @@ class Daemon:
             video_keyframes=config.media.video_keyframes,
             clock=clock,
             stop=self.stop_event,
+            cases=CaseDesk(
+                self.store,  # type: ignore[arg-type]  # both backends are CaseStores
+                self.archive,
+                base_url=config.web.base_url,
+                suggest_to_chat=config.alerts.suggest_to_chat,
+                clock=clock,
+            ),
         )
         self.scheduler: BackgroundScheduler | None = None
         self._paused_until: dict[str, datetime] = {}

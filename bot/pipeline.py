@@ -30,6 +30,7 @@ from PIL import Image
 
 from bot.alerts.payloads import match_alert
 from bot.archive import Archive
+from bot.cases import CaseDesk
 from bot.deletions.tracker import RecheckTracker
 from bot.errors import ArchiveError, MediaError, StoreError
 from bot.hashing.decode import decode_image
@@ -94,6 +95,7 @@ class Pipeline:
         video_keyframes: int = 8,
         clock: Callable[[], datetime] = utcnow,
         stop: threading.Event | None = None,
+        cases: CaseDesk | None = None,
     ):
         self.store = store
         self.archive = archive
@@ -103,6 +105,7 @@ class Pipeline:
         self.video_keyframes = video_keyframes
         self.clock = clock
         self.stop = stop or threading.Event()
+        self.cases = cases or CaseDesk(store, archive, clock=clock)  # type: ignore[arg-type]  # both backends are CaseStores
         self._attempts: dict[str, int] = {}
         self._lock = threading.Lock()  # one post processed at a time per process: steps share the matcher
 
@@ -259,7 +262,9 @@ class Pipeline:
                 media_frame_ts=still.frame_ts,
                 created_at=self.clock(),
             )
-            if self.store.enqueue_alert(alert):
+            # every match is a case; only what the desk lets through pages the chat (see bot.cases)
+            alert = self.cases.admit(alert, known_item=match.known.item, image=image, still_sha256=still.sha256)
+            if alert is not None and self.store.enqueue_alert(alert):
                 enqueued += 1
                 log.info("%s: %s alert queued (%s, %s)", post.key, alert.kind, match.known.label, match.tier)
         remember_seen(

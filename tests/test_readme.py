@@ -21,6 +21,8 @@ ELSEWHERE = {
     "run": ("tests/e2e/test_daemon.py", '"run", "-c"'),
     "demo": ("tests/e2e/test_demo.py", '["demo", "--out"'),
     "poll": ("tests/e2e/test_poll_once.py", '"poll", "--once"'),
+    "web": ("tests/e2e/test_web_console.py", '"web", "-c"'),
+    "users": ("tests/e2e/test_web_console.py", '"users", "add"'),
 }
 #: exit codes a command may end with in the sandbox (check: 2 when an input, here a URL, cannot be read;
 #: alerts test: 1, the example's chat URL points at a closed port here)

@@ -188,6 +188,10 @@ def _render_match(alert: OutboxAlert) -> tuple[str, str]:
         lines.append("**Matched region:** outlined in the attached comparison (posted image left)")
     lines.append(f"**Media:** sha256 `{untrusted(str(p.get('media_sha256'))[:16])}…` · {link(p.get('media_url'))}")
     lines.append(f"**Known id:** {untrusted(known.get('id'))}")
+    if p.get("case_url"):
+        lines.append(f"**Review:** {link(p['case_url'])}")
+    elif p.get("case_id"):
+        lines.append(f"**Case:** {untrusted(p['case_id'])}")
     return title, "\n".join(lines)
 
 

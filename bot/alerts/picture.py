@@ -248,3 +248,19 @@ def comparison_png(archive: Archive, payload: dict[str, Any]) -> bytes:
     buf = io.BytesIO()
     image.save(buf, format="PNG", optimize=False)
     return buf.getvalue()
+
+
+def archived_picture_png(archive: Archive, media: Sequence[Any]) -> bytes | None:
+    """The first archived picture of a deletion-log alert's ``media`` list (``{"sha256", "archive_path"}``;
+    a video gives its first frame) as a PNG at most ``MAX_WIDTH`` x ``PANEL_HEIGHT``, or None when none can
+    be shown: the evidence of what was deleted travels with the alert."""
+    for item in media:
+        path = item.get("archive_path") if isinstance(item, dict) else None
+        image, _ = load_image(archive, path)
+        if image is None:
+            continue
+        image.thumbnail((MAX_WIDTH, PANEL_HEIGHT))
+        buf = io.BytesIO()
+        image.save(buf, format="PNG")
+        return buf.getvalue()
+    return None

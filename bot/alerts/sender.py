@@ -54,7 +54,7 @@ from pathlib import Path
 from typing import Literal
 
 from bot.alerts.messages import render
-from bot.alerts.picture import comparison_png
+from bot.alerts.picture import archived_picture_png, comparison_png
 from bot.alerts.targets import DEFAULT_TIMEOUT, ConsoleTarget, Target, build_targets
 from bot.archive import Archive
 from bot.config import AlertsConfig
@@ -322,15 +322,25 @@ class AlertSender:
         return None
 
     def _attachment(self, alert: OutboxAlert, todo: list[Target], tmp: Path) -> Path | None:
-        """The comparison PNG in ``tmp`` for match/recycled alerts going to a target other than the console."""
-        if alert.kind not in ATTACH_KINDS or all(isinstance(t, ConsoleTarget) for t in todo):
+        """The picture in ``tmp`` for targets other than the console: the comparison PNG of a match/recycled
+        alert, the archived picture of a deletion-log alert (deleted, edited, ...) that has media."""
+        if all(isinstance(t, ConsoleTarget) for t in todo):
             return None
         try:
-            data = comparison_png(self.archive, alert.payload)
-            sha = str(alert.payload.get("media_sha256") or "image")[:12]
-            path = tmp / f"comparison-{re.sub(r'[^A-Za-z0-9]', '', sha) or 'image'}.png"
+            if alert.kind in ATTACH_KINDS:
+                data: bytes | None = comparison_png(self.archive, alert.payload)
+                name = "comparison"
+            elif isinstance(alert.payload.get("media"), list):
+                data = archived_picture_png(self.archive, alert.payload["media"])
+                name = "archived"
+            else:
+                return None
+            if data is None:
+                return None
+            sha = str(alert.payload.get("media_sha256") or alert.kind)[:12]
+            path = tmp / f"{name}-{re.sub(r'[^A-Za-z0-9]', '', sha) or 'image'}.png"
             path.write_bytes(data)
         except Exception:  # e.g. no space for the temp file: deliver the text without the picture
-            log.exception("alert %s: cannot prepare the comparison picture; sending without it", redact(alert.key))
+            log.exception("alert %s: cannot prepare the picture; sending without it", redact(alert.key))
             return None
         return path

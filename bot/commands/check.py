@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import click
 
 from bot.archive import Archive
 from bot.commands.config_cmd import CONFIG_OPTION
-from bot.config import Config, load_config
+from bot.config import load_config
 from bot.errors import AfterimageError, MediaError
 from bot.known import IMAGE_SUFFIXES, VIDEO_SUFFIXES
 from bot.matching.matcher import Match, Matcher
@@ -67,19 +67,21 @@ def _read_file(source: str) -> bytes:
         raise ValueError("no such file or folder") from None
 
 
-def _is_media_file(source: str, data: bytes) -> bool:
-    sniffed = sniff(data[:SNIFF_BYTES])
+def _is_media_file(source: str) -> bool:
+    """Whether a file found in a folder is worth checking: its first bytes or its name say image or video."""
+    with open(source, "rb") as f:
+        sniffed = sniff(f.read(SNIFF_BYTES))
     return sniffed is not None or Path(source).suffix.lower() in IMAGE_SUFFIXES | VIDEO_SUFFIXES
 
 
-def _best(matcher: Matcher, data: bytes, cfg: Config) -> tuple[list[Match], float | None]:
+def _best(matcher: Matcher, data: bytes, max_frames: int) -> tuple[list[Match], float | None]:
     """Matches of an image, or of the video's sampled frames (as a posted video is sampled): those of the
     frame with the best match, and that frame's time."""
     sniffed = sniff(data[:SNIFF_BYTES])
     if sniffed is None or sniffed.kind != "video":
         return matcher.match(data), None
     best: tuple[list[Match], float | None] = ([], None)
-    for ts, frame in extract_keyframes(data, max_frames=cfg.media.video_keyframes):
+    for ts, frame in extract_keyframes(data, max_frames=max_frames):
         found = matcher.match(frame)
         if found and (not best[0] or _rank(found[0]) < _rank(best[0][0])):
             best = (found, ts)
@@ -101,7 +103,8 @@ def check(config_path: str | None, inputs: tuple[str, ...], as_json: bool, show_
     a posted video is. Exit 0 when all were checked, 2 if one failed."""
     try:
         cfg = load_config(config_path)
-        store = open_store(cfg.store_url, create=False)  # no store: no known media to check against
+        cfg.data_dir.mkdir(parents=True, exist_ok=True)
+        store = open_store(cfg.store_url)
     except (AfterimageError, OSError) as e:
         raise click.ClickException(str(e)) from None
     failed = 0
@@ -110,41 +113,58 @@ def check(config_path: str | None, inputs: tuple[str, ...], as_json: bool, show_
         matcher = Matcher(store, Archive(cfg.archive_path), cfg.matching)
         for given in inputs:
             for source in _files_of(given):
-                line: dict[str, object] = {"input": source}
-                try:
-                    if source.startswith(("http://", "https://")):
-                        from bot.media.fetch import MediaFetcher
+                if source != given and not _is_media_file(source):
+                    _echo({"input": source, "skipped": "not an image or a video"}, as_json)
+                    continue
+                if source.startswith(("http://", "https://")):
+                    from bot.media.fetch import MediaFetcher
 
-                        fetcher = fetcher or MediaFetcher(cfg.media)
-                        data = fetcher.fetch(source).data
-                    else:
-                        data = _read_file(source)
-                        if Path(given).is_dir() and not _is_media_file(source, data):
-                            line["skipped"] = "not an image or a video"
-                            _echo(line, as_json)
-                            continue
-                    found, frame_ts = _best(matcher, data, cfg)
-                    line["match"] = found[0].to_json() if found else None
-                    if frame_ts is not None:
-                        line["input_frame_ts"] = frame_ts
-                    if show_all:
-                        line["matches"] = [m.to_json() for m in found]
-                except MediaError as e:
-                    failed += 1
-                    line["match"] = None
-                    line["error"] = f"{e.reason}: {_plain_error(e)}"
-                    if verbose:
-                        line["detail"] = str(e)
-                except (AfterimageError, OSError, ValueError) as e:
-                    failed += 1
-                    reason = getattr(e, "reason", None)
-                    line["match"] = None
-                    line["error"] = f"{reason}: {e}" if reason else str(e)
+                    fetcher = fetcher or MediaFetcher(cfg.media)
+                    read: Callable[[], bytes] = lambda: fetcher.fetch(source).data  # noqa: E731, B023
+                else:
+                    read = lambda: _read_file(source)  # noqa: E731, B023
+                line = check_one(
+                    matcher, source, read, show_all=show_all, verbose=verbose, max_frames=cfg.media.video_keyframes
+                )
+                failed += "error" in line
                 _echo(line, as_json)
     if fetcher is not None:
         fetcher.close()
     if failed:
         sys.exit(2)
+
+
+def check_one(
+    matcher: Matcher,
+    name: str,
+    read: Callable[[], bytes],
+    *,
+    show_all: bool = False,
+    verbose: bool = False,
+    max_frames: int = 8,
+) -> dict[str, object]:
+    """The answer for one input, as ``check --json`` prints it (also served by the web console's check page
+    and ``POST /api/v1/check``): ``{"input", "match"}``, plus ``matches`` with ``show_all`` and
+    ``input_frame_ts`` for a video, or ``error`` (one plain sentence; the technical text as ``detail`` with
+    ``verbose``)."""
+    line: dict[str, object] = {"input": name}
+    try:
+        found, frame_ts = _best(matcher, read(), max_frames)
+        line["match"] = found[0].to_json() if found else None
+        if frame_ts is not None:
+            line["input_frame_ts"] = frame_ts
+        if show_all:
+            line["matches"] = [m.to_json() for m in found]
+    except MediaError as e:
+        line["match"] = None
+        line["error"] = f"{e.reason}: {_plain_error(e)}"
+        if verbose:
+            line["detail"] = str(e)
+    except (AfterimageError, OSError, ValueError) as e:
+        reason = getattr(e, "reason", None)
+        line["match"] = None
+        line["error"] = f"{reason}: {e}" if reason else str(e)
+    return line
 
 
 def _echo(line: dict[str, object], as_json: bool) -> None:

@@ -70,6 +70,7 @@ from bot.errors import StoreError
 from bot.models import Post, RejectedItem, iso, parse_iso
 from bot.redact import redact, redact_url, register_secret
 from bot.store.base import StateStore
+from bot.store.redis_review import RedisReviewMixin, review_methods
 from bot.store.common import (
     BUDGET_KEEP_MINUTES,
     account_from_dict,
@@ -247,7 +248,7 @@ def _member(a: str, b: str) -> str:
     return f"{a}{SEP}{b}"
 
 
-class RedisStore(StateStore):
+class RedisStore(RedisReviewMixin, StateStore):
     """State store in Redis (see the module docstring for the key layout)."""
 
     def __init__(self, url: str):
@@ -275,6 +276,7 @@ class RedisStore(StateStore):
         self._lock_renew = self._r.register_script(_LOCK_RENEW)
         self._lock_release = self._r.register_script(_LOCK_RELEASE)
         self._spend_budget = self._r.register_script(_SPEND_BUDGET)
+        self._review_scripts()
         self.ping()
         try:
             self._index_old_alerts()
@@ -960,6 +962,6 @@ def _wrap_errors(method: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-for _name in StateStore.__abstractmethods__ - {"close"}:
+for _name in (StateStore.__abstractmethods__ | review_methods()) - {"close"}:
     setattr(RedisStore, _name, _wrap_errors(getattr(RedisStore, _name)))
 del _name

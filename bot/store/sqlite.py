@@ -27,6 +27,7 @@ from bot.errors import StoreError
 from bot.models import Post, RejectedItem, iso, parse_iso
 from bot.redact import redact_url
 from bot.store.base import StateStore
+from bot.store.sqlite_review import REVIEW_MIGRATION, SqliteReviewMixin
 from bot.store.common import (
     BUDGET_KEEP_MINUTES,
     account_from_dict,
@@ -219,6 +220,8 @@ MIGRATIONS: list[str] = [
     UPDATE known SET grp = json_extract(data, '$.group');
     CREATE INDEX known_group ON known (grp, seq);
     """,
+    # 9: the review loop: cases, the dismissals they teach, console users (bot.store.sqlite_review)
+    REVIEW_MIGRATION,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -240,7 +243,7 @@ def _iso_micros(value: Any) -> int | None:
     return micros(parsed) if parsed is not None else None
 
 
-class SqliteStore(StateStore):
+class SqliteStore(SqliteReviewMixin, StateStore):
     """State store in one SQLite file (WAL mode)."""
 
     def __init__(self, path: str):

@@ -355,3 +355,21 @@ def test_without_an_explicit_now_the_real_time_is_recorded(httpserver, receiver,
     before = utcnow()
     assert make_sender(store, archive, json_url(httpserver, "/hook")).deliver_due().sent == [alert.key]
     assert before <= store.get_alert(alert.key).sent_at <= utcnow()
+
+
+def test_deletion_alert_carries_the_archived_picture(httpserver, receiver, store, archive, images):
+    from bot.alerts.payloads import event_alert
+    from bot.models import Post
+    from bot.store.common import new_id
+    from bot.store.records import PostEvent
+
+    hook = receiver("/hook")
+    post = Post(platform="x", account="mod_gov", post_id="1001", url="https://x.com/mod_gov/status/1001", text="gone",
+                created_at=T0 - timedelta(hours=2))
+    event = PostEvent("x", "mod_gov", "1001", "deleted", detected_at=T0, id=new_id())
+    media = [{"sha256": "00" * 32, "archive_path": "missing/file.jpg"}, {"sha256": images.posted_sha, "archive_path": images.posted}]
+    store.enqueue_alert(event_alert(event, post, media=media, created_at=T0))
+    assert make_sender(store, archive, json_url(httpserver, "/hook")).deliver_due(T0).ok
+    png = decode_attachment(hook.received[0])
+    assert png.size == (400, 300)  # the first picture the archive holds (the missing one is skipped)
+    assert png.convert("RGB").getpixel((200, 150))[0] > 180  # the red posted picture

@@ -1,0 +1,74 @@
+"""``afterimage users``: the web console's local users (add, list, remove) and their API tokens."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from bot.commands.config_cmd import CONFIG_OPTION
+from bot.commands.deletions import _open
+from bot.store.review import ROLES
+from bot.users import UserError, add_user, new_token
+
+
+@click.group()
+def users() -> None:
+    """Web console users: viewer reads, reviewer also decides cases, admin also manages known media."""
+
+
+@users.command("add")
+@CONFIG_OPTION
+@click.argument("name")
+@click.option("--role", type=click.Choice(ROLES), required=True)
+@click.option("--password-stdin", is_flag=True, help="Read the password from the first line of stdin.")
+@click.option("--replace", is_flag=True, help="Change the role and password of an existing user.")
+def add(config_path: str | None, name: str, role: str, password_stdin: bool, replace: bool) -> None:
+    """Add a user (the password is prompted for, or read from stdin)."""
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    _, store = _open(config_path)
+    with store:
+        try:
+            add_user(store, name, role, password, replace_existing=replace)
+        except UserError as e:
+            raise click.ClickException(str(e)) from None
+    click.echo(f"user {name} ({role}) saved")
+
+
+@users.command("token")
+@CONFIG_OPTION
+@click.argument("name")
+def token(config_path: str | None, name: str) -> None:
+    """Print a new API token for NAME (shown once; it replaces the user's previous token)."""
+    _, store = _open(config_path)
+    with store:
+        try:
+            click.echo(new_token(store, name))
+        except UserError as e:
+            raise click.ClickException(str(e)) from None
+
+
+@users.command("list")
+@CONFIG_OPTION
+def list_cmd(config_path: str | None) -> None:
+    """List users with their role and whether they have an API token."""
+    _, store = _open(config_path)
+    with store:
+        for user in store.list_users():
+            has_token = "token" if user.token_hash else "no token"
+            click.echo(f"{user.name}\t{user.role}\t{has_token}\tsince {user.created_at:%Y-%m-%d}")
+
+
+@users.command("remove")
+@CONFIG_OPTION
+@click.argument("name")
+def remove(config_path: str | None, name: str) -> None:
+    """Remove a user (its sessions and API token stop working)."""
+    _, store = _open(config_path)
+    with store:
+        if not store.remove_user(name):
+            raise click.ClickException(f"no user {name!r}")
+    click.echo(f"user {name} removed")

@@ -1,0 +1,232 @@
+"""Store roles of the review loop: cases (every match awaiting a person's judgement), the dismissals they
+teach, and the web console's users. Two interfaces (:class:`CaseStore`, :class:`UserStore`), kept apart from
+:class:`~bot.store.base.StateStore` so the post/outbox interface does not grow; both backends implement them
+(``bot.store.sqlite_review``, ``bot.store.redis_review``) and pass the contract suite in
+``tests/store/test_review_contract.py``.
+
+A **case** is one posted attachment against one known item (the key ``platform:post_id:media_sha256:item``,
+the same parts as the match alert's idempotence key), so reopening the store after a crash and matching the
+post again finds the case it already opened. A **dismissal** is what a dismissed case teaches: the posted
+picture (its SHA-256 and PDQ hash) must not raise an alert for that known item again, for one account or for
+every account. The service deciding with them is :mod:`bot.cases`.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import asdict, dataclass, field, replace
+from datetime import datetime
+from typing import Any
+
+from bot.models import iso, parse_iso, utcnow
+
+CASE_STATUSES = ("open", "confirmed", "dismissed")
+CASE_TIERS = ("match", "suggest")
+DISMISS_SCOPES = ("account", "global")
+ROLES = ("viewer", "reviewer", "admin")
+
+
+@dataclass(frozen=True)
+class CaseEvent:
+    """One line of a case's history: who did what, when (``action``: opened, confirmed, dismissed, reopened,
+    suppressed), with the note or reason and, for a dismissal, its scope."""
+
+    at: datetime
+    by: str
+    action: str
+    note: str | None = None
+    scope: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"at": iso(self.at), "by": self.by, "action": self.action, "note": self.note, "scope": self.scope}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> CaseEvent:
+        return cls(**{**d, "at": parse_iso(d["at"])})
+
+
+def case_key(platform: str, post_id: str, media_sha256: str, known_item: str) -> str:
+    """The identity of a case: one per posted attachment and known item."""
+    return ":".join((platform, post_id, media_sha256, known_item))
+
+
+@dataclass(frozen=True)
+class Case:
+    """A match (or recycled hit) and the desk's judgement of it.
+
+    ``payload`` is the match payload of :func:`bot.alerts.payloads.match_payload` (post, known entry, tier,
+    signal, distance, inliers, region): what the review page shows. ``alert_key`` names the chat alert it
+    raised (None: it did not page the chat). ``note`` is the last decision's note or reason, ``scope`` the
+    scope of a standing dismissal. ``id`` is assigned by the store when empty."""
+
+    kind: str  # match | recycled
+    tier: str  # match | suggest
+    platform: str
+    account: str
+    post_id: str
+    media_sha256: str
+    known_item: str
+    payload: dict[str, Any]
+    created_at: datetime = field(default_factory=utcnow)
+    status: str = "open"
+    id: str = ""
+    updated_at: datetime | None = None
+    note: str | None = None
+    scope: str | None = None
+    alert_key: str | None = None
+    history: tuple[CaseEvent, ...] = ()
+
+    @property
+    def key(self) -> str:
+        return case_key(self.platform, self.post_id, self.media_sha256, self.known_item)
+
+    @property
+    def known(self) -> dict[str, Any]:
+        return dict(self.payload.get("known") or {})
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["created_at"] = iso(self.created_at)
+        d["updated_at"] = iso(self.updated_at) if self.updated_at else None
+        d["history"] = [e.to_dict() for e in self.history]
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Case:
+        return cls(
+            **{
+                **d,
+                "created_at": parse_iso(d["created_at"]),
+                "updated_at": parse_iso(d.get("updated_at")),
+                "history": tuple(CaseEvent.from_dict(e) for e in d.get("history") or ()),
+            }
+        )
+
+    def with_event(self, event: CaseEvent, **changes: Any) -> Case:
+        """This case after ``event`` (appended to the history), with ``changes`` applied."""
+        return replace(self, history=(*self.history, event), updated_at=event.at, **changes)
+
+
+@dataclass(frozen=True)
+class Dismissal:
+    """What dismissing case ``case_id`` taught: the posted picture (``media_sha256``, and ``pdq`` for its
+    near-duplicates) is not ``known_item``. ``scope`` ``account`` holds for ``platform``/``account`` only,
+    ``global`` for every account."""
+
+    case_id: str
+    known_item: str
+    media_sha256: str
+    pdq: str | None
+    scope: str
+    platform: str
+    account: str
+    reason: str | None
+    by: str
+    at: datetime = field(default_factory=utcnow)
+
+    def covers(self, platform: str, account: str) -> bool:
+        return self.scope == "global" or (self.platform, self.account) == (platform, account)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "at": iso(self.at)}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Dismissal:
+        return cls(**{**d, "at": parse_iso(d["at"])})
+
+
+@dataclass(frozen=True)
+class User:
+    """A console user. ``password_hash`` is an Argon2id hash; ``token_hash`` the SHA-256 of the user's API
+    token (one per user: a new token replaces the old one), None when the user has none."""
+
+    name: str
+    role: str
+    password_hash: str
+    created_at: datetime = field(default_factory=utcnow)
+    token_hash: str | None = None
+    token_created_at: datetime | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            **asdict(self),
+            "created_at": iso(self.created_at),
+            "token_created_at": iso(self.token_created_at) if self.token_created_at else None,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> User:
+        return cls(
+            **{**d, "created_at": parse_iso(d["created_at"]), "token_created_at": parse_iso(d.get("token_created_at"))}
+        )
+
+
+class CaseNotFound(KeyError):
+    """No case has this id."""
+
+
+class CaseStore(ABC):
+    """Cases and the dismissals they teach."""
+
+    @abstractmethod
+    def open_case(self, case: Case) -> tuple[Case, bool]:
+        """Store ``case`` unless a case with its key exists (assigning ``id`` when empty). Returns the stored
+        case and True when it was added: opening twice is harmless (a retried pipeline step)."""
+
+    @abstractmethod
+    def get_case(self, case_id: str) -> Case | None: ...
+
+    @abstractmethod
+    def list_cases(
+        self,
+        status: str | None = None,
+        tier: str | None = None,
+        platform: str | None = None,
+        post_id: str | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> list[Case]:
+        """Cases, newest first, optionally of one status, tier or post."""
+
+    @abstractmethod
+    def count_cases(self, status: str | None = None) -> int: ...
+
+    @abstractmethod
+    def update_case(self, case: Case, dismissal: Dismissal | None) -> Case:
+        """Atomically replace the stored case ``case.id`` by ``case`` and set its dismissal: the dismissal a
+        case taught is removed (reopened, or confirmed after all) and ``dismissal`` (when given) stored in its
+        place. :class:`CaseNotFound` when there is no such case."""
+
+    @abstractmethod
+    def dismissals_for(self, known_item: str) -> list[Dismissal]:
+        """Standing dismissals of a known item, oldest first."""
+
+
+class UserStore(ABC):
+    """Console users and their API tokens."""
+
+    @abstractmethod
+    def put_user(self, user: User) -> None:
+        """Add or replace a user (and its token: a replaced token stops working at once)."""
+
+    @abstractmethod
+    def get_user(self, name: str) -> User | None: ...
+
+    @abstractmethod
+    def user_by_token(self, token_hash: str) -> User | None: ...
+
+    @abstractmethod
+    def list_users(self) -> list[User]:
+        """Every user, by name."""
+
+    @abstractmethod
+    def remove_user(self, name: str) -> bool:
+        """Remove a user and its token; False when there was none."""
+
+
+def check_case_filters(status: str | None, tier: str | None) -> None:
+    """A clear error for a status or tier that does not exist (rather than an empty list)."""
+    if status is not None and status not in CASE_STATUSES:
+        raise ValueError(f"status must be one of {', '.join(CASE_STATUSES)}, not {status!r}")
+    if tier is not None and tier not in CASE_TIERS:
+        raise ValueError(f"tier must be one of {', '.join(CASE_TIERS)}, not {tier!r}")

@@ -1,0 +1,143 @@
+"""The SQLite implementation of the review roles (:class:`~bot.store.review.CaseStore`,
+:class:`~bot.store.review.UserStore`), mixed into :class:`~bot.store.sqlite.SqliteStore` so they share its
+connection, lock and transactions. Tables ``cases``, ``dismissals`` and ``users`` (migration 8)."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
+from typing import TYPE_CHECKING, Any
+
+from bot.store.common import dumps, loads, micros, new_id
+from bot.store.review import Case, CaseNotFound, CaseStore, Dismissal, User, UserStore, check_case_filters
+
+#: appended to :data:`bot.store.sqlite.MIGRATIONS`
+REVIEW_MIGRATION = """
+CREATE TABLE cases (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL UNIQUE,
+    key TEXT NOT NULL UNIQUE,
+    status TEXT NOT NULL,
+    tier TEXT NOT NULL,
+    platform TEXT NOT NULL,
+    post_id TEXT NOT NULL,
+    created_us INTEGER NOT NULL,
+    data TEXT NOT NULL
+);
+CREATE INDEX cases_status ON cases (status, seq);
+CREATE INDEX cases_post ON cases (platform, post_id, seq);
+CREATE TABLE dismissals (
+    case_id TEXT PRIMARY KEY,
+    known_item TEXT NOT NULL,
+    data TEXT NOT NULL
+);
+CREATE INDEX dismissals_item ON dismissals (known_item);
+CREATE TABLE users (
+    name TEXT PRIMARY KEY,
+    token_hash TEXT UNIQUE,
+    data TEXT NOT NULL
+);
+"""
+
+
+class SqliteReviewMixin(CaseStore, UserStore):
+    """Needs the host store's ``_write()`` transaction and ``_query()`` reader."""
+
+    if TYPE_CHECKING:  # provided by SqliteStore
+
+        def _write(self) -> AbstractContextManager[sqlite3.Connection]: ...
+        def _query(self, sql: str, params: Sequence[Any] = ()) -> list[Any]: ...
+
+    # ----------------------------------------------------------------- cases
+    def open_case(self, case: Case) -> tuple[Case, bool]:
+        if not case.id:
+            case = Case.from_dict({**case.to_dict(), "id": new_id()})
+        with self._write() as conn:
+            row = conn.execute("SELECT data FROM cases WHERE key = ?", (case.key,)).fetchone()
+            if row:
+                return Case.from_dict(loads(row[0])), False
+            conn.execute(
+                "INSERT INTO cases (id, key, status, tier, platform, post_id, created_us, data) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (case.id, case.key, case.status, case.tier, case.platform, case.post_id, micros(case.created_at),
+                 dumps(case.to_dict())),
+            )
+        return case, True
+
+    def get_case(self, case_id: str) -> Case | None:
+        rows = self._query("SELECT data FROM cases WHERE id = ?", (case_id,))
+        return Case.from_dict(loads(rows[0][0])) if rows else None
+
+    @staticmethod
+    def _case_where(status: str | None, tier: str | None, platform: str | None, post_id: str | None) -> tuple[str, list[Any]]:
+        check_case_filters(status, tier)
+        clauses, params = [], []
+        for column, value in (("status", status), ("tier", tier), ("platform", platform), ("post_id", post_id)):
+            if value is not None:
+                clauses.append(f"{column} = ?")
+                params.append(value)
+        return (" AND ".join(clauses) or "1"), params
+
+    def list_cases(
+        self,
+        status: str | None = None,
+        tier: str | None = None,
+        platform: str | None = None,
+        post_id: str | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> list[Case]:
+        where, params = self._case_where(status, tier, platform, post_id)
+        rows = self._query(f"SELECT data FROM cases WHERE {where} ORDER BY seq DESC LIMIT ? OFFSET ?", [*params, limit, offset])
+        return [Case.from_dict(loads(r[0])) for r in rows]
+
+    def count_cases(self, status: str | None = None) -> int:
+        where, params = self._case_where(status, None, None, None)
+        return int(self._query(f"SELECT COUNT(*) FROM cases WHERE {where}", params)[0][0])
+
+    def update_case(self, case: Case, dismissal: Dismissal | None) -> Case:
+        with self._write() as conn:
+            updated = conn.execute(
+                "UPDATE cases SET status = ?, tier = ?, data = ? WHERE id = ?",
+                (case.status, case.tier, dumps(case.to_dict()), case.id),
+            ).rowcount
+            if not updated:
+                raise CaseNotFound(case.id)
+            conn.execute("DELETE FROM dismissals WHERE case_id = ?", (case.id,))
+            if dismissal is not None:
+                conn.execute(
+                    "INSERT INTO dismissals (case_id, known_item, data) VALUES (?, ?, ?)",
+                    (case.id, dismissal.known_item, dumps(dismissal.to_dict())),
+                )
+        return case
+
+    def dismissals_for(self, known_item: str) -> list[Dismissal]:
+        rows = self._query("SELECT data FROM dismissals WHERE known_item = ? ORDER BY rowid", (known_item,))
+        return [Dismissal.from_dict(loads(r[0])) for r in rows]
+
+    # ----------------------------------------------------------------- users
+    def put_user(self, user: User) -> None:
+        with self._write() as conn:
+            conn.execute(
+                "INSERT INTO users (name, token_hash, data) VALUES (?, ?, ?) ON CONFLICT (name) DO UPDATE SET "
+                "token_hash = excluded.token_hash, data = excluded.data",
+                (user.name, user.token_hash, dumps(user.to_dict())),
+            )
+
+    def get_user(self, name: str) -> User | None:
+        rows = self._query("SELECT data FROM users WHERE name = ?", (name,))
+        return User.from_dict(loads(rows[0][0])) if rows else None
+
+    def user_by_token(self, token_hash: str) -> User | None:
+        rows = self._query("SELECT data FROM users WHERE token_hash = ?", (token_hash,))
+        return User.from_dict(loads(rows[0][0])) if rows else None
+
+    def list_users(self) -> list[User]:
+        return [User.from_dict(loads(r[0])) for r in self._query("SELECT data FROM users ORDER BY name")]
+
+    def remove_user(self, name: str) -> bool:
+        with self._write() as conn:
+            return conn.execute("DELETE FROM users WHERE name = ?", (name,)).rowcount > 0
+
+

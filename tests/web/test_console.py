@@ -1,0 +1,113 @@
+"""The console's security rules through Flask's test client on a real SQLite store (the browser flows are in
+``tests/e2e/test_web_console.py``): untrusted text escaped and never a live link, login throttling, sessions
+ended by a password change, roles, archive paths, security headers."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import datetime, timezone
+
+import pytest
+
+from bot.config import parse_config
+from bot.store.review import Case, CaseEvent
+from bot.users import add_user
+from bot.web import create_app
+from bot.web.auth import MAX_FAILURES
+
+T0 = datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc)
+HOSTILE = '<img src=x onerror="alert(1)"> @channel'
+
+
+@pytest.fixture
+def app(tmp_path):
+    config = parse_config(f"data_dir: {tmp_path}\nwatchers: {{}}\nweb: {{base_url: 'https://review.example.org'}}\n")
+    app = create_app(config)
+    app.config.update(TESTING=True, WTF_CSRF_ENABLED=False)
+    store = app.extensions["afterimage"]["store"]
+    add_user(store, "ana", "reviewer", "ana-password-1")
+    add_user(store, "vic", "viewer", "vic-password-1")
+    yield app
+    store.close()
+
+
+def login(client, name: str, password: str):
+    return client.post("/login", data={"name": name, "password": password}, base_url="https://review.example.org")
+
+
+def hostile_case(store) -> Case:
+    payload = {"platform": "x", "account": "gov", "post_id": "1", "post_url": "javascript:alert(1)", "text": HOSTILE,
+               "known": {"id": "k1", "label": HOSTILE, "source": "javascript:alert(2)"}, "tier": "match",
+               "signal": "pdq", "distance": 4, "inliers": None, "media_sha256": "a" * 64}
+    case, _ = store.open_case(Case("match", "match", "x", "gov", "1", "a" * 64, "k1", payload, T0,
+                                   history=(CaseEvent(T0, "afterimage", "opened"),)))
+    return case
+
+
+def test_post_text_labels_and_links_are_escaped_and_never_live(app):
+    case = hostile_case(app.extensions["afterimage"]["store"])
+    client = app.test_client()
+    assert login(client, "ana", "ana-password-1").status_code == 302
+    for path in ("/queue", f"/cases/{case.id}", "/cases", "/"):
+        page = client.get(path, base_url="https://review.example.org").get_data(as_text=True)
+        assert "<img src=x" not in page and 'href="javascript:' not in page, path
+    page = client.get(f"/cases/{case.id}", base_url="https://review.example.org").get_data(as_text=True)
+    assert "&lt;img src=x onerror=&#34;alert(1)&#34;&gt; @channel" in page
+
+
+def test_session_cookie_flags_and_security_headers(app):
+    client = app.test_client()
+    answer = login(client, "ana", "ana-password-1")
+    cookie = answer.headers["Set-Cookie"]
+    assert "HttpOnly" in cookie and "SameSite=Lax" in cookie and "Secure" in cookie
+    page = client.get("/", base_url="https://review.example.org")
+    assert "frame-ancestors 'none'" in page.headers["Content-Security-Policy"]
+    assert page.headers["X-Frame-Options"] == "DENY" and page.headers["X-Content-Type-Options"] == "nosniff"
+
+
+def test_login_is_throttled_after_repeated_failures_even_with_the_right_password(app):
+    client = app.test_client()
+    for _ in range(MAX_FAILURES):
+        assert login(client, "ana", "wrong-password").status_code == 401
+    assert login(client, "ana", "ana-password-1").status_code == 429
+    assert login(client, "vic", "vic-password-1").status_code == 429  # same client address
+
+
+def test_changing_a_password_ends_the_users_sessions(app):
+    client = app.test_client()
+    login(client, "ana", "ana-password-1")
+    assert client.get("/queue", base_url="https://review.example.org").status_code == 200
+    add_user(app.extensions["afterimage"]["store"], "ana", "reviewer", "a-new-password-2", replace_existing=True)
+    answer = client.get("/queue", base_url="https://review.example.org")
+    assert answer.status_code == 302 and "/login" in answer.headers["Location"]
+
+
+def test_viewer_is_refused_decisions_and_known_media_changes(app):
+    case = hostile_case(app.extensions["afterimage"]["store"])
+    client = app.test_client()
+    login(client, "vic", "vic-password-1")
+    url = "https://review.example.org"
+    assert client.post(f"/cases/{case.id}/confirm", base_url=url).status_code == 403
+    assert client.post("/known/k1/remove", base_url=url).status_code == 403
+    assert client.post("/known/upload", base_url=url).status_code == 403
+    assert app.extensions["afterimage"]["store"].get_case(case.id).status == "open"
+
+
+def test_archive_paths_cannot_leave_the_archive_and_login_redirects_stay_on_site(app):
+    client = app.test_client()
+    login(client, "ana", "ana-password-1")
+    url = "https://review.example.org"
+    assert client.get("/media/../../state.db", base_url=url).status_code == 404
+    assert client.get("/media/%2e%2e/state.db", base_url=url).status_code == 404
+    other = app.test_client()
+    answer = other.post("/login?next=//evil.example/x", data={"name": "ana", "password": "ana-password-1"}, base_url=url)
+    assert answer.headers["Location"] == "/"
+
+
+def test_unknown_case_and_bad_filters_are_clear_errors(app):
+    client = app.test_client()
+    login(client, "ana", "ana-password-1")
+    url = "https://review.example.org"
+    assert client.get("/cases/nope", base_url=url).status_code == 404
+    assert client.get("/cases?status=closed", base_url=url).status_code == 400
+    assert client.get("/deletions?since=yesterday", base_url=url).status_code == 400
