@@ -95,6 +95,10 @@ class RecheckConfig(_Model):
     confirm_after: Duration = 60.0
     #: look-up requests per hour the re-checker may spend on this platform (young posts first when short)
     budget_per_hour: int = Field(default=600, ge=1)
+    #: look-up requests per UTC day on this platform (paid APIs bill per read); unset: only the hourly limit
+    budget_per_day: int | None = Field(default=None, ge=1)
+    #: a post confirmed deleted is looked up again only this often, for a restore
+    deleted_every: Duration = 7 * 86400.0
 
 
 class WatcherConfig(_Model):
@@ -106,6 +110,9 @@ class WatcherConfig(_Model):
     #: random delay added to each poll so several accounts do not hit the API in lockstep
     jitter: Duration = 15.0
     timeout: Duration = 20.0
+    #: how far back the first poll of a new account reads its history (older posts are not stored or
+    #: processed, so adding a busy account does not flood the pipeline); unset: whatever the API returns
+    backfill: Duration | None = 86400.0
     #: scheme and host of the API (for proxies and self-hosted instances); the watcher appends the paths
     api_base: str = ""
     recheck: RecheckConfig = Field(default_factory=RecheckConfig)
@@ -226,6 +233,17 @@ class AlertsConfig(_Model):
     park_after: int = Field(default=5, ge=1, le=100)
 
 
+class PipelineConfig(_Model):
+    """How a daemon runs the work: its worker threads, and the thread pools of its scheduled jobs."""
+
+    #: worker threads processing posts (archive, hash, match); default: one per core
+    workers: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1, le=256)
+    #: a post claimed by a daemon that died is taken over by another after this long (same on every daemon)
+    lease: Duration = Field(default=30.0, ge=1.0)
+    #: threads polling accounts (waiting on the network, not the CPU)
+    poll_threads: int = Field(default=8, ge=1, le=256)
+
+
 class HealthConfig(_Model):
     #: host:port for /healthz and /metrics; unset: no HTTP endpoint
     listen: str | None = None
@@ -249,6 +267,7 @@ class Config(_Model):
     matching: MatchingConfig = Field(default_factory=MatchingConfig)
     alerts: AlertsConfig = Field(default_factory=AlertsConfig)
     health: HealthConfig = Field(default_factory=HealthConfig)
+    pipeline: PipelineConfig = Field(default_factory=PipelineConfig)
 
     @field_validator("store")
     @classmethod

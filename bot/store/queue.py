@@ -93,6 +93,11 @@ class WorkQueue(ABC):
         """The claim's work is done: remove the item (whoever holds it now)."""
 
     @abstractmethod
+    def expire_claims(self, topic: str, consumer: str) -> int:
+        """Make the claims of ``consumer``, known to be dead (a killed daemon of this host), claimable at once
+        instead of after their lease. Returns how many."""
+
+    @abstractmethod
     def backlog(self, topic: str) -> Backlog: ...
 
     @abstractmethod

@@ -128,6 +128,13 @@ class RedisWorkQueue(WorkQueue):
     def ack(self, claim: Claim) -> None:
         self._ack(keys=[self._stream(claim.topic), self._items(claim.topic)], args=[GROUP, claim.token, claim.item])
 
+    def expire_claims(self, topic: str, consumer: str) -> int:
+        stream = self._group(topic)
+        ids = [row["message_id"] for row in self._r.xpending_range(stream, GROUP, "-", "+", 10_000, consumername=consumer)]
+        if ids:  # same owner, idle for longer than any lease: the next XAUTOCLAIM takes them over
+            self._r.xclaim(stream, GROUP, consumer, 0, ids, idle=int(self.lease_seconds * 1000) + 1, justid=True)
+        return len(ids)
+
     def backlog(self, topic: str) -> Backlog:
         stream = self._group(topic)
         pipe = self._r.pipeline(transaction=False)

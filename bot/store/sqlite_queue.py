@@ -73,6 +73,13 @@ class SqliteWorkQueue(WorkQueue):
         with self._store._write() as conn:
             conn.execute("DELETE FROM work_items WHERE seq = ?", (int(claim.token),))
 
+    def expire_claims(self, topic: str, consumer: str) -> int:
+        with self._store._write() as conn:
+            cur = conn.execute(
+                "UPDATE work_items SET lease_until_us = 0 WHERE topic = ? AND consumer = ?", (topic, consumer)
+            )
+            return cur.rowcount
+
     def backlog(self, topic: str) -> Backlog:
         now = _now_us()
         rows = self._store._query(

@@ -58,6 +58,17 @@ def test_a_dead_workers_claim_is_taken_over_after_its_lease(store):
     assert q.backlog("posts").in_progress == 0 and q.claim("posts", "alive") == []
 
 
+def test_claims_of_a_consumer_known_dead_are_claimable_at_once(store):
+    q = queue_of(store, lease_seconds=60)
+    q.put("posts", ["a", "b", "c"])
+    dead = q.claim("posts", "host:1:dead/w0", count=2)
+    q.claim("posts", "host:2:alive/w0")
+    assert q.expire_claims("posts", "host:1:dead/w0") == 2
+    taken = q.claim("posts", "host:3:new/w0", count=5)
+    assert sorted(c.item for c in taken) == sorted(c.item for c in dead)  # not the live consumer's "c"
+    assert q.backlog("posts").claims == {"host:2:alive/w0": 1, "host:3:new/w0": 2}
+
+
 def test_extending_a_lease_keeps_the_claim(store):
     q = queue_of(store, lease_seconds=0.4)
     q.put("posts", ["slow"])
