@@ -54,7 +54,7 @@ from bot.models import utcnow
 from bot.pipeline import Pipeline, ProcessReport
 from bot.store import StateStore, open_store, open_work_queue
 from bot.store.queue import POSTS, RECHECKS, Claim, parse_post_item, post_item
-from bot.workers import WorkerPool
+from bot.workers import WorkerPool, one_library_thread_per_worker
 from watchers import build_watcher
 from watchers.base import PollResult, Watcher
 
@@ -130,6 +130,8 @@ class Daemon:
             clock=clock,
             stop=self.stop_event,
         )
+        if config.pipeline.workers > 1:
+            one_library_thread_per_worker()
         self.queue = open_work_queue(self.store, config.pipeline.lease)
         self.workers = WorkerPool(
             self.queue, POSTS, self.process_claim, name=self.owner, threads=config.pipeline.workers, stop=self.stop_event

@@ -26,6 +26,16 @@ log = logging.getLogger(__name__)
 IDLE_WAIT_SECONDS = 0.5
 
 
+def one_library_thread_per_worker() -> None:
+    """With several workers the parallelism comes from them: OpenCV's and faiss's own thread pools would
+    only oversubscribe the cores (and OpenMP spinning burns CPU)."""
+    import cv2
+    import faiss
+
+    cv2.setNumThreads(1)
+    faiss.omp_set_num_threads(1)
+
+
 class WorkerPool:
     """``threads`` workers claiming items of ``topic`` for ``handle``; the handler's return acknowledges the
     item (it must be idempotent: an item may be delivered again after a crash)."""
