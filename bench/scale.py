@@ -17,7 +17,8 @@ Everything runs in one go, against a redis-server of its own and real ``afterima
    With the Redis CPU per post measured in step 2, it shows where Redis becomes the limit.
 4. **alert latency** (``--skip-latency`` to skip): one daemon watching 1,000 RSS feeds (a local server); once
    every feed was polled, a post recycling a known image appears in one feed; the time until its alert
-   reaches the chat webhook is compared with the poll interval + 5 s.
+   reaches the chat webhook is compared with the poll interval + 5 s. Jitter is 0 here: a configured
+   ``jitter`` delays each poll by up to that much more.
 
 The machine is shared (other jobs run at the same time), so figures are noisy: compare ratios, not absolutes.
 """
@@ -390,7 +391,7 @@ def latency(corpus: Corpus, redis_server: RedisServer, tmp: Path, files: Files, 
     extra = f"""watchers:
   rss:
     interval: {interval}s
-    jitter: 5s
+    jitter: 0s
     trusted_hosts: ["{files.host}"]
     accounts:
 {feeds}

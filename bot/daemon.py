@@ -227,6 +227,8 @@ class Daemon:
             log.info("%s: taken over (delivery %d of version %d)", stored.post.key, claim.deliveries, version)
         report = ProcessReport()
         self.pipeline.process(stored, report)
+        if report.alerts_enqueued:
+            self._deliver_soon()
         if report.posts or report.retry_later:
             log.info(
                 "pipeline: %s processed (%d file(s) archived, %d alert(s) queued)%s",
@@ -235,6 +237,12 @@ class Daemon:
                 report.alerts_enqueued,
                 ", pending for retry" if report.retry_later else "",
             )
+
+    def _deliver_soon(self) -> None:
+        """Run the outbox job now instead of at its next 2-second tick: an alert should not wait for it."""
+        job = self.scheduler.get_job("outbox") if self.scheduler is not None and self.scheduler.running else None
+        if job is not None:
+            job.modify(next_run_time=datetime.now(timezone.utc))
 
     def process_pending(self) -> int:
         """Queue every post the store has pending (a crash between storing and queueing, a retry after a
