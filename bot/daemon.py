@@ -67,6 +67,8 @@ SWEEP_SECONDS = 30.0
 ANNOUNCE_SECONDS = 5.0
 #: posts swept into the queue per run
 SWEEP_LIMIT = 1000
+#: worker names without claims idle this long are forgotten by the queue at a daemon's start
+CONSUMER_IDLE_SECONDS = 86400.0
 STOP_TIMEOUT_SECONDS = 8.0  # SIGTERM to exit: jobs are asked to stop, then abandoned (every step is idempotent)
 
 
@@ -382,6 +384,7 @@ class Daemon:
         if reclaimed:
             log.info("released %d lock(s) left by a daemon of this host that is gone: %s", len(reclaimed), ", ".join(reclaimed))
         for topic in (POSTS, RECHECKS):
+            self.queue.prune_consumers(topic, CONSUMER_IDLE_SECONDS)
             for consumer in self.queue.backlog(topic).claims:
                 if not consumer.startswith(self.owner) and self._owner_is_gone(consumer.split("/", 1)[0]):
                     n = self.queue.expire_claims(topic, consumer)

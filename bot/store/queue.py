@@ -98,6 +98,11 @@ class WorkQueue(ABC):
         instead of after their lease. Returns how many."""
 
     @abstractmethod
+    def prune_consumers(self, topic: str, idle_seconds: float) -> int:
+        """Forget consumers without claims that have not claimed anything for ``idle_seconds`` (the worker
+        names of daemons that stopped), so they do not pile up over restarts. Returns how many."""
+
+    @abstractmethod
     def backlog(self, topic: str) -> Backlog: ...
 
     @abstractmethod

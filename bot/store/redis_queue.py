@@ -135,6 +135,14 @@ class RedisWorkQueue(WorkQueue):
             self._r.xclaim(stream, GROUP, consumer, 0, ids, idle=int(self.lease_seconds * 1000) + 1, justid=True)
         return len(ids)
 
+    def prune_consumers(self, topic: str, idle_seconds: float) -> int:
+        stream = self._group(topic)
+        idle_ms = idle_seconds * 1000
+        gone = [c["name"] for c in self._r.xinfo_consumers(stream, GROUP) if c["pending"] == 0 and c["idle"] >= idle_ms]
+        for name in gone:
+            self._r.xgroup_delconsumer(stream, GROUP, name)
+        return len(gone)
+
     def backlog(self, topic: str) -> Backlog:
         stream = self._group(topic)
         pipe = self._r.pipeline(transaction=False)

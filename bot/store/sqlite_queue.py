@@ -80,6 +80,9 @@ class SqliteWorkQueue(WorkQueue):
             )
             return cur.rowcount
 
+    def prune_consumers(self, topic: str, idle_seconds: float) -> int:
+        return 0  # a consumer here is only a name on the rows it claims: nothing is kept once they are done
+
     def backlog(self, topic: str) -> Backlog:
         now = _now_us()
         rows = self._store._query(

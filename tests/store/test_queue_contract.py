@@ -140,3 +140,15 @@ def test_post_items_carry_the_version():
     item = post_item("x", "18:60", 3)
     assert parse_post_item(item) == ("x", "18:60", 3)
     assert post_item("x", "1", 1) != post_item("x", "1", 2)
+
+
+def test_idle_consumers_without_claims_are_forgotten(store):
+    q = queue_of(store)
+    q.put("posts", ["a", "b"])
+    (a,) = q.claim("posts", "stopped/w0")
+    q.ack(a)
+    q.claim("posts", "busy/w0")
+    time.sleep(0.2)
+    q.prune_consumers("posts", idle_seconds=0.1)
+    assert q.backlog("posts").claims == {"busy/w0": 1}  # a consumer holding a claim is kept
+    assert [c.item for c in q.claim("posts", "stopped/w0")] == []  # a forgotten name may come back
