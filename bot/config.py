@@ -105,6 +105,17 @@ class AlertsConfig(ConfigModel):
     suggest_to_chat: bool = False
 
 
+class PipelineConfig(ConfigModel):
+    """How a daemon runs the work: its worker threads, and the thread pools of its scheduled jobs."""
+
+    #: worker threads processing posts (archive, hash, match); default: one per core
+    workers: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1, le=256)
+    #: a post claimed by a daemon that died is taken over by another after this long (same on every daemon)
+    lease: Duration = Field(default=30.0, ge=1.0)
+    #: threads polling accounts (waiting on the network, not the CPU)
+    poll_threads: int = Field(default=8, ge=1, le=256)
+
+
 class HealthConfig(ConfigModel):
     #: host:port for /healthz and /metrics; unset: no HTTP endpoint
     listen: str | None = None
@@ -152,6 +163,7 @@ class Config(ConfigModel):
     alerts: AlertsConfig = Field(default_factory=AlertsConfig)
     health: HealthConfig = Field(default_factory=HealthConfig)
     web: WebConfig = Field(default_factory=WebConfig)
+    pipeline: PipelineConfig = Field(default_factory=PipelineConfig)
 
     @field_validator("store")
     @classmethod

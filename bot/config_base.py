@@ -103,6 +103,10 @@ class RecheckConfig(ConfigModel):
     confirm_after: Duration = 60.0
     #: look-up requests per hour the re-checker may spend on this platform (young posts first when short)
     budget_per_hour: int = Field(default=600, ge=1)
+    #: look-up requests per UTC day on this platform (paid APIs bill per read); unset: only the hourly limit
+    budget_per_day: int | None = Field(default=None, ge=1)
+    #: a post confirmed deleted is looked up again only this often, for a restore
+    deleted_every: Duration = 7 * 86400.0
 
 
 class WatcherConfig(ConfigModel):
@@ -123,6 +127,9 @@ class WatcherConfig(ConfigModel):
     #: random delay added to each poll so several accounts do not hit the API in lockstep
     jitter: Duration = 15.0
     timeout: Duration = 20.0
+    #: how far back the first poll of a new account reads its history (older posts are not stored or
+    #: processed, so adding a busy account does not flood the pipeline); unset: whatever the API returns
+    backfill: Duration | None = 86400.0
     recheck: RecheckConfig = Field(default_factory=RecheckConfig)
 
     @field_validator("api_base")

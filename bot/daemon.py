@@ -1,18 +1,27 @@
 """The daemon: scheduled polling of every watched account, re-checks, the pipeline and alert delivery.
 
-Jobs (APScheduler 3.x, rebuilt from config at every start):
+Work is distributed through the store's work queue (:mod:`bot.store.queue`), not a lock: a poll stores its
+posts and queues them (one item per post version); the daemon's worker threads (``pipeline.workers``, one
+per core by default; :mod:`bot.workers`) claim posts one by one and run the pipeline on them, so every core
+of every daemon sharing a store works at once, and a dead daemon's claims are taken over after
+``pipeline.lease``. Re-check runs are queue items too (one per platform: two runs of one platform would
+spend its budget twice).
 
-- ``poll:<platform>:<account>``: interval with jitter, coalesced, one instance at a time. A 429 pauses the
-  whole platform until its reset time; other errors back the account off exponentially. Both are stored
-  in the account state, so ``afterimage status`` shows them.
-- ``recheck:<platform>``: the deletion tracker's due re-checks.
-- ``pending``: finishes posts a crash left half-processed.
-- ``outbox``: delivers queued alerts; a chat outage only delays this job, never polling.
+Jobs (APScheduler 3.x, rebuilt from config at every start), each kind on its own thread pool so that none
+starves another (a slow poll never delays the alert outbox):
+
+- ``poll:<platform>:<account>`` (executor ``polls``): interval with jitter, coalesced, one instance at a
+  time. A 429 pauses the whole platform until its reset time; other errors back the account off
+  exponentially. Both are stored in the account state, so ``afterimage status`` shows them.
+- ``recheck:<platform>`` (executor ``rechecks``): queues the platform's re-check run and runs the queued ones.
+- ``outbox`` (executor ``outbox``): delivers queued alerts; a chat outage only delays this job, never polling.
+- ``pending`` and ``announce`` (default executor): queue the posts a crash or a retry left pending; tell the
+  store how many workers this daemon has and how many are busy (``afterimage status``).
 - ``digest``: the optional daily digest.
 
-Several daemons may share one Redis store: each job takes a store lock first (an account is polled by one
-daemon at a time; the poll lock is kept for most of the interval so a second daemon does not poll it again
-right after), and alerts go out under the ``outbox`` lock, so none is sent twice.
+Several daemons may share one Redis store: an account is polled by one daemon at a time (a store lock kept
+for most of the interval, so a second daemon does not poll it again right after), and alerts go out under
+the ``outbox`` lock, so none is sent twice.
 """
 
 from __future__ import annotations
@@ -43,14 +52,24 @@ from bot.errors import PlatformError, RateLimited, StoreError
 from bot.matching.matcher import Matcher
 from bot.media.fetch import MediaFetcher
 from bot.models import utcnow
-from bot.pipeline import Pipeline
-from bot.store import StateStore, open_store
+from bot.pipeline import Pipeline, ProcessReport
+from bot.store import StateStore, open_store, open_work_queue
+from bot.store.queue import POSTS, RECHECKS, Claim, parse_post_item, post_item
+from bot.workers import WorkerPool, one_library_thread_per_worker
 from watchers import build_watcher
-from watchers.base import Watcher
+from watchers.base import PollResult, Watcher
 
 log = logging.getLogger(__name__)
 
 MAX_BACKOFF_SECONDS = 3600.0
+#: how often pending posts are swept into the queue (posts kept pending for a retry wait this long)
+SWEEP_SECONDS = 30.0
+#: how often a daemon announces its workers to the store (the announcement lives three times as long)
+ANNOUNCE_SECONDS = 5.0
+#: posts swept into the queue per run
+SWEEP_LIMIT = 1000
+#: worker names without claims idle this long are forgotten by the queue at a daemon's start
+CONSUMER_IDLE_SECONDS = 86400.0
 STOP_TIMEOUT_SECONDS = 8.0  # SIGTERM to exit: jobs are asked to stop, then abandoned (every step is idempotent)
 
 
@@ -121,6 +140,12 @@ class Daemon:
                 clock=clock,
             ),
         )
+        if config.pipeline.workers > 1:
+            one_library_thread_per_worker()
+        self.queue = open_work_queue(self.store, config.pipeline.lease)
+        self.workers = WorkerPool(
+            self.queue, POSTS, self.process_claim, name=self.owner, threads=config.pipeline.workers, stop=self.stop_event
+        )
         self.scheduler: BackgroundScheduler | None = None
         self._paused_until: dict[str, datetime] = {}
         self._running_jobs = 0
@@ -149,7 +174,10 @@ class Daemon:
             outcome.skipped = "polled by another daemon"
             return outcome
         try:
-            result = self.watchers[platform].poll(account, self.store.get_cursor(platform, account))
+            cursor = self.store.get_cursor(platform, account)
+            result = self.watchers[platform].poll(account, cursor)
+            if cursor is None and section.backfill is not None:
+                result = _backfilled(result, now - timedelta(seconds=section.backfill), f"{platform}/{account}")
             changes = self.pipeline.ingest(platform, account, result)
         except RateLimited as e:
             reset = e.reset_at or now + timedelta(minutes=15)
@@ -183,34 +211,80 @@ class Daemon:
         )
         if not hold_lock:
             self.store.release_lock(lock, self.owner)
-        self.process_pending()
+        queued = [post_item(c.post.platform, c.post.post_id, c.version) for c in changes if c.change.value != "unchanged"]
+        if queued:
+            self.queue.put(POSTS, queued)
+            self._work_queued()
         return outcome
 
-    def process_pending(self) -> None:
-        if not self.store.acquire_lock("pipeline", self.owner, ttl_seconds=300):
+    def _work_queued(self) -> None:
+        """Posts were queued: wake the worker threads, or, when they are not running (``poll --once``, a
+        daemon used as a library), process the queue in the calling thread."""
+        if self.workers.running:
+            self.workers.wake()
+        else:
+            self.workers.drain()
+
+    def process_claim(self, claim: Claim) -> None:
+        """The work of one queued post version (a worker's handler). Idempotent: a version processed already
+        (a redelivery after a crash, a sweep that raced a worker) is skipped; the pipeline's own steps are
+        idempotent too (alert keys, content-addressed archive), for a redelivery in the middle of a post."""
+        platform, post_id, version = parse_post_item(claim.item)
+        stored = self.store.get_post(platform, post_id)
+        if stored is None or not stored.pending:  # processed already (by us earlier, or another worker)
             return
-        try:
-            report = self.pipeline.process_pending()
-            if report.posts or report.retry_later:
-                log.info(
-                    "pipeline: %d post(s) processed, %d file(s) archived, %d alert(s) queued, %d pending for retry",
-                    report.posts,
-                    report.media_archived,
-                    report.alerts_enqueued,
-                    report.retry_later,
-                )
-        finally:
-            self.store.release_lock("pipeline", self.owner)
+        if claim.deliveries > 1:
+            log.info("%s: taken over (delivery %d of version %d)", stored.post.key, claim.deliveries, version)
+        report = ProcessReport()
+        self.pipeline.process(stored, report)
+        if report.alerts_enqueued:
+            self._deliver_soon()
+        if report.posts or report.retry_later:
+            log.info(
+                "pipeline: %s processed (%d file(s) archived, %d alert(s) queued)%s",
+                stored.post.key,
+                report.media_archived,
+                report.alerts_enqueued,
+                ", pending for retry" if report.retry_later else "",
+            )
+
+    def _deliver_soon(self) -> None:
+        """Run the outbox job now instead of at its next 2-second tick: an alert should not wait for it."""
+        job = self.scheduler.get_job("outbox") if self.scheduler is not None and self.scheduler.running else None
+        if job is not None:
+            job.modify(next_run_time=datetime.now(timezone.utc))
+
+    def process_pending(self) -> int:
+        """Queue every post the store has pending (a crash between storing and queueing, a retry after a
+        transient error), then let the workers at them. Returns how many were newly queued."""
+        pending = self.store.pending_posts(SWEEP_LIMIT)
+        added = self.queue.put(POSTS, [post_item(p.post.platform, p.post.post_id, p.version) for p in pending])
+        if pending:
+            self._work_queued()
+        return added
 
     def run_rechecks(self, platform: str) -> None:
-        lock = f"recheck:{platform}"
-        if not self.store.acquire_lock(lock, self.owner, ttl_seconds=600):
-            return
-        try:
-            self.tracker.run(platform, self.watchers[platform], self.clock())
-        finally:
-            self.store.release_lock(lock, self.owner)
+        """Queue ``platform``'s re-check run and run the re-check runs this daemon can claim (one at a time per
+        platform across daemons; a dead daemon's run is taken over after the lease)."""
+        self.queue.put(RECHECKS, [platform])
+        consumer = f"{self.owner}/rechecks"
+        while not self.stop_event.is_set():
+            claims = self.queue.claim(RECHECKS, consumer)
+            if not claims:
+                break
+            claim = claims[0]
+            if claim.item in self.watchers:
+                self.tracker.run(claim.item, self.watchers[claim.item], self.clock())
+            self.queue.ack(claim)
         self.process_pending()  # edits found by re-checks: archive and match their new media
+
+    def announce(self) -> None:
+        """Tell the store this daemon's workers (shown by ``afterimage status`` and /metrics)."""
+        self.queue.announce(
+            self.owner,
+            {"workers": self.workers.size, "busy": self.workers.busy, "done": self.workers.done},
+            ttl_seconds=ANNOUNCE_SECONDS * 3,
+        )
 
     def deliver_alerts(self) -> None:
         """Deliver queued alerts (the sender takes the outbox lock itself, so several daemons never both send)."""
@@ -238,9 +312,16 @@ class Daemon:
                 self._running_jobs -= 1
 
     def build_scheduler(self) -> BackgroundScheduler:
+        """One thread pool per kind of job: polls (network-bound, many accounts), re-checks, the outbox (one
+        thread, never behind a poll) and the housekeeping jobs. Posts are processed by the worker pool."""
         scheduler = BackgroundScheduler(
             timezone=timezone.utc,
-            executors={"default": ThreadPoolExecutor(4)},
+            executors={
+                "default": ThreadPoolExecutor(2),
+                "polls": ThreadPoolExecutor(self.config.pipeline.poll_threads),
+                "rechecks": ThreadPoolExecutor(2),
+                "outbox": ThreadPoolExecutor(1),
+            },
             job_defaults={"coalesce": True, "max_instances": 1},
         )
         now = datetime.now(timezone.utc)
@@ -252,6 +333,7 @@ class Daemon:
                     IntervalTrigger(seconds=section.interval, jitter=section.jitter or None, timezone=timezone.utc),
                     args=(f"poll {platform}/{account}", self.poll_account, platform, account),
                     id=f"poll:{platform}:{account}",
+                    executor="polls",
                     next_run_time=now,
                     misfire_grace_time=max(int(section.interval), 1),
                 )
@@ -260,16 +342,21 @@ class Daemon:
                 IntervalTrigger(seconds=self.recheck_every, timezone=timezone.utc),
                 args=(f"recheck {platform}", self.run_rechecks, platform),
                 id=f"recheck:{platform}",
+                executor="rechecks",
                 next_run_time=now + timedelta(seconds=min(5.0, self.recheck_every)),
                 misfire_grace_time=30,
             )
         scheduler.add_job(
             self._guarded, IntervalTrigger(seconds=2, timezone=timezone.utc), args=("outbox", self.deliver_alerts),
-            id="outbox", next_run_time=now, misfire_grace_time=10,
+            id="outbox", executor="outbox", next_run_time=now, misfire_grace_time=10,
         )
         scheduler.add_job(
-            self._guarded, IntervalTrigger(seconds=60, timezone=timezone.utc), args=("pending", self.process_pending),
-            id="pending", next_run_time=now, misfire_grace_time=60,
+            self._guarded, IntervalTrigger(seconds=SWEEP_SECONDS, timezone=timezone.utc),
+            args=("pending", self.process_pending), id="pending", next_run_time=now, misfire_grace_time=60,
+        )
+        scheduler.add_job(
+            self._guarded, IntervalTrigger(seconds=ANNOUNCE_SECONDS, timezone=timezone.utc),
+            args=("announce", self.announce), id="announce", next_run_time=now, misfire_grace_time=10,
         )
         if self.config.alerts.digest.enabled:
             scheduler.add_job(
@@ -285,8 +372,7 @@ class Daemon:
         return job.next_run_time if job else None
 
     def lock_names(self) -> list[str]:
-        names = [f"poll:{p}:{a}" for p, accounts in self.accounts.items() for a in accounts]
-        return names + [f"recheck:{p}" for p in self.accounts] + ["pipeline", ALERTS_LOCK]
+        return [f"poll:{p}:{a}" for p, accounts in self.accounts.items() for a in accounts] + [ALERTS_LOCK]
 
     def reclaim_stale_locks(self) -> list[str]:
         """Release the locks a dead daemon of this host left behind (a kill -9, a crash, a container restart).
@@ -294,24 +380,33 @@ class Daemon:
         Owners are ``host:pid:nonce``. A lock of this host whose pid is not running, or is our own pid (the
         previous incarnation in a container, where the daemon is always pid 1), cannot be held by a live
         daemon: without this, a restart would wait out the lock TTLs (up to 5 minutes) before delivering the
-        alerts and processing the posts the crash interrupted. Locks of other hosts are left to expire."""
-        host, pid = socket.gethostname(), os.getpid()
+        alerts the crash interrupted. Locks of other hosts are left to expire. The same goes for the work
+        queue's claims (consumers ``host:pid:nonce/w<n>``): a dead local daemon's posts are claimable at once,
+        not after the lease."""
         reclaimed = []
         for name in self.lock_names():
             owner = self.store.lock_owner(name)
-            if not owner or owner == self.owner:
-                continue
-            parts = owner.rsplit(":", 2)
-            if len(parts) != 3 or not parts[1].isdigit():
-                continue
-            owner_host, owner_pid = parts[0], int(parts[1])
-            if owner_host != host or not (owner_pid == pid or not _pid_alive(owner_pid)):
-                continue
-            self.store.release_lock(name, owner)
-            reclaimed.append(name)
+            if owner and owner != self.owner and self._owner_is_gone(owner):
+                self.store.release_lock(name, owner)
+                reclaimed.append(name)
         if reclaimed:
             log.info("released %d lock(s) left by a daemon of this host that is gone: %s", len(reclaimed), ", ".join(reclaimed))
+        for topic in (POSTS, RECHECKS):
+            self.queue.prune_consumers(topic, CONSUMER_IDLE_SECONDS)
+            for consumer in self.queue.backlog(topic).claims:
+                if not consumer.startswith(self.owner) and self._owner_is_gone(consumer.split("/", 1)[0]):
+                    n = self.queue.expire_claims(topic, consumer)
+                    log.info("took over %d %s claim(s) of %s, a daemon of this host that is gone", n, topic, consumer)
         return reclaimed
+
+    @staticmethod
+    def _owner_is_gone(owner: str) -> bool:
+        """Whether ``host:pid:nonce`` names a daemon of this host that cannot be running any more."""
+        parts = owner.rsplit(":", 2)
+        if len(parts) != 3 or not parts[1].isdigit():
+            return False
+        owner_host, owner_pid = parts[0], int(parts[1])
+        return owner_host == socket.gethostname() and (owner_pid == os.getpid() or not _pid_alive(owner_pid))
 
     def start(self) -> None:
         swept = self.archive.sweep_temporary()
@@ -321,12 +416,14 @@ class Daemon:
             self.reclaim_stale_locks()
         except StoreError as e:  # not fatal: the locks expire on their own
             log.warning("cannot check for stale locks: %s", e)
+        self.workers.start()
         self.scheduler = self.build_scheduler()
         self.scheduler.start()
         log.info(
-            "afterimage running: %d account(s) on %s, store %s",
+            "afterimage running: %d account(s) on %s, %d worker(s), store %s",
             sum(len(a) for a in self.accounts.values()),
             ", ".join(self.accounts) or "no platform",
+            self.workers.size,
             self.store.url,
         )
 
@@ -341,10 +438,20 @@ class Daemon:
                 if self._running_jobs == 0:
                     break
             time.sleep(0.05)
+        workers_done = self.workers.join(max(0.0, deadline - time.monotonic()))
         with self._jobs_lock:
-            clean = self._running_jobs == 0
+            clean = self._running_jobs == 0 and workers_done
+        if clean:
+            try:
+                self.queue.withdraw(self.owner)
+            except StoreError:
+                pass
         if not clean:
-            log.warning("stopping with %d job(s) still running: their work stays pending and resumes next start", self._running_jobs)
+            log.warning(
+                "stopping with %d job(s) and %d worker(s) still running: their work stays claimed and is taken over",
+                self._running_jobs,
+                self.workers.busy,
+            )
         for name, watcher in self.watchers.items():
             try:
                 watcher.close()
@@ -372,3 +479,12 @@ class Daemon:
             logging.shutdown()
             os._exit(0)  # worker threads are abandoned mid-step; every step is idempotent and resumes next start
         return 0
+
+
+def _backfilled(result: PollResult, since: datetime, name: str) -> PollResult:
+    """A first poll's result without the posts older than ``since`` (the account's ``backfill``); the cursor
+    still moves past them, so they are not read again."""
+    kept = [p for p in result.posts if p.created_at >= since]
+    if len(kept) < len(result.posts):
+        log.info("%s: first poll, %d post(s) older than the backfill limit not kept", name, len(result.posts) - len(kept))
+    return PollResult(kept, result.cursor, result.rejected)

@@ -53,6 +53,8 @@ log = logging.getLogger(__name__)
 TRANSIENT_MEDIA_ERRORS = frozenset({"timeout", "unavailable", "hls_segment_missing"})
 #: how many runs a post may stay pending because of transient errors before it is finished with errors
 MAX_ATTEMPTS = 5
+#: per-post and per-file locks, striped: two posts share a lock 1 time in this many (only a short wait)
+_LOCK_STRIPES = 256
 
 
 @dataclass(frozen=True)
@@ -107,7 +109,12 @@ class Pipeline:
         self.stop = stop or threading.Event()
         self.cases = cases or CaseDesk(store, archive, clock=clock)  # type: ignore[arg-type]  # both backends are CaseStores
         self._attempts: dict[str, int] = {}
-        self._lock = threading.Lock()  # one post processed at a time per process: steps share the matcher
+        # worker threads process posts in parallel (the matcher is safe for concurrent checks); one post is
+        # processed by one thread at a time (two queued versions of it must not interleave)
+        self._post_locks = [threading.Lock() for _ in range(_LOCK_STRIPES)]
+        # the same file in two posts processed at once is matched and remembered by one after the other, so
+        # the second still finds the first as recycled (taken inside a post lock, never the other way round)
+        self._media_locks = [threading.Lock() for _ in range(_LOCK_STRIPES)]
 
     # ------------------------------------------------------------------ step 1
     def ingest(self, platform: str, account: str, result: PollResult) -> list[PostChange]:
@@ -142,7 +149,7 @@ class Pipeline:
     def process(self, stored: StoredPost, report: ProcessReport | None = None) -> None:
         report = report if report is not None else ProcessReport()
         post = stored.post
-        with self._lock:
+        with self._post_locks[hash(post.key) % _LOCK_STRIPES]:
             try:
                 self.archive.put(post.raw_bytes(), "json")  # again: a crash may have come between persist and archive
                 self.tracker.schedule_new(post, self.clock())
@@ -202,8 +209,9 @@ class Pipeline:
             archived += 1
             if role == "main":
                 self.store.link_post_media(PostMediaLink(post.platform, post.post_id, index, url, record.sha256))
-            for still in self._stills_of(fetched, record, post, index):
-                report.alerts_enqueued += self._match_and_remember(post, record, still)
+            with self._media_locks[int(record.sha256[:8], 16) % _LOCK_STRIPES]:  # see __init__
+                for still in self._stills_of(fetched, record, post, index):
+                    report.alerts_enqueued += self._match_and_remember(post, record, still)
         return archived
 
     def _archive(self, data: bytes, ext: str, content_type: str, url: str) -> MediaRecord:

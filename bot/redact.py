@@ -103,6 +103,8 @@ def setup_logging(level: str = "INFO") -> None:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         root.addHandler(handler)
     root.setLevel(level.upper())
+    # APScheduler logs two INFO lines per job run (hundreds a minute with many accounts): only at debug level
+    logging.getLogger("apscheduler").setLevel(logging.DEBUG if root.level <= logging.DEBUG else logging.WARNING)
     # a run skipped because the previous one is still going is how max_instances=1 is meant to work
     logging.getLogger("apscheduler.scheduler").setLevel(logging.ERROR)
     install_log_redaction(root)

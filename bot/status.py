@@ -3,11 +3,15 @@ metrics by the health endpoint. Read-only, so any process (CLI, another daemon) 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
+from bot.deletions.tracker import HourlyBudget
 from bot.models import iso
-from bot.store import StateStore
+from bot.store import StateStore, open_work_queue
+from bot.store.queue import POSTS, Backlog, DaemonInfo
 from bot.store.records import AccountState
 
 
@@ -15,6 +19,17 @@ from bot.store.records import AccountState
 class AccountStatus:
     state: AccountState
     posts_seen: int
+
+
+@dataclass(frozen=True)
+class BudgetStatus:
+    """A platform's re-check spend (look-up requests) against its limits."""
+
+    platform: str
+    spent_hour: int
+    per_hour: int
+    spent_today: int
+    per_day: int | None
 
 
 @dataclass(frozen=True)
@@ -26,17 +41,39 @@ class Snapshot:
     parked_alerts: int
     taken_at: datetime
     extra: dict[str, float] = field(default_factory=dict)
+    backlog: Backlog = field(default_factory=lambda: Backlog(0, 0, None))
+    daemons: list[DaemonInfo] = field(default_factory=list)
+    budgets: list[BudgetStatus] = field(default_factory=list)
+
+    @property
+    def oldest_waiting_seconds(self) -> float:
+        """Age of the oldest post queued and not finished (0 when none)."""
+        oldest = self.backlog.oldest_enqueued_at
+        return max(0.0, (self.taken_at - oldest).total_seconds()) if oldest else 0.0
 
 
-def take_snapshot(store: StateStore, configured: dict[str, list[str]], now: datetime) -> Snapshot:
-    """Status of every configured account (also those never polled yet) plus store-wide counters."""
+def take_snapshot(
+    store: StateStore, configured: dict[str, list[str]], now: datetime, rechecks: Mapping[str, Any] | None = None
+) -> Snapshot:
+    """Status of every configured account (also those never polled yet) plus store-wide counters: the posts
+    waiting in the work queue, the daemons working on it, and, given each platform's re-check config
+    (``rechecks``), the re-check spend against its budgets."""
     states = {(s.platform, s.account): s for s in store.get_account_states()}
     accounts = []
     for platform, names in configured.items():
         for account in names:
             state = states.get((platform, account)) or AccountState(platform, account)
             accounts.append(AccountStatus(state, store.count_posts(platform, account)))
+    queue = open_work_queue(store)
+    budget = HourlyBudget(store)
+    budgets = []
+    for platform, cfg in (rechecks or {}).items():
+        hour, today = budget.spent(platform, now)
+        budgets.append(BudgetStatus(platform, hour, int(cfg.budget_per_hour), today, cfg.budget_per_day))
     return Snapshot(
+        backlog=queue.backlog(POSTS),
+        daemons=queue.daemons(),
+        budgets=budgets,
         accounts=accounts,
         pending_rechecks={p: store.count_rechecks(p) for p in configured},
         outbox_size=store.outbox_size(),
@@ -66,6 +103,17 @@ def render_text(snapshot: Snapshot) -> str:
     hint = " (refused by a target: see `afterimage alerts parked`)" if parked else ""
     lines.append(f"parked alerts: {parked}{hint}")
     lines.append(f"known media: {snapshot.known_media}")
+    b = snapshot.backlog
+    age = f", oldest waiting {snapshot.oldest_waiting_seconds:.0f}s" if b.oldest_enqueued_at else ""
+    lines.append(f"posts queued for processing: {b.waiting} waiting, {b.in_progress} in progress{age}")
+    for d in snapshot.daemons:
+        workers, busy = d.info.get("workers", 0), d.info.get("busy", 0)
+        lines.append(f"daemon {d.name}: {busy}/{workers} worker(s) busy, {d.info.get('done', 0)} post(s) done")
+    if not snapshot.daemons:
+        lines.append("daemons: none running")
+    for bs in snapshot.budgets:
+        day = f"{bs.spent_today}/{bs.per_day} today" if bs.per_day else f"{bs.spent_today} today (no daily limit)"
+        lines.append(f"re-check spend {bs.platform}: {bs.spent_hour}/{bs.per_hour} this hour, {day}")
     return "\n".join(lines)
 
 
@@ -108,4 +156,18 @@ def render_prometheus(snapshot: Snapshot) -> str:
     metric("afterimage_alerts_parked", "gauge", "Alerts a target refused, parked out of the queue.",
            [({}, snapshot.parked_alerts)])
     metric("afterimage_known_media", "gauge", "Entries in the known-media store.", [({}, snapshot.known_media)])
+    metric("afterimage_posts_waiting", "gauge", "Posts queued for processing that no worker has claimed yet.",
+           [({}, snapshot.backlog.waiting)])
+    metric("afterimage_posts_in_progress", "gauge", "Posts claimed by a worker and not finished.",
+           [({}, snapshot.backlog.in_progress)])
+    metric("afterimage_oldest_waiting_post_seconds", "gauge", "Age of the oldest queued, unfinished post.",
+           [({}, snapshot.oldest_waiting_seconds)])
+    metric("afterimage_daemon_workers", "gauge", "Worker threads per running daemon.",
+           [({"daemon": d.name}, d.info.get("workers", 0)) for d in snapshot.daemons])
+    metric("afterimage_daemon_workers_busy", "gauge", "Worker threads busy with a post, per running daemon.",
+           [({"daemon": d.name}, d.info.get("busy", 0)) for d in snapshot.daemons])
+    metric("afterimage_recheck_requests_hour", "gauge", "Re-check look-up requests spent in the last hour.",
+           [({"platform": b.platform}, b.spent_hour) for b in snapshot.budgets])
+    metric("afterimage_recheck_requests_today", "gauge", "Re-check look-up requests spent since 00:00 UTC.",
+           [({"platform": b.platform}, b.spent_today) for b in snapshot.budgets])
     return "\n".join(out) + "\n"

@@ -135,3 +135,34 @@ def test_read_only_commands_in_a_folder_without_data_create_nothing_and_say_wher
     assert f"no afterimage data at {tmp_path / 'afterimage-data'}" in result.output
     assert "0 posts" not in result.output and "alert outbox" not in result.output
     assert list(tmp_path.iterdir()) == []
+
+
+def test_status_and_metrics_show_the_queue_backlog_workers_and_recheck_spend(seeded):
+    from bot.config import RecheckConfig
+    from bot.store import open_work_queue
+
+    store, config = seeded
+    queue = open_work_queue(store)
+    queue.put("posts", ["x:1:1", "x:1:2", "x:1:3"])
+    queue.claim("posts", "host:7:abc/w0")
+    queue.announce("host:7:abc", {"workers": 2, "busy": 1, "done": 5}, ttl_seconds=60)
+    store.spend_budget("recheck:x", NOW - timedelta(hours=3), 7)  # today, not this hour
+    store.spend_budget("recheck:x", NOW - timedelta(minutes=5), 2)
+    later = datetime.now(timezone.utc) + timedelta(seconds=90)
+    snap = take_snapshot(store, {"x": ["MinistryOfDefence"]}, later, {"x": RecheckConfig(budget_per_day=500)})
+    assert (snap.backlog.waiting, snap.backlog.in_progress) == (2, 1)
+    assert 89 <= snap.oldest_waiting_seconds <= 120
+    text = render_prometheus(snap)
+    assert "afterimage_posts_waiting 2" in text and "afterimage_posts_in_progress 1" in text
+    assert 'afterimage_daemon_workers{daemon="host:7:abc"} 2' in text
+    assert 'afterimage_daemon_workers_busy{daemon="host:7:abc"} 1' in text
+    assert "# TYPE afterimage_oldest_waiting_post_seconds gauge" in text
+
+    result = CliRunner().invoke(main, ["status", "-c", str(config)], env={"T": "token-value-1"})
+    assert result.exit_code == 0, result.output
+    assert "posts queued for processing: 2 waiting, 1 in progress, oldest waiting" in result.output
+    assert "daemon host:7:abc: 1/2 worker(s) busy, 5 post(s) done" in result.output
+    assert "re-check spend x:" in result.output
+
+    spend = take_snapshot(store, {"x": []}, NOW, {"x": RecheckConfig(budget_per_day=500)}).budgets[0]
+    assert (spend.spent_hour, spend.per_hour, spend.spent_today, spend.per_day) == (2, 600, 9, 500)

@@ -56,7 +56,7 @@ def run(config_path: str | None) -> None:
     if cfg.health.listen:
         health = HealthServer(
             cfg.health.listen,
-            lambda: take_snapshot(daemon.store, daemon.accounts, utcnow()),
+            lambda: take_snapshot(daemon.store, daemon.accounts, utcnow(), daemon.tracker.configs),
             lambda: daemon.scheduler is not None and daemon.scheduler.running,
         )
         health.start()
@@ -106,10 +106,11 @@ def status(config_path: str | None) -> None:
     from bot.store import NoStoreHere, open_store
 
     cfg = load_or_exit(config_path)
-    configured = {p: list(s.accounts) for p, s in cfg.watchers.enabled().items()}
+    sections = cfg.watchers.enabled()
+    configured = {p: list(s.accounts) for p, s in sections.items()}
     try:
         with open_store(cfg.store_url, create=False) as store:
-            click.echo(render_text(take_snapshot(store, configured, utcnow())))
+            click.echo(render_text(take_snapshot(store, configured, utcnow(), {p: s.recheck for p, s in sections.items()})))
     except NoStoreHere as e:  # not "0 posts": nothing was ever stored here (a wrong folder or config?)
         click.echo(str(e), err=True)
         sys.exit(1)

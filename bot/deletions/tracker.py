@@ -18,14 +18,16 @@ Rules (issue #6), and the decisions taken where the issue left room:
   account, not of each post: the first confirmed one is recorded once (``details.scope = "account"``, on the
   post that revealed it) and every other post of the account only gets its status set. The account coming
   back is likewise one ``restored`` event with scope ``account``.
-- Re-checks continue after a confirmed deletion, until the horizon, so a restored post is noticed.
+- Re-checks continue after a confirmed deletion, until the horizon, so a restored post is noticed, but only
+  every ``deleted_every`` (default a week): each look-up is a paid read on some platforms, and a deleted post
+  rarely comes back. Account states (suspended, protected...) keep the normal schedule: they are often lifted.
 - Two different gone answers in a row (deleted, then suspended) start a new streak without an early check,
   so a platform flapping between answers cannot make a post be looked up every minute.
-- Budget: at most ``budget_per_hour`` look-up requests per platform in any sliding hour. The spend is kept in
-  the store (budget ``recheck:<platform>``, see :class:`HourlyBudget`), so a restarted daemon still sees the
-  last hour's spend and daemons sharing one store share the platform's quota (the ``recheck:<platform>``
-  lock lets one of them run a platform at a time, so reading and spending do not race). Counted per minute:
-  a request counts for 60 to 61 minutes. When the budget is short, pending confirmations go first, then the
+- Budget: at most ``budget_per_hour`` look-up requests per platform in any sliding hour, and, when set,
+  ``budget_per_day`` per UTC day. The spend is kept in the store (budget ``recheck:<platform>``, see
+  :class:`HourlyBudget`), so a restarted daemon still sees the day's spend and daemons sharing one store share
+  the platform's quota (a platform's re-check run is one work-queue item, claimed by one daemon at a time, so
+  reading and spending do not race). Counted per minute: a request counts for 60 to 61 minutes. When the budget is short, pending confirmations go first, then the
   youngest posts (their deletions matter most and their schedule is densest); the rest stay due.
 - Every event enqueues one alert in the store outbox, key ``{kind}:{platform}:{post_id}:{event.id}``, in the
   same store transaction as the event and its re-check change (``record_event(event, next, alert)``).
@@ -94,15 +96,27 @@ class HourlyBudget:
     def name(platform: str) -> str:
         return f"recheck:{platform}"
 
-    def available(self, platform: str, per_hour: int, now: datetime) -> int:
+    def available(self, platform: str, per_hour: int, now: datetime, per_day: int | None = None) -> int:
+        """Requests left in the sliding hour and, with ``per_day``, in the UTC day (the smaller of the two)."""
         now = as_utc(now)
         try:
-            spent = self.store.budget_spent(self.name(platform), now - self.WINDOW)
+            spent, today = self.spent(platform, now)
         except StoreError as e:
             self._failed(platform, "read", e, "no re-check until the store answers")
             return 0
         self._recovered(platform, "read")
-        return max(0, per_hour - spent - self._unrecorded_spend(platform, now))
+        unrecorded = self._unrecorded_spend(platform, now)
+        left = per_hour - spent - unrecorded
+        if per_day is not None:
+            left = min(left, per_day - today - unrecorded)
+        return max(0, left)
+
+    def spent(self, platform: str, now: datetime) -> tuple[int, int]:
+        """Requests spent (as the store recorded them) in the last hour and since the UTC day began."""
+        now = as_utc(now)
+        midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
+        name = self.name(platform)
+        return self.store.budget_spent(name, now - self.WINDOW), self.store.budget_spent(name, midnight)
 
     def spend(self, platform: str, now: datetime, requests: int = 1) -> None:
         now = as_utc(now)
@@ -222,7 +236,7 @@ class RecheckTracker:
         # pending confirmations first, then youngest posts first
         due.sort(key=lambda r: (r.deleted_streak == 0, -as_utc(r.posted_at).timestamp()))
         batch_size = max(1, int(getattr(watcher, "lookup_batch_size", 100) or 100))
-        requests = self.budget.available(platform, int(cfg.budget_per_hour), now)
+        requests = self.budget.available(platform, int(cfg.budget_per_hour), now, getattr(cfg, "budget_per_day", None))
         chosen = due[: requests * batch_size]
         report.deferred = len(due) - len(chosen)
         for start in range(0, len(chosen), batch_size):
@@ -307,7 +321,7 @@ class RecheckTracker:
         confirm_after = timedelta(seconds=float(cfg.confirm_after))
 
         if self._already_in_state(stored, kind):
-            self._reschedule(rc, self._advance(current, cfg, now))
+            self._reschedule(rc, self._advance_gone(current, cfg, now, kind))
             return
         if streak == 1 and rc.last_status in GONE_KINDS:
             # flapping between two gone answers (deleted, then suspended...): no early check, or a post whose
@@ -320,7 +334,7 @@ class RecheckTracker:
             self._reschedule(rc, replace(current, due_at=when))
             return
 
-        nxt = self._advance(current, cfg, now)
+        nxt = self._advance_gone(current, cfg, now, kind)
         details: dict[str, Any] = {
             "scope": "post",
             "first_answer_at": iso(first),
@@ -431,6 +445,19 @@ class RecheckTracker:
             return None
         step, due = nxt
         return replace(rc, step=step, due_at=due)
+
+    def _advance_gone(self, rc: Recheck, cfg: Any, now: datetime, kind: str) -> Recheck | None:
+        """The next look-up of a post confirmed gone. A deleted post is looked at only to notice a restore, at
+        most every ``deleted_every``; an account state (a suspension is often lifted) keeps the schedule."""
+        nxt = self._advance(rc, cfg, now)
+        if kind != StatusKind.DELETED.value:
+            return nxt
+        floor = now + timedelta(seconds=float(getattr(cfg, "deleted_every", 0.0)))
+        if nxt is None or nxt.due_at >= floor:
+            return nxt
+        if floor > schedule.horizon_end(rc.posted_at, cfg):
+            return None  # the next look allowed would be past the horizon
+        return replace(nxt, due_at=floor)
 
     def _reschedule(self, rc: Recheck, nxt: Recheck | None) -> None:
         if nxt is None:

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import fasteners
 import numpy as np
 from PIL import Image
 
@@ -159,7 +160,9 @@ class Matcher:
         index_dir = Path(index_dir) if index_dir is not None else Path(archive.root).parent / "index"
         self._snapshots = DescriptorSnapshots(index_dir, store.url)
         self._snapshot_count = 0  # store entries covered by the newest saved or loaded snapshot
-        self._lock = threading.RLock()
+        # checks run concurrently (the daemon's worker threads share one index: OpenCV, faiss and numpy
+        # release the GIL); growing the indexes in place (refresh) needs them alone
+        self._lock = fasteners.ReaderWriterLock()
         self._generation: int | None = None  # store state the indexes reflect (None: not loaded yet)
         self._epoch = 0
         self._last_seq = 0  # newest insertion number loaded
@@ -177,7 +180,9 @@ class Matcher:
         New entries are appended (the daemon adds a *seen* entry for every archived image, so a full reload
         per post would stall matching at 100 k entries); a replaced or removed entry, or a count that does
         not add up (a writer committed an older insertion number late), reloads everything."""
-        with self._lock:
+        if not force and self._generation is not None and self.store.known_state().generation == self._generation:
+            return False  # the common case, without waiting for the checks in progress
+        with self._lock.write_lock():
             if not force and self._generation is not None:
                 state = self.store.known_state()
                 if state.generation == self._generation:
@@ -303,8 +308,8 @@ class Matcher:
         :class:`~bot.errors.MediaError` for bytes that are not a safe, decodable image.
         """
         hashed = image if isinstance(image, HashedImage) else hash_image(image)
-        with self._lock:  # refresh grows the indexes in place: one check or refresh at a time
-            self.refresh()
+        self.refresh()
+        with self._lock.read_lock():  # a refresh (growing the indexes in place) waits for the checks
             return self._match(hashed, exclude_sha256, exclude_origin, limit)
 
     def _match(
@@ -534,7 +539,7 @@ class Matcher:
         cache = self._cache_path(sha256)
         try:
             cache.parent.mkdir(parents=True, exist_ok=True)
-            tmp = cache.with_suffix(".tmp")
+            tmp = cache.with_suffix(f".{threading.get_ident()}.tmp")  # worker threads may cache one file at once
             tmp.write_bytes(feats.to_bytes())
             tmp.replace(cache)
         except OSError as e:  # a read-only data folder only costs speed

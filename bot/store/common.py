@@ -51,8 +51,8 @@ def micros(value: datetime) -> int:
     return (delta.days * 86400 + delta.seconds) * 1_000_000 + delta.microseconds
 
 
-#: budget spend older than this is pruned from the store (a reader asks for at most the last hour)
-BUDGET_KEEP_MINUTES = 120
+#: budget spend older than this is pruned from the store (a reader asks for at most the current UTC day)
+BUDGET_KEEP_MINUTES = 25 * 60
 
 
 def budget_minute(at: datetime) -> int:

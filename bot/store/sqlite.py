@@ -222,6 +222,28 @@ MIGRATIONS: list[str] = [
     """,
     # 9: the review loop: cases, the dismissals they teach, console users (bot.store.sqlite_review)
     REVIEW_MIGRATION,
+    # 10: the work queue (bot.store.sqlite_queue): items claimed one at a time under a lease, and the daemons'
+    # announcements (workers per daemon, for status)
+    """
+    CREATE TABLE work_items (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        topic TEXT NOT NULL,
+        item TEXT NOT NULL,
+        enqueued_us INTEGER NOT NULL,
+        consumer TEXT,
+        lease_until_us INTEGER NOT NULL DEFAULT 0,
+        lease_us INTEGER NOT NULL DEFAULT 0,
+        deliveries INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE UNIQUE INDEX work_items_item ON work_items (topic, item);
+    CREATE INDEX work_items_lease ON work_items (topic, lease_until_us, seq);
+    CREATE TABLE daemons (
+        name TEXT PRIMARY KEY,
+        info TEXT NOT NULL,
+        seen_us INTEGER NOT NULL,
+        expires_us INTEGER NOT NULL
+    );
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -275,9 +275,11 @@ def test_same_content_with_new_signed_url_is_not_an_edit(store):
 def test_restored_post_keeps_both_events(store):
     post = make_post()
     tracker = setup(store, post)
-    w = ScriptedWatcher({"100": [alive(post), PostStatus.deleted(), PostStatus.deleted(), PostStatus.deleted(), alive(post)]})
-    events = drive(tracker, w, store, T0 + timedelta(hours=3))
+    w = ScriptedWatcher({"100": [alive(post), PostStatus.deleted(), PostStatus.deleted(), alive(post)]})
+    events = drive(tracker, w, store, T0 + timedelta(days=8))
     assert [e.kind for e in events] == ["deleted", "restored"]
+    # once confirmed deleted, the post is looked at again only after deleted_every (default 7 days)
+    assert events[1].detected_at >= events[0].detected_at + timedelta(days=7)
     assert events[1].details["previous"] == "deleted"
     assert [e.kind for e in store.list_events()] == ["deleted", "restored"]
     assert store.get_post("x", "100").status != "deleted"
@@ -312,7 +314,8 @@ def test_restart_in_the_middle_of_the_schedule_continues(open_store):
     events = drive(tracker2, w, store2, T0 + minutes(31))
     assert [e.kind for e in events] == ["deleted"]
     after = store2.get_recheck("x", "100")
-    assert after.step == 4 and after.due_at == T0 + timedelta(hours=1)
+    # the schedule goes on (step 4, the 1 h look) but, the post being confirmed deleted, a week later
+    assert after.step == 4 and after.due_at == T0 + minutes(31) + timedelta(days=7)
 
 
 def test_post_first_seen_late_skips_past_steps(store):
@@ -390,6 +393,35 @@ def test_restarted_tracker_sees_the_last_hours_spend(open_store):
     assert r2.requests == 1 and r2.deferred == due - 1  # 3 of 4 were spent before the restart
     # an hour after the first run its spend no longer counts; the request at 12m still does
     assert tracker2.budget.available("x", 4, T0 + minutes(2 + 61)) == 3
+
+
+def test_daily_budget_caps_rechecks_until_the_utc_day_ends(open_store):
+    posts = [make_post(str(i)) for i in range(6)]
+    store = open_store()
+    tracker = setup(store, *posts, first_seen=T0, budget_per_hour=100, budget_per_day=4)
+    w = alive_watcher(posts)
+    r1 = tracker.run("x", w, T0 + minutes(2))
+    assert r1.requests == 4 and r1.deferred == 2  # the day's 4 requests, though the hour allows 100
+    later = T0 + timedelta(hours=3)  # the hourly window has passed, the day has not
+    assert tracker.run("x", w, later).requests == 0
+    assert tracker.budget.spent("x", later) == (0, 4)
+    store.close()
+    restarted = RecheckTracker(open_store(), {"x": RecheckConfig(budget_per_hour=100, budget_per_day=4)})
+    assert restarted.run("x", w, later).requests == 0  # the day's spend is in the store
+    midnight = T0.replace(hour=0, minute=0) + timedelta(days=1)
+    assert restarted.run("x", w, midnight + minutes(1)).requests == 4  # a new UTC day
+
+
+def test_confirmed_deleted_post_is_looked_up_only_every_deleted_every(store):
+    tracker = setup(store, deleted_every="7d")
+    w = ScriptedWatcher({"100": [PostStatus.deleted()]})
+    events = drive(tracker, w, store, T0 + minutes(10))
+    assert [e.kind for e in events] == ["deleted"]
+    confirmed = events[0].detected_at
+    assert next_due(store) >= confirmed + timedelta(days=7)  # not at the 15 min, 30 min, ... steps
+    calls = len(w.calls)
+    drive(tracker, w, store, T0 + timedelta(days=31))
+    assert len(w.calls) - calls <= 4  # at most weekly until the 30-day horizon, instead of ~37 looks
 
 
 def test_two_trackers_on_one_store_share_the_budget(open_store):

@@ -1,5 +1,6 @@
-"""After a kill -9 the restarted daemon takes back the locks its dead predecessor held (instead of waiting out
-their TTLs, up to 5 minutes without alerts); locks that a live daemon or another host may hold are left alone."""
+"""After a kill -9 the restarted daemon takes back the locks and the queued posts its dead predecessor held
+(instead of waiting out their TTLs, up to 5 minutes without alerts, or the claims' lease); locks and claims
+that a live daemon or another host may hold are left alone."""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ watchers:
   x:
     bearer_token: ${{T}}
     api_base: http://127.0.0.1:9
-    accounts: [a, b]
+    accounts: [a, b, c]
 """,
         {"T": X_TOKEN},
     )
@@ -40,18 +41,25 @@ watchers:
             dead += 1
     owners = {
         "alerts:sender": f"{host}:{dead}:deadbeef",  # a killed daemon of this host
-        "pipeline": f"{host}:{os.getpid()}:0ldc0de0",  # our own pid, earlier incarnation (containers: pid 1)
+        "poll:x:c": f"{host}:{os.getpid()}:0ldc0de0",  # our own pid, earlier incarnation (containers: pid 1)
         "poll:x:a": f"{host}:{os.getppid()}:a11ve000",  # a live process of this host: may be a daemon
         "poll:x:b": f"other-host:{dead}:deadbeef",  # another host: cannot tell, left to expire
         "recheck:x": "garbage",
     }
     for name, owner in owners.items():
         assert store.acquire_lock(name, owner, 300)
+    queue = daemon.queue
+    queue.put("posts", ["x:1:dead", "x:1:live", "x:1:remote"])
+    for item, owner in (("dead", "alerts:sender"), ("live", "poll:x:a"), ("remote", "poll:x:b")):
+        (claim,) = queue.claim("posts", f"{owners[owner]}/w0")
+        assert claim.item == f"x:1:{item}"
     try:
-        assert sorted(daemon.reclaim_stale_locks()) == ["alerts:sender", "pipeline"]
-        assert store.lock_owner("alerts:sender") is None and store.lock_owner("pipeline") is None
+        assert sorted(daemon.reclaim_stale_locks()) == ["alerts:sender", "poll:x:c"]
+        assert store.lock_owner("alerts:sender") is None and store.lock_owner("poll:x:c") is None
         for name in ("poll:x:a", "poll:x:b", "recheck:x"):
             assert store.lock_owner(name) == owners[name]
         assert store.acquire_lock("alerts:sender", daemon.owner, 10)
+        # the dead daemon's claimed post is claimable at once; the live one's and the other host's are not
+        assert [c.item for c in queue.claim("posts", f"{daemon.owner}/w0", count=5)] == ["x:1:dead"]
     finally:
         daemon.stop(timeout=1)

@@ -1,0 +1,132 @@
+"""The work queue: how posts to process (and re-check runs) are handed out to workers, one item at a time.
+
+Why a queue and not a lock: under one cluster-wide ``pipeline`` lock only one worker of one daemon ever
+matched, so more threads, daemons or machines added nothing. Items are instead *claimed* one by one:
+
+- **At-least-once.** An item stays in the queue until it is acknowledged (:meth:`WorkQueue.ack`) after its
+  work is done. A worker that dies (kill -9, a crashed machine) leaves its claims behind; once a claim's
+  lease has run out (nobody extended it), the next :meth:`WorkQueue.claim` of any worker takes it over.
+  The work itself must therefore be idempotent (the pipeline is: see :mod:`bot.pipeline`).
+- **One copy of an item.** :meth:`WorkQueue.put` skips an item already queued or claimed, so sweeping the
+  store's pending posts into the queue again and again is harmless.
+- **Leases.** A claim lasts the queue's ``lease_seconds`` (one value for every daemon on a store: with Redis
+  it is the idle time after which any claimer takes an entry over); a long job (a video) extends its claims
+  regularly (:meth:`WorkQueue.extend`) so it is not taken over while its worker is alive.
+
+Two implementations pass the same contract suite (``tests/store/test_queue_contract.py``): Redis Streams
+with a consumer group (``XADD``/``XREADGROUP``/``XACK``/``XAUTOCLAIM``, :mod:`bot.store.redis_queue`) and
+leased rows in the SQLite store (:mod:`bot.store.sqlite_queue`). Daemons also announce themselves here
+(:meth:`WorkQueue.announce`), so ``afterimage status`` can show the workers of every daemon.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+#: topic of the posts waiting for the pipeline (items: :func:`post_item`)
+POSTS = "posts"
+#: topic of the re-check runs (items: a platform name; one run of a platform at a time)
+RECHECKS = "rechecks"
+
+
+@dataclass(frozen=True)
+class Claim:
+    """One item handed to one consumer. ``token`` identifies this queue entry (a stream entry id in Redis,
+    the row's sequence number in SQLite); ``deliveries`` counts how often it was handed out (1: first time)."""
+
+    topic: str
+    item: str
+    token: str
+    enqueued_at: datetime
+    deliveries: int
+
+
+@dataclass(frozen=True)
+class Backlog:
+    """What a topic holds: items nobody claimed yet, items being worked on (``claims`` per consumer), and
+    when the oldest unfinished item was queued."""
+
+    waiting: int
+    in_progress: int
+    oldest_enqueued_at: datetime | None
+    claims: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class DaemonInfo:
+    """What a running daemon announced about itself (kept while it keeps announcing)."""
+
+    name: str
+    info: dict[str, Any]
+    seen_at: datetime
+
+
+#: default lease of a claim: a dead daemon's posts are taken over this long after its last extension
+LEASE_SECONDS = 30.0
+
+
+class WorkQueue(ABC):
+    """Claimable work items per topic, shared by every daemon on one store."""
+
+    lease_seconds: float = LEASE_SECONDS
+
+    @abstractmethod
+    def put(self, topic: str, items: Sequence[str]) -> int:
+        """Queue each item unless it is queued or claimed already. Returns how many were added."""
+
+    @abstractmethod
+    def claim(self, topic: str, consumer: str, count: int = 1) -> list[Claim]:
+        """Hand up to ``count`` items to ``consumer``: first claims whose lease ran out (a dead worker's,
+        taken over), then items nobody claimed yet, oldest first. Never blocks."""
+
+    @abstractmethod
+    def extend(self, claim: Claim, consumer: str) -> bool:
+        """Renew ``consumer``'s lease on a claim for another full lease. False when the claim was taken
+        over by another consumer or acknowledged meanwhile."""
+
+    @abstractmethod
+    def ack(self, claim: Claim) -> None:
+        """The claim's work is done: remove the item (whoever holds it now)."""
+
+    @abstractmethod
+    def expire_claims(self, topic: str, consumer: str) -> int:
+        """Make the claims of ``consumer``, known to be dead (a killed daemon of this host), claimable at once
+        instead of after their lease. Returns how many."""
+
+    @abstractmethod
+    def prune_consumers(self, topic: str, idle_seconds: float) -> int:
+        """Forget consumers without claims that have not claimed anything for ``idle_seconds`` (the worker
+        names of daemons that stopped), so they do not pile up over restarts. Returns how many."""
+
+    @abstractmethod
+    def backlog(self, topic: str) -> Backlog: ...
+
+    @abstractmethod
+    def announce(self, name: str, info: dict[str, Any], ttl_seconds: float) -> None:
+        """Record (or refresh) a daemon's self-description; it disappears ``ttl_seconds`` after the last call."""
+
+    @abstractmethod
+    def daemons(self) -> list[DaemonInfo]:
+        """Daemons that announced themselves and have not expired, by name."""
+
+    @abstractmethod
+    def withdraw(self, name: str) -> None:
+        """Remove a daemon's announcement (a clean stop)."""
+
+
+def post_item(platform: str, post_id: str, version: int) -> str:
+    """The queue item of one post version. The version is part of it: an edit queued while the previous
+    version is being processed must not be skipped as "already queued"."""
+    return f"{platform}:{version}:{post_id}"
+
+
+def parse_post_item(item: str) -> tuple[str, str, int]:
+    """(platform, post_id, version) of a :func:`post_item`; ValueError for anything else."""
+    platform, version, post_id = item.split(":", 2)
+    if not platform or not post_id:
+        raise ValueError(f"not a post item: {item!r}")
+    return platform, post_id, int(version)

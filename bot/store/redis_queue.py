@@ -1,0 +1,199 @@
+"""The work queue on Redis Streams: one stream per topic, one consumer group (``workers``) shared by every
+daemon, each worker thread a consumer of its own.
+
+==================================  ========  =========================================================
+``P q:<topic>``                     stream    one entry per queued item (field ``item``); an entry is
+                                              deleted (XDEL) when acknowledged, so XLEN counts the
+                                              unfinished items and the first entry is the oldest
+``P q:<topic>:items``               hash      item -> stream entry id: what is queued or claimed (a put
+                                              of an item already there adds nothing)
+``P daemons``                       hash      daemon name -> JSON announcement with its expiry
+==================================  ========  =========================================================
+
+Claims are the group's pending entries list: ``XREADGROUP ... >`` hands out new entries, ``XAUTOCLAIM`` takes
+over entries idle for longer than the lease (their consumer stopped extending them: it died), ``XCLAIM
+... JUSTID`` by the owner resets the idle time (a lease extension), ``XACK`` + ``XDEL`` finish an item.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import time
+from collections.abc import Sequence
+from datetime import datetime, timezone
+from typing import Any
+
+import redis
+
+from bot.store.queue import LEASE_SECONDS, Backlog, Claim, DaemonInfo, WorkQueue
+from bot.store.redis import RedisStore
+
+GROUP = "workers"
+
+# KEYS: stream, items hash; ARGV: items -- XADD each item not queued yet, remember its entry id
+_PUT = """
+local added = 0
+for _, item in ipairs(ARGV) do
+  if redis.call('HEXISTS', KEYS[2], item) == 0 then
+    local id = redis.call('XADD', KEYS[1], '*', 'item', item)
+    redis.call('HSET', KEYS[2], item, id)
+    added = added + 1
+  end
+end
+return added
+"""
+
+# KEYS: stream, items hash; ARGV: group, entry id, item -- finish an item (whoever holds it)
+_ACK = """
+redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
+redis.call('XDEL', KEYS[1], ARGV[2])
+if redis.call('HGET', KEYS[2], ARGV[3]) == ARGV[2] then redis.call('HDEL', KEYS[2], ARGV[3]) end
+return 1
+"""
+
+# KEYS: stream; ARGV: group, entry id, consumer -- reset the idle time of a claim only if we still hold it
+_EXTEND = """
+local p = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[2], ARGV[2], 1, ARGV[3])
+if #p == 0 then return 0 end
+redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[3], 0, ARGV[2], 'JUSTID')
+return 1
+"""
+
+
+def _entry_time(entry_id: str) -> datetime:
+    """An automatic stream entry id starts with the server's time in milliseconds."""
+    return datetime.fromtimestamp(int(entry_id.split("-")[0]) / 1000, timezone.utc)
+
+
+class RedisWorkQueue(WorkQueue):
+    """Work queue in the Redis store's server, under the store's key prefix."""
+
+    def __init__(self, store: RedisStore, lease_seconds: float = LEASE_SECONDS):
+        self.lease_seconds = lease_seconds
+        self._store = store
+        self._r = store._r
+        self._put = self._r.register_script(_PUT)
+        self._ack = self._r.register_script(_ACK)
+        self._extend = self._r.register_script(_EXTEND)
+        self._groups: set[str] = set()
+
+    def _stream(self, topic: str) -> str:
+        return self._store._k("q", topic)
+
+    def _items(self, topic: str) -> str:
+        return self._store._k("q", topic, "items")
+
+    def _group(self, topic: str) -> str:
+        """The stream key, with its consumer group created (from the first entry) if it is not there yet."""
+        stream = self._stream(topic)
+        if topic not in self._groups:
+            try:
+                self._r.xgroup_create(stream, GROUP, id="0", mkstream=True)
+            except redis.ResponseError as exc:
+                if "BUSYGROUP" not in str(exc):
+                    raise
+            self._groups.add(topic)
+        return stream
+
+    def put(self, topic: str, items: Sequence[str]) -> int:
+        if not items:
+            return 0
+        stream = self._group(topic)
+        return int(self._put(keys=[stream, self._items(topic)], args=list(items)))
+
+    def claim(self, topic: str, consumer: str, count: int = 1) -> list[Claim]:
+        stream = self._group(topic)
+        lease_ms = max(1, int(self.lease_seconds * 1000))
+        # a dead worker's claims first: idle (not extended) for longer than a lease
+        _cursor, entries, *_deleted = self._r.xautoclaim(stream, GROUP, consumer, lease_ms, "0-0", count=count)
+        claims = [(entry_id, fields) for entry_id, fields in entries if fields]
+        if len(claims) < count:
+            for _stream, fresh in self._r.xreadgroup(GROUP, consumer, {stream: ">"}, count=count - len(claims)) or []:
+                claims.extend((entry_id, fields) for entry_id, fields in fresh if fields)
+        if not claims:
+            return []
+        pipe = self._r.pipeline(transaction=False)
+        for entry_id, _ in claims:
+            pipe.xpending_range(stream, GROUP, entry_id, entry_id, 1)
+        counts = [rows[0]["times_delivered"] if rows else 1 for rows in pipe.execute()]
+        return [
+            Claim(topic, fields["item"], entry_id, _entry_time(entry_id), int(n))
+            for (entry_id, fields), n in zip(claims, counts)
+        ]
+
+    def extend(self, claim: Claim, consumer: str) -> bool:
+        return bool(self._extend(keys=[self._stream(claim.topic)], args=[GROUP, claim.token, consumer]))
+
+    def ack(self, claim: Claim) -> None:
+        self._ack(keys=[self._stream(claim.topic), self._items(claim.topic)], args=[GROUP, claim.token, claim.item])
+
+    def expire_claims(self, topic: str, consumer: str) -> int:
+        stream = self._group(topic)
+        ids = [row["message_id"] for row in self._r.xpending_range(stream, GROUP, "-", "+", 10_000, consumername=consumer)]
+        if ids:  # same owner, idle for longer than any lease: the next XAUTOCLAIM takes them over
+            self._r.xclaim(stream, GROUP, consumer, 0, ids, idle=int(self.lease_seconds * 1000) + 1, justid=True)
+        return len(ids)
+
+    def prune_consumers(self, topic: str, idle_seconds: float) -> int:
+        stream = self._group(topic)
+        idle_ms = idle_seconds * 1000
+        gone = [c["name"] for c in self._r.xinfo_consumers(stream, GROUP) if c["pending"] == 0 and c["idle"] >= idle_ms]
+        for name in gone:
+            self._r.xgroup_delconsumer(stream, GROUP, name)
+        return len(gone)
+
+    def backlog(self, topic: str) -> Backlog:
+        stream = self._group(topic)
+        pipe = self._r.pipeline(transaction=False)
+        pipe.xlen(stream)
+        pipe.xrange(stream, "-", "+", count=1)
+        pipe.xpending(stream, GROUP)
+        total, first, pending = pipe.execute()
+        in_progress = int(pending["pending"]) if pending else 0
+        claims = {c["name"]: int(c["pending"]) for c in (pending or {}).get("consumers", [])}
+        return Backlog(
+            waiting=max(0, int(total) - in_progress),
+            in_progress=in_progress,
+            oldest_enqueued_at=_entry_time(first[0][0]) if first else None,
+            claims=claims,
+        )
+
+    def announce(self, name: str, info: dict[str, Any], ttl_seconds: float) -> None:
+        now = time.time()
+        value = json.dumps({"info": info, "seen": now, "expires": now + ttl_seconds})
+        self._r.hset(self._store._k("daemons"), name, value)
+
+    def daemons(self) -> list[DaemonInfo]:
+        key, now = self._store._k("daemons"), time.time()
+        out, expired = [], []
+        for name, value in sorted(self._r.hgetall(key).items()):
+            data = json.loads(value)
+            if data["expires"] < now:
+                expired.append(name)
+                continue
+            out.append(DaemonInfo(name, data["info"], datetime.fromtimestamp(data["seen"], timezone.utc)))
+        if expired:
+            self._r.hdel(key, *expired)
+        return out
+
+    def withdraw(self, name: str) -> None:
+        self._r.hdel(self._store._k("daemons"), name)
+
+
+def _wrap_errors(method: Any) -> Any:
+    """Re-raise redis-py errors of a queue method as StoreError, like the store's own methods."""
+
+    @functools.wraps(method)
+    def wrapper(self: RedisWorkQueue, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except redis.RedisError as exc:
+            raise self._store._error(exc) from None
+
+    return wrapper
+
+
+for _name in WorkQueue.__abstractmethods__:
+    setattr(RedisWorkQueue, _name, _wrap_errors(getattr(RedisWorkQueue, _name)))
+del _name

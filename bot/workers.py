@@ -1,0 +1,160 @@
+"""A daemon's worker pool: threads that claim work items one at a time and hand them to a handler.
+
+Why threads and not processes: the heavy steps of a post (JPEG/PNG decoding in Pillow, ORB extraction and
+RANSAC in OpenCV, faiss searches, numpy hashing) release the GIL, so threads of one process use every core
+(``bench/scale.py`` measures it) while sharing ONE matcher index in memory; processes would each need their
+own copy of it (6.4 KB per known image).
+
+Each thread is a consumer of its own (``<daemon>/w<n>``). A claim is extended every third of the lease while
+its thread works on it, so a long post (a video) is not taken over from a live daemon, while a dead daemon's
+claims are taken over by any other worker once the lease runs out.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+from bot.errors import StoreError
+from bot.store.queue import Claim, WorkQueue
+
+log = logging.getLogger(__name__)
+
+#: how long an idle worker waits before asking the queue again (a local enqueue wakes it at once)
+IDLE_WAIT_SECONDS = 0.5
+
+
+def one_library_thread_per_worker() -> None:
+    """With several workers the parallelism comes from them: OpenCV's and faiss's own thread pools would
+    only oversubscribe the cores (and OpenMP spinning burns CPU)."""
+    import cv2
+    import faiss
+
+    cv2.setNumThreads(1)
+    faiss.omp_set_num_threads(1)
+
+
+class WorkerPool:
+    """``threads`` workers claiming items of ``topic`` for ``handle``; the handler's return acknowledges the
+    item (it must be idempotent: an item may be delivered again after a crash)."""
+
+    def __init__(
+        self,
+        queue: WorkQueue,
+        topic: str,
+        handle: Callable[[Claim], None],
+        *,
+        name: str,
+        threads: int,
+        stop: threading.Event | None = None,
+    ):
+        self.queue = queue
+        self.topic = topic
+        self.handle = handle
+        self.name = name
+        self.size = threads
+        self.stop_event = stop or threading.Event()
+        self.done = 0  # items finished by this pool since it started
+        self._wake = threading.Event()
+        self._lock = threading.Lock()
+        self._working: dict[str, tuple[Claim, str]] = {}  # claim token -> (claim, consumer)
+        self._threads: list[threading.Thread] = []
+
+    # ------------------------------------------------------------------ state
+    @property
+    def running(self) -> bool:
+        return any(t.is_alive() for t in self._threads)
+
+    @property
+    def busy(self) -> int:
+        with self._lock:
+            return len(self._working)
+
+    def consumer(self, index: int | str) -> str:
+        return f"{self.name}/w{index}"
+
+    # ------------------------------------------------------------------ work
+    def work_one(self, consumer: str) -> bool:
+        """Claim one item and handle it in the calling thread. False when nothing was claimable."""
+        claims = self.queue.claim(self.topic, consumer)
+        if not claims:
+            return False
+        claim = claims[0]
+        with self._lock:
+            self._working[claim.token] = (claim, consumer)
+        try:
+            self.handle(claim)
+        except StoreError as e:  # not acknowledged: redelivered after the lease, when the store is back
+            log.error("%s: state store unavailable, %s left for a retry: %s", consumer, claim.item, e)
+            return True
+        except Exception:
+            log.exception("%s: unexpected error on %s (acknowledged; a pending post is queued again)", consumer, claim.item)
+        finally:
+            with self._lock:
+                self._working.pop(claim.token, None)
+        try:
+            self.queue.ack(claim)
+        except StoreError as e:
+            log.warning("%s: %s done but not acknowledged (it will be delivered again, harmlessly): %s", consumer, claim.item, e)
+        with self._lock:
+            self.done += 1
+        return True
+
+    def drain(self, consumer: str | None = None, timeout: float | None = None) -> int:
+        """Handle claimable items in the calling thread until there are none (``poll --once``, tests, and a
+        daemon whose pool is not started). Returns how many were handled."""
+        consumer = consumer or self.consumer("main")
+        deadline = None if timeout is None else time.monotonic() + timeout
+        handled = 0
+        while not self.stop_event.is_set() and (deadline is None or time.monotonic() < deadline):
+            if not self.work_one(consumer):
+                break
+            handled += 1
+        return handled
+
+    def wake(self) -> None:
+        """New items were queued by this daemon: idle workers look at once instead of after their wait."""
+        self._wake.set()
+
+    def _run(self, index: int) -> None:
+        consumer = self.consumer(index)
+        while not self.stop_event.is_set():
+            try:
+                if self.work_one(consumer):
+                    continue
+            except StoreError as e:
+                log.warning("%s: cannot claim work: %s", consumer, e)
+            self._wake.wait(IDLE_WAIT_SECONDS)
+            self._wake.clear()
+
+    def _extend_leases(self) -> None:
+        """Keep the claims being worked on alive: extend each every third of the lease."""
+        every = max(self.queue.lease_seconds / 3, 0.05)
+        while not self.stop_event.wait(every):
+            with self._lock:
+                working = list(self._working.values())
+            for claim, consumer in working:
+                try:
+                    if not self.queue.extend(claim, consumer):
+                        log.warning("%s: lost the claim on %s (taken over after its lease)", consumer, claim.item)
+                except StoreError as e:
+                    log.warning("%s: cannot extend the claim on %s: %s", consumer, claim.item, e)
+
+    def start(self) -> None:
+        self._threads = [
+            threading.Thread(target=self._run, args=(i,), name=f"worker-{self.topic}-{i}", daemon=True)
+            for i in range(self.size)
+        ]
+        self._threads.append(threading.Thread(target=self._extend_leases, name=f"leases-{self.topic}", daemon=True))
+        for t in self._threads:
+            t.start()
+
+    def join(self, timeout: float) -> bool:
+        """Wait for the threads after ``stop`` was set; True when all ended."""
+        deadline = time.monotonic() + timeout
+        self._wake.set()
+        for t in self._threads:
+            t.join(max(0.0, deadline - time.monotonic()))
+        return not self.running

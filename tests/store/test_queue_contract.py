@@ -1,0 +1,154 @@
+"""The work queue contract, on both backends (SQLite leased rows, Redis Streams with a consumer group):
+items handed out one by one, never twice at once, kept until acknowledged, taken over after a lease runs
+out unless extended, one copy of an item at a time, and the backlog counted."""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import datetime, timezone
+
+from bot.store import open_work_queue
+from bot.store.queue import parse_post_item, post_item
+
+
+def queue_of(store, lease_seconds: float = 30.0):
+    return open_work_queue(store, lease_seconds)
+
+
+def test_items_are_handed_out_oldest_first_and_kept_until_acknowledged(store_opener):
+    q = queue_of(store_opener())
+    assert q.put("posts", ["a", "b", "c"]) == 3
+    first = q.claim("posts", "w1", count=2)
+    assert [c.item for c in first] == ["a", "b"]
+    assert all(c.deliveries == 1 and c.topic == "posts" for c in first)
+    assert [c.item for c in q.claim("posts", "w2", count=5)] == ["c"]
+    assert q.claim("posts", "w3") == []  # everything is claimed
+    q.ack(first[0])
+    backlog = q.backlog("posts")
+    assert (backlog.waiting, backlog.in_progress) == (0, 2)
+    assert backlog.claims == {"w1": 1, "w2": 1}
+    # a reopened store (another daemon) sees the same queue
+    other = queue_of(store_opener())
+    assert other.backlog("posts").in_progress == 2
+
+
+def test_an_item_queued_or_claimed_is_not_queued_twice(store):
+    q = queue_of(store)
+    assert q.put("posts", ["a"]) == 1
+    assert q.put("posts", ["a", "b"]) == 1
+    (claim,) = q.claim("posts", "w1")
+    assert q.put("posts", ["a"]) == 0  # being worked on: still one copy
+    q.ack(claim)
+    assert q.put("posts", ["a"]) == 1  # finished: may be queued again (a retry)
+    assert q.put("other", ["a"]) == 1  # topics are separate
+
+
+def test_a_dead_workers_claim_is_taken_over_after_its_lease(store):
+    q = queue_of(store, lease_seconds=0.3)
+    q.put("posts", ["a"])
+    (dead,) = q.claim("posts", "dead")
+    assert q.claim("posts", "alive") == []  # leased
+    time.sleep(0.45)
+    (taken,) = q.claim("posts", "alive")
+    assert (taken.item, taken.deliveries) == ("a", 2)
+    assert q.extend(dead, "dead") is False  # the dead worker (if it wakes up) learns it lost the claim
+    assert q.extend(taken, "alive") is True
+    q.ack(taken)
+    assert q.backlog("posts").in_progress == 0 and q.claim("posts", "alive") == []
+
+
+def test_claims_of_a_consumer_known_dead_are_claimable_at_once(store):
+    q = queue_of(store, lease_seconds=60)
+    q.put("posts", ["a", "b", "c"])
+    dead = q.claim("posts", "host:1:dead/w0", count=2)
+    q.claim("posts", "host:2:alive/w0")
+    assert q.expire_claims("posts", "host:1:dead/w0") == 2
+    taken = q.claim("posts", "host:3:new/w0", count=5)
+    assert sorted(c.item for c in taken) == sorted(c.item for c in dead)  # not the live consumer's "c"
+    assert q.backlog("posts").claims == {"host:2:alive/w0": 1, "host:3:new/w0": 2}
+
+
+def test_extending_a_lease_keeps_the_claim(store):
+    q = queue_of(store, lease_seconds=0.4)
+    q.put("posts", ["slow"])
+    (claim,) = q.claim("posts", "w1")
+    for _ in range(4):  # 0.8 s in all, twice the lease, extended every 0.2 s
+        time.sleep(0.2)
+        assert q.extend(claim, "w1")
+        assert q.claim("posts", "w2") == []
+    q.ack(claim)
+
+
+def test_concurrent_workers_never_get_the_same_item(store_opener):
+    queues = [queue_of(store_opener()) for _ in range(4)]
+    items = [f"i{n}" for n in range(60)]
+    queues[0].put("posts", items)
+    got: list[str] = []
+    lock = threading.Lock()
+
+    def worker(k: int) -> None:
+        while True:
+            claims = queues[k].claim("posts", f"w{k}", count=3)
+            if not claims:
+                return
+            for c in claims:
+                with lock:
+                    got.append(c.item)
+                queues[k].ack(c)
+
+    threads = [threading.Thread(target=worker, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert sorted(got) == sorted(items)  # each exactly once
+
+
+def test_backlog_reports_the_oldest_unfinished_item(store):
+    q = queue_of(store)
+    empty = q.backlog("posts")
+    assert (empty.waiting, empty.in_progress, empty.oldest_enqueued_at) == (0, 0, None)
+    before = datetime.now(timezone.utc).replace(microsecond=0)
+    q.put("posts", ["a"])
+    time.sleep(0.05)
+    q.put("posts", ["b"])
+    backlog = q.backlog("posts")
+    assert backlog.waiting == 2
+    oldest = backlog.oldest_enqueued_at
+    assert oldest is not None and before <= oldest <= datetime.now(timezone.utc)
+    (a,) = q.claim("posts", "w")
+    assert q.backlog("posts").oldest_enqueued_at == oldest  # claimed but unfinished still counts
+    q.ack(a)
+    assert q.backlog("posts").oldest_enqueued_at > oldest
+
+
+def test_daemons_announce_themselves_until_they_expire_or_withdraw(store):
+    q = queue_of(store)
+    q.announce("host:1:a", {"workers": 2, "busy": 1}, ttl_seconds=30)
+    q.announce("host:2:b", {"workers": 4, "busy": 0}, ttl_seconds=0.2)
+    assert [(d.name, d.info["workers"]) for d in q.daemons()] == [("host:1:a", 2), ("host:2:b", 4)]
+    time.sleep(0.3)
+    assert [d.name for d in q.daemons()] == ["host:1:a"]
+    q.announce("host:1:a", {"workers": 2, "busy": 2}, ttl_seconds=30)  # refreshed, not added twice
+    assert [d.info["busy"] for d in q.daemons()] == [2]
+    q.withdraw("host:1:a")
+    assert q.daemons() == []
+
+
+def test_post_items_carry_the_version():
+    item = post_item("x", "18:60", 3)
+    assert parse_post_item(item) == ("x", "18:60", 3)
+    assert post_item("x", "1", 1) != post_item("x", "1", 2)
+
+
+def test_idle_consumers_without_claims_are_forgotten(store):
+    q = queue_of(store)
+    q.put("posts", ["a", "b"])
+    (a,) = q.claim("posts", "stopped/w0")
+    q.ack(a)
+    q.claim("posts", "busy/w0")
+    time.sleep(0.2)
+    q.prune_consumers("posts", idle_seconds=0.1)
+    assert q.backlog("posts").claims == {"busy/w0": 1}  # a consumer holding a claim is kept
+    assert [c.item for c in q.claim("posts", "stopped/w0")] == []  # a forgotten name may come back
