@@ -19,6 +19,8 @@ COMMANDS: list[str] = [
     "bot.commands.known:known",
     "bot.commands.check:check",
     "bot.commands.alerts:alerts",
+    "bot.commands.evidence:verify",
+    "bot.commands.evidence:proof",
 ]
 
 

@@ -9,6 +9,8 @@ Jobs (APScheduler 3.x, rebuilt from config at every start):
 - ``pending``: finishes posts a crash left half-processed.
 - ``outbox``: delivers queued alerts; a chat outage only delays this job, never polling.
 - ``digest``: the optional daily digest.
+- ``evidence``: new deletion-log events into the hash chain, and new hashes to the TSAs
+  (:mod:`bot.evidence.stamper`); a TSA outage only delays this job.
 
 Several daemons may share one Redis store: each job takes a store lock first (an account is polled by one
 daemon at a time; the poll lock is kept for most of the interval so a second daemon does not poll it again
@@ -38,6 +40,9 @@ from bot.alerts.sender import AlertSender
 from bot.archive import Archive
 from bot.config import Config
 from bot.deletions.tracker import RecheckTracker
+from bot.evidence.ledger import EvidenceLedger
+from bot.evidence.stamper import Stamper
+from bot.evidence.tsa import TsaClient
 from bot.errors import PlatformError, RateLimited, StoreError
 from bot.matching.matcher import Matcher
 from bot.media.fetch import MediaFetcher
@@ -96,7 +101,12 @@ class Daemon:
         self.stop_event = threading.Event()
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.store = store or open_store(config.store_url)
-        self.archive = Archive(config.archive_path)
+        self.evidence = EvidenceLedger(config.evidence_path)
+        tsa = TsaClient(config.evidence.tsa_urls, config.evidence.tsa_ca_file) if config.evidence.tsa_urls else None
+        # with a TSA, every new archived file (media, raw post versions, post cards) is queued for a timestamp
+        self.archive = Archive(config.archive_path, on_new=(lambda f: self.evidence.enqueue_file(f.sha256, f.relpath)) if tsa else None)
+        self.stamper = Stamper(self.evidence, tsa, self.store, self.archive, clock=clock)
+        self._swept = tsa is None  # the first evidence run queues archived files that have no timestamp
         sections = config.watchers.enabled()
         self.watchers = watchers if watchers is not None else {p: build_watcher(p, s) for p, s in sections.items()}
         self.accounts = {p: list(s.accounts) for p, s in sections.items() if p in self.watchers}
@@ -212,6 +222,20 @@ class Daemon:
         """Queue today's digest once its time has passed; idempotent, so checking often is harmless."""
         enqueue_digest_if_due(self.store, self.config.alerts.digest, self.clock())
 
+    def run_evidence(self) -> None:
+        """Chain new events and timestamp what waits (one daemon at a time: lock ``evidence``)."""
+        if not self.store.acquire_lock("evidence", self.owner, ttl_seconds=900):
+            return
+        try:
+            if not self._swept:
+                queued = self.stamper.sweep_archive()
+                if queued:
+                    log.info("evidence: %d archived file(s) without a timestamp queued", queued)
+                self._swept = True
+            self.stamper.run()
+        finally:
+            self.store.release_lock("evidence", self.owner)
+
     # ------------------------------------------------------------------ scheduling
     def _guarded(self, name: str, fn: Callable[..., object], *args: object) -> None:
         """Run a job unless stopping; log (never propagate) its errors so the scheduler keeps the job."""
@@ -263,6 +287,11 @@ class Daemon:
             self._guarded, IntervalTrigger(seconds=60, timezone=timezone.utc), args=("pending", self.process_pending),
             id="pending", next_run_time=now, misfire_grace_time=60,
         )
+        scheduler.add_job(
+            self._guarded, IntervalTrigger(seconds=self.config.evidence.every, timezone=timezone.utc),
+            args=("evidence", self.run_evidence), id="evidence",
+            next_run_time=now + timedelta(seconds=min(10.0, self.config.evidence.every)), misfire_grace_time=300,
+        )
         if self.config.alerts.digest.enabled:
             scheduler.add_job(
                 self._guarded, IntervalTrigger(minutes=5, timezone=timezone.utc), args=("digest", self.enqueue_digest),
@@ -278,7 +307,7 @@ class Daemon:
 
     def lock_names(self) -> list[str]:
         names = [f"poll:{p}:{a}" for p, accounts in self.accounts.items() for a in accounts]
-        return names + [f"recheck:{p}" for p in self.accounts] + ["pipeline", ALERTS_LOCK]
+        return names + [f"recheck:{p}" for p in self.accounts] + ["pipeline", ALERTS_LOCK, "evidence"]
 
     def reclaim_stale_locks(self) -> list[str]:
         """Release the locks a dead daemon of this host left behind (a kill -9, a crash, a container restart).
