@@ -67,6 +67,8 @@ log = logging.getLogger(__name__)
 
 LOCK_NAME = "alerts:sender"
 ATTACH_KINDS = ("match", "recycled")
+#: events whose alert carries the post card (the post as it looked; an edit: both versions side by side)
+CARD_KINDS = ("deleted", "author_suspended", "author_protected", "author_deleted", "withheld", "edited", "restored")
 MAX_ERROR_CHARS = 1000
 _DELIVERED = re.compile(r"^\[delivered: ([A-Za-z0-9_,]*)\] ?")
 
@@ -311,6 +313,16 @@ class AlertSender:
         )
         return stored
 
+    def _card(self, alert: OutboxAlert) -> bytes | None:
+        """The post card of an event alert, rendered from the archived version(s) in the store."""
+        from bot.evidence.card import event_card_png
+        from bot.store.records import PostEvent
+
+        p = alert.payload
+        event = PostEvent(str(p.get("platform")), str(p.get("account")), str(p.get("post_id")), alert.kind,
+                          details=dict(p.get("details") or {}))
+        return event_card_png(self.store, self.archive, event)
+
     def _next_due(self, key: str, now: datetime) -> OutboxAlert | None:
         """The alert queued right behind ``key``, when it is due at ``now``."""
         for alert in self.store.due_alerts(now, limit=2):
@@ -322,13 +334,20 @@ class AlertSender:
         return None
 
     def _attachment(self, alert: OutboxAlert, todo: list[Target], tmp: Path) -> Path | None:
-        """The comparison PNG in ``tmp`` for match/recycled alerts going to a target other than the console."""
-        if alert.kind not in ATTACH_KINDS or all(isinstance(t, ConsoleTarget) for t in todo):
+        """The comparison PNG in ``tmp`` for match/recycled alerts, the post card for deletion-log events, when
+        the alert goes to a target other than the console."""
+        if alert.kind not in ATTACH_KINDS + CARD_KINDS or all(isinstance(t, ConsoleTarget) for t in todo):
             return None
         try:
-            data = comparison_png(self.archive, alert.payload)
-            sha = str(alert.payload.get("media_sha256") or "image")[:12]
-            path = tmp / f"comparison-{re.sub(r'[^A-Za-z0-9]', '', sha) or 'image'}.png"
+            if alert.kind in CARD_KINDS:
+                data = self._card(alert)
+                if data is None:
+                    return None
+                path = tmp / f"post-{re.sub(r'[^A-Za-z0-9]', '', str(alert.payload.get('post_id')))[:40] or 'card'}.png"
+            else:
+                data = comparison_png(self.archive, alert.payload)
+                sha = str(alert.payload.get("media_sha256") or "image")[:12]
+                path = tmp / f"comparison-{re.sub(r'[^A-Za-z0-9]', '', sha) or 'image'}.png"
             path.write_bytes(data)
         except Exception:  # e.g. no space for the temp file: deliver the text without the picture
             log.exception("alert %s: cannot prepare the comparison picture; sending without it", redact(alert.key))

@@ -148,7 +148,7 @@ def render_card(archive: Archive, post: CardPost, label: str | None = None) -> I
     lines = _wrap(scratch, post.text or "(no text)", text_font, inner)
     if len(lines) > MAX_TEXT_LINES:
         lines = lines[:MAX_TEXT_LINES] + [f"… ({len(lines) - MAX_TEXT_LINES} more lines in the archived version)"]
-    thumbs = [_thumb(archive, p) for p in post.media_paths]
+    thumbs = [_thumb(archive, p, n + 1) for n, p in enumerate(post.media_paths)]
     per_row = max(1, inner // (THUMB + 8))
     rows = (len(thumbs) + per_row - 1) // per_row
     url_lines = _wrap(scratch, post.url or "", small, inner)
@@ -174,10 +174,11 @@ def render_card(archive: Archive, post: CardPost, label: str | None = None) -> I
     while d.textlength(name, font=font(18, bold=True)) > inner - 60 - 110 and len(name) > 4:
         name = name[:-2].rstrip() + "…" if not name.endswith("…") else name[:-3].rstrip() + "…"
     d.text((x, y + 2), name, font=font(18, bold=True), fill=INK)
+    posted = post.posted_at.strftime("%Y-%m-%d %H:%M UTC") if post.posted_at else "time unknown"
     handle = post.handle
-    while d.textlength(handle, font=small) > inner - 60 and len(handle) > 4:
+    while d.textlength(f"{handle} · {posted}", font=small) > inner - 60 and len(handle) > 4:
         handle = "…" + handle[3:] if handle.startswith("…") else "…" + handle[2:]
-    d.text((x, y + 28), handle, font=small, fill=MUTED)
+    d.text((x, y + 28), f"{handle} · {posted}", font=small, fill=MUTED)
     bw = d.textlength(mark, font=font(13, bold=True)) + 16
     d.rounded_rectangle([WIDTH - PAD - bw, y + 2, WIDTH - PAD, y + 24], radius=6, fill=colour)
     d.text((WIDTH - PAD - bw + 8, y + 6), mark, font=font(13, bold=True), fill="white")
@@ -204,12 +205,12 @@ def render_card(archive: Archive, post: CardPost, label: str | None = None) -> I
     return img
 
 
-def _thumb(archive: Archive, relpath: str | None) -> Image.Image:
+def _thumb(archive: Archive, relpath: str | None, number: int) -> Image.Image:
     image, problem = load_image(archive, relpath)
     if image is None:
         tile = Image.new("RGB", (THUMB, THUMB), (235, 235, 235))
         d = ImageDraw.Draw(tile)
-        for n, line in enumerate(_wrap(d, f"attachment {problem or 'unavailable'}", font(13), THUMB - 16)[:4]):
+        for n, line in enumerate(_wrap(d, f"attachment {number}: {problem or 'unavailable'}", font(13), THUMB - 16)[:4]):
             d.text((8, THUMB // 2 - 30 + n * 17), line, font=font(13), fill=MUTED)
         return tile
     image.thumbnail((THUMB, THUMB))
