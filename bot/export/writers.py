@@ -45,8 +45,9 @@ def render_jsonl(rows: Sequence[dict[str, Any]]) -> str:
 
 
 def render(fmt: str, store: Any, filters: ExportFilters | None = None, archive_root: str | os.PathLike[str] | None = None,
-           now: Any = None) -> tuple[str, int]:
-    """The export as text, and the number of rows in it."""
+           now: Any = None, **report: Any) -> tuple[str, int]:
+    """The export as text, and the number of rows in it. ``report``: the HTML report's ``evidence_dir``,
+    ``title`` and ``organisation``."""
     if fmt not in FORMATS:
         raise ValueError(f"unknown export format {fmt!r} (use {', '.join(FORMATS)})")
     store = ReadOnlyStore(store)
@@ -57,7 +58,7 @@ def render(fmt: str, store: Any, filters: ExportFilters | None = None, archive_r
         return render_jsonl(rows), len(rows)
     from bot.export.html import render_html
 
-    return render_html(rows, store, archive_root=archive_root, filters=filters, now=now), len(rows)
+    return render_html(rows, store, archive_root=archive_root, filters=filters, now=now, **report), len(rows)
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
@@ -92,12 +93,13 @@ def export_to_file(
     filters: ExportFilters | None = None,
     archive_root: str | os.PathLike[str] | None = None,
     now: Any = None,
+    **report: Any,
 ) -> dict[str, Any]:
     """Write the export to ``path`` and its manifest next to it (``<path>.manifest.json``); returns the
     manifest. The manifest lists the SHA-256 and size of every exported file, so a recipient can check
     that the report they got is the one that was written."""
     now = now or utcnow()
-    text, count = render(fmt, store, filters, archive_root=archive_root, now=now)
+    text, count = render(fmt, store, filters, archive_root=archive_root, now=now, **report)
     data = text.encode("utf-8")
     out = Path(path)
     _atomic_write(out, data)
