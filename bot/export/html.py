@@ -27,7 +27,8 @@ from bot.archive import Archive
 from bot.errors import ArchiveError
 from bot.models import human_duration, iso, parse_iso, utcnow
 
-LABEL_CHARS = 32  # timeline labels: monospace, so this many characters always fit the label column
+LABEL_CHARS = 44  # timeline labels: monospace 11 px (6.7 px a character), so this many always fit label_w
+POST_ID_CHARS = 12  # the end of a long post id: where ids of one account differ
 
 THUMB_PX = 320
 KIND_LABELS = {
@@ -110,23 +111,27 @@ def shorten(text: str, limit: int) -> str:
 
 
 def account_label(account: str) -> str:
-    """An account as a short label: a feed URL becomes its host and last path part."""
+    """An account as a short label: a feed URL becomes its host (without www.) and last path part (without a
+    feed extension)."""
+    import re
     from urllib.parse import urlsplit
 
     if "://" not in account:
         return account
     parts = urlsplit(account)
+    host = re.sub(r"^www\.", "", parts.hostname or "")
     tail = [p for p in parts.path.split("/") if p]
-    return f"{parts.hostname or ''}/…/{tail[-1]}" if len(tail) > 1 else f"{parts.hostname or ''}{parts.path}"
+    last = re.sub(r"\.(atom|rss|xml)$", "", tail[-1]) if tail else ""
+    return f"{host}/…/{last}" if len(tail) > 1 else f"{host}/{last}" if last else host
 
 
 def timeline_label(account: str, post_id: str, limit: int = LABEL_CHARS) -> str:
     """``account · post`` in ``limit`` characters, both parts shortened in the middle when needed."""
     account = account_label(account)
-    post_id = post_id.rsplit("/", 1)[-1] if "://" in post_id else post_id
-    room = limit - 3
-    post_part = shorten(post_id, max(8, room - min(len(account), room // 2)))
-    return f"{shorten(account, room - len(post_part))} · {post_part}"
+    post_id = post_id.rstrip("/").rsplit("/", 1)[-1] if "://" in post_id else post_id
+    if len(post_id) > POST_ID_CHARS:
+        post_id = "…" + post_id[-(POST_ID_CHARS - 1):]
+    return f"{shorten(account, limit - 3 - len(post_id))} · {post_id}"
 
 
 def _median(values: Sequence[float]) -> float | None:
@@ -164,7 +169,7 @@ def summarize(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def timeline(rows: Sequence[dict[str, Any]], width: int = 1000, row_h: int = 22, label_w: int = 240) -> dict[str, Any] | None:
+def timeline(rows: Sequence[dict[str, Any]], width: int = 1000, row_h: int = 22, label_w: int = 310) -> dict[str, Any] | None:
     """Geometry of the SVG timeline: per event a bar from posted to last seen alive, a dashed gap until
     detection, and a dot at detection."""
     items = [r for r in rows if r["posted_at"] and r["detected_at"]]

@@ -22,6 +22,7 @@ from bot.evidence.stamper import Stamper, archive_files
 from bot.evidence.tsa import TsaClient, load_roots, token_message_imprint
 from bot.evidence.verify import verify_all
 from tests.evidence.local_tsa import start_tsa
+from tests.evidence.raw_versions import archive_raw_versions
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -31,10 +32,7 @@ def _setup(store, tmp_path, httpserver, batch_limit=None):
     tsa = start_tsa(httpserver, tmp_path / "pki")
     ledger = EvidenceLedger(tmp_path / "evidence")
     archive = Archive(scenario.archive_root, on_new=lambda f: ledger.enqueue_file(f.sha256, f.relpath))
-    # the raw JSON of every observed version, as the pipeline archives it (through the hooked archive)
-    for stored in store.iter_posts():
-        for v in store.get_versions(stored.post.platform, stored.post.post_id):
-            archive.put(v.post.raw_bytes(), "json")
+    archive_raw_versions(store, archive)
     stamper = Stamper(ledger, TsaClient([tsa.url], tsa.pki["ca"]), store, archive)
     return scenario, tsa, ledger, archive, stamper
 
