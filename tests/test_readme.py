@@ -21,6 +21,7 @@ ELSEWHERE = {
     "run": ("tests/e2e/test_daemon.py", '"run", "-c"'),
     "demo": ("tests/e2e/test_demo.py", '["demo", "--out"'),
     "poll": ("tests/e2e/test_poll_once.py", '"poll", "--once"'),
+    "proof": ("tests/evidence/test_timestamps.py", '_cli("proof"'),
 }
 #: exit codes a command may end with in the sandbox (check: 2 when an input, here a URL, cannot be read;
 #: alerts test: 1, the example's chat URL points at a closed port here)

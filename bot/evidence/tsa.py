@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import ssl
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -63,7 +64,9 @@ def load_roots(ca_file: str | Path | None) -> list[x509.Certificate]:
     if path is None:
         raise TsaError("no CA file to verify timestamps against (set evidence.tsa_ca_file)")
     try:
-        certs = x509.load_pem_x509_certificates(path.read_bytes())
+        with warnings.catch_warnings():  # system bundles hold a few old roots with non-RFC 5280 serials
+            warnings.simplefilter("ignore")
+            certs = x509.load_pem_x509_certificates(path.read_bytes())
     except (OSError, ValueError) as e:
         raise TsaError(f"cannot read the TSA CA file {path}: {e}") from e
     if not certs:

@@ -211,3 +211,36 @@ def test_merkle_paths_lead_to_the_root_for_every_leaf(n):
     for i, leaf in enumerate(leaves):
         assert merkle.root_from_path(leaf, merkle.audit_path(leaves, i)) == root
         assert merkle.root_from_path(b"\xff" * 32, merkle.audit_path(leaves, i)) != root
+
+
+def test_the_daemon_queues_what_it_archives_and_its_evidence_job_stamps_it(store, tmp_path, httpserver):
+    from bot.config import parse_config
+    from bot.daemon import Daemon
+
+    tsa = start_tsa(httpserver, tmp_path / "pki")
+    old = Archive(tmp_path / "archive").put(b"archived before timestamps were configured", "json")
+    cfg = parse_config(yaml.safe_dump({"data_dir": str(tmp_path), "evidence": {"tsa_urls": [tsa.url], "tsa_ca_file": str(tsa.pki["ca"])}}))
+    daemon = Daemon(cfg, store=store, watchers={})
+    new = daemon.archive.put(b"\x89PNG new media", "png")
+    assert [i.sha256 for i in daemon.evidence.queued()] == [new.sha256]  # queued as it was archived
+    assert "evidence" in daemon.lock_names()
+    daemon.run_evidence()
+    proofs = EvidenceLedger(tmp_path / "evidence").proofs()
+    assert {old.sha256, new.sha256} <= set(proofs)  # the first run also queued what was there before
+    assert tsa.requests == 1
+    assert any(job.id == "evidence" for job in daemon.build_scheduler().get_jobs())
+
+
+def test_exports_are_recorded_and_a_changed_export_is_caught(store, tmp_path, httpserver):
+    scenario, tsa, ledger, archive, stamper = _setup(store, tmp_path, httpserver)
+    config = _config(tmp_path, tsa, store.url)
+    out = tmp_path / "out" / "report.html"
+    done = _cli("deletions", "export", "-c", str(config), "--format", "html", "-o", str(out))
+    assert done.returncode == 0, done.stderr
+    assert [e["manifest"] for e in ledger.exports()] == [str(out.with_name("report.html.manifest.json"))]
+    stamper.run()
+    assert _cli("verify", "-c", str(config)).returncode == 0
+    out.write_text(out.read_text().replace("Deletion log", "Deletion log (abridged)"))
+    bad = _cli("verify", "-c", str(config))
+    assert bad.returncode == 1
+    assert f"FAIL export {out}: sha256" in bad.stdout and "differs from the manifest" in bad.stdout
