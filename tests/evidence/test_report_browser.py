@@ -42,27 +42,29 @@ def _browser_or_skip() -> str:
     return browser
 
 
-def _rss_deletions(store) -> None:
-    """Three items of one long-named feed deleted: their timeline labels must differ and not be clipped."""
-    tracker = RecheckTracker(store, {"rss": RecheckConfig()})
+def _deletions(store, platform: str, account: str, post_ids: list[str]) -> None:
+    """Posts of one account deleted, confirmed by the real tracker."""
+    tracker = RecheckTracker(store, {platform: RecheckConfig()})
     answers = {}
-    for n in range(3):
-        post_id = f"https://www.gov.uk/government/news/ministry-of-defence-update-{n + 1}"
-        post = Post("rss", FEED, post_id, LONG_URL + f"-{n}", f"MinistryOfDefence update {n + 1}: {LONG_URL}",
+    for n, post_id in enumerate(post_ids):
+        post = Post(platform, account, post_id, LONG_URL + f"-{n}", f"MinistryOfDefence update {n + 1}: {LONG_URL}",
                     T0 + minutes(5 + n), raw={"author": "Ministry of Defence", "id": post_id})
-        store.record_poll("rss", FEED, [post], None, at=post.created_at + timedelta(seconds=30))
+        store.record_poll(platform, account, [post], None, at=post.created_at + timedelta(seconds=30))
         tracker.schedule_new(post, post.created_at + timedelta(seconds=30))
         answers[post_id] = [PostStatus.alive(post), PostStatus.deleted(), PostStatus.deleted()]
     watcher = ScriptedWatcher(answers)
     until = T0 + timedelta(hours=3)
-    while due := store.due_rechecks("rss", until, limit=1):
-        tracker.run("rss", watcher, due[0].due_at)
+    while due := store.due_rechecks(platform, until, limit=1):
+        tracker.run(platform, watcher, due[0].due_at)
 
 
 @pytest.fixture
 def report(store, tmp_path, httpserver):
     sc = build(store, tmp_path)
-    _rss_deletions(store)
+    # three items of one long-named feed: their timeline labels must differ; a long handle with an X-sized id
+    # (19 digits) must not be clipped
+    _deletions(store, "rss", FEED, [f"https://www.gov.uk/government/news/ministry-of-defence-update-{n}" for n in (1, 2, 3)])
+    _deletions(store, "x", "WWWMinistryOfDefenceUKOfficial", ["1864213497851904512"])
     # a match on post 101, which was edited but never deleted: the "matches" section
     store.enqueue_alert(OutboxAlert(
         key=f"match:x:101:{sc.shas['img101']}:k", kind="match",
@@ -144,12 +146,13 @@ def test_report_fits_1280_and_400_px_with_whole_distinct_labels(report, tmp_path
             assert layout["scrollWidth"] <= layout["clientWidth"], (width, layout["overflowing"])
             assert layout["overflowing"] == [], (width, layout["overflowing"])
             labels = layout["labels"]
-            assert len(labels) == 8
+            assert len(labels) == 9
             for text, left, right in labels:
                 assert left >= 0 and right <= layout["labelW"], (width, text, left, right)
             feed_labels = [t for t, _, _ in labels if "gov.uk" in t]
             assert len(feed_labels) == 3 and len(set(feed_labels)) == 3, feed_labels  # three feed items, told apart
             assert all(t.startswith("gov.uk/…/ministry-of-defence · …") for t in feed_labels), feed_labels
+            assert any(t.startswith("WWWMinistryOf") and t.endswith("51904512") for t, _, _ in labels), labels
     finally:
         driver.quit()
 
