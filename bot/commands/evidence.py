@@ -75,13 +75,13 @@ def proof(config_path, item, output) -> None:
 
     cfg = _config(config_path)
     ledger = EvidenceLedger(cfg.evidence_path)
-    proofs = ledger.proofs()
-    sha = item
+    sha = item.lower()
     if item.startswith("chain:"):
-        sha = next((p.sha256 for p in proofs.values() if p.ref == item), "")
+        seq = item[6:]
+        sha = next((str(e.get("hash")) for e in ledger.chain() if str(e.get("seq")) == seq), "")
     elif "/" in item or "." in item:
-        sha = Path(item).name.split(".", 1)[0]
-    found = proofs.get(sha.lower())
+        sha = Path(item).name.split(".", 1)[0].lower()
+    found = ledger.proofs([sha]).get(sha)
     if found is None:
         click.echo(f"{item}: no timestamp yet (not archived, or still waiting in the queue)", err=True)
         sys.exit(1)

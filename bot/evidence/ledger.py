@@ -28,7 +28,7 @@ import hashlib
 import json
 import os
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -164,10 +164,9 @@ class EvidenceLedger:
     def append_chain(self, kind: str, record: dict[str, Any], at: datetime | None = None) -> dict[str, Any]:
         """Append an entry committing to the previous one, queue its hash for a timestamp, return it."""
         with self.locked():
-            entries = self.chain()
-            last = entries[-1] if entries else None
+            last = self._last_chain_entry()
             entry = {
-                "seq": (int(last.get("seq", len(entries) - 1)) + 1) if last else 0,
+                "seq": int(last.get("seq", -1)) + 1 if last else 0,
                 "recorded_at": iso(at or utcnow()),
                 "kind": kind,
                 "record": record,
@@ -178,8 +177,22 @@ class EvidenceLedger:
             self._append(self.queue_file, [QueuedItem(CHAIN, f"chain:{entry['seq']}", entry["hash"]).to_dict()])
         return entry
 
-    def chained_event_ids(self) -> set[str]:
-        return {str((e.get("record") or {}).get("event_id")) for e in self.chain() if (e.get("record") or {}).get("event_id")}
+    def _last_chain_entry(self) -> dict[str, Any] | None:
+        """The chain's last entry, read from the end of the file (appending stays cheap as the chain grows)."""
+        try:
+            with self.chain_file.open("rb") as fh:
+                size = fh.seek(0, os.SEEK_END)
+                block = 1 << 16
+                while True:
+                    fh.seek(max(0, size - block))
+                    lines = [line for line in fh.read().split(b"\n") if line.strip()]
+                    if not lines:
+                        return None
+                    if len(lines) > 1 or block >= size:
+                        return json.loads(lines[-1])
+                    block *= 4
+        except FileNotFoundError:
+            return None
 
     # ------------------------------------------------------------------ exports
     def record_export(self, manifest: Path, at: datetime | None = None) -> None:
@@ -214,24 +227,46 @@ class EvidenceLedger:
             except (OSError, ValueError):
                 yield meta, None
 
-    def stamped(self) -> dict[str, str]:
-        """``sha256 -> batch root`` of every stamped item (the first batch that holds it)."""
-        out: dict[str, str] = {}
-        for _, o, _ in _read_jsonl(self.index_file):
-            if o:
-                out.setdefault(o["sha256"], o["root"])
-        return out
-
-    def proofs(self) -> dict[str, Proof]:
-        """``sha256 -> Proof`` for every stamped item (for reports: when was this hash timestamped, by whom)."""
-        out: dict[str, Proof] = {}
-        for meta, batch in self.iter_batches():
-            if not batch:
+    def stamped(self, into: dict[str, str] | None = None, offset: int = 0) -> tuple[dict[str, str], int]:
+        """``(sha256 -> batch root, end offset)`` of the stamped items indexed from byte ``offset`` on, added to
+        ``into``: a long-running reader keeps the dict and the offset and reads only what was appended since."""
+        out = into if into is not None else {}
+        try:
+            with self.index_file.open("rb") as fh:
+                fh.seek(offset)
+                data = fh.read()
+        except FileNotFoundError:
+            return out, offset
+        complete = data[: data.rfind(b"\n") + 1]  # a line being appended right now is read next time
+        for line in complete.splitlines():
+            try:
+                o = json.loads(line)
+            except ValueError:
                 continue
-            for item in batch.get("items", []):
-                out.setdefault(item["sha256"], Proof(
-                    sha256=item["sha256"], kind=item["kind"], ref=item["ref"], root=batch["root"], path=item["path"],
-                    gen_time=batch.get("token", {}).get("gen_time", ""), tsa=batch.get("token", {}).get("tsa", ""),
-                    tsa_url=batch.get("tsa_url", ""), token_file=meta.with_suffix(".tsr"),
-                ))
+            out.setdefault(o["sha256"], o["root"])
+        return out, offset + len(complete)
+
+    def proofs(self, shas: Iterable[str] | None = None) -> dict[str, Proof]:
+        """``sha256 -> Proof`` of the stamped items among ``shas`` (all when None): for reports and ``proof``.
+        Only the batch files that hold them are read."""
+        index, _ = self.stamped()
+        wanted = set(index) if shas is None else {s for s in shas if s in index}
+        out: dict[str, Proof] = {}
+        batches: dict[str, dict[str, Any] | None] = {}
+        for sha in wanted:
+            root = index[sha]
+            if root not in batches:
+                meta, _ = self.batch_paths(root)
+                try:
+                    batches[root] = json.loads(meta.read_text(encoding="utf-8"))
+                except (OSError, ValueError):
+                    batches[root] = None
+            batch = batches[root]
+            item = next((i for i in (batch or {}).get("items", []) if i.get("sha256") == sha), None)
+            if batch is None or item is None:
+                continue
+            token = batch.get("token") or {}
+            out[sha] = Proof(sha256=sha, kind=item["kind"], ref=item["ref"], root=root, path=item["path"],
+                             gen_time=token.get("gen_time", ""), tsa=token.get("tsa", ""), tsa_url=batch.get("tsa_url", ""),
+                             token_file=self.batch_paths(root)[1])
         return out

@@ -63,6 +63,12 @@ class Stamper:
         self.archive = archive
         self.clock = clock
         self._outage: str | None = None
+        self._stamped: dict[str, str] = {}  # sha256 -> batch root, read incrementally from the index
+        self._index_offset = 0
+
+    def stamped(self) -> dict[str, str]:
+        self._stamped, self._index_offset = self.ledger.stamped(self._stamped, self._index_offset)
+        return self._stamped
 
     def run(self) -> StampReport:
         report = StampReport()
@@ -108,7 +114,7 @@ class Stamper:
     # ------------------------------------------------------------------ timestamps
     def stamp_queue(self, report: StampReport) -> None:
         assert self.client is not None
-        stamped = self.ledger.stamped()
+        stamped = self.stamped()
         for _ in range(MAX_BATCHES_PER_RUN):
             queued = self.ledger.queued()
             already = [i for i in queued if i.sha256 in stamped]
@@ -128,7 +134,7 @@ class Stamper:
             if self._outage is not None:
                 log.info("timestamping works again")
                 self._outage = None
-            stamped.update({i.sha256: root for i in todo})
+            stamped = self.stamped()
             report.batches += 1
             report.stamped += len(todo)
             report.roots.append(root)
@@ -157,7 +163,7 @@ class Stamper:
     def sweep_archive(self) -> int:
         """Queue archived files that have no timestamp and are not queued (e.g. archived before timestamps
         were configured, or by a process killed between the write and the queue). Returns how many."""
-        known = set(self.ledger.stamped()) | {i.sha256 for i in self.ledger.queued()}
+        known = set(self.stamped()) | {i.sha256 for i in self.ledger.queued()}
         missing = []
         for path in archive_files(self.archive.root):
             sha = path.name.split(".", 1)[0]

@@ -219,12 +219,22 @@ class Evidence:
     """What the evidence folder says about the report's items: chain entries (with their post cards) by event
     id, and the timestamp proof of each hash. Read only; an absent folder gives no proofs."""
 
-    def __init__(self, folder: str | os.PathLike[str] | None):
+    def __init__(self, folder: str | os.PathLike[str] | None, rows: Sequence[dict[str, Any]]):
+        """``rows``: the report's event and match rows (only their hashes' proofs are read)."""
         from bot.evidence.ledger import EvidenceLedger
 
-        self.ledger = EvidenceLedger(folder) if folder else None
-        self.entries = {str((e.get("record") or {}).get("event_id")): e for e in self.ledger.chain()} if self.ledger else {}
-        self.proofs = self.ledger.proofs() if self.ledger else {}
+        self.entries: dict[str, dict[str, Any]] = {}
+        self.proofs: dict[str, Any] = {}
+        if not folder:
+            return
+        ledger = EvidenceLedger(folder)
+        ids = {str(r.get("event_id")) for r in rows}
+        self.entries = {str((e.get("record") or {}).get("event_id")): e for e in ledger.chain()
+                        if str((e.get("record") or {}).get("event_id")) in ids}
+        shas = {r.get("raw_sha256") for r in rows} | {s for r in rows for s in r["media_sha256"]}
+        shas |= {e.get("hash") for e in self.entries.values()}
+        shas |= {c.get("sha256") for e in self.entries.values() for c in (e.get("record") or {}).get("cards", [])}
+        self.proofs = ledger.proofs(s for s in shas if s)
 
     def proof(self, what: str, sha256: str | None) -> dict[str, Any]:
         p = self.proofs.get(sha256 or "")
@@ -300,11 +310,9 @@ def render_html(
     from bot.export.matches import live_match_rows
 
     thumbs = Thumbnails(archive_root)
-    evidence = Evidence(evidence_dir)
-    matches = []
-    if store is not None:
-        for m in live_match_rows(store, filters, rows):
-            matches.append({**m, "media": _media(m, thumbs), "proofs": _proofs(m, evidence, None)})
+    match_rows = live_match_rows(store, filters, rows) if store is not None else []
+    evidence = Evidence(evidence_dir, [*rows, *match_rows])
+    matches = [{**m, "media": _media(m, thumbs), "proofs": _proofs(m, evidence, None)} for m in match_rows]
     template = _environment().get_template("deletion_report.html.j2")
     return template.render(
         title=title or "Deletion log",
