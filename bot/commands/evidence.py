@@ -11,17 +11,7 @@ from pathlib import Path
 import click
 
 from bot.commands.config_cmd import CONFIG_OPTION
-from bot.config import load_config
-from bot.errors import ConfigError
-
-
-def _config(config_path: str | None):
-    try:
-        return load_config(config_path)
-    except ConfigError as e:
-        for problem in e.problems:
-            click.echo(problem, err=True)
-        sys.exit(1)
+from bot.commands.daemon_cmds import load_or_exit
 
 
 @click.command()
@@ -39,7 +29,7 @@ def verify(config_path, ca_file, manifests, as_json) -> None:
     from bot.evidence.tsa import TsaError, load_roots
     from bot.evidence.verify import to_json, verify_all
 
-    cfg = _config(config_path)
+    cfg = load_or_exit(config_path)
     if not cfg.archive_path.is_dir() and not cfg.evidence_path.is_dir():
         click.echo(f"nothing to verify: no archive at {cfg.archive_path} and no evidence at {cfg.evidence_path}", err=True)
         sys.exit(1)
@@ -73,7 +63,7 @@ def proof(config_path, item, output) -> None:
     ITEM.proof.json (the item's hash and Merkle path), and prints the openssl command that checks them."""
     from bot.evidence.ledger import EvidenceLedger
 
-    cfg = _config(config_path)
+    cfg = load_or_exit(config_path)
     ledger = EvidenceLedger(cfg.evidence_path)
     sha = item.lower()
     if item.startswith("chain:"):

@@ -14,7 +14,6 @@ scalable default font.
 from __future__ import annotations
 
 import io
-import logging
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
@@ -27,8 +26,6 @@ from bot.archive import Archive
 from bot.models import Post, iso
 from bot.store.base import StateStore
 from bot.store.records import PostEvent
-
-log = logging.getLogger(__name__)
 
 WIDTH = 640
 PAD = 24

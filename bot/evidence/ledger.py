@@ -27,7 +27,6 @@ import fcntl
 import hashlib
 import json
 import os
-import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -35,6 +34,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from bot.files import atomic_write
 from bot.models import canonical_json, iso, utcnow
 
 GENESIS = "0" * 64
@@ -71,23 +71,6 @@ class Proof:
     tsa: str
     tsa_url: str
     token_file: Path
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
 
 
 def _read_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any] | None, str]]:
@@ -154,7 +137,7 @@ class EvidenceLedger:
         gone = {(i.kind, i.ref, i.sha256) for i in done}
         with self.locked():
             keep = [o for _, o, _ in _read_jsonl(self.queue_file) if o and (o["kind"], o["ref"], o["sha256"]) not in gone]
-            _atomic_write(self.queue_file, "".join(json.dumps(o, sort_keys=True) + "\n" for o in keep).encode("utf-8"))
+            atomic_write(self.queue_file, "".join(json.dumps(o, sort_keys=True) + "\n" for o in keep).encode("utf-8"))
 
     # ------------------------------------------------------------------ chain
     def chain(self) -> list[dict[str, Any]]:
@@ -213,8 +196,8 @@ class EvidenceLedger:
     def save_batch(self, batch: dict[str, Any], token: bytes) -> None:
         """Write the token and its batch, then index the batch's items (the index is only ever appended)."""
         meta, tsr = self.batch_paths(batch["root"])
-        _atomic_write(tsr, token)
-        _atomic_write(meta, (json.dumps(batch, indent=1, sort_keys=True) + "\n").encode("utf-8"))
+        atomic_write(tsr, token)
+        atomic_write(meta, (json.dumps(batch, indent=1, sort_keys=True) + "\n").encode("utf-8"))
         with self.locked():
             self._append(self.index_file, [{"sha256": i["sha256"], "kind": i["kind"], "ref": i["ref"], "root": batch["root"]}
                                            for i in batch["items"]])

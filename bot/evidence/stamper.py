@@ -39,6 +39,9 @@ EVENT_LOOKBACK = timedelta(hours=6)  # re-read events this far behind the last c
 
 @dataclass
 class StampReport:
+    """What one run did: events chained, items stamped in how many batches, items still waiting, the TSA
+    error that stopped it (None: all went out) and the batch roots written."""
+
     chained: int = 0
     stamped: int = 0
     batches: int = 0

@@ -8,7 +8,6 @@ bundle) before it is kept: a token that does not verify is a TSA failure, not ev
 
 from __future__ import annotations
 
-import logging
 import ssl
 import warnings
 from collections.abc import Sequence
@@ -25,8 +24,6 @@ from rfc3161_client import (
     VerifierBuilder,
     decode_timestamp_response,
 )
-
-log = logging.getLogger(__name__)
 
 QUERY_TYPE = "application/timestamp-query"
 REPLY_TYPE = "application/timestamp-reply"
