@@ -244,3 +244,26 @@ def test_exports_are_recorded_and_a_changed_export_is_caught(store, tmp_path, ht
     bad = _cli("verify", "-c", str(config))
     assert bad.returncode == 1
     assert f"FAIL export {out}: sha256" in bad.stdout and "differs from the manifest" in bad.stdout
+
+
+def test_a_failing_timestamp_queue_never_fails_archiving(tmp_path, caplog):
+    def full_disk(_):
+        raise OSError(28, "No space left on device")
+
+    archive = Archive(tmp_path / "archive", on_new=full_disk)
+    stored = archive.put(b"media bytes", "jpg")
+    assert stored.created and archive.verify(stored.relpath)
+    assert "could not queue it for a timestamp" in caplog.text
+    # the evidence job's start-up sweep queues what the hook missed
+    ledger = EvidenceLedger(tmp_path / "evidence")
+    assert Stamper(ledger, None, None, archive).sweep_archive() == 1  # type: ignore[arg-type]
+    assert [i.ref for i in ledger.queued()] == [stored.relpath]
+
+
+def test_config_names_a_tsa_url_that_is_not_one(tmp_path):
+    from bot.config import parse_config
+    from bot.errors import ConfigError
+
+    with pytest.raises(ConfigError) as e:
+        parse_config("evidence:\n  tsa_urls: [freetsa.org/tsr]\n")
+    assert any("evidence.tsa_urls" in p and "freetsa.org/tsr" in p for p in e.value.problems), e.value.problems
