@@ -14,6 +14,19 @@ from bot.commands.config_cmd import CONFIG_OPTION
 from bot.commands.daemon_cmds import load_or_exit
 
 
+def _open_store_or_none(cfg):
+    """The store, to compare its deletion log with the chain; without it the files are still checked."""
+    from bot.store import open_store
+
+    if cfg.store is None and not (cfg.data_dir / "state.db").exists():
+        return None  # never create an empty database just to verify
+    try:
+        return open_store(cfg.store_url)
+    except Exception as e:  # an unreachable store must not stop checking the files
+        click.echo(f"warning: cannot open the store ({e}); the deletion log is not compared with the chain", err=True)
+        return None
+
+
 @click.command()
 @CONFIG_OPTION
 @click.option("--ca-file", type=click.Path(exists=True, dir_okay=False), default=None,
@@ -38,7 +51,12 @@ def verify(config_path, ca_file, manifests, as_json) -> None:
     except TsaError as e:
         click.echo(f"warning: {e}; token signatures are not checked", err=True)
         roots = None
-    result = verify_all(cfg.archive_path, EvidenceLedger(cfg.evidence_path), roots, [Path(m) for m in manifests])
+    store = _open_store_or_none(cfg)
+    try:
+        result = verify_all(cfg.archive_path, EvidenceLedger(cfg.evidence_path), roots, [Path(m) for m in manifests], store)
+    finally:
+        if store is not None:
+            store.close()
     if as_json:
         click.echo(to_json(result))
     else:

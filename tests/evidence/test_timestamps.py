@@ -182,6 +182,16 @@ def test_verify_catches_a_removed_entry_and_an_entry_rehashed_to_hide_an_edit(st
     assert any(p.startswith("chain entry 4 ") and "out of place" in p for p in problems)
 
 
+def test_verify_catches_entries_cut_from_the_end_of_the_chain(store, tmp_path, httpserver):
+    scenario, tsa, ledger, archive, stamper = _setup(store, tmp_path, httpserver)
+    stamper.run()
+    lines = ledger.chain_file.read_text().splitlines()
+    ledger.chain_file.write_text("\n".join(lines[:-1]) + "\n")  # every remaining link still holds
+    result = verify_all(scenario.archive_root, ledger, load_roots(tsa.pki["ca"]), store=store)
+    assert result.problems == [f"chain entry {len(lines) - 1}: timestamped but missing from the chain (entries were removed)"]
+    assert any("1 event(s) of the deletion log are not in the chain yet" in n for n in result.notes)
+
+
 def test_openssl_ts_verify_accepts_an_exported_token_with_the_tsa_ca(store, tmp_path, httpserver):
     scenario, tsa, ledger, archive, stamper = _setup(store, tmp_path, httpserver)
     stamper.sweep_archive()
