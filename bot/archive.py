@@ -9,14 +9,18 @@ because an archive is only evidence if it can prove it was not altered.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import re
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from bot.errors import ArchiveError
+
+log = logging.getLogger(__name__)
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _EXT = re.compile(r"^[a-z0-9]{1,8}$")
@@ -32,8 +36,12 @@ class ArchivedFile:
 
 
 class Archive:
-    def __init__(self, root: str | os.PathLike[str]):
+    def __init__(self, root: str | os.PathLike[str], on_new: Callable[[ArchivedFile], None] | None = None):
+        """``on_new`` is told of every file this archive creates (the daemon queues them for a trusted
+        timestamp); its failure is logged and never fails the write: the file is archived either way, and the
+        evidence job's start-up sweep queues what a failed call missed."""
         self.root = Path(root)
+        self.on_new = on_new
 
     def relpath_for(self, sha256: str, ext: str) -> str:
         if not _SHA256.match(sha256):
@@ -72,7 +80,13 @@ class Archive:
                     os.unlink(tmp_name)
                 except OSError:
                     pass
-        return ArchivedFile(sha, final, rel, len(data), created=True)
+        archived = ArchivedFile(sha, final, rel, len(data), created=True)
+        if self.on_new is not None:
+            try:
+                self.on_new(archived)
+            except Exception:
+                log.exception("archived %s but could not queue it for a timestamp", rel)
+        return archived
 
     def get(self, relpath: str) -> bytes:
         """Read a file back, verifying that its content still matches the hash in its name."""

@@ -22,6 +22,8 @@ COMMANDS: list[str] = [
     "bot.commands.reprocess:reprocess",
     "bot.commands.users:users",
     "bot.commands.web:web",
+    "bot.commands.evidence:verify",
+    "bot.commands.evidence:proof",
 ]
 
 

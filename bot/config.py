@@ -151,6 +151,30 @@ class WebConfig(ConfigModel):
         return v.rstrip("/") if v else v
 
 
+class EvidenceConfig(ConfigModel):
+    """Trusted timestamps and the published report (issue #17)."""
+
+    #: RFC 3161 time-stamping authorities, asked in order; none: nothing is timestamped (the chain still is kept)
+    tsa_urls: list[str] = Field(default_factory=list)
+    #: PEM file with the CA certificates the TSAs' tokens must chain to; unset: the system's CA bundle
+    tsa_ca_file: Path | None = None
+    #: how often new hashes are timestamped (one request per batch)
+    every: Duration = Field(default=60.0, ge=5.0)
+    #: where chain, tokens and queue live; unset: an ``evidence`` folder beside the archive
+    dir: Path | None = None
+    #: shown on the HTML report
+    organisation: str = ""
+    report_title: str = "Deletion log"
+
+    @field_validator("tsa_urls")
+    @classmethod
+    def _http_urls(cls, v: list[str]) -> list[str]:
+        for url in v:
+            if not re.match(r"^https?://[^/\s]+", url):
+                raise ValueError(f'"{url}" is not an http(s) URL of a time-stamping authority')
+        return v
+
+
 class Config(ConfigModel):
     data_dir: Path = Field(default_factory=lambda: Path(os.environ.get(DATA_ENV) or DEFAULT_DATA_DIR))
     #: sqlite:///path/state.db (default in data_dir) or redis://[:password@]host:port/db, rediss:// for TLS
@@ -164,6 +188,7 @@ class Config(ConfigModel):
     health: HealthConfig = Field(default_factory=HealthConfig)
     web: WebConfig = Field(default_factory=WebConfig)
     pipeline: PipelineConfig = Field(default_factory=PipelineConfig)
+    evidence: EvidenceConfig = Field(default_factory=EvidenceConfig)
 
     @field_validator("store")
     @classmethod
@@ -181,6 +206,11 @@ class Config(ConfigModel):
     @property
     def archive_path(self) -> Path:
         return self.archive_dir if self.archive_dir is not None else self.data_dir / "archive"
+
+    @property
+    def evidence_path(self) -> Path:
+        """Chain, timestamp tokens and their queue: ``evidence.dir``, or ``evidence`` beside the archive."""
+        return self.evidence.dir if self.evidence.dir is not None else self.archive_path.parent / "evidence"
 
 
 # ----------------------------------------------------------------------------- loading

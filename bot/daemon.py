@@ -18,6 +18,8 @@ starves another (a slow poll never delays the alert outbox):
 - ``pending`` and ``announce`` (default executor): queue the posts a crash or a retry left pending; tell the
   store how many workers this daemon has and how many are busy (``afterimage status``).
 - ``digest``: the optional daily digest.
+- ``evidence``: new deletion-log events into the hash chain, and new hashes to the TSAs
+  (:mod:`bot.evidence.stamper`); a TSA outage only delays this job.
 
 Several daemons may share one Redis store: an account is polled by one daemon at a time (a store lock kept
 for most of the interval, so a second daemon does not poll it again right after), and alerts go out under
@@ -48,6 +50,9 @@ from bot.archive import Archive
 from bot.cases import CaseDesk
 from bot.config import Config
 from bot.deletions.tracker import RecheckTracker
+from bot.evidence.ledger import EvidenceLedger
+from bot.evidence.stamper import Stamper
+from bot.evidence.tsa import TsaClient
 from bot.errors import PlatformError, RateLimited, StoreError
 from bot.matching.matcher import Matcher
 from bot.media.fetch import MediaFetcher
@@ -116,7 +121,12 @@ class Daemon:
         self.stop_event = threading.Event()
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.store = store or open_store(config.store_url)
-        self.archive = Archive(config.archive_path)
+        self.evidence = EvidenceLedger(config.evidence_path)
+        tsa = TsaClient(config.evidence.tsa_urls, config.evidence.tsa_ca_file) if config.evidence.tsa_urls else None
+        # with a TSA, every new archived file (media, raw post versions, post cards) is queued for a timestamp
+        self.archive = Archive(config.archive_path, on_new=(lambda f: self.evidence.enqueue_file(f.sha256, f.relpath)) if tsa else None)
+        self.stamper = Stamper(self.evidence, tsa, self.store, self.archive, clock=clock)
+        self._swept = tsa is None  # the first evidence run queues archived files that have no timestamp
         sections = config.watchers.enabled()
         self.watchers = watchers if watchers is not None else {p: build_watcher(p, s) for p, s in sections.items()}
         self.accounts = {p: list(s.accounts) for p, s in sections.items() if p in self.watchers}
@@ -294,6 +304,20 @@ class Daemon:
         """Queue today's digest once its time has passed; idempotent, so checking often is harmless."""
         enqueue_digest_if_due(self.store, self.config.alerts.digest, self.clock())
 
+    def run_evidence(self) -> None:
+        """Chain new events and timestamp what waits (one daemon at a time: lock ``evidence``)."""
+        if not self.store.acquire_lock("evidence", self.owner, ttl_seconds=900):
+            return
+        try:
+            if not self._swept:
+                queued = self.stamper.sweep_archive()
+                if queued:
+                    log.info("evidence: %d archived file(s) without a timestamp queued", queued)
+                self._swept = True
+            self.stamper.run()
+        finally:
+            self.store.release_lock("evidence", self.owner)
+
     # ------------------------------------------------------------------ scheduling
     def _guarded(self, name: str, fn: Callable[..., object], *args: object) -> None:
         """Run a job unless stopping; log (never propagate) its errors so the scheduler keeps the job."""
@@ -358,6 +382,11 @@ class Daemon:
             self._guarded, IntervalTrigger(seconds=ANNOUNCE_SECONDS, timezone=timezone.utc),
             args=("announce", self.announce), id="announce", next_run_time=now, misfire_grace_time=10,
         )
+        scheduler.add_job(
+            self._guarded, IntervalTrigger(seconds=self.config.evidence.every, timezone=timezone.utc),
+            args=("evidence", self.run_evidence), id="evidence",
+            next_run_time=now + timedelta(seconds=min(10.0, self.config.evidence.every)), misfire_grace_time=300,
+        )
         if self.config.alerts.digest.enabled:
             scheduler.add_job(
                 self._guarded, IntervalTrigger(minutes=5, timezone=timezone.utc), args=("digest", self.enqueue_digest),
@@ -372,7 +401,7 @@ class Daemon:
         return job.next_run_time if job else None
 
     def lock_names(self) -> list[str]:
-        return [f"poll:{p}:{a}" for p, accounts in self.accounts.items() for a in accounts] + [ALERTS_LOCK]
+        return [f"poll:{p}:{a}" for p, accounts in self.accounts.items() for a in accounts] + [ALERTS_LOCK, "evidence"]
 
     def reclaim_stale_locks(self) -> list[str]:
         """Release the locks a dead daemon of this host left behind (a kill -9, a crash, a container restart).

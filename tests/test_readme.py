@@ -23,6 +23,7 @@ ELSEWHERE = {
     "poll": ("tests/e2e/test_poll_once.py", '"poll", "--once"'),
     "web": ("tests/e2e/test_web_console.py", '"web", "-c"'),
     "users": ("tests/e2e/test_web_console.py", '"users", "add"'),
+    "proof": ("tests/evidence/test_timestamps.py", '_cli("proof"'),
 }
 #: exit codes a command may end with in the sandbox (check: 2 when an input, here a URL, cannot be read;
 #: alerts test: 1, the example's chat URL points at a closed port here)

@@ -67,6 +67,8 @@ log = logging.getLogger(__name__)
 
 LOCK_NAME = "alerts:sender"
 ATTACH_KINDS = ("match", "recycled")
+#: events whose alert carries the post card (the post as it looked; an edit: both versions side by side)
+CARD_KINDS = ("deleted", "author_suspended", "author_protected", "author_deleted", "withheld", "edited", "restored")
 MAX_ERROR_CHARS = 1000
 _DELIVERED = re.compile(r"^\[delivered: ([A-Za-z0-9_,]*)\] ?")
 
@@ -311,6 +313,16 @@ class AlertSender:
         )
         return stored
 
+    def _card(self, alert: OutboxAlert) -> bytes | None:
+        """The post card of an event alert, rendered from the archived version(s) in the store."""
+        from bot.evidence.card import event_card_png
+        from bot.store.records import PostEvent
+
+        p = alert.payload
+        event = PostEvent(str(p.get("platform")), str(p.get("account")), str(p.get("post_id")), alert.kind,
+                          details=dict(p.get("details") or {}))
+        return event_card_png(self.store, self.archive, event)
+
     def _next_due(self, key: str, now: datetime) -> OutboxAlert | None:
         """The alert queued right behind ``key``, when it is due at ``now``."""
         for alert in self.store.due_alerts(now, limit=2):
@@ -323,22 +335,21 @@ class AlertSender:
 
     def _attachment(self, alert: OutboxAlert, todo: list[Target], tmp: Path) -> Path | None:
         """The picture in ``tmp`` for targets other than the console: the comparison PNG of a match/recycled
-        alert, the archived picture of a deletion-log alert (deleted, edited, ...) that has media."""
+        alert; for a deletion-log alert the post card (the post as it looked; an edit: both versions), or the
+        archived picture when no card can be made."""
         if all(isinstance(t, ConsoleTarget) for t in todo):
             return None
         try:
+            data: bytes | None = None
             if alert.kind in ATTACH_KINDS:
-                data: bytes | None = comparison_png(self.archive, alert.payload)
-                name = "comparison"
-            elif isinstance(alert.payload.get("media"), list):
-                data = archived_picture_png(self.archive, alert.payload["media"])
-                name = "archived"
-            else:
-                return None
+                data, name, ident = comparison_png(self.archive, alert.payload), "comparison", alert.payload.get("media_sha256")
+            elif alert.kind in CARD_KINDS:
+                data, name, ident = self._card(alert), "post", alert.payload.get("post_id")
+            if data is None and alert.kind not in ATTACH_KINDS and isinstance(alert.payload.get("media"), list):
+                data, name, ident = archived_picture_png(self.archive, alert.payload["media"]), "archived", alert.payload.get("media_sha256")
             if data is None:
                 return None
-            sha = str(alert.payload.get("media_sha256") or alert.kind)[:12]
-            path = tmp / f"{name}-{re.sub(r'[^A-Za-z0-9]', '', sha) or 'image'}.png"
+            path = tmp / f"{name}-{re.sub(r'[^A-Za-z0-9]', '', str(ident or alert.kind))[:40] or 'image'}.png"
             path.write_bytes(data)
         except Exception:  # e.g. no space for the temp file: deliver the text without the picture
             log.exception("alert %s: cannot prepare the picture; sending without it", redact(alert.key))

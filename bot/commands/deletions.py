@@ -83,18 +83,27 @@ def deletions() -> None:
 @click.option("--format", "fmt", type=click.Choice(FORMATS), required=True, help="csv, jsonl or html.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), default=None, callback=_output_option,
               help="File to write (plus FILE.manifest.json with its sha256). Default: standard output, no manifest.")
+@click.option("--title", default=None, help="HTML report title (default: evidence.report_title).")
+@click.option("--organisation", default=None, help="Organisation named on the HTML report (default: evidence.organisation).")
 @_with_filters
-def export(config_path, fmt, output, since, until, account, platform, kinds) -> None:
-    """Export the deletion log. Reads the store only; never modifies it."""
+def export(config_path, fmt, output, title, organisation, since, until, account, platform, kinds) -> None:
+    """Export the deletion log. Reads the store only; never modifies it.
+
+    An export written with -o is recorded in the evidence folder, so `afterimage verify` re-checks its manifest."""
+    from bot.evidence.ledger import EvidenceLedger
+
     cfg, store = _open(config_path)
     filters = _filters(since, until, account, platform, kinds)
+    report = {"evidence_dir": cfg.evidence_path, "title": title or cfg.evidence.report_title,
+              "organisation": organisation if organisation is not None else cfg.evidence.organisation}
     try:
         if output:
-            manifest = export_to_file(fmt, store, output, filters, archive_root=cfg.archive_path)
+            manifest = export_to_file(fmt, store, output, filters, archive_root=cfg.archive_path, **report)
             click.echo(f"{output}: {manifest['rows']} event(s), sha256 {manifest['files'][0]['sha256']}", err=True)
             click.echo(f"manifest: {manifest_path(output)}", err=True)
+            EvidenceLedger(cfg.evidence_path).record_export(manifest_path(output))
         else:
-            text, _ = render(fmt, store, filters, archive_root=cfg.archive_path)
+            text, _ = render(fmt, store, filters, archive_root=cfg.archive_path, **report)
             click.echo(text, nl=False)
     finally:
         store.close()

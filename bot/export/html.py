@@ -2,6 +2,10 @@
 
 Rendered by jinja2 with autoescaping (post text is data, never markup) and a Content-Security-Policy that
 allows no script and no remote resource, so the file shows the same thing offline, attached to a report.
+
+Fit to publish (issue #17): a title and the organisation's name, a methodology section, the post cards (the
+post as it looked) and the timestamp proof of every hash when the evidence folder is given, a "matches"
+section for matched posts that were not deleted; it works at a phone's width and prints cleanly.
 """
 
 from __future__ import annotations
@@ -23,6 +27,9 @@ from bot.archive import Archive
 from bot.errors import ArchiveError
 from bot.models import human_duration, iso, parse_iso, utcnow
 
+LABEL_CHARS = 44  # timeline labels: monospace 11 px (6.7 px a character), so this many always fit label_w
+POST_ID_CHARS = 12  # the end of a long post id: where ids of one account differ
+
 THUMB_PX = 320
 KIND_LABELS = {
     "deleted": "Deleted",
@@ -42,8 +49,6 @@ KIND_COLORS = {
     "edited": "#2471a3",
     "restored": "#1e8449",
 }
-
-
 
 
 class Thumbnails:
@@ -86,6 +91,48 @@ class Thumbnails:
             return None, "no still preview (video or unsupported format)"
         return "data:image/jpeg;base64," + base64.b64encode(out.getvalue()).decode("ascii"), None
 
+    def png(self, relpath: str) -> str | None:
+        """A post card (PNG) as a data: URI, unscaled (it is made to be read), or None if it does not verify."""
+        if self.archive is None:
+            return None
+        try:
+            return "data:image/png;base64," + base64.b64encode(self.archive.get(relpath)).decode("ascii")
+        except ArchiveError:
+            return None
+
+
+def shorten(text: str, limit: int) -> str:
+    """``text`` in at most ``limit`` characters, cut in the middle so that both ends stay readable (feed URLs
+    share their beginning, post ids differ at their end)."""
+    if len(text) <= limit:
+        return text
+    head = (limit - 1) // 2
+    return text[:head] + "…" + text[len(text) - (limit - 1 - head):]
+
+
+def account_label(account: str) -> str:
+    """An account as a short label: a feed URL becomes its host (without www.) and last path part (without a
+    feed extension)."""
+    import re
+    from urllib.parse import urlsplit
+
+    if "://" not in account:
+        return account
+    parts = urlsplit(account)
+    host = re.sub(r"^www\.", "", parts.hostname or "")
+    tail = [p for p in parts.path.split("/") if p]
+    last = re.sub(r"\.(atom|rss|xml)$", "", tail[-1]) if tail else ""
+    return f"{host}/…/{last}" if len(tail) > 1 else f"{host}/{last}" if last else host
+
+
+def timeline_label(account: str, post_id: str, limit: int = LABEL_CHARS) -> str:
+    """``account · post`` in ``limit`` characters, both parts shortened in the middle when needed."""
+    account = account_label(account)
+    post_id = post_id.rstrip("/").rsplit("/", 1)[-1] if "://" in post_id else post_id
+    if len(post_id) > POST_ID_CHARS:
+        post_id = "…" + post_id[-(POST_ID_CHARS - 1):]
+    return f"{shorten(account, limit - 3 - len(post_id))} · {post_id}"
+
 
 def _median(values: Sequence[float]) -> float | None:
     return statistics.median(values) if values else None
@@ -122,7 +169,7 @@ def summarize(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def timeline(rows: Sequence[dict[str, Any]], width: int = 1000, row_h: int = 22, label_w: int = 230) -> dict[str, Any] | None:
+def timeline(rows: Sequence[dict[str, Any]], width: int = 1000, row_h: int = 22, label_w: int = 310) -> dict[str, Any] | None:
     """Geometry of the SVG timeline: per event a bar from posted to last seen alive, a dashed gap until
     detection, and a dot at detection."""
     items = [r for r in rows if r["posted_at"] and r["detected_at"]]
@@ -145,13 +192,14 @@ def timeline(rows: Sequence[dict[str, Any]], width: int = 1000, row_h: int = 22,
         bars.append(
             {
                 "y": y,
-                "label": f"{r['account']} · {r['post_id']}",
+                "label": timeline_label(r["account"], r["post_id"]),
+                "full_label": f"{r['account']} · {r['post_id']}",
                 "x_posted": x(posted),
                 "x_alive": x(alive),
                 "x_detected": x(detected),
                 "color": KIND_COLORS.get(r["kind"], "#333"),
                 "kind": KIND_LABELS.get(r["kind"], r["kind"]),
-                "title": f"{KIND_LABELS.get(r['kind'], r['kind'])}: posted {r['posted_at']}, last seen alive "
+                "title": f"{r['account']} · {r['post_id']}: {KIND_LABELS.get(r['kind'], r['kind'])}, posted {r['posted_at']}, last seen alive "
                 f"{r['last_seen_alive']}, detected {r['detected_at']}",
                 "anchor": f"event-{r['event_id']}",
             }
@@ -167,7 +215,43 @@ def timeline(rows: Sequence[dict[str, Any]], width: int = 1000, row_h: int = 22,
             "bottom": 30 + len(items) * row_h}
 
 
-def _card(row: dict[str, Any], thumbs: Thumbnails) -> dict[str, Any]:
+class Evidence:
+    """What the evidence folder says about the report's items: chain entries (with their post cards) by event
+    id, and the timestamp proof of each hash. Read only; an absent folder gives no proofs."""
+
+    def __init__(self, folder: str | os.PathLike[str] | None, rows: Sequence[dict[str, Any]]):
+        """``rows``: the report's event and match rows (only their hashes' proofs are read)."""
+        from bot.evidence.ledger import EvidenceLedger
+
+        self.entries: dict[str, dict[str, Any]] = {}
+        self.proofs: dict[str, Any] = {}
+        if not folder:
+            return
+        ledger = EvidenceLedger(folder)
+        ids = {str(r.get("event_id")) for r in rows}
+        self.entries = {str((e.get("record") or {}).get("event_id")): e for e in ledger.chain()
+                        if str((e.get("record") or {}).get("event_id")) in ids}
+        shas = {r.get("raw_sha256") for r in rows} | {s for r in rows for s in r["media_sha256"]}
+        shas |= {e.get("hash") for e in self.entries.values()}
+        shas |= {c.get("sha256") for e in self.entries.values() for c in (e.get("record") or {}).get("cards", [])}
+        self.proofs = ledger.proofs(s for s in shas if s)
+
+    def proof(self, what: str, sha256: str | None) -> dict[str, Any]:
+        p = self.proofs.get(sha256 or "")
+        return {"what": what, "sha256": sha256, "gen_time": p.gen_time if p else None, "tsa": p.tsa if p else None,
+                "root": p.root if p else None}
+
+
+def _proofs(row: dict[str, Any], evidence: Evidence, entry: dict[str, Any] | None) -> list[dict[str, Any]]:
+    out = [evidence.proof("Raw post JSON", row.get("raw_sha256"))]
+    out += [evidence.proof(f"Attachment {n}", sha) for n, sha in enumerate(row["media_sha256"], start=1)]
+    if entry is not None:
+        out.append(evidence.proof(f"Log entry {entry.get('seq')}", entry.get("hash")))
+        out += [evidence.proof(f"Post card, version {c.get('version')}", c.get("sha256")) for c in (entry.get("record") or {}).get("cards", [])]
+    return out
+
+
+def _media(row: dict[str, Any], thumbs: Thumbnails) -> list[dict[str, Any]]:
     matches_by_media: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for m in row["known_matches"]:
         src, problem = thumbs.get(m.get("known_archive_path"))
@@ -176,9 +260,23 @@ def _card(row: dict[str, Any], thumbs: Thumbnails) -> dict[str, Any]:
     for sha, path in zip(row["media_sha256"], row["media_archive_paths"]):
         src, problem = thumbs.get(path)
         media.append({"sha256": sha, "path": path, "thumb": src, "thumb_problem": problem, "matches": matches_by_media.get(sha, [])})
+    return media
+
+
+def _card(row: dict[str, Any], thumbs: Thumbnails, evidence: Evidence) -> dict[str, Any]:
+    media = _media(row, thumbs)
     details = row["details"] or {}
+    entry = evidence.entries.get(str(row["event_id"]))
+    cards = []
+    for c in ((entry or {}).get("record") or {}).get("cards", []):
+        src = thumbs.png(c.get("archive_path", ""))
+        if src:
+            cards.append({"src": src, "label": c.get("label") or f"Version {c.get('version')}", "sha256": c.get("sha256")})
     return {
         **row,
+        "post_cards": cards,
+        "proofs": _proofs(row, evidence, entry),
+        "chain_seq": entry.get("seq") if entry else None,
         "label": KIND_LABELS.get(row["kind"], row["kind"]),
         "color": KIND_COLORS.get(row["kind"], "#333"),
         "lifetime": human_duration(row["lifetime_seconds"]),
@@ -205,14 +303,26 @@ def render_html(
     archive_root: str | os.PathLike[str] | None = None,
     filters: Any = None,
     now: datetime | None = None,
+    evidence_dir: str | os.PathLike[str] | None = None,
+    title: str | None = None,
+    organisation: str | None = None,
 ) -> str:
+    from bot.export.matches import live_match_rows
+
     thumbs = Thumbnails(archive_root)
+    match_rows = live_match_rows(store, filters, rows) if store is not None else []
+    evidence = Evidence(evidence_dir, [*rows, *match_rows])
+    matches = [{**m, "media": _media(m, thumbs), "proofs": _proofs(m, evidence, None)} for m in match_rows]
     template = _environment().get_template("deletion_report.html.j2")
     return template.render(
+        title=title or "Deletion log",
+        organisation=organisation or "",
         generated_at=iso(now or utcnow()),
         version=__version__,
         filters={k: v for k, v in (filters.to_dict() if filters else {}).items() if v},
         summary=summarize(rows),
         timeline=timeline(rows),
-        cards=[_card(r, thumbs) for r in rows],
+        cards=[_card(r, thumbs, evidence) for r in rows],
+        matches=matches,
+        timestamps=bool(evidence.proofs),
     )

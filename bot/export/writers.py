@@ -7,13 +7,13 @@ import hashlib
 import io
 import json
 import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from bot import __version__
 from bot.export.rows import COLUMNS, JSON_COLUMNS, LIST_COLUMNS, ExportFilters, ReadOnlyStore, deletion_log_rows
+from bot.files import atomic_write
 from bot.models import iso, utcnow
 
 FORMATS = ("csv", "jsonl", "html")
@@ -45,8 +45,9 @@ def render_jsonl(rows: Sequence[dict[str, Any]]) -> str:
 
 
 def render(fmt: str, store: Any, filters: ExportFilters | None = None, archive_root: str | os.PathLike[str] | None = None,
-           now: Any = None) -> tuple[str, int]:
-    """The export as text, and the number of rows in it."""
+           now: Any = None, **report: Any) -> tuple[str, int]:
+    """The export as text, and the number of rows in it. ``report``: the HTML report's ``evidence_dir``,
+    ``title`` and ``organisation``."""
     if fmt not in FORMATS:
         raise ValueError(f"unknown export format {fmt!r} (use {', '.join(FORMATS)})")
     store = ReadOnlyStore(store)
@@ -57,27 +58,7 @@ def render(fmt: str, store: Any, filters: ExportFilters | None = None, archive_r
         return render_jsonl(rows), len(rows)
     from bot.export.html import render_html
 
-    return render_html(rows, store, archive_root=archive_root, filters=filters, now=now), len(rows)
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # an ordinary file to attach and share, not mkstemp's 0600
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    return render_html(rows, store, archive_root=archive_root, filters=filters, now=now, **report), len(rows)
 
 
 def manifest_path(path: str | os.PathLike[str]) -> Path:
@@ -92,15 +73,16 @@ def export_to_file(
     filters: ExportFilters | None = None,
     archive_root: str | os.PathLike[str] | None = None,
     now: Any = None,
+    **report: Any,
 ) -> dict[str, Any]:
     """Write the export to ``path`` and its manifest next to it (``<path>.manifest.json``); returns the
     manifest. The manifest lists the SHA-256 and size of every exported file, so a recipient can check
     that the report they got is the one that was written."""
     now = now or utcnow()
-    text, count = render(fmt, store, filters, archive_root=archive_root, now=now)
+    text, count = render(fmt, store, filters, archive_root=archive_root, now=now, **report)
     data = text.encode("utf-8")
     out = Path(path)
-    _atomic_write(out, data)
+    atomic_write(out, data)
     manifest = {
         "tool": f"afterimage {__version__}",
         "generated_at": iso(now),
@@ -110,7 +92,7 @@ def export_to_file(
         "filters": (filters or ExportFilters()).to_dict(),
         "files": [{"name": out.name, "sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}],
     }
-    _atomic_write(manifest_path(out), (json.dumps(manifest, indent=2, ensure_ascii=False) + "\n").encode("utf-8"))
+    atomic_write(manifest_path(out), (json.dumps(manifest, indent=2, ensure_ascii=False) + "\n").encode("utf-8"))
     return manifest
 
 

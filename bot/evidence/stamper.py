@@ -1,0 +1,181 @@
+"""The daemon's evidence job: copy new deletion-log events into the hash chain, then timestamp what waits.
+
+Each run (every ``evidence.every``, default a minute):
+
+1. events of the store's deletion log not yet in the chain are appended to it, in detection order, with the
+   post's media hashes and its rendered post card(s) (deletions: the last version; edits: before and after),
+   which go into the archive like any other evidence file;
+2. the queue (new archived files, new chain entries) is cut into batches of at most ``MAX_BATCH`` items;
+   each batch's Merkle root is sent to the TSAs (the first that answers with a token that verifies wins),
+   and the token, the batch and each item's audit path are written beside the archive.
+
+A TSA that is down or answers with a token that does not verify leaves the queue as it is (logged once per
+outage, and once when it recovers): timestamps are late, never lost, and nothing else waits for them.
+The store is only read here; a single daemon runs the job at a time (store lock ``evidence``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from bot.archive import Archive
+from bot.evidence import merkle
+from bot.evidence.ledger import EvidenceLedger, QueuedItem
+from bot.evidence.tsa import TsaClient, TsaError
+from bot.models import iso, parse_iso, utcnow
+from bot.store.base import StateStore
+
+log = logging.getLogger(__name__)
+
+MAX_BATCH = 4096  # items per timestamp request: a backlog catches up in a few requests, each small
+MAX_BATCHES_PER_RUN = 50
+EVENT_LOOKBACK = timedelta(hours=6)  # re-read events this far behind the last chained one (late writers, clock skew)
+
+
+@dataclass
+class StampReport:
+    """What one run did: events chained, items stamped in how many batches, items still waiting, the TSA
+    error that stopped it (None: all went out) and the batch roots written."""
+
+    chained: int = 0
+    stamped: int = 0
+    batches: int = 0
+    waiting: int = 0
+    error: str | None = None
+    roots: list[str] = field(default_factory=list)
+
+
+class Stamper:
+    def __init__(
+        self,
+        ledger: EvidenceLedger,
+        client: TsaClient | None,
+        store: StateStore,
+        archive: Archive,
+        clock: Callable[[], datetime] = utcnow,
+    ):
+        """``client`` None: events are still chained and cards made, nothing is sent to a TSA."""
+        self.ledger = ledger
+        self.client = client
+        self.store = store
+        self.archive = archive
+        self.clock = clock
+        self._outage: str | None = None
+        self._stamped: dict[str, str] = {}  # sha256 -> batch root, read incrementally from the index
+        self._index_offset = 0
+
+    def stamped(self) -> dict[str, str]:
+        self._stamped, self._index_offset = self.ledger.stamped(self._stamped, self._index_offset)
+        return self._stamped
+
+    def run(self) -> StampReport:
+        report = StampReport()
+        report.chained = self.sync_events()
+        if self.client is not None:
+            self.stamp_queue(report)
+        report.waiting = len(self.ledger.queued())
+        return report
+
+    # ------------------------------------------------------------------ chain
+    def sync_events(self) -> int:
+        """Append the store's events the chain does not hold yet; returns how many."""
+        from bot.evidence.card import cards_for_event
+
+        chain = self.ledger.chain()
+        done = {str((e.get("record") or {}).get("event_id")) for e in chain}
+        last = max((parse_iso((e.get("record") or {}).get("detected_at")) for e in chain
+                    if (e.get("record") or {}).get("detected_at")), default=None)
+        since = last - EVENT_LOOKBACK if last else None
+        added = 0
+        for event in self.store.list_events(since=since):
+            if event.id in done:
+                continue
+            record: dict[str, Any] = {
+                "event_id": event.id,
+                "platform": event.platform,
+                "account": event.account,
+                "post_id": event.post_id,
+                "detected_at": iso(event.detected_at),
+                "details": event.details,
+                "media_sha256": [m.sha256 for m in self.store.get_post_media(event.platform, event.post_id) if m.sha256],
+            }
+            try:
+                record["cards"] = cards_for_event(self.store, self.archive, event)
+            except Exception:  # a card is a picture of the evidence, not the evidence: chain the event anyway
+                log.exception("cannot render the post card of event %s", event.id)
+                record["cards"] = []
+            self.ledger.append_chain(event.kind, record, at=self.clock())
+            done.add(event.id)
+            added += 1
+        return added
+
+    # ------------------------------------------------------------------ timestamps
+    def stamp_queue(self, report: StampReport) -> None:
+        assert self.client is not None
+        stamped = self.stamped()
+        for _ in range(MAX_BATCHES_PER_RUN):
+            queued = self.ledger.queued()
+            already = [i for i in queued if i.sha256 in stamped]
+            if already:
+                self.ledger.dequeue(already)
+            todo = list({i.sha256: i for i in queued if i.sha256 not in stamped}.values())[:MAX_BATCH]
+            if not todo:
+                return
+            try:
+                root = self.stamp_batch(todo)
+            except TsaError as e:
+                report.error = str(e)
+                if self._outage is None:
+                    log.warning("timestamping delayed (%d item(s) wait): %s", len(queued), e)
+                self._outage = str(e)
+                return
+            if self._outage is not None:
+                log.info("timestamping works again")
+                self._outage = None
+            stamped = self.stamped()
+            report.batches += 1
+            report.stamped += len(todo)
+            report.roots.append(root)
+
+    def stamp_batch(self, items: list[QueuedItem]) -> str:
+        """Timestamp one batch and write it; returns its root (hex). Raises TsaError."""
+        assert self.client is not None
+        digests = [bytes.fromhex(i.sha256) for i in items]
+        root = merkle.root(digests)
+        url, token, info = self.client.stamp(root)
+        batch = {
+            "root": root.hex(),
+            "tree": "RFC 6962 Merkle tree hash over the items' SHA-256 digests, in this order",
+            "message": "the token's message is the 32 bytes of the root; its imprint is SHA-256 of them",
+            "tsa_url": url,
+            "token": info.to_dict(),
+            "requested_at": iso(self.clock()),
+            "items": [
+                {**i.to_dict(), "path": merkle.path_to_json(merkle.audit_path(digests, n))} for n, i in enumerate(items)
+            ],
+        }
+        self.ledger.save_batch(batch, token)
+        log.info("timestamped %d item(s) at %s (batch %s…)", len(items), url, root.hex()[:12])
+        return root.hex()
+
+    def sweep_archive(self) -> int:
+        """Queue archived files that have no timestamp and are not queued (e.g. archived before timestamps
+        were configured, or by a process killed between the write and the queue). Returns how many."""
+        known = set(self.stamped()) | {i.sha256 for i in self.ledger.queued()}
+        missing = []
+        for path in archive_files(self.archive.root):
+            sha = path.name.split(".", 1)[0]
+            if sha not in known:
+                missing.append(QueuedItem("file", path.relative_to(self.archive.root).as_posix(), sha))
+        self.ledger.enqueue(missing)
+        return len(missing)
+
+
+def archive_files(root: Path) -> list[Path]:
+    """The final files of the archive (``ab/cd/<sha256>.<ext>``), never temporary ones."""
+    return sorted(p for p in root.glob("??/??/*.*") if not p.name.startswith(".") and p.is_file())
