@@ -361,14 +361,15 @@ def test_deletion_alert_carries_the_archived_picture(httpserver, receiver, store
     from bot.alerts.payloads import event_alert
     from bot.models import Post
     from bot.store.common import new_id
-    from bot.store.records import PostEvent
+    from bot.store.records import PostEvent, StoredPost
 
     hook = receiver("/hook")
     post = Post(platform="x", account="mod_gov", post_id="1001", url="https://x.com/mod_gov/status/1001", text="gone",
                 created_at=T0 - timedelta(hours=2))
     event = PostEvent("x", "mod_gov", "1001", "deleted", detected_at=T0, id=new_id())
     media = [{"sha256": "00" * 32, "archive_path": "missing/file.jpg"}, {"sha256": images.posted_sha, "archive_path": images.posted}]
-    store.enqueue_alert(event_alert(event, post, media=media, created_at=T0))
+    stored = StoredPost(post, 1, post.created_at, T0 - timedelta(hours=1), 1, "deleted")
+    store.enqueue_alert(event_alert(event, stored, media=media, created_at=T0))
     assert make_sender(store, archive, json_url(httpserver, "/hook")).deliver_due(T0).ok
     png = decode_attachment(hook.received[0])
     assert png.size == (400, 300)  # the first picture the archive holds (the missing one is skipped)
