@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from bot.archive import Archive
-from bot.commands.config_cmd import CONFIG_OPTION
+from bot.commands.config_cmd import CONFIG_OPTION, output_in_existing_folder
 from bot.config import load_config
 from bot.errors import AfterimageError
 from bot.known import add_paths, describe, export_csv, import_csv, iter_media_files
@@ -113,7 +113,7 @@ def import_(config_path: str | None, file: str, label: str | None) -> None:
 
 @known.command("export")
 @CONFIG_OPTION
-@click.argument("file", type=click.Path(dir_okay=False, allow_dash=True))
+@click.argument("file", type=click.Path(dir_okay=False, allow_dash=True), callback=output_in_existing_folder)
 def export(config_path: str | None, file: str) -> None:
     """Export known media as a CSV hash list (PDQ as 64 hex characters, pHash as 16); '-' for stdout."""
     store, _ = _open(config_path, create=False)
