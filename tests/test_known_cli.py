@@ -82,6 +82,9 @@ def test_csv_export_import_round_trip(run, tmp_path: Path) -> None:
     img.write_bytes(encode(scene(41), "PNG"))
     run("known", "add", str(img), "--label", "stock photo", "--source", "https://stock.example/41")
     exported = tmp_path / "hashes.csv"
+    missing = run("known", "export", str(tmp_path / "no-such-dir" / "hashes.csv"))  # refused, nothing created
+    assert missing.exit_code == 2 and "no-such-dir does not exist (nothing was written" in missing.output
+    assert not (tmp_path / "no-such-dir").exists()
     assert run("known", "export", str(exported)).exit_code == 0
     text = exported.read_text()
     header, pdq_row, phash_row = text.splitlines()

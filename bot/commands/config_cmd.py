@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import click
 
@@ -18,6 +19,15 @@ CONFIG_OPTION = click.option(
     default=None,
     help="Config file (default: $AFTERIMAGE_CONFIG, else ./afterimage.yaml, else built-in defaults).",
 )
+
+
+
+def output_in_existing_folder(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """Click callback for an output file option: its folder must exist (a mistyped path is refused, never
+    created); ``-`` (standard output) passes."""
+    if value is not None and value != "-" and not Path(value).resolve().parent.is_dir():
+        raise click.BadParameter(f"the folder {Path(value).parent} does not exist (nothing was written; create it first)")
+    return value
 
 
 @click.group()

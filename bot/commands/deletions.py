@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import sys
 from datetime import datetime
-from pathlib import Path
 
 import click
 
-from bot.commands.config_cmd import CONFIG_OPTION
+from bot.commands.config_cmd import CONFIG_OPTION, output_in_existing_folder
 from bot.config import load_config
 from bot.errors import AfterimageError, ConfigError
 from bot.export import FORMATS, ExportFilters, render
@@ -25,13 +24,6 @@ def _iso_option(ctx: click.Context, param: click.Parameter, value: str | None) -
         return parse_iso(value)
     except ValueError:
         raise click.BadParameter(f'"{value}" is not an ISO 8601 time (e.g. 2026-03-01 or 2026-03-01T12:00:00Z)') from None
-
-
-def _output_option(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
-    """The export file's folder must exist: a mistyped path is refused, never created."""
-    if value is not None and not Path(value).resolve().parent.is_dir():
-        raise click.BadParameter(f"the folder {Path(value).parent} does not exist (nothing was written; create it first)")
-    return value
 
 
 def _open(config_path: str | None):
@@ -81,7 +73,7 @@ def deletions() -> None:
 @deletions.command("export")
 @CONFIG_OPTION
 @click.option("--format", "fmt", type=click.Choice(FORMATS), required=True, help="csv, jsonl or html.")
-@click.option("-o", "--output", type=click.Path(dir_okay=False), default=None, callback=_output_option,
+@click.option("-o", "--output", type=click.Path(dir_okay=False), default=None, callback=output_in_existing_folder,
               help="File to write (plus FILE.manifest.json with its sha256). Default: standard output, no manifest.")
 @click.option("--title", default=None, help="HTML report title (default: evidence.report_title).")
 @click.option("--organisation", default=None, help="Organisation named on the HTML report (default: evidence.organisation).")

@@ -10,7 +10,7 @@ from typing import Any
 import click
 
 from bot.archive import Archive
-from bot.commands.config_cmd import CONFIG_OPTION
+from bot.commands.config_cmd import CONFIG_OPTION, output_in_existing_folder
 from bot.config import Config, load_config
 from bot.errors import AfterimageError
 from bot.known import (
@@ -280,7 +280,7 @@ def import_(config_path: str | None, file: str, label: str | None) -> None:
 
 @known.command("export")
 @CONFIG_OPTION
-@click.argument("file", type=click.Path(dir_okay=False, allow_dash=True))
+@click.argument("file", type=click.Path(dir_okay=False, allow_dash=True), callback=output_in_existing_folder)
 def export(config_path: str | None, file: str) -> None:
     """Export known media as a CSV hash list, one row per hash with the entry's id, label, source, group and
     frame time ('-' for stdout); `known import` of it gives back the same entries."""

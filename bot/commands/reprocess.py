@@ -83,6 +83,9 @@ def reprocess(config_path, post_ids, platform, account, since, until, reasons, d
             for problem in e.problems:
                 click.echo(problem, err=True)
             sys.exit(1)
+        except AfterimageError as e:  # a full disk, an unreachable store: nothing is lost, run it again later
+            click.echo(f"reprocess stopped: {redact(str(e))}", err=True)
+            sys.exit(1)
         finally:
             fetcher.close()
     archived = still = 0
