@@ -130,8 +130,9 @@ def find_item(store: StateStore, ref: str) -> KnownItem | None:
         if not entry.group:
             return KnownItem([entry])
         return KnownItem(store.find_known_by_group(entry.group, entry.kind))
-    entries = store.find_known_by_group(ref)
-    items = items_of(entries)
+    items = items_of(store.find_known_by_group(ref))
+    if len(items) > 1:  # a known video also seen in a post: the group names the known item
+        items = [i for i in items if i.first.kind == KnownKind.KNOWN]
     return items[0] if len(items) == 1 else None
 
 

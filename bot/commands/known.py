@@ -46,8 +46,8 @@ def _config(config_path: str | None) -> Config:
     return cfg
 
 
-def _open(config_path: str | None):  # type: ignore[no-untyped-def]
-    cfg = _config(config_path)
+def _open(config_path: str | None, cfg: Config | None = None):  # type: ignore[no-untyped-def]
+    cfg = cfg or _config(config_path)
     try:
         return open_store(cfg.store_url), Archive(cfg.archive_path)
     except AfterimageError as e:
@@ -121,7 +121,7 @@ def add(
     page (a trailer on a video site), downloaded under the media address policy. A video is one item: its
     keyframes at shot changes. Exit status 1 when any input failed."""
     cfg = _config(config_path)
-    store, archive = _open(config_path)
+    store, archive = _open(config_path, cfg)
     report = AddReport()
     frames = _FrameProgress()
     current = [""]

@@ -96,15 +96,7 @@ def extract_keyframes(
         raise ValueError("min_interval must not be negative")
     if isinstance(source, (bytearray, memoryview)):
         source = bytes(source)
-    demuxer = _demuxer_for(source)
-
-    with _open(source, demuxer) as container:
-        stream = _video_stream(container)
-        _check_size(stream.codec_context.width, stream.codec_context.height, limits)
-        time_base = stream.time_base or Fraction(1, 90000)
-        all_pts, key_pts = _scan(container, stream, time_base, limits)
-    if not all_pts:
-        raise MediaError("corrupt_video", "the video stream holds no frames")
+    demuxer, time_base, all_pts, key_pts = _index(source, limits)
 
     origin = all_pts[0]
     duration = float((all_pts[-1] - origin) * time_base)
@@ -184,14 +176,7 @@ def iter_shot_frames(
     scan = scan if scan is not None else ShotScan()
     if isinstance(source, (bytearray, memoryview)):
         source = bytes(source)
-    demuxer = _demuxer_for(source)
-    with _open(source, demuxer) as container:
-        stream = _video_stream(container)
-        _check_size(stream.codec_context.width, stream.codec_context.height, limits)
-        time_base = stream.time_base or Fraction(1, 90000)
-        all_pts, _ = _scan(container, stream, time_base, limits)
-    if not all_pts:
-        raise MediaError("corrupt_video", "the video stream holds no frames")
+    demuxer, time_base, all_pts, _ = _index(source, limits)
     origin, last_pts = all_pts[0], all_pts[-1]
     scan.total_frames, scan.duration = len(all_pts), float((last_pts - origin) * time_base)
 
@@ -296,6 +281,19 @@ def _open(source: str | Path | bytes, demuxer: str) -> Iterator[Any]:
     finally:
         container.close()
         file.close()
+
+
+def _index(source: str | Path | bytes, limits: KeyframeLimits) -> tuple[str, Fraction, list[int], list[int]]:
+    """The demuxer, time base and presentation times (all frames, keyframes) of a video: the demux pass."""
+    demuxer = _demuxer_for(source)
+    with _open(source, demuxer) as container:
+        stream = _video_stream(container)
+        _check_size(stream.codec_context.width, stream.codec_context.height, limits)
+        time_base = stream.time_base or Fraction(1, 90000)
+        all_pts, key_pts = _scan(container, stream, time_base, limits)
+    if not all_pts:
+        raise MediaError("corrupt_video", "the video stream holds no frames")
+    return demuxer, time_base, all_pts, key_pts
 
 
 def _ffmpeg_message(e: Exception) -> str:
