@@ -249,6 +249,12 @@ def test_add_from_a_direct_link_and_from_a_video_page(data: Path, tmp_path: Path
     assert f"error: {base}/blog: no_video:" in failed.output
     assert "1 already known" in failed.output
 
+    # the page is read, but its video is downloaded under the policy: a host not trusted is refused
+    elsewhere = page.replace('src="/media/trailer.mp4"', f'src="http://localhost:{httpserver.port}/media/trailer.mp4"')
+    httpserver.expect_request("/watch/elsewhere").respond_with_data(elsewhere, content_type="text/html")
+    refused = run("known", "add", "-c", str(config), f"{base}/watch/elsewhere")
+    assert refused.exit_code == 1 and f"error: {base}/watch/elsewhere: not_https" in refused.output
+
     # without the loopback allowance the media address policy refuses the same page
     refused = run("known", "add", f"{base}/watch/trailer")
     assert refused.exit_code == 1 and "not_https" in refused.output

@@ -21,6 +21,7 @@ from bot.known import (
     KnownItem,
     add_paths,
     add_url,
+    describe,
     export_csv,
     find_item,
     import_csv,
@@ -218,10 +219,7 @@ def show(config_path: str | None, item_id: str, as_json: bool) -> None:
         item = find_item(store, item_id)
     if item is None:
         raise click.ClickException(f"no such item: {item_id} (see `afterimage known list`)")
-    entries = [
-        {"id": e.id, "frame_ts": e.frame_ts, "signals": e.signals, "sha256": e.sha256, "archive_path": e.archive_path}
-        for e in item.entries
-    ]
+    entries = [describe(e) for e in item.entries]
     if as_json:
         click.echo(json.dumps({**item.to_json(), "note": item.first.note, "entry_list": entries}, ensure_ascii=False))
         return
@@ -234,7 +232,7 @@ def show(config_path: str | None, item_id: str, as_json: bool) -> None:
         click.echo(f"  note: {item.first.note}")
     for e in entries:
         at = f"@{e['frame_ts']:.1f}s  " if e["frame_ts"] is not None else ""
-        pdq = e["signals"].get("pdq", "-")
+        pdq = e["pdq"] or "-"
         click.echo(f"  {e['id']}  {at}pdq {pdq}  {e['archive_path'] or '(hash only)'}")
 
 
