@@ -203,7 +203,7 @@ def list_(config_path: str | None, kind: str | None, as_json: bool, limit: int |
             continue
         frames = f"{d['frames']} frames" if d["media"] == "video" else d["media"]
         sha = (d["sha256"] or "-")[:12]
-        fields = [d["id"], d["kind"], frames, d["added_at"][:16].replace("T", " "), d["label"], d["file_name"] or "-", sha]
+        fields = [d["id"], f"{d['kind']:5s}", f"{frames:10s}", d["added_at"][:16].replace("T", " "), d["label"], d["file_name"] or "-", sha]
         click.echo("  ".join([*fields, d["source"] or ""]).rstrip())
 
 
