@@ -131,8 +131,9 @@ def find_item(store: StateStore, ref: str) -> KnownItem | None:
         if not entry.group:
             return KnownItem([entry])
         return KnownItem(store.find_known_by_group(entry.group, entry.kind))
-    entries = store.find_known_by_group(ref)
-    items = items_of(entries)
+    items = items_of(store.find_known_by_group(ref))
+    if len(items) > 1:  # a known video also seen in a post: the group names the known item
+        items = [i for i in items if i.first.kind == KnownKind.KNOWN]
     return items[0] if len(items) == 1 else None
 
 
@@ -481,7 +482,9 @@ def export_csv(store: StateStore, out: TextIO, kind: KnownKind | None = KnownKin
 #: header names (lower case) of other tools' lists, mapped to ours
 _COLUMN_ALIASES = {
     "type": "signal_type", "hash_type": "signal_type", "signal type": "signal_type",
-    "hash": "signal", "signal_value": "signal", "value": "signal", "indicator": "signal",
+    "indicator_type": "signal_type",
+    "hash": "signal", "hash_value": "signal", "signal_value": "signal", "signal_str": "signal", "value": "signal",
+    "indicator": "signal",
     "pdq": "signal", "pdq_hash": "signal", "hash_pdq": "signal",
     "name": "label", "description": "label", "title": "label",
     "url": "source", "source_url": "source",
@@ -661,3 +664,18 @@ def import_csv(store: StateStore, src: TextIO, *, default_label: str = "imported
     report.already = len(entries) - len(fresh)
     report.added = len(store.add_known_many(fresh))
     return report
+
+
+def describe(entry: KnownMedia) -> dict[str, Any]:
+    """One entry as JSON (``known show --json`` lists an item's entries with it)."""
+    return {
+        "id": entry.id,
+        "kind": entry.kind.value,
+        "label": entry.label,
+        "source": entry.source,
+        "frame_ts": entry.frame_ts,
+        "pdq": entry.signals.get("pdq"),
+        "sha256": entry.sha256,
+        "archive_path": entry.archive_path,
+        "added_at": iso(entry.added_at),
+    }

@@ -17,19 +17,30 @@ def encode(img: Image.Image, fmt: str = "JPEG", **kw: object) -> bytes:
     return buf.getvalue()
 
 
-def scene_video(seeds: list[int], seconds_each: int = 2, fps: int = 5, size: tuple[int, int] = (320, 200)) -> bytes:
-    """An mp4 showing a different procedural scene every ``seconds_each`` seconds (a tiny "trailer")."""
+def encode_video(frames, fps: int, size: tuple[int, int], options: dict[str, str] | None = None) -> bytes:
+    """An H.264 mp4 of ``frames`` (RGB arrays of ``size``), ``options`` passed to libx264."""
     buf = io.BytesIO()
     with av.open(buf, "w", format="mp4") as container:
         stream = container.add_stream("libx264", rate=fps)
         stream.width, stream.height, stream.pix_fmt = size[0], size[1], "yuv420p"
-        stream.options = {"g": str(fps), "keyint_min": str(fps), "sc_threshold": "0"}
-        for seed in seeds:
-            still = np.asarray(scene(seed).resize(size))
-            for _ in range(seconds_each * fps):
-                frame = av.VideoFrame.from_ndarray(still, format="rgb24")
-                for packet in stream.encode(frame):
-                    container.mux(packet)
+        if options:
+            stream.options = options
+        for frame in frames:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")):
+                container.mux(packet)
         for packet in stream.encode():
             container.mux(packet)
     return buf.getvalue()
+
+
+def stills_video(images: list[Image.Image], seconds_each: int = 2, fps: int = 5, size: tuple[int, int] = (320, 200)) -> bytes:
+    """An mp4 showing each image for ``seconds_each`` seconds."""
+    stills = [np.asarray(image.convert("RGB").resize(size)) for image in images]
+    return encode_video((still for still in stills for _ in range(seconds_each * fps)), fps, size)
+
+
+def scene_video(seeds: list[int], seconds_each: int = 2, fps: int = 5, size: tuple[int, int] = (320, 200)) -> bytes:
+    """An mp4 showing a different procedural scene every ``seconds_each`` seconds (a tiny "trailer")."""
+    stills = [np.asarray(scene(seed).resize(size)) for seed in seeds]
+    options = {"g": str(fps), "keyint_min": str(fps), "sc_threshold": "0"}
+    return encode_video((still for still in stills for _ in range(seconds_each * fps)), fps, size, options)

@@ -19,7 +19,7 @@ from pytest_httpserver import HTTPServer
 from bot.cli import main
 from bot.config import load_config
 from bot.store import open_store
-from tests.images import caption, crop, encode, scene, scene_video
+from tests.images import caption, crop, encode, scene, scene_video, stills_video
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -249,6 +249,12 @@ def test_add_from_a_direct_link_and_from_a_video_page(data: Path, tmp_path: Path
     assert f"error: {base}/blog: no_video:" in failed.output
     assert "1 already known" in failed.output
 
+    # the page is read, but its video is downloaded under the policy: a host not trusted is refused
+    elsewhere = page.replace('src="/media/trailer.mp4"', f'src="http://localhost:{httpserver.port}/media/trailer.mp4"')
+    httpserver.expect_request("/watch/elsewhere").respond_with_data(elsewhere, content_type="text/html")
+    refused = run("known", "add", "-c", str(config), f"{base}/watch/elsewhere")
+    assert refused.exit_code == 1 and f"error: {base}/watch/elsewhere: not_https" in refused.output
+
     # without the loopback allowance the media address policy refuses the same page
     refused = run("known", "add", f"{base}/watch/trailer")
     assert refused.exit_code == 1 and "not_https" in refused.output
@@ -263,7 +269,7 @@ def test_check_samples_a_video_and_checks_every_file_of_a_folder(data: Path, tmp
     run("known", "add", str(known), "--label", "known shot")
     posted = tmp_path / "posted.mp4"  # a posted video whose second shot is the known picture, cropped
     frames = [scene(92), crop(scene(91, hud=True, hud_seed=2), 0.8)]
-    posted.write_bytes(scene_video_of(frames))
+    posted.write_bytes(stills_video(frames))
     folder = tmp_path / "inbox"
     folder.mkdir()
     (folder / "copy.jpg").write_bytes(encode(caption(crop(scene(91, hud=True, hud_seed=2), 0.7)), quality=80))
@@ -278,26 +284,6 @@ def test_check_samples_a_video_and_checks_every_file_of_a_folder(data: Path, tmp
     assert out[2] == {"input": str(folder / "notes.txt"), "skipped": "not an image or a video"}
     assert out[3]["match"] is None
     assert result.exit_code == 0
-
-
-def scene_video_of(images, seconds_each: int = 2, fps: int = 5, size=(320, 200)) -> bytes:
-    import io
-
-    import av
-    import numpy as np
-
-    buf = io.BytesIO()
-    with av.open(buf, "w", format="mp4") as container:
-        stream = container.add_stream("libx264", rate=fps)
-        stream.width, stream.height, stream.pix_fmt = size[0], size[1], "yuv420p"
-        for image in images:
-            frame = av.VideoFrame.from_ndarray(np.asarray(image.convert("RGB").resize(size)), format="rgb24")
-            for _ in range(seconds_each * fps):
-                for packet in stream.encode(frame):
-                    container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-    return buf.getvalue()
 
 
 def test_check_url_errors_are_one_plain_sentence_with_detail_under_verbose(data: Path, tmp_path: Path, httpserver: HTTPServer) -> None:

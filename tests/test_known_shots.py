@@ -4,10 +4,8 @@ with the default options, and a cropped, re-encoded still of each shot checked a
 from __future__ import annotations
 
 import hashlib
-import io
 from pathlib import Path
 
-import av
 import numpy as np
 import pytest
 from click.testing import CliRunner
@@ -17,7 +15,7 @@ from bot.cli import main
 from bot.config import load_config
 from bot.matching.matcher import Matcher
 from bot.store import open_store
-from tests.images import crop, encode, scene
+from tests.images import crop, encode, encode_video, scene
 
 pytestmark = pytest.mark.slow
 
@@ -30,19 +28,8 @@ SIZE = (480, 300)
 def shots_video(stills: list[np.ndarray]) -> bytes:
     """An mp4 cutting to the next still every SECONDS_EACH seconds, with a slow pan inside each shot and
     keyframes only every 10 s (cuts fall between keyframes, as in a real encode)."""
-    buf = io.BytesIO()
-    with av.open(buf, "w", format="mp4") as container:
-        stream = container.add_stream("libx264", rate=FPS)
-        stream.width, stream.height, stream.pix_fmt = SIZE[0], SIZE[1], "yuv420p"
-        stream.options = {"g": str(10 * FPS), "sc_threshold": "0", "preset": "veryfast"}
-        for still in stills:
-            for i in range(SECONDS_EACH * FPS):
-                shifted = np.roll(still, i, axis=1)  # a few pixels of pan per frame
-                for packet in stream.encode(av.VideoFrame.from_ndarray(shifted, format="rgb24")):
-                    container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-    return buf.getvalue()
+    frames = (np.roll(still, i, axis=1) for still in stills for i in range(SECONDS_EACH * FPS))  # a pixel a frame
+    return encode_video(frames, FPS, SIZE, {"g": str(10 * FPS), "sc_threshold": "0", "preset": "veryfast"})
 
 
 def test_every_shot_of_a_four_minute_trailer_is_found_from_a_crop(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

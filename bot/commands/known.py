@@ -21,6 +21,7 @@ from bot.known import (
     KnownItem,
     add_paths,
     add_url,
+    describe,
     export_csv,
     find_item,
     import_csv,
@@ -47,9 +48,9 @@ def _config(config_path: str | None, *, create: bool = True) -> Config:
     return cfg
 
 
-def _open(config_path: str | None, *, create: bool = True):  # type: ignore[no-untyped-def]
+def _open(config_path: str | None, cfg: Config | None = None, *, create: bool = True):  # type: ignore[no-untyped-def]
     """The store and archive; ``create=False`` for the commands that only read (no data folder is made)."""
-    cfg = _config(config_path, create=create)
+    cfg = cfg or _config(config_path, create=create)
     try:
         return open_store(cfg.store_url, create=create), Archive(cfg.archive_path)
     except AfterimageError as e:
@@ -123,7 +124,7 @@ def add(
     page (a trailer on a video site), downloaded under the media address policy. A video is one item: its
     keyframes at shot changes. Exit status 1 when any input failed."""
     cfg = _config(config_path)
-    store, archive = _open(config_path)
+    store, archive = _open(config_path, cfg)
     report = AddReport()
     frames = _FrameProgress()
     current = [""]
@@ -204,7 +205,7 @@ def list_(config_path: str | None, kind: str | None, as_json: bool, limit: int |
             continue
         frames = f"{d['frames']} frames" if d["media"] == "video" else d["media"]
         sha = (d["sha256"] or "-")[:12]
-        fields = [d["id"], d["kind"], frames, d["added_at"][:16].replace("T", " "), d["label"], d["file_name"] or "-", sha]
+        fields = [d["id"], f"{d['kind']:5s}", f"{frames:10s}", d["added_at"][:16].replace("T", " "), d["label"], d["file_name"] or "-", sha]
         click.echo("  ".join([*fields, d["source"] or ""]).rstrip())
 
 
@@ -220,10 +221,7 @@ def show(config_path: str | None, item_id: str, as_json: bool) -> None:
         item = find_item(store, item_id)
     if item is None:
         raise click.ClickException(f"no such item: {item_id} (see `afterimage known list`)")
-    entries = [
-        {"id": e.id, "frame_ts": e.frame_ts, "signals": e.signals, "sha256": e.sha256, "archive_path": e.archive_path}
-        for e in item.entries
-    ]
+    entries = [describe(e) for e in item.entries]
     if as_json:
         click.echo(json.dumps({**item.to_json(), "note": item.first.note, "entry_list": entries}, ensure_ascii=False))
         return
@@ -236,7 +234,7 @@ def show(config_path: str | None, item_id: str, as_json: bool) -> None:
         click.echo(f"  note: {item.first.note}")
     for e in entries:
         at = f"@{e['frame_ts']:.1f}s  " if e["frame_ts"] is not None else ""
-        pdq = e["signals"].get("pdq", "-")
+        pdq = e["pdq"] or "-"
         click.echo(f"  {e['id']}  {at}pdq {pdq}  {e['archive_path'] or '(hash only)'}")
 
 

@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import Any
 
 import av
+import cv2
 import numpy as np
 from PIL import Image
 
@@ -96,15 +97,7 @@ def extract_keyframes(
         raise ValueError("min_interval must not be negative")
     if isinstance(source, (bytearray, memoryview)):
         source = bytes(source)
-    demuxer = _demuxer_for(source)
-
-    with _open(source, demuxer) as container:
-        stream = _video_stream(container)
-        _check_size(stream.codec_context.width, stream.codec_context.height, limits)
-        time_base = stream.time_base or Fraction(1, 90000)
-        all_pts, key_pts = _scan(container, stream, time_base, limits)
-    if not all_pts:
-        raise MediaError("corrupt_video", "the video stream holds no frames")
+    demuxer, time_base, all_pts, key_pts = _index(source, limits)
 
     origin = all_pts[0]
     duration = float((all_pts[-1] - origin) * time_base)
@@ -131,12 +124,19 @@ def extract_keyframes(
 #: mean absolute difference (0..1) of small colour thumbnails of consecutive frames above which the picture
 #: cut to a new shot (different procedural scenes differ by 0.17 or more, re-encoding noise by under 0.02)
 SHOT_CUT = 0.10
-#: the same difference measured against the last frame kept: a pan or zoom that has moved this far within a
-#: shot shows new content
+#: the same difference measured against the last frame kept: lighting or content that has changed this much
+#: within a shot is new content
 SHOT_DRIFT = 0.25
+#: a camera move (phase correlation of grey thumbnails against the last frame kept) that has shifted the picture
+#: by this share of its width or height shows new content: a crop of it may not overlap the last frame kept
+#: enough to be found. (The correlation's peak height is not used: it falls with re-encoding detail alone.)
+SHOT_DRIFT_SHIFT = 0.2
+#: thumbnails flatter than this (grey levels' standard deviation: black, fades) have no position to track
+_FLAT = 4.0
 #: no two frames closer than this (seconds): flashes and strobes do not flood the store
 SHOT_MIN_GAP = 0.25
 _THUMB = (48, 27)
+_GREY = (64, 36)
 
 #: limits for a person's own file (``known add``): long videos are expected, so time and frame budgets are
 #: wide; frame size and duration limits stay
@@ -184,20 +184,15 @@ def iter_shot_frames(
     scan = scan if scan is not None else ShotScan()
     if isinstance(source, (bytearray, memoryview)):
         source = bytes(source)
-    demuxer = _demuxer_for(source)
-    with _open(source, demuxer) as container:
-        stream = _video_stream(container)
-        _check_size(stream.codec_context.width, stream.codec_context.height, limits)
-        time_base = stream.time_base or Fraction(1, 90000)
-        all_pts, _ = _scan(container, stream, time_base, limits)
-    if not all_pts:
-        raise MediaError("corrupt_video", "the video stream holds no frames")
+    demuxer, time_base, all_pts, _ = _index(source, limits)
     origin, last_pts = all_pts[0], all_pts[-1]
     scan.total_frames, scan.duration = len(all_pts), float((last_pts - origin) * time_base)
 
     deadline = time.monotonic() + limits.max_seconds
     kept_thumb: Any = None
+    kept_grey: Any = None
     prev_thumb: Any = None
+    window = cv2.createHanningWindow(_GREY, cv2.CV_32F)
     kept_ts = -1e9
     cut_pending = False  # a cut seen within SHOT_MIN_GAP of the last kept frame: keep the next allowed one
     with _open(source, demuxer) as container:
@@ -223,14 +218,19 @@ def iter_shot_frames(
                     prev_thumb = thumb
                     if ts - kept_ts < SHOT_MIN_GAP:
                         continue
-                    drifted = kept_thumb is None or _difference(thumb, kept_thumb) > SHOT_DRIFT
+                    grey = frame.reformat(width=_GREY[0], height=_GREY[1], format="gray").to_ndarray().astype(np.float32)
+                    drifted = (
+                        kept_thumb is None
+                        or _difference(thumb, kept_thumb) > SHOT_DRIFT
+                        or _moved(kept_grey, grey, window)
+                    )
                     if not (cut_pending or drifted or ts - kept_ts >= every - 1e-9):
                         continue
                     if scan.kept >= max_frames:
                         scan.capped_at = ts
                         return
                     _check_size(frame.width, frame.height, limits)
-                    kept_thumb, kept_ts, cut_pending = thumb, ts, False
+                    kept_thumb, kept_grey, kept_ts, cut_pending = thumb, grey, ts, False
                     scan.kept += 1
                     yield ts, _to_image(frame, max_side)
         except av.error.FFmpegError as e:
@@ -241,6 +241,14 @@ def iter_shot_frames(
         progress(scan)
     if not scan.kept:
         raise MediaError("corrupt_video", "no frame of the video could be decoded")
+
+
+def _moved(kept: Any, grey: Any, window: Any) -> bool:
+    """Whether the camera has moved far from the frame kept (see :data:`SHOT_DRIFT_SHIFT`)."""
+    if kept is None or kept.std() < _FLAT or grey.std() < _FLAT:
+        return False
+    (dx, dy), _peak = cv2.phaseCorrelate(kept.copy(), grey.copy(), window)  # it windows its inputs in place
+    return abs(dx) > SHOT_DRIFT_SHIFT * _GREY[0] or abs(dy) > SHOT_DRIFT_SHIFT * _GREY[1]
 
 
 def _difference(a: Any, b: Any) -> float:
@@ -296,6 +304,19 @@ def _open(source: str | Path | bytes, demuxer: str) -> Iterator[Any]:
     finally:
         container.close()
         file.close()
+
+
+def _index(source: str | Path | bytes, limits: KeyframeLimits) -> tuple[str, Fraction, list[int], list[int]]:
+    """The demuxer, time base and presentation times (all frames, keyframes) of a video: the demux pass."""
+    demuxer = _demuxer_for(source)
+    with _open(source, demuxer) as container:
+        stream = _video_stream(container)
+        _check_size(stream.codec_context.width, stream.codec_context.height, limits)
+        time_base = stream.time_base or Fraction(1, 90000)
+        all_pts, key_pts = _scan(container, stream, time_base, limits)
+    if not all_pts:
+        raise MediaError("corrupt_video", "the video stream holds no frames")
+    return demuxer, time_base, all_pts, key_pts
 
 
 def _ffmpeg_message(e: Exception) -> str:

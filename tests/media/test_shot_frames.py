@@ -50,6 +50,24 @@ def test_a_static_shot_gets_a_frame_every_so_many_seconds() -> None:
     assert times(video([(35.0, 7)]), every=30) == [0.0, 30.0]
 
 
+def test_a_camera_pan_gets_a_frame_each_time_it_has_moved_a_fifth_of_the_picture() -> None:
+    rng = np.random.default_rng(11)
+    world = np.kron(rng.integers(0, 256, (4, 40, 3)), np.ones((16, 16, 1))).astype(np.uint8)  # 640 x 64
+    buf = io.BytesIO()
+    with av.open(buf, "w", format="mp4") as container:
+        stream = container.add_stream("libx264", rate=FPS)
+        stream.width, stream.height, stream.pix_fmt = 96, 64, "yuv420p"
+        for i in range(60):  # 6 s panning 8 px a frame: the picture moves its own width every 1.2 s
+            for packet in stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(world[:, i * 8 : i * 8 + 96]), format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    kept = times(buf.getvalue())
+    gaps = [b - a for a, b in zip(kept, kept[1:])]
+    assert 15 <= len(kept) <= 30  # a frame per ~20 px of movement, not one for the whole 6 s shot
+    assert max(gaps) <= 0.4
+
+
 def test_flashing_pictures_are_kept_no_closer_than_the_minimum_gap() -> None:
     kept = times(video([(3.0, 8)], strobe=True))
     assert len(kept) >= 5 and min(b - a for a, b in zip(kept, kept[1:])) >= SHOT_MIN_GAP - 1e-9
