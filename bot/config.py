@@ -112,7 +112,7 @@ class WatcherConfig(_Model):
     timeout: Duration = 20.0
     #: how far back the first poll of a new account reads its history (older posts are not stored or
     #: processed, so adding a busy account does not flood the pipeline); unset: whatever the API returns
-    backfill: Duration | None = 86400.0
+    backfill: Duration | None = None
     #: scheme and host of the API (for proxies and self-hosted instances); the watcher appends the paths
     api_base: str = ""
     recheck: RecheckConfig = Field(default_factory=RecheckConfig)
