@@ -265,9 +265,12 @@ class Daemon:
             if not claims:
                 break
             claim = claims[0]
-            if claim.item in self.watchers:
-                self.tracker.run(claim.item, self.watchers[claim.item], self.clock())
-            self.queue.ack(claim)
+            try:
+                if claim.item in self.watchers:
+                    with self.workers.extended(claim, consumer):  # a long run is not taken over from a live daemon
+                        self.tracker.run(claim.item, self.watchers[claim.item], self.clock())
+            finally:
+                self.queue.ack(claim)  # the next run of the job queues the platform again
         self.process_pending()  # edits found by re-checks: archive and match their new media
 
     def announce(self) -> None:
