@@ -157,7 +157,7 @@ class Daemon:
         if paused and paused > now:
             outcome.skipped = f"{platform} rate-limited until {paused.isoformat()}"
             return outcome
-        state = next((s for s in self.store.get_account_states() if (s.platform, s.account) == (platform, account)), None)
+        state = self.store.get_account_state(platform, account)
         if state and state.paused_until and state.paused_until > now:
             outcome.skipped = f"backing off until {state.paused_until.isoformat()}"
             return outcome

@@ -650,6 +650,9 @@ def test_account_state_merge(store):
     assert [(s.platform, s.account) for s in states] == [("bluesky", "gov.bsky.social"), ("x", "gov")]
     assert states[1] == state
     assert_aware(states[0].next_poll_at)
+    assert store.get_account_state("x", "gov") == state  # one account, without reading the others
+    assert store.get_account_state("bluesky", "gov.bsky.social") == states[0]
+    assert store.get_account_state("x", "nobody") is None
     with pytest.raises(TypeError):
         store.update_account_state("x", "gov", nonsense=1)
 
