@@ -132,8 +132,7 @@ class Daemon:
             clock=clock,
             stop=self.stop_event,
         )
-        if config.pipeline.workers > 1:
-            one_library_thread_per_worker()
+        one_library_thread_per_worker()
         self.queue = open_work_queue(self.store, config.pipeline.lease)
         self.workers = WorkerPool(
             self.queue, POSTS, self.process_claim, name=self.owner, threads=config.pipeline.workers, stop=self.stop_event
