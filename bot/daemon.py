@@ -121,7 +121,9 @@ class Daemon:
         self.accounts = {p: list(s.accounts) for p, s in sections.items() if p in self.watchers}
         self.matcher = Matcher(self.store, self.archive, config.matching)
         self.tracker = RecheckTracker(self.store, {p: s.recheck for p, s in sections.items()})
-        self.sender = AlertSender(self.store, self.archive, config.alerts, owner=self.owner)
+        # the outbox lock expires soon after a killed daemon's last renewal (the sender keeps it at least as
+        # long as one alert can take: 3 x 30 s per target), not after 5 minutes: another daemon then delivers
+        self.sender = AlertSender(self.store, self.archive, config.alerts, owner=self.owner, lock_ttl=config.pipeline.lease)
         self.pipeline = Pipeline(
             self.store,
             self.archive,

@@ -737,7 +737,7 @@ def test_budget_spends_at_once_from_two_stores_all_count(store_opener):
 
 def test_budget_spend_is_pruned_as_it_ages_out(store):
     store.spend_budget("recheck:x", at(0), 5)
-    store.spend_budget("recheck:x", at(3 * 3600), 1)  # three hours later
+    store.spend_budget("recheck:x", at(26 * 3600), 1)  # 26 hours later: past a UTC day of spend (daily budgets)
     assert store.budget_spent("recheck:x", at(-60)) == 1  # the old minute is gone, not only out of the window
 
 
