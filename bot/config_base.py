@@ -129,7 +129,7 @@ class WatcherConfig(ConfigModel):
     timeout: Duration = 20.0
     #: how far back the first poll of a new account reads its history (older posts are not stored or
     #: processed, so adding a busy account does not flood the pipeline); unset: whatever the API returns
-    backfill: Duration | None = 86400.0
+    backfill: Duration | None = None
     recheck: RecheckConfig = Field(default_factory=RecheckConfig)
 
     @field_validator("api_base")

@@ -132,7 +132,9 @@ class Daemon:
         self.accounts = {p: list(s.accounts) for p, s in sections.items() if p in self.watchers}
         self.matcher = Matcher(self.store, self.archive, config.matching)
         self.tracker = RecheckTracker(self.store, {p: s.recheck for p, s in sections.items()})
-        self.sender = AlertSender(self.store, self.archive, config.alerts, owner=self.owner)
+        # the outbox lock expires soon after a killed daemon's last renewal (the sender keeps it at least as
+        # long as one alert can take: 3 x 30 s per target), not after 5 minutes: another daemon then delivers
+        self.sender = AlertSender(self.store, self.archive, config.alerts, owner=self.owner, lock_ttl=config.pipeline.lease)
         self.pipeline = Pipeline(
             self.store,
             self.archive,
@@ -150,8 +152,7 @@ class Daemon:
                 clock=clock,
             ),
         )
-        if config.pipeline.workers > 1:
-            one_library_thread_per_worker()
+        one_library_thread_per_worker()
         self.queue = open_work_queue(self.store, config.pipeline.lease)
         self.workers = WorkerPool(
             self.queue, POSTS, self.process_claim, name=self.owner, threads=config.pipeline.workers, stop=self.stop_event
@@ -175,7 +176,7 @@ class Daemon:
         if paused and paused > now:
             outcome.skipped = f"{platform} rate-limited until {paused.isoformat()}"
             return outcome
-        state = next((s for s in self.store.get_account_states() if (s.platform, s.account) == (platform, account)), None)
+        state = self.store.get_account_state(platform, account)
         if state and state.paused_until and state.paused_until > now:
             outcome.skipped = f"backing off until {state.paused_until.isoformat()}"
             return outcome
@@ -283,9 +284,12 @@ class Daemon:
             if not claims:
                 break
             claim = claims[0]
-            if claim.item in self.watchers:
-                self.tracker.run(claim.item, self.watchers[claim.item], self.clock())
-            self.queue.ack(claim)
+            try:
+                if claim.item in self.watchers:
+                    with self.workers.extended(claim, consumer):  # a long run is not taken over from a live daemon
+                        self.tracker.run(claim.item, self.watchers[claim.item], self.clock())
+            finally:
+                self.queue.ack(claim)  # the next run of the job queues the platform again
         self.process_pending()  # edits found by re-checks: archive and match their new media
 
     def announce(self) -> None:

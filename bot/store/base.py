@@ -287,6 +287,11 @@ class StateStore(ABC):
     @abstractmethod
     def get_account_states(self) -> list[AccountState]: ...
 
+    @abstractmethod
+    def get_account_state(self, platform: str, account: str) -> AccountState | None:
+        """One account's state (None when never written), without reading every account's: a poll reads its
+        own before each run, and with 1,000 accounts reading all of them per poll was a million reads a round."""
+
     # ----------------------------------------------------------------- request budgets (several daemons)
     @abstractmethod
     def spend_budget(self, name: str, at: datetime, requests: int = 1) -> None:

@@ -894,6 +894,10 @@ class RedisStore(RedisReviewMixin, StateStore):
         pipe.hgetall(key)
         return account_from_dict(platform, account, _hash_decode(pipe.execute()[-1]))
 
+    def get_account_state(self, platform: str, account: str) -> AccountState | None:
+        fields = self._r.hgetall(self._k("account", platform, account))
+        return account_from_dict(platform, account, _hash_decode(fields)) if fields else None
+
     def get_account_states(self) -> list[AccountState]:
         members = sorted(self._r.smembers(self._k("accounts")), key=lambda m: tuple(m.split(SEP, 1)))
         pipe = self._r.pipeline(transaction=False)

@@ -876,6 +876,10 @@ class SqliteStore(SqliteReviewMixin, StateStore):
             )
         return account_from_dict(platform, account, data)
 
+    def get_account_state(self, platform: str, account: str) -> AccountState | None:
+        row = self._one("SELECT data FROM accounts WHERE platform = ? AND account = ?", (platform, account))
+        return account_from_dict(platform, account, loads(row[0])) if row else None
+
     def get_account_states(self) -> list[AccountState]:
         rows = self._query("SELECT platform, account, data FROM accounts ORDER BY platform, account")
         return [account_from_dict(r[0], r[1], loads(r[2])) for r in rows]

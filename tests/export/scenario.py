@@ -54,7 +54,9 @@ def build(store, tmp_path: Path, with_match_alert: bool = True) -> Scenario:
                      media=("m300",), created_at=T0 + minutes(2))
     posts = {"100": p100, "101": p101, "200": p200, "300": p300}
 
-    trackers = RecheckTracker(store, {"x": RecheckConfig(), "mastodon": RecheckConfig()})
+    # deleted_every=0: a deleted post keeps the full schedule, so post 300's restore shows within the 3 hours
+    checks = RecheckConfig(deleted_every=0)
+    trackers = RecheckTracker(store, {"x": checks, "mastodon": checks})
     for p in posts.values():
         store.record_poll(p.platform, p.account, [p], None, at=p.created_at + timedelta(seconds=40))
         trackers.schedule_new(p, p.created_at + timedelta(seconds=40))

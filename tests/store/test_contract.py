@@ -693,6 +693,9 @@ def test_account_state_merge(store):
     assert [(s.platform, s.account) for s in states] == [("bluesky", "gov.bsky.social"), ("x", "gov")]
     assert states[1] == state
     assert_aware(states[0].next_poll_at)
+    assert store.get_account_state("x", "gov") == state  # one account, without reading the others
+    assert store.get_account_state("bluesky", "gov.bsky.social") == states[0]
+    assert store.get_account_state("x", "nobody") is None
     with pytest.raises(TypeError):
         store.update_account_state("x", "gov", nonsense=1)
 
@@ -777,7 +780,7 @@ def test_budget_spends_at_once_from_two_stores_all_count(store_opener):
 
 def test_budget_spend_is_pruned_as_it_ages_out(store):
     store.spend_budget("recheck:x", at(0), 5)
-    store.spend_budget("recheck:x", at(3 * 3600), 1)  # three hours later
+    store.spend_budget("recheck:x", at(26 * 3600), 1)  # 26 hours later: past a UTC day of spend (daily budgets)
     assert store.budget_spent("recheck:x", at(-60)) == 1  # the old minute is gone, not only out of the window
 
 

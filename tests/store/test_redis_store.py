@@ -17,6 +17,7 @@ from bot.errors import StoreError
 from bot.models import Post
 from bot.redact import redact
 from bot.store import open_store
+from bot.store.common import BUDGET_KEEP_MINUTES
 from bot.store.records import Change, KnownMedia, OutboxAlert
 from bot.store.redis import RedisStore, parse_store_url
 from tests.redis_keys import delete_prefix, prefix_of
@@ -151,12 +152,13 @@ def test_every_key_is_under_the_prefix_and_prefixes_are_isolated(redis_url, clea
 def test_budget_is_one_hash_per_name_that_expires_when_left_alone(redis_url, cleanup):
     cleanup(redis_url)
     store = RedisStore(redis_url)
-    for minute in range(180):
+    keep = BUDGET_KEEP_MINUTES  # a UTC day and an hour: daily budgets read back to midnight
+    for minute in (0, 30, 60, keep + 30, keep + 45):
         store.spend_budget("recheck:x", T0 + timedelta(minutes=minute))
     client = raw_client(redis_url)
     key = f"{prefix_of(redis_url)}:budget:recheck:x"
-    assert client.hlen(key) == 121  # the last 120 minutes before the latest spend, and its own
-    assert 0 < client.pttl(key) <= 120 * 60_000  # a budget nobody spends on any more goes on its own
+    assert client.hlen(key) == 3  # the minutes within BUDGET_KEEP_MINUTES of the latest spend (60 on), and its own
+    assert 0 < client.pttl(key) <= keep * 60_000  # a budget nobody spends on any more goes on its own
     client.close()
     store.close()
 

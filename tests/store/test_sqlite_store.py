@@ -14,7 +14,7 @@ import pytest
 from bot.errors import StoreError
 from bot.models import Post
 from bot.store import open_store
-from bot.store.common import alert_post, dumps
+from bot.store.common import BUDGET_KEEP_MINUTES, alert_post, dumps
 from bot.store.records import Change, KnownMedia, OutboxAlert
 from bot.store.sqlite import MIGRATIONS, SCHEMA_VERSION, SqliteStore, _split_statements
 
@@ -219,14 +219,15 @@ def test_a_version_6_database_gets_budgets_keeping_its_data(tmp_path):
 
 def test_a_spend_prunes_the_aged_minutes_of_every_budget(tmp_path):
     store = SqliteStore(str(tmp_path / "state.db"))
-    for minute in range(180):  # three hours of spend on a budget that is then left alone
+    keep = BUDGET_KEEP_MINUTES  # a UTC day and an hour: daily budgets read back to midnight
+    for minute in (0, 30, 60, 90):  # spend on a budget that is then left alone
         store.spend_budget("recheck:gone", T0 + timedelta(minutes=minute))
-    store.spend_budget("recheck:x", T0 + timedelta(minutes=180))
+    store.spend_budget("recheck:x", T0 + timedelta(minutes=keep + 60))
     rows = store._query("SELECT name, COUNT(*) FROM budget_spend GROUP BY name ORDER BY name")
-    assert [tuple(r) for r in rows] == [("recheck:gone", 120), ("recheck:x", 1)]
-    store.spend_budget("recheck:x", T0 + timedelta(hours=6))
+    assert [tuple(r) for r in rows] == [("recheck:gone", 2), ("recheck:x", 1)]
+    store.spend_budget("recheck:x", T0 + timedelta(minutes=2 * keep + 100))
     assert [tuple(r) for r in store._query("SELECT name, minute FROM budget_spend")] == [
-        ("recheck:x", (int(T0.timestamp()) + 6 * 3600) // 60)
+        ("recheck:x", (int(T0.timestamp()) + (2 * keep + 100) * 60) // 60)
     ]
     store.close()
 
