@@ -129,6 +129,7 @@ def run_demo(out_dir: Path, echo: Callable[[str], None] = print) -> DemoResult:
             result.deletions = len(daemon.store.list_events(kinds=["deleted"]))
             event = daemon.store.list_events(kinds=["deleted"])[0]
             echo(f"   deletion of {event.platform}/{event.post_id} confirmed at {event.detected_at:%H:%M:%S} UTC")
+            daemon.run_evidence()  # the deletion into the log chain, with its post card, before the export
         finally:
             daemon.stop()
 
@@ -136,7 +137,7 @@ def run_demo(out_dir: Path, echo: Callable[[str], None] = print) -> DemoResult:
     with open_store(config.store_url) as store:
         for fmt, name in (("html", "deletion-report.html"), ("csv", "deletions.csv"), ("jsonl", "deletions.jsonl")):
             path = out_dir / name
-            export_to_file(fmt, store, path, ExportFilters(), archive_root=config.archive_path)
+            export_to_file(fmt, store, path, ExportFilters(), archive_root=config.archive_path, evidence_dir=config.evidence_path)
             result.exports[fmt] = path
             echo(f"   {path}")
     result.seconds = time.monotonic() - started
