@@ -154,7 +154,7 @@ class Stamper:
         """Timestamp one batch and write it; returns its root (hex). Raises TsaError."""
         assert self.client is not None
         digests = [bytes.fromhex(i.sha256) for i in items]
-        root = merkle.root(digests)
+        root, paths = merkle.root_and_paths(digests)
         url, token, info = self.client.stamp(root)
         batch = {
             "root": root.hex(),
@@ -164,7 +164,7 @@ class Stamper:
             "token": info.to_dict(),
             "requested_at": iso(self.clock()),
             "items": [
-                {**i.to_dict(), "path": merkle.path_to_json(merkle.audit_path(digests, n))} for n, i in enumerate(items)
+                {**i.to_dict(), "path": merkle.path_to_json(path)} for i, path in zip(items, paths, strict=True)
             ],
         }
         self.ledger.save_batch(batch, token)
