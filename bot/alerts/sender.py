@@ -350,6 +350,6 @@ class AlertSender:
                 path = tmp / f"comparison-{re.sub(r'[^A-Za-z0-9]', '', sha) or 'image'}.png"
             path.write_bytes(data)
         except Exception:  # e.g. no space for the temp file: deliver the text without the picture
-            log.exception("alert %s: cannot prepare the comparison picture; sending without it", redact(alert.key))
+            log.exception("alert %s: cannot prepare its picture; sending without it", redact(alert.key))
             return None
         return path
