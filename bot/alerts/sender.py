@@ -352,6 +352,6 @@ class AlertSender:
             path = tmp / f"{name}-{re.sub(r'[^A-Za-z0-9]', '', str(ident or alert.kind))[:40] or 'image'}.png"
             path.write_bytes(data)
         except Exception:  # e.g. no space for the temp file: deliver the text without the picture
-            log.exception("alert %s: cannot prepare the picture; sending without it", redact(alert.key))
+            log.exception("alert %s: cannot prepare its picture; sending without it", redact(alert.key))
             return None
         return path

@@ -93,7 +93,10 @@ def export(config_path, fmt, output, title, organisation, since, until, account,
             manifest = export_to_file(fmt, store, output, filters, archive_root=cfg.archive_path, **report)
             click.echo(f"{output}: {manifest['rows']} event(s), sha256 {manifest['files'][0]['sha256']}", err=True)
             click.echo(f"manifest: {manifest_path(output)}", err=True)
-            EvidenceLedger(cfg.evidence_path).record_export(manifest_path(output))
+            try:
+                EvidenceLedger(cfg.evidence_path).record_export(manifest_path(output))
+            except OSError as e:  # the export is written; only `afterimage verify` will not know of it
+                click.echo(f"warning: cannot record the export in {cfg.evidence_path}: {e.strerror or e}", err=True)
         else:
             text, _ = render(fmt, store, filters, archive_root=cfg.archive_path, **report)
             click.echo(text, nl=False)

@@ -170,6 +170,7 @@ def run_demo(out_dir: Path, echo: Callable[[str], None] = print) -> DemoResult:
                 for alert in world.received_alerts[len(result.alerts) :]:
                     echo(f"   chat received: {alert.get('title', '')}")
                 result.alerts = list(world.received_alerts)
+            daemon.run_evidence()  # the deletion into the log chain, with its post card, before the export
         finally:
             daemon.stop()
 
@@ -177,7 +178,7 @@ def run_demo(out_dir: Path, echo: Callable[[str], None] = print) -> DemoResult:
     with open_store(config.store_url) as store:
         for fmt, name in (("html", "deletion-report.html"), ("csv", "deletions.csv"), ("jsonl", "deletions.jsonl")):
             path = out_dir / name
-            export_to_file(fmt, store, path, ExportFilters(), archive_root=config.archive_path)
+            export_to_file(fmt, store, path, ExportFilters(), archive_root=config.archive_path, evidence_dir=config.evidence_path)
             result.exports[fmt] = path
             echo(f"   {path}")
     result.seconds = time.monotonic() - started

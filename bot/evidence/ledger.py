@@ -144,6 +144,23 @@ class EvidenceLedger:
         """Every chain entry as written (unparseable lines come back as ``{"_line": n, "_raw": text}``)."""
         return [o if o is not None else {"_line": n, "_raw": raw} for n, o, raw in _read_jsonl(self.chain_file)]
 
+    def chain_since(self, offset: int) -> tuple[list[dict[str, Any]], int]:
+        """The entries appended from byte ``offset`` on, and the new end offset (for a long-running reader)."""
+        try:
+            with self.chain_file.open("rb") as fh:
+                fh.seek(offset)
+                data = fh.read()
+        except FileNotFoundError:
+            return [], offset
+        complete = data[: data.rfind(b"\n") + 1]
+        entries = []
+        for line in complete.splitlines():
+            try:
+                entries.append(json.loads(line))
+            except ValueError:
+                continue
+        return entries, offset + len(complete)
+
     def append_chain(self, kind: str, record: dict[str, Any], at: datetime | None = None) -> dict[str, Any]:
         """Append an entry committing to the previous one, queue its hash for a timestamp, return it."""
         with self.locked():

@@ -17,6 +17,7 @@ The store is only read here; a single daemon runs the job at a time (store lock 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -34,6 +35,7 @@ log = logging.getLogger(__name__)
 
 MAX_BATCH = 4096  # items per timestamp request: a backlog catches up in a few requests, each small
 MAX_BATCHES_PER_RUN = 50
+RUN_SECONDS = 300.0  # a run stops sending batches after this long (slow TSAs): the rest goes next run
 EVENT_LOOKBACK = timedelta(hours=6)  # re-read events this far behind the last chained one (late writers, clock skew)
 
 
@@ -68,6 +70,8 @@ class Stamper:
         self._outage: str | None = None
         self._stamped: dict[str, str] = {}  # sha256 -> batch root, read incrementally from the index
         self._index_offset = 0
+        self._chained: dict[str, datetime | None] = {}  # event id -> detected_at, read incrementally from the chain
+        self._chain_offset = 0
 
     def stamped(self) -> dict[str, str]:
         self._stamped, self._index_offset = self.ledger.stamped(self._stamped, self._index_offset)
@@ -86,14 +90,16 @@ class Stamper:
         """Append the store's events the chain does not hold yet; returns how many."""
         from bot.evidence.card import cards_for_event
 
-        chain = self.ledger.chain()
-        done = {str((e.get("record") or {}).get("event_id")) for e in chain}
-        last = max((parse_iso((e.get("record") or {}).get("detected_at")) for e in chain
-                    if (e.get("record") or {}).get("detected_at")), default=None)
+        entries, self._chain_offset = self.ledger.chain_since(self._chain_offset)
+        for e in entries:
+            record = e.get("record") or {}
+            if record.get("event_id"):
+                self._chained[str(record["event_id"])] = parse_iso(record.get("detected_at"))
+        last = max((t for t in self._chained.values() if t is not None), default=None)
         since = last - EVENT_LOOKBACK if last else None
         added = 0
         for event in self.store.list_events(since=since):
-            if event.id in done:
+            if event.id in self._chained:
                 continue
             record: dict[str, Any] = {
                 "event_id": event.id,
@@ -110,7 +116,6 @@ class Stamper:
                 log.exception("cannot render the post card of event %s", event.id)
                 record["cards"] = []
             self.ledger.append_chain(event.kind, record, at=self.clock())
-            done.add(event.id)
             added += 1
         return added
 
@@ -118,7 +123,10 @@ class Stamper:
     def stamp_queue(self, report: StampReport) -> None:
         assert self.client is not None
         stamped = self.stamped()
+        deadline = time.monotonic() + RUN_SECONDS
         for _ in range(MAX_BATCHES_PER_RUN):
+            if time.monotonic() > deadline:
+                return
             queued = self.ledger.queued()
             already = [i for i in queued if i.sha256 in stamped]
             if already:
@@ -146,7 +154,7 @@ class Stamper:
         """Timestamp one batch and write it; returns its root (hex). Raises TsaError."""
         assert self.client is not None
         digests = [bytes.fromhex(i.sha256) for i in items]
-        root = merkle.root(digests)
+        root, paths = merkle.root_and_paths(digests)
         url, token, info = self.client.stamp(root)
         batch = {
             "root": root.hex(),
@@ -156,7 +164,7 @@ class Stamper:
             "token": info.to_dict(),
             "requested_at": iso(self.clock()),
             "items": [
-                {**i.to_dict(), "path": merkle.path_to_json(merkle.audit_path(digests, n))} for n, i in enumerate(items)
+                {**i.to_dict(), "path": merkle.path_to_json(path)} for i, path in zip(items, paths, strict=True)
             ],
         }
         self.ledger.save_batch(batch, token)

@@ -75,28 +75,29 @@ def known_media_matches(store: Any, platform: str, post_id: str, media_sha256: S
 
 
 
-GONE_KINDS = ("deleted", "author_suspended", "author_protected", "author_deleted", "withheld")
-
-
 def live_match_rows(store: Any, filters: Any, event_rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Posts with known-media matches (match/recycled alerts in the report's period and filters) that the
-    deletion log does not show gone: the report's "matches" section. Newest alert first, one row per post."""
+    """Posts with known-media matches (match/recycled alerts in the report's period and filters) that are not
+    gone (their last confirmed state) and have no card among the report's events (which show their matches):
+    the report's "matches" section. Newest alert first, one row per post."""
     from datetime import datetime, timezone
 
+    from bot.deletions.tracker import GONE_KINDS
     from bot.models import iso
 
-    gone = {(r["platform"], r["post_id"]) for r in event_rows if r["kind"] in GONE_KINDS}
+    shown = {(r["platform"], r["post_id"]) for r in event_rows}
     since = filters.since if filters is not None and filters.since else datetime(1970, 1, 1, tzinfo=timezone.utc)
     until = filters.until if filters is not None and filters.until else datetime(9999, 1, 1, tzinfo=timezone.utc)
     rows: dict[tuple[str, str], dict[str, Any]] = {}
     for alert in reversed(store.alerts_between(since, until, kinds=MATCH_ALERT_KINDS)):
         platform, post_id = str(alert.payload.get("platform")), str(alert.payload.get("post_id"))
-        if (platform, post_id) in gone or (platform, post_id) in rows:
+        if (platform, post_id) in shown or (platform, post_id) in rows:
             continue
         if filters is not None and filters.platform and platform != filters.platform:
             continue
         stored = store.get_post(platform, post_id)
-        if stored is None or (filters is not None and filters.account and stored.post.account != filters.account):
+        if stored is None or stored.status in GONE_KINDS:
+            continue
+        if filters is not None and filters.account and stored.post.account != filters.account:
             continue
         links = [link for link in store.get_post_media(platform, post_id) if link.sha256]
         shas = [link.sha256 for link in links]

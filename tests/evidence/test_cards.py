@@ -7,6 +7,7 @@ import base64
 import io
 import json
 
+import pytest
 from PIL import Image
 from pydantic import SecretStr
 from scenario import build
@@ -72,3 +73,20 @@ def test_cards_are_archived_and_committed_in_the_chain(store, tmp_path):
         assert archive.verify(c["archive_path"])
         with Image.open(io.BytesIO(archive.get(c["archive_path"]))) as im:
             assert im.width == WIDTH
+
+
+@pytest.mark.redis
+def test_events_are_chained_with_cards_from_a_redis_store_too(redis_url, tmp_path):
+    from bot.evidence.verify import verify_all
+    from bot.store import open_store
+
+    store = open_store(redis_url)
+    try:
+        scenario = build(store, tmp_path)
+        ledger = EvidenceLedger(tmp_path / "evidence")
+        Stamper(ledger, None, store, Archive(scenario.archive_root)).run()
+        assert [e["record"]["event_id"] for e in ledger.chain()] == [e.id for e in store.list_events()]
+        assert all(e["record"]["cards"] for e in ledger.chain())
+        assert verify_all(scenario.archive_root, ledger, None, store=store).ok
+    finally:
+        store.close()

@@ -14,7 +14,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from scenario import build
+from scenario import archive_media, build, jpeg
 
 from bot.archive import Archive
 from bot.config import RecheckConfig
@@ -24,8 +24,8 @@ from bot.evidence.stamper import Stamper
 from bot.evidence.tsa import TsaClient
 from bot.export import export_to_file
 from bot.models import Post, PostStatus
-from bot.store.records import OutboxAlert
-from scripted import T0, ScriptedWatcher, minutes
+from bot.store.records import OutboxAlert, PostMediaLink
+from scripted import T0, ScriptedWatcher, make_post, minutes
 from tests.evidence.local_tsa import start_tsa
 from tests.evidence.raw_versions import archive_raw_versions
 
@@ -65,10 +65,15 @@ def report(store, tmp_path, httpserver):
     # (19 digits) must not be clipped
     _deletions(store, "rss", FEED, [f"https://www.gov.uk/government/news/ministry-of-defence-update-{n}" for n in (1, 2, 3)])
     _deletions(store, "x", "WWWMinistryOfDefenceUKOfficial", ["1864213497851904512"])
-    # a match on post 101, which was edited but never deleted: the "matches" section
+    # a matched post that is still online and in no event: the "matches" section
+    post = make_post("400", account="MinistryOfInfo", text=f"Convoy footage, full story: {LONG_URL}", media=("m400",),
+                     created_at=T0 + minutes(4))
+    store.record_poll("x", "MinistryOfInfo", [post], None, at=post.created_at)
+    rec = archive_media(store, Archive(sc.archive_root), "img400", jpeg("#117a65", "img400"), post.media[0].url)
+    store.link_post_media(PostMediaLink("x", "400", 0, post.media[0].url, rec.sha256))
     store.enqueue_alert(OutboxAlert(
-        key=f"match:x:101:{sc.shas['img101']}:k", kind="match",
-        payload={"platform": "x", "post_id": "101", "media_sha256": sc.shas["img101"],
+        key=f"match:x:400:{rec.sha256}:k", kind="match",
+        payload={"platform": "x", "post_id": "400", "media_sha256": rec.sha256,
                  "known_id": store.list_known()[-1].id, "label": "Arma 3 gameplay frame", "signal": "pdq", "distance": 22},
         created_at=T0 + minutes(4)))
     tsa = start_tsa(httpserver, tmp_path / "pki")
@@ -135,7 +140,7 @@ def test_report_fits_1280_and_400_px_with_whole_distinct_labels(report, tmp_path
     html = report.read_text()
     assert "Deleted posts of government accounts, March 2026" in html and "Example Fact-Check Desk" in html
     assert 'id="methodology"' in html and "openssl ts -verify" in html and "afterimage verify" in html
-    assert 'class="matchcard"' in html  # post 101: matched, edited, not deleted
+    assert html.count('class="matchcard"') == 1 and "Convoy footage, full story" in html  # post 400: matched, online
     assert html.count("data:image/png;base64,") >= 6  # post cards (edits: before and after)
     assert "not timestamped" not in html  # every hash in the report has its proof
     artifacts = _artifacts(tmp_path)

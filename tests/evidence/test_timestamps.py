@@ -218,7 +218,10 @@ def test_openssl_ts_verify_accepts_an_exported_token_with_the_tsa_ca(store, tmp_
 def test_merkle_paths_lead_to_the_root_for_every_leaf(n):
     leaves = [bytes([i]) * 32 for i in range(n)]
     root = merkle.root(leaves)
+    one_pass_root, paths = merkle.root_and_paths(leaves)
+    assert one_pass_root == root
     for i, leaf in enumerate(leaves):
+        assert merkle.audit_path(leaves, i) == paths[i]
         assert merkle.root_from_path(leaf, merkle.audit_path(leaves, i)) == root
         assert merkle.root_from_path(b"\xff" * 32, merkle.audit_path(leaves, i)) != root
 
@@ -277,3 +280,15 @@ def test_config_names_a_tsa_url_that_is_not_one(tmp_path):
     with pytest.raises(ConfigError) as e:
         parse_config("evidence:\n  tsa_urls: [freetsa.org/tsr]\n")
     assert any("evidence.tsa_urls" in p and "freetsa.org/tsr" in p for p in e.value.problems), e.value.problems
+
+
+def test_a_backlog_larger_than_a_batch_goes_out_in_several_requests(store, tmp_path, httpserver, monkeypatch):
+    from bot.evidence import stamper as stamper_module
+
+    scenario, tsa, ledger, archive, stamper = _setup(store, tmp_path, httpserver)
+    monkeypatch.setattr(stamper_module, "MAX_BATCH", 4)
+    stamper.sweep_archive()
+    report = stamper.run()
+    everything = len(archive_files(scenario.archive_root)) + len(ledger.chain())  # files, cards and log entries
+    assert report.stamped == everything and report.batches == tsa.requests == -(-everything // 4)
+    assert verify_all(scenario.archive_root, ledger, load_roots(tsa.pki["ca"])).ok
