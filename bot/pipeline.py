@@ -177,7 +177,7 @@ class Pipeline:
         e.g. after a host was added to ``media.trusted_hosts``): the steps of a first run, so an alert is not
         queued twice and a file already archived is not written again. A transient failure is counted in
         ``report.retry_later``; the post stays processed and can be reprocessed later."""
-        with self._lock:
+        with self._post_locks[hash(stored.post.key) % _LOCK_STRIPES]:
             for index in indexes:
                 try:
                     report.media_archived += self._process_media(stored.post, index, stored.post.media[index], report)

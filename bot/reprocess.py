@@ -25,7 +25,7 @@ from watchers import same_account
 
 #: the reason of an attachment with no record at all: the pipeline gave up on it after transient errors
 UNFINISHED = "unfinished"
-#: how long to wait for a running daemon's pipeline pass to finish (it holds the ``pipeline`` lock)
+#: how long to wait for another reprocess run to finish (it holds the ``pipeline`` lock)
 LOCK_WAIT_SECONDS = 60.0
 
 
@@ -100,12 +100,13 @@ def select(store: StateStore, selection: Selection, reasons_seen: Counter[str] |
 
 
 def reprocess(pipeline: Pipeline, store: StateStore, posts: list[FailedPost], owner: str) -> list[Outcome]:
-    """Fetch the failed attachments of ``posts`` again, under the ``pipeline`` lock a daemon's pipeline pass
-    takes too (so they never work on one post at once). Raises TimeoutError if the lock stays taken."""
+    """Fetch the failed attachments of ``posts`` again, under the store's ``pipeline`` lock, so two reprocess
+    runs never work at once (daemons' workers only take posts still pending, which reprocess leaves alone).
+    Raises TimeoutError if the lock stays taken."""
     deadline = time.monotonic() + LOCK_WAIT_SECONDS
     while not store.acquire_lock("pipeline", owner, ttl_seconds=300):
         if time.monotonic() > deadline:
-            raise TimeoutError(f"a running daemon kept the pipeline busy for {LOCK_WAIT_SECONDS:.0f} s; try again")
+            raise TimeoutError(f"another reprocess run kept the pipeline lock for {LOCK_WAIT_SECONDS:.0f} s; try again")
         time.sleep(0.5)
     outcomes = []
     try:
