@@ -103,8 +103,7 @@ def check(config_path: str | None, inputs: tuple[str, ...], as_json: bool, show_
     a posted video is. Exit 0 when all were checked, 2 if one failed."""
     try:
         cfg = load_config(config_path)
-        cfg.data_dir.mkdir(parents=True, exist_ok=True)
-        store = open_store(cfg.store_url)
+        store = open_store(cfg.store_url, create=False)  # no store: no known media to check against
     except (AfterimageError, OSError) as e:
         raise click.ClickException(str(e)) from None
     failed = 0

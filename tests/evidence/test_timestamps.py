@@ -248,6 +248,7 @@ def test_exports_are_recorded_and_a_changed_export_is_caught(store, tmp_path, ht
     scenario, tsa, ledger, archive, stamper = _setup(store, tmp_path, httpserver)
     config = _config(tmp_path, tsa, store.url)
     out = tmp_path / "out" / "report.html"
+    out.parent.mkdir()  # an export never creates its folder
     done = _cli("deletions", "export", "-c", str(config), "--format", "html", "-o", str(out))
     assert done.returncode == 0, done.stderr
     assert [e["manifest"] for e in ledger.exports()] == [str(out.with_name("report.html.manifest.json"))]
