@@ -10,6 +10,8 @@ The pipeline hands each match alert it builds to :meth:`CaseDesk.admit` (its one
 - keeps ``suggest``-tier hits out of the chat unless ``suggest_to_chat`` (they wait in the review queue);
 - adds the case id, and its page's URL when ``web.base_url`` is set, to the alert's payload.
 
+:meth:`CaseDesk.post_message` then folds a post's paged alerts into one chat message listing all its cases.
+
 :meth:`CaseDesk.decide` applies a reviewer's confirm / dismiss / reopen, with the history line and the
 dismissal in one store write. Uses only the store's review role (:class:`~bot.store.review.CaseStore`).
 """
@@ -115,6 +117,32 @@ class CaseDesk:
         if self.base_url:
             payload["case_url"] = self.base_url + case_path(stored.id)
         return replace(alert, payload=payload)
+
+    def post_message(self, alerts: list[OutboxAlert]) -> OutboxAlert | None:
+        """One chat message for all of a post's paged cases: the first alert (the matcher's order puts known
+        media before recycled hits within an attachment), its key and picture, with the others listed in
+        ``payload["also"]`` (kind, tier, known item, evidence, case). None when nothing pages the chat."""
+        if not alerts:
+            return None
+        first = min(alerts, key=lambda a: (a.kind != "match", a.payload.get("tier") != "match"))
+        others = [a for a in alerts if a is not first]
+        if not others:
+            return first
+        also = [
+            {
+                "kind": a.kind,
+                "tier": a.payload.get("tier"),
+                "known": {k: (a.payload.get("known") or {}).get(k) for k in ("id", "label", "source", "kind", "frame_ts")},
+                "media_sha256": a.payload.get("media_sha256"),
+                "signal": a.payload.get("signal"),
+                "distance": a.payload.get("distance"),
+                "inliers": a.payload.get("inliers"),
+                "case_id": a.payload.get("case_id"),
+                "case_url": a.payload.get("case_url"),
+            }
+            for a in others
+        ]
+        return replace(first, payload={**first.payload, "also": also})
 
     def _dismissed_by(
         self, known_item: str, platform: str, account: str, shas: set[str], image: Image.Image | None

@@ -7,8 +7,9 @@ One direction, each step idempotent, so a crash at any point is repaired by runn
 2. ``process_pending``: for each post whose latest version is not processed yet: schedule its re-checks,
    download each attachment (safe fetcher; an HLS playlist is followed and its segments joined into one
    video file, :mod:`bot.media.hls`), archive it (sha256, atomic), record it, hash and match it against
-   known and previously seen media, enqueue alerts in the persistent outbox (idempotence keys), remember the
-   image as seen, and only then mark the version processed.
+   known and previously seen media, open a case per match (:mod:`bot.cases`), enqueue the post's alert (one
+   message for all its cases) in the persistent outbox (idempotence keys), remember the image as seen, and
+   only then mark the version processed.
 
 Transient failures (disk full, store hiccup, a media host timing out) leave the post pending for the next
 run (a full disk and an unreachable store for as long as they last, a media host ``MAX_ATTEMPTS`` runs, and
@@ -41,7 +42,7 @@ from bot.media.hls import fetch_attachment
 from bot.media.keyframes import extract_keyframes
 from bot.models import Media, MediaKind, Post, utcnow
 from bot.store import StateStore
-from bot.store.records import MediaRecord, PostChange, PostMediaLink, StoredPost
+from bot.store.records import MediaRecord, OutboxAlert, PostChange, PostMediaLink, StoredPost
 from watchers.base import PollResult
 
 log = logging.getLogger(__name__)
@@ -140,10 +141,15 @@ class Pipeline:
             try:
                 self.archive.put(post.raw_bytes(), "json")  # again: a crash may have come between persist and archive
                 self.tracker.schedule_new(post, self.clock())
+                paged: list[OutboxAlert] = []  # the post's alerts, sent as one chat message (bot.cases)
                 for index, media in enumerate(post.media):
                     if self.stop.is_set():
                         raise RetryLater("stopping")
-                    report.media_archived += self._process_media(post, index, media, report)
+                    report.media_archived += self._process_media(post, index, media, paged)
+                message = self.cases.post_message(paged)
+                if message is not None and self.store.enqueue_alert(message):
+                    report.alerts_enqueued += 1
+                    log.info("%s: %s alert queued (%d case(s))", post.key, message.kind, len(paged))
             except (RetryLater, ArchiveError, StoreError) as e:
                 attempts = self._attempts.get(post.key, 0) + 1
                 self._attempts[post.key] = attempts
@@ -159,7 +165,7 @@ class Pipeline:
             self.store.mark_processed(post.platform, post.post_id, stored.version)
             report.posts += 1
 
-    def _process_media(self, post: Post, index: int, media: Media, report: ProcessReport) -> int:
+    def _process_media(self, post: Post, index: int, media: Media, paged: list[OutboxAlert]) -> int:
         """Fetch, archive, record, match one attachment. Returns the number of files archived.
 
         The playlists of an HLS video are archived and recorded (as media records of their own, under their own
@@ -184,7 +190,7 @@ class Pipeline:
             if role == "main":
                 self.store.link_post_media(PostMediaLink(post.platform, post.post_id, index, url, record.sha256))
             for still in self._stills_of(fetched, record, post, index):
-                report.alerts_enqueued += self._match_and_remember(post, record, still)
+                self._match_and_remember(post, record, still, paged)
         return archived
 
     def _archive(self, data: bytes, ext: str, content_type: str, url: str) -> MediaRecord:
@@ -216,9 +222,9 @@ class Pipeline:
             log.warning("%s: attachment %d archived but not decodable (%s): %s", post.key, index, e.reason, e)
             return []
 
-    def _match_and_remember(self, post: Post, record: MediaRecord, still: Still) -> int:
-        """Match one still of an attachment (``record``) and remember it as seen."""
-        enqueued = 0
+    def _match_and_remember(self, post: Post, record: MediaRecord, still: Still, paged: list[OutboxAlert]) -> None:
+        """Match one still of an attachment (``record``), open a case per match (adding to ``paged`` what the
+        desk lets page the chat), and remember the still as seen."""
         image = still.image
         # only this post's own "seen" entry is excluded: the same file in another post is a recycled image,
         # and an exact copy of a known file is the clearest match of all
@@ -241,9 +247,8 @@ class Pipeline:
             )
             # every match is a case; only what the desk lets through pages the chat (see bot.cases)
             alert = self.cases.admit(alert, known_item=match.known.item, image=image, still_sha256=still.sha256)
-            if alert is not None and self.store.enqueue_alert(alert):
-                enqueued += 1
-                log.info("%s: %s alert queued (%s, %s)", post.key, alert.kind, match.known.label, match.tier)
+            if alert is not None and all(a.key != alert.key for a in paged):
+                paged.append(alert)
         remember_seen(
             self.store,
             self.archive,
@@ -260,7 +265,6 @@ class Pipeline:
                 "posted_at": post.created_at.isoformat(),
             },
         )
-        return enqueued
 
 
 def _urls_to_fetch(media: Media) -> list[tuple[str, str]]:

@@ -124,3 +124,26 @@ def test_suggest_tier_waits_for_review_unless_configured(parts, httpserver, evid
             assert alerts[0].payload["case_url"] == f"https://review.example.org/cases/{case.id}"
         else:
             assert alerts == []
+
+
+def test_one_chat_message_per_post_lists_all_its_cases(parts, httpserver, evidence):
+    from dataclasses import replace
+
+    from bot.alerts.messages import render
+    from bot.models import Media
+
+    store, _, pipeline = parts
+    serve(httpserver, "/media/a.jpg", evidence)
+    serve(httpserver, "/media/b.jpg", reencoded(evidence))
+    post = make_post(httpserver, "109")
+    post = replace(post, media=(Media(httpserver.url_for("/media/a.jpg")), Media(httpserver.url_for("/media/b.jpg"))))
+    pipeline.ingest("x", "MinistryOfDefence", PollResult([post], "109"))
+    report = pipeline.process_pending()
+    cases = store.list_cases(platform="x", post_id="109")
+    assert len(cases) == 2 and report.alerts_enqueued == 1
+    [message] = store.list_alerts("x", "109")
+    assert message.payload["case_id"] in {c.id for c in cases}
+    [other] = message.payload["also"]
+    assert {other["case_id"], message.payload["case_id"]} == {c.id for c in cases}
+    title, body = render(message)
+    assert "(+1 more in this post)" in title and "Also in this post (1)" in body and other["case_id"] in body

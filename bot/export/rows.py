@@ -111,6 +111,7 @@ _READ_METHODS = frozenset(
         "list_events",
         "get_recheck",
         "count_rechecks",
+        "list_cases",
     }
 )
 
