@@ -7,6 +7,8 @@ The pipeline hands each match alert it builds to :meth:`CaseDesk.admit` (its one
   (within ``near_duplicate`` bits), was dismissed for this known item, on this account or globally. The case
   is still recorded, already dismissed, with a ``suppressed`` history line naming the dismissal it obeyed, so
   the desk can see what the bot stayed quiet about;
+- applies the stricter thresholds of ``matching.thresholds`` (:mod:`bot.matching.thresholds`): a match of a
+  noisy list's item may become a suggestion, or no case at all;
 - keeps ``suggest``-tier hits out of the chat unless ``suggest_to_chat`` (they wait in the review queue);
 - adds the case id, and its page's URL when ``web.base_url`` is set, to the alert's payload.
 
@@ -19,16 +21,18 @@ dismissal in one store write. Uses only the store's review role (:class:`~bot.st
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import datetime
 
 from PIL import Image
 
 from bot.archive import Archive
+from bot.config import ThresholdOverride
 from bot.errors import AfterimageError
 from bot.hashing.decode import decode_image
 from bot.hashing.signals import PdqSignal
+from bot.matching.thresholds import tier_under_rules
 from bot.models import utcnow
 from bot.store.common import new_id
 from bot.store.records import KnownKind, OutboxAlert
@@ -61,6 +65,7 @@ class CaseDesk:
         *,
         base_url: str | None = None,
         suggest_to_chat: bool = False,
+        thresholds: Sequence[ThresholdOverride] = (),
         near_duplicate: int = NEAR_DUPLICATE_BITS,
         clock: Callable[[], datetime] = utcnow,
     ):
@@ -68,6 +73,7 @@ class CaseDesk:
         self.archive = archive
         self.base_url = base_url.rstrip("/") if base_url else None
         self.suggest_to_chat = suggest_to_chat
+        self.thresholds = list(thresholds)
         self.near_duplicate = near_duplicate
         self.clock = clock
 
@@ -79,6 +85,13 @@ class CaseDesk:
         page the chat (dismissed picture, suggest tier). ``image`` and ``still_sha256`` are the matched still
         (a video's frame) for the near-duplicate test; the PDQ is only computed when a dismissal needs it."""
         p = alert.payload
+        tier = tier_under_rules(self.thresholds, p.get("known") or {}, known_item, str(p.get("tier")), str(p.get("signal")),
+                                p.get("distance"), p.get("inliers"))
+        if tier is None:  # below the stricter bar of this item's rule: not a match at all
+            return None
+        if tier != p.get("tier"):
+            p = {**p, "tier": tier}
+            alert = replace(alert, payload=p)
         platform, account, post_id = str(p["platform"]), str(p["account"]), str(p["post_id"])
         media_sha256 = str(p["media_sha256"])
         now = self.clock()

@@ -147,3 +147,24 @@ def test_one_chat_message_per_post_lists_all_its_cases(parts, httpserver, eviden
     assert {other["case_id"], message.payload["case_id"]} == {c.id for c in cases}
     title, body = render(message)
     assert "(+1 more in this post)" in title and "Also in this post (1)" in body and other["case_id"] in body
+
+
+@pytest.mark.parametrize(
+    ("rule", "expected"),
+    [
+        ({"source": "https://lists.example.net/"}, "match"),  # another list: the global bar
+        ({"source": "https://example.org/", "pdq_match": 0, "min_inliers_match": 10_000}, "suggest"),
+        ({"source": "https://example.org/", "pdq_suggest": 0, "min_inliers_suggest": 10_000}, None),
+    ],
+)
+def test_a_stricter_bar_for_one_list_retiers_its_matches(parts, httpserver, evidence, rule, expected):
+    from bot.config import ThresholdOverride
+
+    store, archive, base = parts
+    pipeline = Pipeline(store, archive, base.fetcher, base.matcher, base.tracker, clock=lambda: NOW,
+                        cases=CaseDesk(store, archive, thresholds=[ThresholdOverride(**rule)]))
+    serve(httpserver, "/media/a.jpg", evidence)
+    run(pipeline, httpserver, "110")
+    cases = [c for c in store.list_cases(platform="x", post_id="110") if c.kind == "match"]
+    assert [c.tier for c in cases] == ([expected] if expected else [])
+    assert len(match_alerts(store, "110")) == (1 if expected == "match" else 0)
