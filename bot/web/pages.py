@@ -284,17 +284,23 @@ def known_upload() -> Any:
     label = (request.form.get("label") or "").strip() or None
     source = (request.form.get("source") or "").strip() or None
     note = (request.form.get("note") or "").strip() or None
+    added, duplicates, errors = 0, 0, []
     with tempfile.TemporaryDirectory(prefix="afterimage-upload-") as tmp:
-        paths = []
         for i, f in enumerate(files):
-            path = Path(tmp) / f"{i:03d}-{secure_filename(f.filename or 'upload') or 'upload'}"
+            name = secure_filename(f.filename or "") or "upload"
+            path = Path(tmp) / f"{i:03d}" / name
+            path.parent.mkdir()
             f.save(path)
-            paths.append(path)
-        report = add_paths(store(), archive(), paths, label=label, source=source, note=note)
-    flash(f"Added {len(report.added)} entr{'y' if len(report.added) == 1 else 'ies'}; "
-          f"{len(report.duplicates)} already known.", "ok")
-    for name, error in report.errors:
-        flash(f"{Path(name).name.split('-', 1)[-1]}: {error}", "error")
+            # one item per file: labelled with its file name unless a label was given; the source says who
+            # uploaded it when none was given (never the temporary path)
+            report = add_paths(store(), archive(), [path], label=label or name,
+                               source=source or f"uploaded by {current_user.name}: {name}", note=note)
+            added += len(report.added)
+            duplicates += len(report.duplicates)
+            errors += [(name, error) for _, error in report.errors]
+    flash(f"Added {added} entr{'y' if added == 1 else 'ies'} from {len(files)} file(s); {duplicates} already known.", "ok")
+    for name, error in errors:
+        flash(f"{name}: {error}", "error")
     return redirect(url_for("pages.known"))
 
 
