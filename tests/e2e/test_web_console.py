@@ -70,6 +70,8 @@ def cli(config: Path, *args: str, stdin: str | None = None) -> str:
 @pytest.fixture(scope="module")
 def console(tmp_path_factory) -> Iterator[Console]:
     if not (os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER)):
+        if os.environ.get("CI") == "true":
+            pytest.fail("CI must run the browser tests: .ci/run installs Debian's chromium and chromium-driver")
         pytest.skip("Debian chromium and chromium-driver are needed (installed by .ci/run)")
     tmp = tmp_path_factory.mktemp("console")
     base_url = os.environ.get("AFTERIMAGE_TEST_REDIS_URL")
