@@ -37,12 +37,12 @@ from bot.export.writers import FORMATS, render
 from bot.known import add_paths
 from bot.matching.matcher import Matcher
 from bot.media.fetch import MediaFetcher
-from bot.models import parse_iso, utcnow
+from bot.models import utcnow
 from bot.status import take_snapshot
 from bot.store.records import EVENT_KINDS, KnownKind
 from bot.store.review import CASE_STATUSES, CASE_TIERS, DISMISS_SCOPES, CaseNotFound
 from bot.web.auth import require_login, role_required
-from bot.web.present import known_items
+from bot.web.present import export_filters, known_items
 
 bp = Blueprint("pages", __name__)
 bp.before_request(require_login)
@@ -230,16 +230,9 @@ def media(relpath: str) -> Response:
 # ----------------------------------------------------------------------------- deletions
 def _filters() -> ExportFilters:
     try:
-        since = parse_iso(request.args.get("since") or None)
-        until = parse_iso(request.args.get("until") or None)
-    except ValueError:
-        abort(400, "since and until are ISO 8601 times (e.g. 2026-03-01 or 2026-03-01T12:00:00Z)")
-    kinds = tuple(k for k in request.args.getlist("kind") if k)
-    unknown = [k for k in kinds if k not in EVENT_KINDS]
-    if unknown:
-        abort(400, f"unknown event kind {unknown[0]!r}")
-    return ExportFilters(since=since, until=until, platform=request.args.get("platform") or None,
-                         account=request.args.get("account") or None, kinds=kinds or None)
+        return export_filters(request.args)
+    except ValueError as e:
+        abort(400, str(e))
 
 
 @bp.get("/deletions")

@@ -198,7 +198,7 @@ def test_reviewer_dismisses_the_case_and_the_same_picture_never_alerts_again_for
     # keyboard: "d" focuses the reason of the focused card's dismissal, Enter submits it
     browser.get(console.base + "/queue")
     Select(browser.find_element(By.CSS_SELECTOR, f'article[data-case="{case.id}"] select[name=scope]')).select_by_value("account")
-    browser.find_element(By.CSS_SELECTOR, f'article[data-case="{case.id}"]').click()
+    browser.execute_script("arguments[0].focus()", browser.find_element(By.CSS_SELECTOR, f'article[data-case="{case.id}"]'))
     browser.find_element(By.TAG_NAME, "body").send_keys("d")
     focused = browser.switch_to.active_element
     assert focused.get_attribute("name") == "note"
