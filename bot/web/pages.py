@@ -40,7 +40,8 @@ from bot.media.fetch import MediaFetcher
 from bot.models import utcnow
 from bot.status import take_snapshot
 from bot.store.records import EVENT_KINDS, KnownKind
-from bot.store.review import CASE_STATUSES, CASE_TIERS, DISMISS_SCOPES, CaseNotFound
+from bot.store.review import CASE_STATUSES, CASE_TIERS, DISMISS_SCOPES, ROLES, CaseNotFound
+from bot.users import UserError, add_user
 from bot.web.auth import require_login, role_required
 from bot.web.present import export_filters, known_items
 
@@ -362,3 +363,34 @@ def _fetch(url: str) -> bytes:
         return fetcher.fetch(url).data
     finally:
         fetcher.close()
+
+
+# ----------------------------------------------------------------------------- users (admin)
+@bp.get("/users")
+@role_required("admin")
+def users() -> str:
+    return render_template("users.html", users=store().list_users(), roles=ROLES)
+
+
+@bp.post("/users/add")
+@role_required("admin")
+def users_add() -> Any:
+    try:
+        user = add_user(store(), (request.form.get("name") or "").strip(), request.form.get("role") or "",
+                        request.form.get("password") or "")
+        flash(f"User {user.name} ({user.role}) added.", "ok")
+    except UserError as e:
+        flash(str(e), "error")
+    return redirect(url_for("pages.users"))
+
+
+@bp.post("/users/<name>/remove")
+@role_required("admin")
+def users_remove(name: str) -> Any:
+    if name == current_user.name:
+        flash("You cannot remove yourself.", "error")
+    elif store().remove_user(name):
+        flash(f"User {name} removed: its sessions and API token no longer work.", "ok")
+    else:
+        abort(404, f"no user {name}")
+    return redirect(url_for("pages.users"))

@@ -140,3 +140,23 @@ def test_admin_uploads_edits_and_removes_a_known_item_and_checks_an_image(app):
     assert "MATCH" in check and "Trailer &lt;2015&gt;" in check
     client.post(f"/known/{entry.item}/remove", base_url=url)
     assert store.count_known(KnownKind.KNOWN) == 0
+
+
+def test_admin_manages_users_and_a_reviewer_cannot(app):
+    store = app.extensions["afterimage"]["store"]
+    add_user(store, "root", "admin", "root-password-1")
+    url = "https://review.example.org"
+    reviewer = app.test_client()
+    login(reviewer, "ana", "ana-password-1")
+    assert reviewer.get("/users", base_url=url).status_code == 403
+    assert reviewer.post("/users/add", base_url=url, data={"name": "eve", "role": "admin", "password": "x" * 12}).status_code == 403
+    admin = app.test_client()
+    login(admin, "root", "root-password-1")
+    admin.post("/users/add", base_url=url, data={"name": "bo", "role": "viewer", "password": "bo-password-1"})
+    assert store.get_user("bo").role == "viewer"
+    page = admin.post("/users/add", base_url=url, data={"name": "cy", "role": "viewer", "password": "short"},
+                      follow_redirects=True).get_data(as_text=True)
+    assert "at least 10 characters" in page and store.get_user("cy") is None
+    admin.post("/users/ana/remove", base_url=url)
+    assert store.get_user("ana") is None
+    assert reviewer.get("/queue", base_url=url).status_code == 302  # the removed user's session ended
