@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
 import click
@@ -13,11 +12,10 @@ from bot.archive import Archive
 from bot.commands.config_cmd import CONFIG_OPTION
 from bot.config import load_config
 from bot.errors import AfterimageError
+from bot.matching.check import MAX_BYTES, check_one
 from bot.matching.matcher import Matcher
 from bot.store import open_store
 
-#: largest file ``check`` reads or downloads
-MAX_BYTES = 50 * 1000**2
 
 
 def _read(source: str, timeout: float) -> bytes:
@@ -64,25 +62,6 @@ def check(config_path: str | None, inputs: tuple[str, ...], as_json: bool, show_
                 click.echo(_human(line))
     if failed:
         sys.exit(2)
-
-
-def check_one(matcher: Matcher, name: str, read: Callable[[], bytes], *, show_all: bool = False) -> dict[str, object]:
-    """The answer for one input, as ``check --json`` prints it (also served by the web console's check page
-    and ``POST /api/v1/check``): ``{"input", "match"}``, plus ``matches`` with ``show_all``, or ``error``."""
-    line: dict[str, object] = {"input": name}
-    try:
-        found = matcher.match(read())
-        line["match"] = found[0].to_json() if found else None
-        if show_all:
-            line["matches"] = [m.to_json() for m in found]
-    except (AfterimageError, OSError, ValueError) as e:
-        reason = getattr(e, "reason", None)
-        line["match"] = None
-        line["error"] = f"{reason}: {e}" if reason else str(e)
-    except Exception as e:  # requests errors and anything unexpected stay per input
-        line["match"] = None
-        line["error"] = f"{type(e).__name__}: {e}"
-    return line
 
 
 def _human(line: dict[str, object]) -> str:

@@ -8,7 +8,7 @@ from typing import Any
 from flask import Blueprint, current_app, jsonify, request
 
 from bot.cases import CaseConflict, CaseDesk
-from bot.commands.check import MAX_BYTES, check_one
+from bot.matching.check import MAX_BYTES, check_one
 from bot.export.rows import ReadOnlyStore, deletion_log_rows
 from bot.export.writers import COLUMNS
 from bot.store.review import CaseNotFound

@@ -28,7 +28,7 @@ from werkzeug.utils import secure_filename
 from bot.alerts.picture import comparison_png
 from bot.archive import Archive
 from bot.cases import ACTIONS, CaseConflict, CaseDesk
-from bot.commands.check import MAX_BYTES, check_one
+from bot.matching.check import MAX_BYTES, check_one
 from bot.config import Config
 from bot.errors import AfterimageError
 from bot.export.cases import CASE_FORMATS, render_cases
@@ -198,7 +198,7 @@ def post(platform: str, post_id: str) -> str:
         versions=store().get_versions(platform, post_id),
         media=media,
         recheck=store().get_recheck(platform, post_id),
-        events=[e for e in store().list_events(platform=platform) if e.post_id == post_id],
+        events=[e for e in store().list_events(platform=platform, account=stored.post.account) if e.post_id == post_id],
         cases=store().list_cases(platform=platform, post_id=post_id),
     )
 
