@@ -168,3 +168,13 @@ def test_a_stricter_bar_for_one_list_retiers_its_matches(parts, httpserver, evid
     cases = [c for c in store.list_cases(platform="x", post_id="110") if c.kind == "match"]
     assert [c.tier for c in cases] == ([expected] if expected else [])
     assert len(match_alerts(store, "110")) == (1 if expected == "match" else 0)
+
+
+def test_check_answers_under_the_same_rules(parts, evidence):
+    from bot.config import ThresholdOverride
+    from bot.matching.check import check_one
+
+    store, archive, _ = parts
+    strict = MatchingConfig(thresholds=[ThresholdOverride(source="https://example.org/", pdq_match=0, min_inliers_match=10_000)])
+    assert check_one(Matcher(store, archive, MatchingConfig()), "q", lambda: evidence)["match"]["tier"] == "match"
+    assert check_one(Matcher(store, archive, strict), "q", lambda: evidence)["match"]["tier"] == "suggest"

@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 from bot.errors import AfterimageError
 from bot.matching.matcher import Matcher
+from bot.matching.thresholds import apply_rules
 
 #: largest file a check reads, downloads or accepts as an upload
 MAX_BYTES = 50 * 1000**2
@@ -17,7 +18,7 @@ def check_one(matcher: Matcher, name: str, read: Callable[[], bytes], *, show_al
     and ``POST /api/v1/check``): ``{"input", "match"}``, plus ``matches`` with ``show_all``, or ``error``."""
     line: dict[str, object] = {"input": name}
     try:
-        found = matcher.match(read())
+        found = apply_rules(matcher.match(read()), matcher.config.thresholds)
         line["match"] = found[0].to_json() if found else None
         if show_all:
             line["matches"] = [m.to_json() for m in found]

@@ -11,9 +11,13 @@ feature matches with fewer inliers than ``min_inliers_match`` / ``min_inliers_su
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
 
 from bot.config import ThresholdOverride
+
+if TYPE_CHECKING:
+    from bot.matching.matcher import Match
 
 
 def rule_for(rules: Sequence[ThresholdOverride], known: dict[str, Any], known_item: str) -> ThresholdOverride | None:
@@ -51,3 +55,17 @@ def tier_under_rules(
     if tier == "match" and not passes(match_bar):
         return "suggest"
     return tier
+
+
+def apply_rules(matches: Sequence[Match], rules: Sequence[ThresholdOverride]) -> list[Match]:
+    """The matcher's results under the rules (``afterimage check`` and the console's check answer as the
+    pipeline decides): re-tiered, those below their item's bar dropped, ``match`` tier first."""
+    if not rules:
+        return list(matches)
+    out = []
+    for m in matches:
+        known = {"id": m.known.id, "source": m.known.source}
+        tier = tier_under_rules(rules, known, m.known.item, m.tier, m.signal, m.distance, m.inliers)
+        if tier is not None:
+            out.append(m if tier == m.tier else replace(m, tier=tier))
+    return sorted(out, key=lambda m: m.tier != "match")
