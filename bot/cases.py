@@ -7,8 +7,12 @@ The pipeline hands each match alert it builds to :meth:`CaseDesk.admit` (its one
   (within ``near_duplicate`` bits), was dismissed for this known item, on this account or globally. The case
   is still recorded, already dismissed, with a ``suppressed`` history line naming the dismissal it obeyed, so
   the desk can see what the bot stayed quiet about;
+- applies the stricter thresholds of ``matching.thresholds`` (:mod:`bot.matching.thresholds`): a match of a
+  noisy list's item may become a suggestion, or no case at all;
 - keeps ``suggest``-tier hits out of the chat unless ``suggest_to_chat`` (they wait in the review queue);
 - adds the case id, and its page's URL when ``web.base_url`` is set, to the alert's payload.
+
+:meth:`CaseDesk.post_message` then folds a post's paged alerts into one chat message listing all its cases.
 
 :meth:`CaseDesk.decide` applies a reviewer's confirm / dismiss / reopen, with the history line and the
 dismissal in one store write. Uses only the store's review role (:class:`~bot.store.review.CaseStore`).
@@ -17,16 +21,18 @@ dismissal in one store write. Uses only the store's review role (:class:`~bot.st
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import datetime
 
 from PIL import Image
 
 from bot.archive import Archive
+from bot.config import ThresholdOverride
 from bot.errors import AfterimageError
 from bot.hashing.decode import decode_image
 from bot.hashing.signals import PdqSignal
+from bot.matching.thresholds import tier_under_rules
 from bot.models import utcnow
 from bot.store.common import new_id
 from bot.store.records import KnownKind, OutboxAlert
@@ -59,6 +65,7 @@ class CaseDesk:
         *,
         base_url: str | None = None,
         suggest_to_chat: bool = False,
+        thresholds: Sequence[ThresholdOverride] = (),
         near_duplicate: int = NEAR_DUPLICATE_BITS,
         clock: Callable[[], datetime] = utcnow,
     ):
@@ -66,6 +73,7 @@ class CaseDesk:
         self.archive = archive
         self.base_url = base_url.rstrip("/") if base_url else None
         self.suggest_to_chat = suggest_to_chat
+        self.thresholds = list(thresholds)
         self.near_duplicate = near_duplicate
         self.clock = clock
 
@@ -77,6 +85,13 @@ class CaseDesk:
         page the chat (dismissed picture, suggest tier). ``image`` and ``still_sha256`` are the matched still
         (a video's frame) for the near-duplicate test; the PDQ is only computed when a dismissal needs it."""
         p = alert.payload
+        tier = tier_under_rules(self.thresholds, p.get("known") or {}, known_item, str(p.get("tier")), str(p.get("signal")),
+                                p.get("distance"), p.get("inliers"))
+        if tier is None:  # below the stricter bar of this item's rule: not a match at all
+            return None
+        if tier != p.get("tier"):
+            p = {**p, "tier": tier}
+            alert = replace(alert, payload=p)
         platform, account, post_id = str(p["platform"]), str(p["account"]), str(p["post_id"])
         media_sha256 = str(p["media_sha256"])
         now = self.clock()
@@ -115,6 +130,32 @@ class CaseDesk:
         if self.base_url:
             payload["case_url"] = self.base_url + case_path(stored.id)
         return replace(alert, payload=payload)
+
+    def post_message(self, alerts: list[OutboxAlert]) -> OutboxAlert | None:
+        """One chat message for all of a post's paged cases: the first alert (the matcher's order puts known
+        media before recycled hits within an attachment), its key and picture, with the others listed in
+        ``payload["also"]`` (kind, tier, known item, evidence, case). None when nothing pages the chat."""
+        if not alerts:
+            return None
+        first = min(alerts, key=lambda a: (a.kind != "match", a.payload.get("tier") != "match"))
+        others = [a for a in alerts if a is not first]
+        if not others:
+            return first
+        also = [
+            {
+                "kind": a.kind,
+                "tier": a.payload.get("tier"),
+                "known": {k: (a.payload.get("known") or {}).get(k) for k in ("id", "label", "source", "kind", "frame_ts")},
+                "media_sha256": a.payload.get("media_sha256"),
+                "signal": a.payload.get("signal"),
+                "distance": a.payload.get("distance"),
+                "inliers": a.payload.get("inliers"),
+                "case_id": a.payload.get("case_id"),
+                "case_url": a.payload.get("case_url"),
+            }
+            for a in others
+        ]
+        return replace(first, payload={**first.payload, "also": also})
 
     def _dismissed_by(
         self, known_item: str, platform: str, account: str, shas: set[str], image: Image.Image | None

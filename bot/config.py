@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import Field, SecretStr, ValidationError, create_model, field_validator
+from pydantic import Field, SecretStr, ValidationError, create_model, field_validator, model_validator
 
 from bot.config_base import (  # noqa: F401 - re-exported: the value types and shared sections live there
     ByteSize,
@@ -64,6 +64,25 @@ class _WatchersBase(ConfigModel):
 WatchersConfig = _watchers_model()
 
 
+class ThresholdOverride(ConfigModel):
+    """A stricter bar for some known media: one item (``item``: its id, or a video's group) or every entry
+    whose ``source`` starts with ``source`` (an imported list). Unset thresholds keep the global ones; a
+    looser value than the global one has no effect (the matcher already applied the global bar)."""
+
+    item: str | None = None
+    source: str | None = None
+    pdq_match: int | None = Field(default=None, ge=0, le=256)
+    pdq_suggest: int | None = Field(default=None, ge=0, le=256)
+    min_inliers_match: int | None = Field(default=None, ge=4)
+    min_inliers_suggest: int | None = Field(default=None, ge=4)
+
+    @model_validator(mode="after")
+    def _one_selector(self) -> ThresholdOverride:
+        if (self.item is None) == (self.source is None):
+            raise ValueError("give exactly one of item (a known item id) or source (a source prefix)")
+        return self
+
+
 class MatchingConfig(ConfigModel):
     """Thresholds of the two tiers: ``match`` raises an alert, ``suggest`` is shown for review."""
 
@@ -76,6 +95,8 @@ class MatchingConfig(ConfigModel):
     min_votes: int = Field(default=3, ge=1)
     #: candidates verified with local features per checked image (bounds the cost of a check)
     max_candidates: int = Field(default=8, ge=0, le=100)
+    #: stricter thresholds for some known items or imported lists (first rule that applies wins)
+    thresholds: list[ThresholdOverride] = Field(default_factory=list)
 
 
 class DigestConfig(ConfigModel):

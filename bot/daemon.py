@@ -149,6 +149,7 @@ class Daemon:
                 self.archive,
                 base_url=config.web.base_url,
                 suggest_to_chat=config.alerts.suggest_to_chat,
+                thresholds=config.matching.thresholds,
                 clock=clock,
             ),
         )

@@ -7,8 +7,9 @@ One direction, each step idempotent, so a crash at any point is repaired by runn
 2. ``process_pending``: for each post whose latest version is not processed yet: schedule its re-checks,
    download each attachment (safe fetcher; an HLS playlist is followed and its segments joined into one
    video file, :mod:`bot.media.hls`), archive it (sha256, atomic), record it, hash and match it against
-   known and previously seen media, enqueue alerts in the persistent outbox (idempotence keys), remember the
-   image as seen, and only then mark the version processed.
+   known and previously seen media, open a case per match (:mod:`bot.cases`), enqueue the post's alert (one
+   message for all its cases) in the persistent outbox (idempotence keys), remember the image as seen, and
+   only then mark the version processed.
 
 Transient failures (disk full, store hiccup, a media host timing out) leave the post pending for the next
 run (a full disk and an unreachable store for as long as they last, a media host ``MAX_ATTEMPTS`` runs, and
@@ -42,7 +43,7 @@ from bot.media.hls import fetch_attachment
 from bot.media.keyframes import extract_keyframes
 from bot.models import Media, MediaKind, Post, utcnow
 from bot.store import StateStore
-from bot.store.records import MediaRecord, PostChange, PostMediaLink, StoredPost
+from bot.store.records import MediaRecord, OutboxAlert, PostChange, PostMediaLink, StoredPost
 from watchers.base import PollResult
 
 log = logging.getLogger(__name__)
@@ -153,10 +154,15 @@ class Pipeline:
             try:
                 self.archive.put(post.raw_bytes(), "json")  # again: a crash may have come between persist and archive
                 self.tracker.schedule_new(post, self.clock())
+                paged: list[OutboxAlert] = []  # the post's alerts, sent as one chat message (bot.cases)
                 for index, media in enumerate(post.media):
                     if self.stop.is_set():
                         raise RetryLater("stopping")
-                    report.media_archived += self._process_media(post, index, media, report)
+                    report.media_archived += self._process_media(post, index, media, paged)
+                message = self.cases.post_message(paged)
+                if message is not None and self.store.enqueue_alert(message):
+                    report.alerts_enqueued += 1
+                    log.info("%s: %s alert queued (%d case(s))", post.key, message.kind, len(paged))
             except (RetryLater, ArchiveError, StoreError) as e:
                 attempts = self._attempts.get(post.key, 0) + 1
                 self._attempts[post.key] = attempts
@@ -178,14 +184,18 @@ class Pipeline:
         queued twice and a file already archived is not written again. A transient failure is counted in
         ``report.retry_later``; the post stays processed and can be reprocessed later."""
         with self._post_locks[hash(stored.post.key) % _LOCK_STRIPES]:
+            paged: list[OutboxAlert] = []
             for index in indexes:
                 try:
-                    report.media_archived += self._process_media(stored.post, index, stored.post.media[index], report)
+                    report.media_archived += self._process_media(stored.post, index, stored.post.media[index], paged)
                 except RetryLater as e:
                     report.retry_later += 1
                     report.errors.append(f"{stored.post.key}: attachment {index}: {e}")
+            message = self.cases.post_message(paged)
+            if message is not None and self.store.enqueue_alert(message):
+                report.alerts_enqueued += 1
 
-    def _process_media(self, post: Post, index: int, media: Media, report: ProcessReport) -> int:
+    def _process_media(self, post: Post, index: int, media: Media, paged: list[OutboxAlert]) -> int:
         """Fetch, archive, record, match one attachment. Returns the number of files archived.
 
         The playlists of an HLS video are archived and recorded (as media records of their own, under their own
@@ -211,7 +221,7 @@ class Pipeline:
                 self.store.link_post_media(PostMediaLink(post.platform, post.post_id, index, url, record.sha256))
             with self._media_locks[int(record.sha256[:8], 16) % _LOCK_STRIPES]:  # see __init__
                 for still in self._stills_of(fetched, record, post, index):
-                    report.alerts_enqueued += self._match_and_remember(post, record, still)
+                    self._match_and_remember(post, record, still, paged)
         return archived
 
     def _archive(self, data: bytes, ext: str, content_type: str, url: str) -> MediaRecord:
@@ -243,10 +253,10 @@ class Pipeline:
             log.warning("%s: attachment %d archived but not decodable (%s): %s", post.key, index, e.reason, e)
             return []
 
-    def _match_and_remember(self, post: Post, record: MediaRecord, still: Still) -> int:
-        """Hash one still of an attachment (``record``) once, keep its signals on its media record, match
-        it and remember it as seen with the same signals."""
-        enqueued = 0
+    def _match_and_remember(self, post: Post, record: MediaRecord, still: Still, paged: list[OutboxAlert]) -> None:
+        """Hash one still of an attachment (``record``) once, keep its signals on its media record, match it,
+        open a case per match (adding to ``paged`` what the desk lets page the chat), and remember the still
+        as seen with the same signals."""
         image = still.image
         hashed = hash_image(image, data=still.data)
         self.store.set_media_signals(still.sha256, hashed.record_signals)
@@ -272,9 +282,8 @@ class Pipeline:
             )
             # every match is a case; only what the desk lets through pages the chat (see bot.cases)
             alert = self.cases.admit(alert, known_item=match.known.item, image=image, still_sha256=still.sha256)
-            if alert is not None and self.store.enqueue_alert(alert):
-                enqueued += 1
-                log.info("%s: %s alert queued (%s, %s)", post.key, alert.kind, match.known.label, match.tier)
+            if alert is not None and all(a.key != alert.key for a in paged):
+                paged.append(alert)
         remember_seen(
             self.store,
             self.archive,
@@ -292,7 +301,6 @@ class Pipeline:
                 "posted_at": post.created_at.isoformat(),
             },
         )
-        return enqueued
 
 
 def _urls_to_fetch(media: Media) -> list[tuple[str, str]]:

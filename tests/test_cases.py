@@ -124,3 +124,57 @@ def test_suggest_tier_waits_for_review_unless_configured(parts, httpserver, evid
             assert alerts[0].payload["case_url"] == f"https://review.example.org/cases/{case.id}"
         else:
             assert alerts == []
+
+
+def test_one_chat_message_per_post_lists_all_its_cases(parts, httpserver, evidence):
+    from dataclasses import replace
+
+    from bot.alerts.messages import render
+    from bot.models import Media
+
+    store, _, pipeline = parts
+    serve(httpserver, "/media/a.jpg", evidence)
+    serve(httpserver, "/media/b.jpg", reencoded(evidence))
+    post = make_post(httpserver, "109")
+    post = replace(post, media=(Media(httpserver.url_for("/media/a.jpg")), Media(httpserver.url_for("/media/b.jpg"))))
+    pipeline.ingest("x", "MinistryOfDefence", PollResult([post], "109"))
+    report = pipeline.process_pending()
+    cases = store.list_cases(platform="x", post_id="109")
+    assert len(cases) == 2 and report.alerts_enqueued == 1
+    [message] = store.list_alerts("x", "109")
+    assert message.payload["case_id"] in {c.id for c in cases}
+    [other] = message.payload["also"]
+    assert {other["case_id"], message.payload["case_id"]} == {c.id for c in cases}
+    title, body = render(message)
+    assert "(+1 more in this post)" in title and "Also in this post (1)" in body and other["case_id"] in body
+
+
+@pytest.mark.parametrize(
+    ("rule", "expected"),
+    [
+        ({"source": "https://lists.example.net/"}, "match"),  # another list: the global bar
+        ({"source": "https://example.org/", "pdq_match": 0, "min_inliers_match": 10_000}, "suggest"),
+        ({"source": "https://example.org/", "pdq_suggest": 0, "min_inliers_suggest": 10_000}, None),
+    ],
+)
+def test_a_stricter_bar_for_one_list_retiers_its_matches(parts, httpserver, evidence, rule, expected):
+    from bot.config import ThresholdOverride
+
+    store, archive, base = parts
+    pipeline = Pipeline(store, archive, base.fetcher, base.matcher, base.tracker, clock=lambda: NOW,
+                        cases=CaseDesk(store, archive, thresholds=[ThresholdOverride(**rule)]))
+    serve(httpserver, "/media/a.jpg", evidence)
+    run(pipeline, httpserver, "110")
+    cases = [c for c in store.list_cases(platform="x", post_id="110") if c.kind == "match"]
+    assert [c.tier for c in cases] == ([expected] if expected else [])
+    assert len(match_alerts(store, "110")) == (1 if expected == "match" else 0)
+
+
+def test_check_answers_under_the_same_rules(parts, evidence):
+    from bot.config import ThresholdOverride
+    from bot.matching.check import check_one
+
+    store, archive, _ = parts
+    strict = MatchingConfig(thresholds=[ThresholdOverride(source="https://example.org/", pdq_match=0, min_inliers_match=10_000)])
+    assert check_one(Matcher(store, archive, MatchingConfig()), "q", lambda: evidence)["match"]["tier"] == "match"
+    assert check_one(Matcher(store, archive, strict), "q", lambda: evidence)["match"]["tier"] == "suggest"

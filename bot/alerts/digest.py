@@ -55,9 +55,13 @@ def digest_payload(
         totals[counter] += 1
     for alert in alerts:  # the store's match alerts of [since, until) (build_digest asks for just those)
         p = alert.payload
-        counter = "suggest" if p.get("tier") == "suggest" else alert.kind
-        per[(str(p.get("platform")), str(p.get("account")))][counter] += 1
-        totals[counter] += 1
+        # one message per post: the cases it lists beside its own (bot.cases.CaseDesk.post_message) count too
+        for item in [{**p, "kind": alert.kind}, *(a for a in p.get("also") or [] if isinstance(a, dict))]:
+            counter = "suggest" if item.get("tier") == "suggest" else item.get("kind", alert.kind)
+            if counter not in totals:
+                continue
+            per[(str(p.get("platform")), str(p.get("account")))][counter] += 1
+            totals[counter] += 1
     accounts = [{"platform": k[0], "account": k[1], **v} for k, v in sorted(per.items())]
     return {
         "date": day.isoformat(),

@@ -188,11 +188,29 @@ def _render_match(alert: OutboxAlert) -> tuple[str, str]:
         lines.append("**Matched region:** outlined in the attached comparison (posted image left)")
     lines.append(f"**Media:** sha256 `{untrusted(str(p.get('media_sha256'))[:16])}…` · {link(p.get('media_url'))}")
     lines.append(f"**Known id:** {untrusted(known.get('id'))}")
+    lines.append(_case_line(p))
+    also = [a for a in p.get("also") or [] if isinstance(a, dict)]
+    if also:
+        title += f" (+{len(also)} more in this post)"
+        lines += ["", f"**Also in this post ({len(also)}):**"]
+        for a in also:
+            k = a.get("known") or {}
+            what = "recycled image" if a.get("kind") == "recycled" else "known media"
+            lines.append(
+                f"- {untrusted(k.get('label')) or '(unlabelled)'} · {what} · {untrusted(a.get('tier'))} · "
+                f"{untrusted(a.get('signal'))} distance {_number(a.get('distance'))}, inliers {_number(a.get('inliers'))}"
+                f" · media `{untrusted(str(a.get('media_sha256'))[:12])}…` · {_case_line(a)}"
+            )
+    return title, "\n".join(line for line in lines if line is not None)
+
+
+def _case_line(p: dict[str, Any]) -> str | None:
+    """The case a match opened: a link to its page when ``web.base_url`` is set, else its id."""
     if p.get("case_url"):
-        lines.append(f"**Review:** {link(p['case_url'])}")
-    elif p.get("case_id"):
-        lines.append(f"**Case:** {untrusted(p['case_id'])}")
-    return title, "\n".join(lines)
+        return f"**Review:** {link(p['case_url'])}"
+    if p.get("case_id"):
+        return f"**Case:** {untrusted(p['case_id'])}"
+    return None
 
 
 def _media_summary(media: Any) -> str:

@@ -13,37 +13,12 @@ import click
 from bot.archive import Archive
 from bot.commands.config_cmd import CONFIG_OPTION
 from bot.config import load_config
-from bot.errors import AfterimageError, MediaError
+from bot.errors import AfterimageError
 from bot.known import IMAGE_SUFFIXES, VIDEO_SUFFIXES
-from bot.matching.matcher import Match, Matcher
-from bot.media.keyframes import extract_keyframes
+from bot.matching.check import MAX_BYTES, check_one
+from bot.matching.matcher import Matcher
 from bot.media.sniff import SNIFF_BYTES, sniff
 from bot.store import open_store
-
-#: largest local file ``check`` reads (URLs: ``media.max_bytes``)
-MAX_BYTES = 50 * 1000**2
-
-
-def _plain_error(e: MediaError) -> str:
-    """One plain sentence for a download or decode failure (the technical text goes under ``--verbose``)."""
-    reason = e.reason
-    plain = {
-        "tls_error": "no secure (TLS) connection could be made: the server may not speak https on that port, "
-        "or its certificate is not trusted",
-        "unavailable": "the server could not be reached (connection refused, unknown host or a server error)",
-        "timeout": "the server did not answer in time",
-        "not_https": "only https URLs are downloaded (http only from hosts listed in media.trusted_hosts)",
-        "private_address": "the address is private or local, and downloads from it are refused "
-        "(list the host in media.trusted_hosts to allow it)",
-        "bad_url": "this is not a usable URL",
-        "too_many_redirects": "the URL redirects too many times",
-        "too_large": "the file is larger than the download limit (media.max_bytes)",
-        "not_media": "the URL is not an image or a video",
-        "header_too_large": "the server sent oversized headers",
-    }.get(reason)
-    if plain is None and reason.startswith("http_"):
-        plain = f"the server answered HTTP {reason.removeprefix('http_')}"
-    return plain or str(e)
 
 
 def _files_of(source: str) -> Iterator[str]:
@@ -72,24 +47,6 @@ def _is_media_file(source: str) -> bool:
     with open(source, "rb") as f:
         sniffed = sniff(f.read(SNIFF_BYTES))
     return sniffed is not None or Path(source).suffix.lower() in IMAGE_SUFFIXES | VIDEO_SUFFIXES
-
-
-def _best(matcher: Matcher, data: bytes, max_frames: int) -> tuple[list[Match], float | None]:
-    """Matches of an image, or of the video's sampled frames (as a posted video is sampled): those of the
-    frame with the best match, and that frame's time."""
-    sniffed = sniff(data[:SNIFF_BYTES])
-    if sniffed is None or sniffed.kind != "video":
-        return matcher.match(data), None
-    best: tuple[list[Match], float | None] = ([], None)
-    for ts, frame in extract_keyframes(data, max_frames=max_frames):
-        found = matcher.match(frame)
-        if found and (not best[0] or _rank(found[0]) < _rank(best[0][0])):
-            best = (found, ts)
-    return best
-
-
-def _rank(m: Match) -> tuple[int, int, int]:
-    return (0 if m.tier == "match" else 1, -(m.inliers or 0), m.distance if m.distance is not None else 999)
 
 
 @click.command("check")
@@ -131,39 +88,6 @@ def check(config_path: str | None, inputs: tuple[str, ...], as_json: bool, show_
         fetcher.close()
     if failed:
         sys.exit(2)
-
-
-def check_one(
-    matcher: Matcher,
-    name: str,
-    read: Callable[[], bytes],
-    *,
-    show_all: bool = False,
-    verbose: bool = False,
-    max_frames: int = 8,
-) -> dict[str, object]:
-    """The answer for one input, as ``check --json`` prints it (also served by the web console's check page
-    and ``POST /api/v1/check``): ``{"input", "match"}``, plus ``matches`` with ``show_all`` and
-    ``input_frame_ts`` for a video, or ``error`` (one plain sentence; the technical text as ``detail`` with
-    ``verbose``)."""
-    line: dict[str, object] = {"input": name}
-    try:
-        found, frame_ts = _best(matcher, read(), max_frames)
-        line["match"] = found[0].to_json() if found else None
-        if frame_ts is not None:
-            line["input_frame_ts"] = frame_ts
-        if show_all:
-            line["matches"] = [m.to_json() for m in found]
-    except MediaError as e:
-        line["match"] = None
-        line["error"] = f"{e.reason}: {_plain_error(e)}"
-        if verbose:
-            line["detail"] = str(e)
-    except (AfterimageError, OSError, ValueError) as e:
-        reason = getattr(e, "reason", None)
-        line["match"] = None
-        line["error"] = f"{reason}: {e}" if reason else str(e)
-    return line
 
 
 def _echo(line: dict[str, object], as_json: bool) -> None:

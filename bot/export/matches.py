@@ -5,7 +5,9 @@ The store has no match table. What the matching stage found is durable in two pl
 1. the known-media store itself, for exact copies: an entry with the same SHA-256 as an archived attachment
    (a ``known`` image, or a ``seen`` entry from another post: a recycled image);
 2. the alert outbox, which keeps sent alerts: the ``match`` / ``recycled`` alerts of a post carry the
-   perceptual matches (PDQ/pHash distance, keypoint inliers) with the known entry's id.
+   perceptual matches (PDQ/pHash distance, keypoint inliers) with the known entry's id; and the post's
+   cases (:mod:`bot.cases`), which hold every match, also those that paged no chat. A dismissed case is left
+   out (a reviewer said the picture is not that item).
 
 This helper uses both: (2) through the read-only ``store.list_alerts(platform, post_id, kinds)`` (an indexed
 look-up of the post's alerts, pending or sent), (1) for exact copies that raised no alert. The export never
@@ -61,9 +63,15 @@ def _from_alert(store: Any, payload: dict[str, Any], kind: str) -> dict[str, Any
 def known_media_matches(store: Any, platform: str, post_id: str, media_sha256: Sequence[str]) -> list[dict[str, Any]]:
     """Known media matched by the archived attachments of one post (deduplicated by media and known id)."""
     found: dict[tuple[str, str], dict[str, Any]] = {}
-    for alert in store.list_alerts(platform, post_id, kinds=MATCH_ALERT_KINDS):
-        entry = _from_alert(store, alert.payload, alert.kind)
-        if entry is not None:
+    # every match is a case (bot.cases), also those that paged no chat (suggestions, a post's other cases);
+    # a dismissed case is a reviewer saying the picture is not that item: left out, with its alert
+    cases = store.list_cases(platform=platform, post_id=post_id, limit=10_000)
+    dismissed = {(c.media_sha256, c.known.get("id")) for c in cases if c.status == "dismissed"}
+    payloads = [(alert.payload, alert.kind) for alert in store.list_alerts(platform, post_id, kinds=MATCH_ALERT_KINDS)]
+    payloads += [(c.payload, c.kind) for c in cases if c.status != "dismissed"]
+    for payload, kind in payloads:
+        entry = _from_alert(store, payload, kind)
+        if entry is not None and (entry["media_sha256"], entry["known_id"]) not in dismissed:
             found.setdefault((entry["media_sha256"], entry["known_id"]), entry)
     for sha in media_sha256:
         for known in store.find_known_by_sha256(sha):

@@ -112,6 +112,7 @@ _READ_METHODS = frozenset(
         "list_events",
         "get_recheck",
         "count_rechecks",
+        "list_cases",
     }
 )
 

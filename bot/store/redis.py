@@ -47,6 +47,8 @@ Key layout (``P`` = ``<prefix>:``; ``M(a, b)`` = ``a + "\\x1f" + b``, a member t
                                               expires that long after the last spend
 ==================================  ========  =========================================================
 
+The review roles (cases, dismissals, users) have their keys listed in :mod:`bot.store.redis_review`.
+
 Hash values are JSON-encoded per field, so numbers can be incremented in place (HINCRBY). Writes that belong
 together run in one MULTI/EXEC (with WATCH and retry where a decision depends on stored state, as in
 ``record_poll``) or in a Lua script. Every redis-py error is re-raised as :class:`StoreError`.

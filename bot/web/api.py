@@ -8,14 +8,12 @@ from typing import Any
 from flask import Blueprint, current_app, jsonify, request
 
 from bot.cases import CaseConflict, CaseDesk
-from bot.commands.check import MAX_BYTES, check_one
-from bot.export.rows import ExportFilters, ReadOnlyStore, deletion_log_rows
+from bot.matching.check import MAX_BYTES, check_one
+from bot.export.rows import ReadOnlyStore, deletion_log_rows
 from bot.export.writers import COLUMNS
-from bot.models import parse_iso
-from bot.store.records import EVENT_KINDS
 from bot.store.review import CaseNotFound
 from bot.web.auth import api_user
-from bot.web.present import case_json
+from bot.web.present import case_json, export_filters
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 MAX_LIMIT = 1000
@@ -96,15 +94,9 @@ def deletions() -> Any:
     if isinstance(user, tuple):
         return user
     try:
-        since = parse_iso(request.args.get("since") or None)
-        until = parse_iso(request.args.get("until") or None)
-    except ValueError:
-        return _error(400, "since and until are ISO 8601 times (e.g. 2026-03-01T12:00:00Z)")
-    kinds = tuple(k for k in request.args.getlist("kind") if k)
-    if any(k not in EVENT_KINDS for k in kinds):
-        return _error(400, f"kind must be one of {', '.join(EVENT_KINDS)}")
-    filters = ExportFilters(since=since, until=until, platform=request.args.get("platform") or None,
-                            account=request.args.get("account") or None, kinds=kinds or None)
+        filters = export_filters(request.args)
+    except ValueError as e:
+        return _error(400, str(e))
     rows = deletion_log_rows(ReadOnlyStore(_ctx()["store"]), filters)
     return jsonify({"deletions": [{c: row.get(c) for c in COLUMNS} for row in rows]})
 

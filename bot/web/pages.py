@@ -28,7 +28,7 @@ from werkzeug.utils import secure_filename
 from bot.alerts.picture import comparison_png
 from bot.archive import Archive
 from bot.cases import ACTIONS, CaseConflict, CaseDesk
-from bot.commands.check import MAX_BYTES, check_one
+from bot.matching.check import MAX_BYTES, check_one
 from bot.config import Config
 from bot.errors import AfterimageError
 from bot.export.cases import CASE_FORMATS, render_cases
@@ -37,12 +37,13 @@ from bot.export.writers import FORMATS, render
 from bot.known import add_paths
 from bot.matching.matcher import Matcher
 from bot.media.fetch import MediaFetcher
-from bot.models import parse_iso, utcnow
+from bot.models import utcnow
 from bot.status import take_snapshot
 from bot.store.records import EVENT_KINDS, KnownKind
-from bot.store.review import CASE_STATUSES, CASE_TIERS, DISMISS_SCOPES, CaseNotFound
+from bot.store.review import CASE_STATUSES, CASE_TIERS, DISMISS_SCOPES, ROLES, CaseNotFound
+from bot.users import UserError, add_user
 from bot.web.auth import require_login, role_required
-from bot.web.present import known_items
+from bot.web.present import export_filters, known_items
 
 bp = Blueprint("pages", __name__)
 bp.before_request(require_login)
@@ -197,7 +198,7 @@ def post(platform: str, post_id: str) -> str:
         versions=store().get_versions(platform, post_id),
         media=media,
         recheck=store().get_recheck(platform, post_id),
-        events=[e for e in store().list_events(platform=platform) if e.post_id == post_id],
+        events=[e for e in store().list_events(platform=platform, account=stored.post.account) if e.post_id == post_id],
         cases=store().list_cases(platform=platform, post_id=post_id),
     )
 
@@ -230,16 +231,9 @@ def media(relpath: str) -> Response:
 # ----------------------------------------------------------------------------- deletions
 def _filters() -> ExportFilters:
     try:
-        since = parse_iso(request.args.get("since") or None)
-        until = parse_iso(request.args.get("until") or None)
-    except ValueError:
-        abort(400, "since and until are ISO 8601 times (e.g. 2026-03-01 or 2026-03-01T12:00:00Z)")
-    kinds = tuple(k for k in request.args.getlist("kind") if k)
-    unknown = [k for k in kinds if k not in EVENT_KINDS]
-    if unknown:
-        abort(400, f"unknown event kind {unknown[0]!r}")
-    return ExportFilters(since=since, until=until, platform=request.args.get("platform") or None,
-                         account=request.args.get("account") or None, kinds=kinds or None)
+        return export_filters(request.args)
+    except ValueError as e:
+        abort(400, str(e))
 
 
 @bp.get("/deletions")
@@ -284,17 +278,23 @@ def known_upload() -> Any:
     label = (request.form.get("label") or "").strip() or None
     source = (request.form.get("source") or "").strip() or None
     note = (request.form.get("note") or "").strip() or None
+    added, duplicates, errors = 0, 0, []
     with tempfile.TemporaryDirectory(prefix="afterimage-upload-") as tmp:
-        paths = []
         for i, f in enumerate(files):
-            path = Path(tmp) / f"{i:03d}-{secure_filename(f.filename or 'upload') or 'upload'}"
+            name = secure_filename(f.filename or "") or "upload"
+            path = Path(tmp) / f"{i:03d}" / name
+            path.parent.mkdir()
             f.save(path)
-            paths.append(path)
-        report = add_paths(store(), archive(), paths, label=label, source=source, note=note)
-    flash(f"Added {len(report.added)} entr{'y' if len(report.added) == 1 else 'ies'}; "
-          f"{len(report.duplicates)} already known.", "ok")
-    for name, error in report.errors:
-        flash(f"{Path(name).name.split('-', 1)[-1]}: {error}", "error")
+            # one item per file: labelled with its file name unless a label was given; the source says who
+            # uploaded it when none was given (never the temporary path)
+            report = add_paths(store(), archive(), [path], label=label or name,
+                               source=source or f"uploaded by {current_user.name}: {name}", note=note)
+            added += len(report.added)
+            duplicates += len(report.duplicates)
+            errors += [(name, error) for _, error in report.errors]
+    flash(f"Added {added} entr{'y' if added == 1 else 'ies'} from {len(files)} file(s); {duplicates} already known.", "ok")
+    for name, error in errors:
+        flash(f"{name}: {error}", "error")
     return redirect(url_for("pages.known"))
 
 
@@ -363,3 +363,34 @@ def _fetch(url: str) -> bytes:
         return fetcher.fetch(url).data
     finally:
         fetcher.close()
+
+
+# ----------------------------------------------------------------------------- users (admin)
+@bp.get("/users")
+@role_required("admin")
+def users() -> str:
+    return render_template("users.html", users=store().list_users(), roles=ROLES)
+
+
+@bp.post("/users/add")
+@role_required("admin")
+def users_add() -> Any:
+    try:
+        user = add_user(store(), (request.form.get("name") or "").strip(), request.form.get("role") or "",
+                        request.form.get("password") or "")
+        flash(f"User {user.name} ({user.role}) added.", "ok")
+    except UserError as e:
+        flash(str(e), "error")
+    return redirect(url_for("pages.users"))
+
+
+@bp.post("/users/<name>/remove")
+@role_required("admin")
+def users_remove(name: str) -> Any:
+    if name == current_user.name:
+        flash("You cannot remove yourself.", "error")
+    elif store().remove_user(name):
+        flash(f"User {name} removed: its sessions and API token no longer work.", "ok")
+    else:
+        abort(404, f"no user {name}")
+    return redirect(url_for("pages.users"))

@@ -6,8 +6,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from bot.models import iso
-from bot.store.records import KnownMedia
+from werkzeug.datastructures import MultiDict
+
+from bot.export.rows import ExportFilters
+from bot.models import iso, parse_iso
+from bot.store.records import EVENT_KINDS, KnownMedia
 from bot.store.review import Case
 
 
@@ -68,3 +71,19 @@ def known_items(entries: Iterable[KnownMedia]) -> list[KnownItem]:
     for entry in entries:
         items.setdefault(entry.item, KnownItem(entry.item, [])).entries.append(entry)
     return list(items.values())
+
+
+def export_filters(args: MultiDict[str, str]) -> ExportFilters:
+    """The deletion export's filters from query parameters (``since``, ``until``, ``platform``, ``account``,
+    ``kind`` repeatable), for the deletions page and ``GET /api/v1/deletions``. ValueError says what is wrong."""
+    try:
+        since = parse_iso(args.get("since") or None)
+        until = parse_iso(args.get("until") or None)
+    except ValueError:
+        raise ValueError("since and until are ISO 8601 times (e.g. 2026-03-01 or 2026-03-01T12:00:00Z)") from None
+    kinds = tuple(k for k in args.getlist("kind") if k)
+    unknown = [k for k in kinds if k not in EVENT_KINDS]
+    if unknown:
+        raise ValueError(f"unknown event kind {unknown[0]!r} (one of {', '.join(EVENT_KINDS)})")
+    return ExportFilters(since=since, until=until, platform=args.get("platform") or None,
+                         account=args.get("account") or None, kinds=kinds or None)

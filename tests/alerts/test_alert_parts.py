@@ -236,3 +236,12 @@ def test_picture_shows_the_matched_frame_of_videos(archive):
     left, right = im.getpixel((20, im.height // 2)), im.getpixel((im.width - 20, im.height // 2))
     assert left[0] > 180 and left[2] < 80, left
     assert right[2] > 180 and right[0] < 80, right
+
+
+def test_digest_counts_every_case_a_post_message_lists(store):
+    until = datetime(2026, 11, 24, 8, tzinfo=timezone.utc)
+    also = [{"kind": "recycled", "tier": "match"}, {"kind": "match", "tier": "suggest"}]
+    store.enqueue_alert(OutboxAlert(key="m", kind="match", created_at=until - timedelta(hours=1),
+                                    payload={"platform": "x", "account": "mod_gov", "tier": "match", "also": also}))
+    p = build_digest(store, date(2026, 11, 24), "08:00").payload
+    assert (p["totals"]["match"], p["totals"]["recycled"], p["totals"]["suggest"]) == (1, 1, 1)

@@ -111,3 +111,52 @@ def test_unknown_case_and_bad_filters_are_clear_errors(app):
     assert client.get("/cases/nope", base_url=url).status_code == 404
     assert client.get("/cases?status=closed", base_url=url).status_code == 400
     assert client.get("/deletions?since=yesterday", base_url=url).status_code == 400
+
+
+def test_admin_uploads_edits_and_removes_a_known_item_and_checks_an_image(app):
+    import io
+
+    from bot.demo.scene import trailer_frames
+    from bot.store.records import KnownKind
+
+    store = app.extensions["afterimage"]["store"]
+    add_user(store, "root", "admin", "root-password-1")
+    client = app.test_client()
+    url = "https://review.example.org"
+    login(client, "root", "root-password-1")
+    png = io.BytesIO()
+    trailer_frames()[30].save(png, "PNG")
+    answer = client.post("/known/upload", base_url=url, content_type="multipart/form-data",
+                         data={"files": (io.BytesIO(png.getvalue()), "frame 30.png"), "label": "", "source": ""})
+    assert answer.status_code == 302
+    [entry] = store.list_known(KnownKind.KNOWN)
+    assert entry.label == "frame_30.png" and entry.source == "uploaded by root: frame_30.png"
+    page = client.get("/known", base_url=url).get_data(as_text=True)
+    assert page.count('class="edit"') == 1
+    client.post(f"/known/{entry.item}/edit", base_url=url, data={"label": "Trailer <2015>", "source": "https://e.org/t", "note": ""})
+    assert store.get_known(entry.id).label == "Trailer <2015>"
+    check = client.post("/check", base_url=url, content_type="multipart/form-data",
+                        data={"file": (io.BytesIO(png.getvalue()), "q.png")}).get_data(as_text=True)
+    assert "MATCH" in check and "Trailer &lt;2015&gt;" in check
+    client.post(f"/known/{entry.item}/remove", base_url=url)
+    assert store.count_known(KnownKind.KNOWN) == 0
+
+
+def test_admin_manages_users_and_a_reviewer_cannot(app):
+    store = app.extensions["afterimage"]["store"]
+    add_user(store, "root", "admin", "root-password-1")
+    url = "https://review.example.org"
+    reviewer = app.test_client()
+    login(reviewer, "ana", "ana-password-1")
+    assert reviewer.get("/users", base_url=url).status_code == 403
+    assert reviewer.post("/users/add", base_url=url, data={"name": "eve", "role": "admin", "password": "x" * 12}).status_code == 403
+    admin = app.test_client()
+    login(admin, "root", "root-password-1")
+    admin.post("/users/add", base_url=url, data={"name": "bo", "role": "viewer", "password": "bo-password-1"})
+    assert store.get_user("bo").role == "viewer"
+    page = admin.post("/users/add", base_url=url, data={"name": "cy", "role": "viewer", "password": "short"},
+                      follow_redirects=True).get_data(as_text=True)
+    assert "at least 10 characters" in page and store.get_user("cy") is None
+    admin.post("/users/ana/remove", base_url=url)
+    assert store.get_user("ana") is None
+    assert reviewer.get("/queue", base_url=url).status_code == 302  # the removed user's session ended
