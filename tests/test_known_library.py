@@ -290,6 +290,7 @@ def test_check_url_errors_are_one_plain_sentence_with_detail_under_verbose(data:
     config = _trusting_config(tmp_path, httpserver)
     httpserver.expect_request("/x.jpg").respond_with_data(encode(scene(94)), content_type="image/jpeg")
     url = f"https://127.0.0.1:{httpserver.port}/x.jpg"  # https to a server speaking plain http
+    open_store(f"sqlite:///{data / 'state.db'}").close()  # check only reads a store that exists
 
     result = run("check", "-c", str(config), url)
     assert result.exit_code == 2
