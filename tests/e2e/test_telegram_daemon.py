@@ -143,7 +143,13 @@ def test_album_match_alert_deletion_logged_and_faults_never_deletions(tmp_path, 
             w.tg_messages[2].deleted = True
             w.faults.clear()
         w.inject(f"/{CHANNEL}/", *faults(server, lambda: embed_page(CHANNEL, w.tg_messages, 101, server.base_url)))
-        wait_for(lambda: ("deleted", f"{CHANNEL}/{ALBUM}") in events(data), 240, "the deletion in the log")
+        try:
+            wait_for(lambda: ("deleted", f"{CHANNEL}/{ALBUM}") in events(data), 300, "the deletion in the log")
+        except AssertionError:
+            with open_store(f"sqlite:///{data / 'state.db'}") as store:
+                print("rechecks:", store.due_rechecks("telegram", datetime.now(timezone.utc) + timedelta(days=2)))
+            print("faults served:", w.faults_served)
+            raise
         time.sleep(3)
     finally:
         proc.send_signal(signal.SIGTERM)
