@@ -39,7 +39,7 @@ import logging
 import re
 import time
 from collections import OrderedDict
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from html.parser import HTMLParser
@@ -54,7 +54,7 @@ from bot.errors import MediaError, PlatformError, RateLimited
 from bot.config_base import WatcherConfig
 from bot.media.fetch import REDIRECT_STATUSES, GuardedClient, Resolver, system_resolver
 from bot.models import Media, MediaKind, Post, PostStatus, RejectedItem, utcnow
-from watchers._common import describe_error, html_to_text, reset_time
+from watchers._common import describe_error, html_to_text, read_capped, reset_time
 from watchers.base import PollResult, Watcher
 
 log = logging.getLogger(__name__)
@@ -282,17 +282,13 @@ class RssWatcher(Watcher):
                     return None, response
                 if not 200 <= response.status_code < 300:
                     raise PlatformError(f"rss: {feed_url} answered HTTP {response.status_code}")
-                body = bytearray()
-                for chunk in response.iter_content(65536):
-                    body += chunk
-                    if len(body) > self.max_feed_bytes:
-                        raise PlatformError(f"rss: {feed_url} is larger than {self.max_feed_bytes} bytes")
+                body = read_capped(response, self.max_feed_bytes, f"rss: {feed_url}")
         except requests.RequestException as e:
             raise PlatformError(f"rss: fetching {feed_url} failed: {describe_error(e)}") from e
         except MediaError as e:
             raise PlatformError(f"rss: following the redirect of {feed_url} failed: {e}") from e
         parsed = feedparser.parse(
-            io.BytesIO(bytes(body)),  # a stream: feedparser would open a body that names a local file
+            io.BytesIO(body),  # a stream: feedparser would open a body that names a local file
             resolve_relative_uris=False,  # <img src> is resolved against the item link, not the feed URL
             # no content-location: feedparser would resolve a plain guid ("press-7", a permalink by RSS's
             # default) against the feed URL into a URL that does not exist; links are resolved below

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
@@ -38,7 +38,7 @@ from selectolax.lexbor import LexborHTMLParser, LexborNode
 from bot.config_base import WatcherConfig
 from bot.errors import PlatformError, RateLimited
 from bot.models import Media, MediaKind, Post, PostStatus, RejectedItem, StatusKind, iso, utcnow
-from watchers._common import MalformedItem, describe_error, parse_time, reset_time
+from watchers._common import LookupRun, MalformedItem, describe_error, parse_time, read_capped, reset_time
 from watchers.base import PollResult, Watcher
 
 log = logging.getLogger(__name__)
@@ -92,12 +92,6 @@ class _Page:
     before: int | None
 
 
-@dataclass
-class _LookupRun:
-    #: channel -> None if its preview is readable, else its account-level status
-    channels: dict[str, PostStatus | None] = field(default_factory=dict)
-
-
 class TelegramWatcher(Watcher):
     platform = "telegram"
     config_model = TelegramConfig
@@ -139,16 +133,12 @@ class TelegramWatcher(Watcher):
                     raise ChannelGone(f"telegram: {what} redirects to {response.headers.get('Location', '?')}")
                 if response.status_code != 200:
                     raise PlatformError(f"telegram: {what} answered HTTP {response.status_code}")
-                body = bytearray()
-                for chunk in response.iter_content(65536):
-                    body += chunk
-                    if len(body) > self.max_page_bytes:
-                        raise PlatformError(f"telegram: {what} is larger than {self.max_page_bytes} bytes")
+                body = read_capped(response, self.max_page_bytes, f"telegram: {what}")
             finally:
                 response.close()
         except requests.RequestException as e:
             raise PlatformError(f"telegram: {what} failed: {describe_error(e)}") from e
-        text = bytes(body).decode(response.encoding or "utf-8", errors="replace")
+        text = body.decode(response.encoding or "utf-8", errors="replace")
         if "</html>" not in text[-4096:].lower():
             raise PlatformError(f"telegram: {what}: truncated page (no closing </html>)")
         return text
@@ -208,13 +198,13 @@ class TelegramWatcher(Watcher):
 
     # ------------------------------------------------------------------ lookup
 
-    def _lookup_state(self) -> _LookupRun:
-        return _LookupRun()
+    def _lookup_state(self) -> LookupRun:
+        return LookupRun()
 
-    def _lookup_batch(self, batch: list[str], authors: Mapping[str, str | None], state: _LookupRun) -> dict[str, PostStatus]:
+    def _lookup_batch(self, batch: list[str], authors: Mapping[str, str | None], state: LookupRun) -> dict[str, PostStatus]:
         return {post_id: self._lookup_one(post_id, state) for post_id in batch}
 
-    def _lookup_one(self, post_id: str, state: _LookupRun) -> PostStatus:
+    def _lookup_one(self, post_id: str, state: LookupRun) -> PostStatus:
         channel, _, number = post_id.partition("/")
         if not number.isdigit():
             return PostStatus.unknown(f"not a Telegram message id (channel/number): {post_id!r}")
@@ -242,20 +232,20 @@ class TelegramWatcher(Watcher):
             return PostStatus.unknown(f"malformed message in embed: {e}")
         return PostStatus.alive(post)
 
-    def _channel_state(self, channel: str, state: _LookupRun) -> PostStatus | None:
+    def _channel_state(self, channel: str, state: LookupRun) -> PostStatus | None:
         """None while the channel's preview is readable; its account-level status when it is gone; unknown
         when the check itself failed (a message cannot be called deleted without it)."""
-        if channel not in state.channels:
+        if channel not in state.authors:
             try:
                 self._page(channel, None)
-                state.channels[channel] = None
+                state.authors[channel] = None
             except ChannelGone as e:
-                state.channels[channel] = PostStatus.of(StatusKind.AUTHOR_DELETED, str(e))
+                state.authors[channel] = PostStatus.of(StatusKind.AUTHOR_DELETED, str(e))
             except RateLimited as e:
                 return PostStatus.unknown(f"message not found; channel check rate limited: {e}")
             except PlatformError as e:
                 return PostStatus.unknown(f"message not found; channel check failed: {e}")
-        return state.channels[channel]
+        return state.authors[channel]
 
 
 # ----------------------------------------------------------------------------- parsing (pure functions)

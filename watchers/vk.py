@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import requests
@@ -33,7 +32,7 @@ from bot.config_base import WatcherConfig
 from bot.errors import PlatformError, RateLimited
 from bot.models import Media, MediaKind, Post, PostStatus, RejectedItem, StatusKind
 from bot.redact import register_secret
-from watchers._common import MalformedItem, RoutedSession, describe_error, epoch_to_datetime, reset_time
+from watchers._common import LookupRun, MalformedItem, RoutedSession, describe_error, epoch_to_datetime, reset_time
 from watchers.base import PollResult, Watcher
 
 log = logging.getLogger(__name__)
@@ -88,13 +87,6 @@ class VkError(PlatformError):
     def __init__(self, message: str, code: int | None):
         super().__init__(message)
         self.code = code
-
-
-@dataclass
-class _LookupRun:
-    #: owner id -> None while its wall answers, else the account-level status of its posts
-    walls: dict[str, PostStatus | None] = field(default_factory=dict)
-    limited: RateLimited | None = None
 
 
 class VkWatcher(Watcher):
@@ -185,20 +177,20 @@ class VkWatcher(Watcher):
 
     # ------------------------------------------------------------------ lookup
 
-    def _lookup_state(self) -> _LookupRun:
-        return _LookupRun()
+    def _lookup_state(self) -> LookupRun:
+        return LookupRun()
 
-    def _lookup_batch(self, batch: list[str], authors: Mapping[str, str | None], state: _LookupRun) -> dict[str, PostStatus]:
+    def _lookup_batch(self, batch: list[str], authors: Mapping[str, str | None], state: LookupRun) -> dict[str, PostStatus]:
         valid = [i for i in batch if _post_key(i) is not None]
         out = {i: PostStatus.unknown(f"not a VK post id (<owner>_<id>): {i!r}") for i in batch if i not in valid}
         if not valid:
             return out
         if state.limited is not None:
-            return {**out, **{i: PostStatus.unknown(str(state.limited)) for i in valid}}
+            return {**out, **{i: PostStatus.unknown(state.limited) for i in valid}}
         try:
             answer = self._call("wall.getById", posts=",".join(valid))
         except RateLimited as e:
-            state.limited = e
+            state.limited = str(e)
             return {**out, **{i: PostStatus.unknown(str(e)) for i in valid}}
         except VkError as e:
             kind = AUTHOR_CODES.get(e.code or 0)
@@ -229,26 +221,26 @@ class VkWatcher(Watcher):
                 out[post_id] = self._wall_state(owner, state) or PostStatus.deleted()
         return out
 
-    def _wall_state(self, owner: str, state: _LookupRun) -> PostStatus | None:
+    def _wall_state(self, owner: str, state: LookupRun) -> PostStatus | None:
         """None while the wall answers (a missing post is then a deletion candidate), else the wall's state;
         unknown when the check itself failed."""
-        if owner not in state.walls:
+        if owner not in state.authors:
             try:
                 answer = self._call("wall.get", owner_id=owner, count=1)
                 if not isinstance(answer, dict) or not isinstance(answer.get("items"), list):
                     return PostStatus.unknown("post missing; wall check answer malformed")
-                state.walls[owner] = None
+                state.authors[owner] = None
             except RateLimited as e:
-                state.limited = e
+                state.limited = str(e)
                 return PostStatus.unknown(f"post missing; wall check rate limited: {e}")
             except VkError as e:
                 kind = AUTHOR_CODES.get(e.code or 0)
                 if kind is None:
                     return PostStatus.unknown(f"post missing; wall check failed: {e}")
-                state.walls[owner] = PostStatus.of(kind, str(e))
+                state.authors[owner] = PostStatus.of(kind, str(e))
             except PlatformError as e:
                 return PostStatus.unknown(f"post missing; wall check failed: {e}")
-        return state.walls[owner]
+        return state.authors[owner]
 
 
 # ----------------------------------------------------------------------------- parsing (pure functions)

@@ -20,7 +20,7 @@ from __future__ import annotations
 import io
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from datetime import datetime
 from typing import Any, ClassVar
 from urllib.parse import quote, urlsplit, urlunsplit
@@ -34,7 +34,7 @@ from bot.config_base import WatcherConfig, base_url
 from bot.errors import PlatformError, RateLimited
 from bot.models import Media, MediaKind, Post, PostStatus, RejectedItem, StatusKind, iso, parse_iso
 from bot.redact import register_secret
-from watchers._common import MalformedItem, describe_error, parse_time, reset_time
+from watchers._common import LookupRun, MalformedItem, describe_error, parse_time, reset_time
 from watchers.base import PollResult, Watcher
 from watchers.rss import to_jsonable
 
@@ -84,13 +84,6 @@ class YoutubeConfig(WatcherConfig):
     @classmethod
     def _data_api_is_url(cls, v: str) -> str:
         return base_url(v, "https://www.googleapis.com")
-
-
-@dataclass
-class _LookupRun:
-    #: channel id -> None while it exists, else its account-level status
-    channels: dict[str, PostStatus | None] = field(default_factory=dict)
-    limited: str | None = None
 
 
 class YoutubeWatcher(Watcher):
@@ -197,10 +190,10 @@ class YoutubeWatcher(Watcher):
 
     # ------------------------------------------------------------------ lookup
 
-    def _lookup_state(self) -> _LookupRun:
-        return _LookupRun()
+    def _lookup_state(self) -> LookupRun:
+        return LookupRun()
 
-    def _lookup_batch(self, batch: list[str], authors: Mapping[str, str | None], state: _LookupRun) -> dict[str, PostStatus]:
+    def _lookup_batch(self, batch: list[str], authors: Mapping[str, str | None], state: LookupRun) -> dict[str, PostStatus]:
         valid = [i for i in batch if len(i) == 11 and set(i) <= _ID_CHARS]
         out = {i: PostStatus.unknown(f"not a YouTube video id: {i!r}") for i in batch if i not in valid}
         for post_id in valid:
@@ -212,22 +205,22 @@ class YoutubeWatcher(Watcher):
             return {**out, **self._lookup_data_api(valid, state)}
         return {**out, **{i: self._lookup_oembed(i, state) for i in valid}}
 
-    def _missing(self, video_id: str, state: _LookupRun) -> PostStatus:
+    def _missing(self, video_id: str, state: LookupRun) -> PostStatus:
         """A video YouTube no longer shows: deleted while its channel still exists."""
         channel = self._channel_of.get(video_id)
         if channel is None:
             return PostStatus.unknown("video not found and its channel is not known")
-        if channel not in state.channels:
+        if channel not in state.authors:
             try:
                 self._feed(channel)
-                state.channels[channel] = None
+                state.authors[channel] = None
             except ChannelGone as e:
-                state.channels[channel] = PostStatus.of(StatusKind.AUTHOR_DELETED, str(e))
+                state.authors[channel] = PostStatus.of(StatusKind.AUTHOR_DELETED, str(e))
             except PlatformError as e:
                 return PostStatus.unknown(f"video not found; channel check failed: {e}")
-        return state.channels[channel] or PostStatus.deleted()
+        return state.authors[channel] or PostStatus.deleted()
 
-    def _lookup_oembed(self, video_id: str, state: _LookupRun) -> PostStatus:
+    def _lookup_oembed(self, video_id: str, state: LookupRun) -> PostStatus:
         if state.limited:
             return PostStatus.unknown(state.limited)
         watch = f"https://www.youtube.com/watch?v={video_id}"
@@ -286,7 +279,7 @@ class YoutubeWatcher(Watcher):
             raise PlatformError(f"youtube: {what}: malformed answer")
         return answer
 
-    def _lookup_data_api(self, ids: list[str], state: _LookupRun) -> dict[str, PostStatus]:
+    def _lookup_data_api(self, ids: list[str], state: LookupRun) -> dict[str, PostStatus]:
         if state.limited:
             return {i: PostStatus.unknown(state.limited) for i in ids}
         try:
@@ -317,18 +310,18 @@ class YoutubeWatcher(Watcher):
                 out[video_id] = PostStatus.unknown(f"unexpected status {status!r}")
         return out
 
-    def _missing_api(self, video_id: str, state: _LookupRun) -> PostStatus:
+    def _missing_api(self, video_id: str, state: LookupRun) -> PostStatus:
         channel = self._channel_of.get(video_id)
         if channel is None:
             return PostStatus.unknown("video absent from videos.list and its channel is not known")
-        if channel not in state.channels:
+        if channel not in state.authors:
             try:
                 answer = self._api(self._client().channels().list(part="id", id=channel), "channels.list")
             except PlatformError as e:
                 return PostStatus.unknown(f"video absent; channel check failed: {e}")
             found = any(isinstance(i, dict) and i.get("id") == channel for i in answer.get("items", []))
-            state.channels[channel] = None if found else PostStatus.of(StatusKind.AUTHOR_DELETED, "channel absent from channels.list")
-        return state.channels[channel] or PostStatus.deleted()
+            state.authors[channel] = None if found else PostStatus.of(StatusKind.AUTHOR_DELETED, "channel absent from channels.list")
+        return state.authors[channel] or PostStatus.deleted()
 
 
 class ChannelGone(PlatformError):
