@@ -40,11 +40,11 @@ def world() -> Iterator[tuple[FakeWorld, FakePlatforms]]:
         yield w, server
 
 
-def write_config(path: Path, server: FakePlatforms, data: Path) -> Path:
+def write_config(path: Path, server: FakePlatforms, data: Path, store_url: str) -> Path:
     path.write_text(
         f"""
 data_dir: {data}
-store: sqlite:///{data / "state.db"}
+store: {store_url}
 log_level: info
 watchers:
   telegram:
@@ -75,12 +75,12 @@ def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
     while time.monotonic() < deadline:
         if condition():
             return
-        time.sleep(0.2)
+        time.sleep(1)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
-def events(data: Path) -> list[tuple[str, str]]:
-    with open_store(f"sqlite:///{data / 'state.db'}") as store:
+def events(store_url: str) -> list[tuple[str, str]]:
+    with open_store(store_url) as store:
         return [(e.kind, e.post_id) for e in store.list_events()]
 
 
@@ -101,10 +101,10 @@ def faults(server: FakePlatforms, page_of: Callable[[], str]) -> list[Fault]:
     ]
 
 
-def test_album_match_alert_deletion_logged_and_faults_never_deletions(tmp_path, world, monkeypatch):
+def test_album_match_alert_deletion_logged_and_faults_never_deletions(tmp_path, world, redis_url):
     w, server = world
     data = tmp_path / "data"
-    config = write_config(tmp_path / "cfg.yaml", server, data)
+    config = write_config(tmp_path / "cfg.yaml", server, data, redis_url)
     trailer = write_trailer(tmp_path / "trailer.mp4")
     result = CliRunner().invoke(
         main, ["known", "add", str(trailer), "--label", "Gunship sim trailer (2015)", "--source", "https://example.org/t", "-c", str(config)]
@@ -138,15 +138,15 @@ def test_album_match_alert_deletion_logged_and_faults_never_deletions(tmp_path, 
         w.inject(f"/{CHANNEL}/", *faults(server, lambda: embed_page(CHANNEL, w.tg_messages, 101, server.base_url)))
         w.inject(f"/s/{CHANNEL}", *faults(server, lambda: channel_page(CHANNEL, w.tg_messages, server.base_url)))
         wait_for(lambda: len(lookup_faults(w)) >= 5, 120, "look-ups answered with every failure")
-        assert events(data) == []
+        assert events(redis_url) == []
         with w.lock:
             w.tg_messages[2].deleted = True
             w.faults.clear()
         w.inject(f"/{CHANNEL}/", *faults(server, lambda: embed_page(CHANNEL, w.tg_messages, 101, server.base_url)))
         try:
-            wait_for(lambda: ("deleted", f"{CHANNEL}/{ALBUM}") in events(data), 300, "the deletion in the log")
+            wait_for(lambda: ("deleted", f"{CHANNEL}/{ALBUM}") in events(redis_url), 300, "the deletion in the log")
         except AssertionError:
-            with open_store(f"sqlite:///{data / 'state.db'}") as store:
+            with open_store(redis_url) as store:
                 print("rechecks:", store.due_rechecks("telegram", datetime.now(timezone.utc) + timedelta(days=2)))
             print("faults served:", w.faults_served)
             raise
@@ -161,7 +161,7 @@ def test_album_match_alert_deletion_logged_and_faults_never_deletions(tmp_path, 
         print(output)  # shown when the test fails
 
     assert len(lookup_faults(w)) >= 8 and len(w.faults_served) >= 15, w.faults_served  # every failure was met
-    assert events(data) == [("deleted", f"{CHANNEL}/{ALBUM}")], output  # nothing else reported deleted
+    assert events(redis_url) == [("deleted", f"{CHANNEL}/{ALBUM}")], output  # nothing else reported deleted
     matches = [a for a in w.received_alerts if a["title"].startswith("Known image")]
     assert len(matches) == 1, [a["title"] for a in w.received_alerts]
     assert f"https://t.me/{CHANNEL}/{ALBUM}" in matches[0]["message"]
