@@ -150,6 +150,9 @@ class YoutubeWatcher(Watcher):
     def _largest_thumbnail(self, feed_thumbnail: str) -> str:
         """The largest thumbnail of a video that exists: the feed names hqdefault, larger ones may exist."""
         parts = urlsplit(feed_thumbnail)
+        host = (parts.hostname or "").lower()
+        if not (host == "ytimg.com" or host.endswith(".ytimg.com") or host == urlsplit(self._base).hostname):
+            return feed_thumbnail  # only YouTube's own image hosts are probed (media fetching has its own policy)
         folder = parts.path.rpartition("/")[0]
         for name in THUMBNAILS[:-1]:
             candidate = urlunsplit((parts.scheme, parts.netloc, f"{folder}/{name}", "", ""))
