@@ -223,7 +223,7 @@ def test_x_usernames_are_normalized_or_refused_clearly():
     assert cfg.watchers.x.accounts == ["DefenceMinistry", "mod_russia"]
     assert problems_of(x_section("", accounts='["https://x.com/DefenceMinistry"]'), X_ENV) == [
         'cfg.yaml: line 4: watchers.x.accounts: "https://x.com/DefenceMinistry" is not an X username '
-        "(1-15 letters, digits or _, e.g. DefenceMinistry)"
+        "(letters, digits and _ only, e.g. DefenceMinistry)"
     ]
 
 

@@ -123,11 +123,12 @@ def test_album_match_alert_deletion_logged_and_faults_never_deletions(tmp_path, 
     # the first polls meet every kind of failure before the real page
     w.inject(f"/s/{CHANNEL}", *faults(server, lambda: channel_page(CHANNEL, w.tg_messages, server.base_url)))
 
+    log_file = (tmp_path / "daemon.log").open("w")  # a file, not a pipe: minutes of logs would fill a pipe and block
     proc = subprocess.Popen(
         [sys.executable, "-m", "bot.cli", "run", "-c", str(config)],
         cwd=ROOT,
         env=dict(os.environ),
-        stdout=subprocess.PIPE,
+        stdout=log_file,
         stderr=subprocess.STDOUT,
         text=True,
     )
@@ -154,11 +155,13 @@ def test_album_match_alert_deletion_logged_and_faults_never_deletions(tmp_path, 
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
-            output, _ = proc.communicate(timeout=20)
+            proc.wait(timeout=20)
         except subprocess.TimeoutExpired:
             proc.kill()
-            output, _ = proc.communicate()
-        print(output)  # shown when the test fails
+            proc.wait()
+        log_file.close()
+        output = (tmp_path / "daemon.log").read_text()
+        print(output[-20000:])  # shown when the test fails
 
     assert len(lookup_faults(w)) >= 8 and len(w.faults_served) >= 15, w.faults_served  # every failure was met
     assert events(redis_url) == [("deleted", f"{CHANNEL}/{ALBUM}")], output  # nothing else reported deleted
