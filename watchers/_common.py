@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import html
 import re
+from dataclasses import dataclass, field
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta, timezone
 from email.utils import parsedate_to_datetime
@@ -22,7 +23,8 @@ from typing import Any
 
 import requests
 
-from bot.models import as_utc, utcnow
+from bot.errors import PlatformError
+from bot.models import PostStatus, as_utc, utcnow
 from bot.redact import MASK, redact
 
 #: longest description kept (exception messages can embed whole HTML pages)
@@ -34,6 +36,26 @@ _BEARER = re.compile(r"(Bearer\s+)[^\s'\"]+", re.IGNORECASE)
 
 class MalformedItem(ValueError):
     """One item (post, attachment, media object) of an answer is not shaped as documented."""
+
+
+@dataclass
+class LookupRun:
+    """What one ``lookup`` call learns once for all its batches (a watcher's ``_lookup_state``)."""
+
+    #: author (channel, wall, account) -> None while it is fine, else the account-level status of its posts
+    authors: dict[str, PostStatus | None] = field(default_factory=dict)
+    #: why the rest of this call is not asked (a rate limit hit by an earlier batch), None while it may ask
+    limited: str | None = None
+
+
+def read_capped(response: requests.Response, limit: int, what: str) -> bytes:
+    """The body of a streamed response; PlatformError when it is larger than ``limit`` bytes."""
+    body = bytearray()
+    for chunk in response.iter_content(65536):
+        body += chunk
+        if len(body) > limit:
+            raise PlatformError(f"{what} is larger than {limit} bytes")
+    return bytes(body)
 
 
 def scrub(text: str) -> str:

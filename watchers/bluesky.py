@@ -33,7 +33,7 @@ import hashlib
 import logging
 import re
 from dataclasses import dataclass, field
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any, ClassVar
 

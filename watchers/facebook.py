@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta, timezone
 from typing import Any, ClassVar
 from urllib.parse import parse_qsl, urlsplit
@@ -373,9 +373,14 @@ def _attachment_media(attachment: Any, post_id: str) -> list[Media]:
             for sub in subs["data"]:
                 out.extend(_attachment_media(sub, post_id))
             return out
+    if attachment.get("type") == "share":
+        # a shared link's preview card: Bluesky's rule, link cards are not attachments (the picture belongs to
+        # the linked page, changes with it, and is not what the page posted); a shared GIF is kept
+        # (``animated_image_share``), as Bluesky keeps a linked GIF
+        return []
     media = attachment.get("media")
     if media is None:
-        return []  # a link or status attachment without an image
+        return []  # a status attachment without an image
     if not isinstance(media, dict):
         raise MalformedItem(f"post {post_id}: attachment media is not an object")
     image = media.get("image")

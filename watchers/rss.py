@@ -39,12 +39,12 @@ import logging
 import re
 import time
 from collections import OrderedDict
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from html.parser import HTMLParser
 from typing import Any, ClassVar
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import parse_qsl, urljoin, urlsplit
 
 import feedparser
 from pydantic import Field, field_validator
@@ -54,7 +54,7 @@ from bot.errors import MediaError, PlatformError, RateLimited
 from bot.config_base import WatcherConfig
 from bot.media.fetch import REDIRECT_STATUSES, GuardedClient, Resolver, system_resolver
 from bot.models import Media, MediaKind, Post, PostStatus, RejectedItem, utcnow
-from watchers._common import describe_error, html_to_text, reset_time
+from watchers._common import describe_error, html_to_text, read_capped, reset_time
 from watchers.base import PollResult, Watcher
 
 log = logging.getLogger(__name__)
@@ -95,10 +95,78 @@ def to_jsonable(value: Any) -> Any:
     return str(value)
 
 
+#: URL parts of images that are page furniture, not pictures of the item: feed share buttons and tracking
+#: pixels (FeedBurner ``~ff``/``~r``, WordPress stats), avatars, emoji and icons
+_NOISE_URL_PARTS = (
+    "feeds.feedburner.com/~ff/",
+    "feeds.feedburner.com/~r/",
+    "feedproxy.google.com/~r/",
+    "stats.wordpress.com/",
+    "pixel.wp.com/",
+    "gravatar.com/avatar",
+    "/avatar",
+    "/emoji/",
+    "/smilies/",
+    "/share-button",
+    "/sharing/",
+    "/icons/",
+    "style_images/",
+    "doubleclick.net/",
+)
+#: class names of the same furniture
+_NOISE_CLASSES = ("avatar", "emoji", "wp-smiley", "share", "icon", "tracking")
+#: an image declared this small (both sides, in pixels) is an icon or a button, not a picture to match
+_ICON_SIDE = 64
+#: WordPress' resized copies: ``photo-300x200.jpg`` is ``photo.jpg`` at another size
+_WP_SIZE_SUFFIX = re.compile(r"-\d{2,5}x\d{2,5}(?=\.[a-z0-9]+$)", re.I)
+
+
+def is_noise_image(url: str, classes: str = "", width: str = "", height: str = "") -> bool:
+    """True for an image that is not a picture of the item: a tracking pixel, share button, avatar, emoji."""
+    lowered = url.lower()
+    if any(part in lowered for part in _NOISE_URL_PARTS):
+        return True
+    if any(name in classes.lower() for name in _NOISE_CLASSES):
+        return True
+    w, h = _dimension(width), _dimension(height)
+    if (w is not None and w <= 2) or (h is not None and h <= 2):
+        return True  # tracking pixel
+    return w is not None and h is not None and w <= _ICON_SIDE and h <= _ICON_SIDE
+
+
+def _dimension(value: str | None) -> int | None:
+    text = (value or "").strip().lower().removesuffix("px")
+    return int(text) if text.isdigit() else None
+
+
+def picture_key(url: str) -> str:
+    """What two URLs of the same picture at different sizes share: host and path without a WordPress size
+    suffix, no query (``?w=100&h=70``, ``?resize=...``)."""
+    parts = urlsplit(url)
+    return f"{parts.netloc.lower()}{_WP_SIZE_SUFFIX.sub('', parts.path)}"
+
+
+def picture_area(url: str, width: Any = None, height: Any = None) -> int:
+    """The size a URL of a picture names (declared width x height, a WordPress ``-WxH`` suffix or ``w``/``h``
+    query values); 0 when it names none (the original, usually the largest)."""
+    w, h = _dimension(str(width) if width is not None else None), _dimension(str(height) if height is not None else None)
+    if w and h:
+        return w * h
+    parts = urlsplit(url)
+    m = re.search(r"-(\d{2,5})x(\d{2,5})\.[a-z0-9]+$", parts.path, re.I)
+    if m:
+        return int(m.group(1)) * int(m.group(2))
+    query = dict(parse_qsl(parts.query))
+    qw, qh = _dimension(query.get("w")), _dimension(query.get("h"))
+    if qw or qh:
+        return (qw or qh or 0) * (qh or qw or 0)
+    return 0
+
+
 class _ImgCollector(HTMLParser):
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)
-        self.images: list[tuple[str, str | None]] = []
+        self.images: list[tuple[str, str | None, int]] = []
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         if tag != "img":
@@ -107,12 +175,13 @@ class _ImgCollector(HTMLParser):
         src = a.get("src", "").strip()
         if not src or src.startswith("data:"):
             return
-        if a.get("width", "").strip() in ("0", "1") or a.get("height", "").strip() in ("0", "1"):
-            return  # tracking pixel
-        self.images.append((src, a.get("alt") or None))
+        if is_noise_image(src, a.get("class", ""), a.get("width", ""), a.get("height", "")):
+            return
+        self.images.append((src, a.get("alt") or None, picture_area(src, a.get("width"), a.get("height"))))
 
 
-def html_images(markup: str | None) -> list[tuple[str, str | None]]:
+def html_images(markup: str | None) -> list[tuple[str, str | None, int]]:
+    """``(src, alt, declared area)`` of the pictures in an HTML fragment, furniture left out."""
     if not markup:
         return []
     collector = _ImgCollector()
@@ -221,17 +290,13 @@ class RssWatcher(Watcher):
                     return None, response
                 if not 200 <= response.status_code < 300:
                     raise PlatformError(f"rss: {feed_url} answered HTTP {response.status_code}")
-                body = bytearray()
-                for chunk in response.iter_content(65536):
-                    body += chunk
-                    if len(body) > self.max_feed_bytes:
-                        raise PlatformError(f"rss: {feed_url} is larger than {self.max_feed_bytes} bytes")
+                body = read_capped(response, self.max_feed_bytes, f"rss: {feed_url}")
         except requests.RequestException as e:
             raise PlatformError(f"rss: fetching {feed_url} failed: {describe_error(e)}") from e
         except MediaError as e:
             raise PlatformError(f"rss: following the redirect of {feed_url} failed: {e}") from e
         parsed = feedparser.parse(
-            io.BytesIO(bytes(body)),  # a stream: feedparser would open a body that names a local file
+            io.BytesIO(body),  # a stream: feedparser would open a body that names a local file
             resolve_relative_uris=False,  # <img src> is resolved against the item link, not the feed URL
             # no content-location: feedparser would resolve a plain guid ("press-7", a permalink by RSS's
             # default) against the feed URL into a URL that does not exist; links are resolved below
@@ -334,32 +399,47 @@ class RssWatcher(Watcher):
         )
 
     def _media(self, entry: Any, base: str) -> list[Media]:
+        """Enclosures, ``media:content`` (with ``media:thumbnail`` as its preview), else the thumbnails, and
+        ``<img>`` in the text. Furniture (tracking pixels, share buttons, avatars) is left out, and one
+        picture found at several sizes is one attachment: its largest copy (an unsized URL is taken for the
+        original)."""
         found: list[Media] = []
-        seen: set[str] = set()
+        areas: list[int] = []
+        by_key: dict[str, int] = {}
 
-        def add(url: Any, kind: MediaKind | None, alt: str | None = None, preview: str | None = None) -> None:
+        def add(url: Any, kind: MediaKind | None, alt: str | None = None, preview: str | None = None, area: int = 0) -> bool:
             if not isinstance(url, str) or not url.strip() or kind is None:
-                return
+                return False
             absolute = urljoin(base, url.strip())
-            if urlsplit(absolute).scheme not in ("http", "https") or absolute in seen:
-                return
-            seen.add(absolute)
+            if urlsplit(absolute).scheme not in ("http", "https") or is_noise_image(absolute):
+                return False
+            key = picture_key(absolute)
+            rank = area or 10**9  # no size named: the original
+            if key in by_key:
+                index = by_key[key]
+                if rank > areas[index]:
+                    found[index] = Media(url=absolute, kind=kind, alt_text=alt or found[index].alt_text, preview_url=preview)
+                    areas[index] = rank
+                return True
+            by_key[key] = len(found)
             found.append(Media(url=absolute, kind=kind, alt_text=alt or None, preview_url=preview))
+            areas.append(rank)
+            return True
 
-        thumbnails = [t.get("url") for t in entry.get("media_thumbnail") or [] if isinstance(t, dict)]
+        thumbnails = [t for t in entry.get("media_thumbnail") or [] if isinstance(t, dict) and isinstance(t.get("url"), str)]
         for enc in entry.get("enclosures") or []:
             if isinstance(enc, dict):
                 href = enc.get("href") or enc.get("url")
                 add(href, _kind_of(enc.get("type", ""), "", href or ""))
-        contents = [mc for mc in entry.get("media_content") or [] if isinstance(mc, dict)]
-        for mc in contents:
+        usable = 0
+        for mc in (mc for mc in entry.get("media_content") or [] if isinstance(mc, dict)):
             kind = _kind_of(mc.get("type", ""), mc.get("medium", ""), mc.get("url") or "")
             # media:thumbnail next to media:content is its preview (a smaller copy), not another image
-            preview = urljoin(base, thumbnails[0]) if thumbnails and isinstance(thumbnails[0], str) else None
-            add(mc.get("url"), kind, None, preview)
-        if not contents:
+            preview = urljoin(base, thumbnails[0]["url"]) if thumbnails else None
+            usable += add(mc.get("url"), kind, None, preview, picture_area(mc.get("url") or "", mc.get("width"), mc.get("height")))
+        if not usable:  # no media:content, or only unusable ones (a video player page, a document)
             for thumb in thumbnails:
-                add(thumb, MediaKind.PHOTO)
+                add(thumb["url"], MediaKind.PHOTO, area=picture_area(thumb["url"], thumb.get("width"), thumb.get("height")))
         markup = []
         content = entry.get("content")
         if isinstance(content, list):
@@ -367,8 +447,8 @@ class RssWatcher(Watcher):
         if isinstance(entry.get("summary"), str):
             markup.append(entry["summary"])
         for fragment in markup:
-            for src, alt in html_images(fragment):
-                add(src, MediaKind.PHOTO, alt)
+            for src, alt, area in html_images(fragment):
+                add(src, MediaKind.PHOTO, alt, area=area)
         return found
 
     # ------------------------------------------------------------------ poll

@@ -11,7 +11,8 @@
   lookup); a channel whose preview redirects away (deleted, renamed, made private) is an author state,
   never a deletion of its posts. The current version of a live message comes back, so edits are seen.
 - Answers that are not what a preview page looks like (a challenge or captcha page, a truncated page,
-  an unknown layout), 429 (``Retry-After`` respected: :class:`bot.errors.RateLimited` in poll), 5xx,
+  an unknown layout), 429 (``Retry-After`` respected: no request goes out before it ends, polls raise
+  :class:`bot.errors.RateLimited`), 5xx,
   timeouts and connection failures are ``unknown`` in lookup and :class:`bot.errors.PlatformError` in poll.
 
 Per message: id, link (``https://t.me/<channel>/<id>``), date, text (entities flattened to plain text;
@@ -25,8 +26,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
@@ -36,13 +37,15 @@ from selectolax.lexbor import LexborHTMLParser, LexborNode
 
 from bot.config_base import WatcherConfig
 from bot.errors import PlatformError, RateLimited
-from bot.models import Media, MediaKind, Post, PostStatus, RejectedItem, StatusKind
-from watchers._common import MalformedItem, describe_error, parse_time, reset_time
+from bot.models import Media, MediaKind, Post, PostStatus, RejectedItem, StatusKind, iso, utcnow
+from watchers._common import LookupRun, MalformedItem, describe_error, parse_time, read_capped, reset_time
 from watchers.base import PollResult, Watcher
 
 log = logging.getLogger(__name__)
 
 PUBLIC_BASE = "https://t.me"
+#: seconds to hold off after a 429 that named no Retry-After
+DEFAULT_BACKOFF = 60.0
 _USERNAME_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_")
 #: blocks of a message text that end a line in the app
 _BLOCKS = {"blockquote", "p", "div", "pre"}
@@ -89,13 +92,6 @@ class _Page:
     before: int | None
 
 
-@dataclass
-class _LookupRun:
-    #: channel -> None if its preview is readable, else its account-level status
-    channels: dict[str, PostStatus | None] = field(default_factory=dict)
-    limited: RateLimited | None = None
-
-
 class TelegramWatcher(Watcher):
     platform = "telegram"
     config_model = TelegramConfig
@@ -111,6 +107,8 @@ class TelegramWatcher(Watcher):
         self._session = requests.Session()
         self._session.headers["User-Agent"] = config.user_agent
         self._session.headers["Accept-Language"] = "en"
+        #: the end of the last 429's Retry-After: until then no request goes out (polls and look-ups alike)
+        self._limited_until: datetime | None = None
 
     def close(self) -> None:
         self._session.close()
@@ -118,28 +116,29 @@ class TelegramWatcher(Watcher):
     # ------------------------------------------------------------------ fetching
 
     def _get(self, path: str, what: str) -> str:
-        """The HTML at ``path``; raises RateLimited (429), ChannelGone (a redirect away from the preview) or
-        PlatformError (anything else that is not a whole page)."""
+        """The HTML at ``path``; raises RateLimited (429, or still within the last 429's ``Retry-After``: no
+        request is sent then), ChannelGone (a redirect away from the preview) or PlatformError (anything else
+        that is not a whole page)."""
+        now = utcnow()
+        if self._limited_until is not None and now < self._limited_until:
+            raise RateLimited(self.platform, self._limited_until, f"telegram: {what} not sent: rate limited until {iso(self._limited_until)}")
         url = self._base + path
         try:
             response = self._session.get(url, timeout=self.config.timeout, allow_redirects=False, stream=True)
             try:
                 if response.status_code == 429:
-                    raise RateLimited(self.platform, reset_time(response.headers), f"telegram: {what} answered 429")
+                    self._limited_until = reset_time(response.headers) or now + timedelta(seconds=DEFAULT_BACKOFF)
+                    raise RateLimited(self.platform, self._limited_until, f"telegram: {what} answered 429")
                 if response.status_code in (301, 302, 303, 307, 308):
                     raise ChannelGone(f"telegram: {what} redirects to {response.headers.get('Location', '?')}")
                 if response.status_code != 200:
                     raise PlatformError(f"telegram: {what} answered HTTP {response.status_code}")
-                body = bytearray()
-                for chunk in response.iter_content(65536):
-                    body += chunk
-                    if len(body) > self.max_page_bytes:
-                        raise PlatformError(f"telegram: {what} is larger than {self.max_page_bytes} bytes")
+                body = read_capped(response, self.max_page_bytes, f"telegram: {what}")
             finally:
                 response.close()
         except requests.RequestException as e:
             raise PlatformError(f"telegram: {what} failed: {describe_error(e)}") from e
-        text = bytes(body).decode(response.encoding or "utf-8", errors="replace")
+        text = body.decode(response.encoding or "utf-8", errors="replace")
         if "</html>" not in text[-4096:].lower():
             raise PlatformError(f"telegram: {what}: truncated page (no closing </html>)")
         return text
@@ -199,22 +198,19 @@ class TelegramWatcher(Watcher):
 
     # ------------------------------------------------------------------ lookup
 
-    def _lookup_state(self) -> _LookupRun:
-        return _LookupRun()
+    def _lookup_state(self) -> LookupRun:
+        return LookupRun()
 
-    def _lookup_batch(self, batch: list[str], authors: Mapping[str, str | None], state: _LookupRun) -> dict[str, PostStatus]:
+    def _lookup_batch(self, batch: list[str], authors: Mapping[str, str | None], state: LookupRun) -> dict[str, PostStatus]:
         return {post_id: self._lookup_one(post_id, state) for post_id in batch}
 
-    def _lookup_one(self, post_id: str, state: _LookupRun) -> PostStatus:
+    def _lookup_one(self, post_id: str, state: LookupRun) -> PostStatus:
         channel, _, number = post_id.partition("/")
         if not number.isdigit():
             return PostStatus.unknown(f"not a Telegram message id (channel/number): {post_id!r}")
-        if state.limited is not None:
-            return PostStatus.unknown(f"rate limited: {state.limited}")
         try:
             html = self._get(f"/{channel}/{number}?embed=1", f"message {post_id}")
         except RateLimited as e:
-            state.limited = e
             return PostStatus.unknown(str(e))
         except ChannelGone:
             return self._channel_state(channel, state) or PostStatus.unknown(f"embed of {post_id} redirects away")
@@ -236,21 +232,20 @@ class TelegramWatcher(Watcher):
             return PostStatus.unknown(f"malformed message in embed: {e}")
         return PostStatus.alive(post)
 
-    def _channel_state(self, channel: str, state: _LookupRun) -> PostStatus | None:
+    def _channel_state(self, channel: str, state: LookupRun) -> PostStatus | None:
         """None while the channel's preview is readable; its account-level status when it is gone; unknown
         when the check itself failed (a message cannot be called deleted without it)."""
-        if channel not in state.channels:
+        if channel not in state.authors:
             try:
                 self._page(channel, None)
-                state.channels[channel] = None
+                state.authors[channel] = None
             except ChannelGone as e:
-                state.channels[channel] = PostStatus.of(StatusKind.AUTHOR_DELETED, str(e))
+                state.authors[channel] = PostStatus.of(StatusKind.AUTHOR_DELETED, str(e))
             except RateLimited as e:
-                state.limited = e
                 return PostStatus.unknown(f"message not found; channel check rate limited: {e}")
             except PlatformError as e:
                 return PostStatus.unknown(f"message not found; channel check failed: {e}")
-        return state.channels[channel]
+        return state.authors[channel]
 
 
 # ----------------------------------------------------------------------------- parsing (pure functions)

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import requests
@@ -38,7 +38,7 @@ from watchers.base import PollResult, Watcher
 log = logging.getLogger(__name__)
 
 TWITTER_HOST = "https://api.twitter.com"  # what tweepy builds its URLs with
-_USERNAME = re.compile(r"[A-Za-z0-9_]{1,15}")
+_USERNAME = re.compile(r"[A-Za-z0-9_]{1,50}")
 
 EXPANSIONS = [
     "attachments.media_keys",
@@ -93,7 +93,7 @@ class XConfig(WatcherConfig):
         for account in v:
             name = account.strip().removeprefix("@")
             if not _USERNAME.fullmatch(name):
-                raise ValueError(f'"{account}" is not an X username (1-15 letters, digits or _, e.g. DefenceMinistry)')
+                raise ValueError(f'"{account}" is not an X username (letters, digits and _ only, e.g. DefenceMinistry)')
             names.append(name)
         return names
 

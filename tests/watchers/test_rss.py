@@ -632,3 +632,25 @@ def test_rss_deletion_lifetime_runs_to_the_last_poll_that_listed_the_item(site, 
     finally:
         fetcher.close()
         store.close()
+
+
+# ----------------------------------------------------------------------------- fixes from real recorded feeds
+
+
+def test_unusable_media_content_still_yields_the_thumbnail(site):
+    """A YouTube channel feed: media:content is the (flash) player, media:thumbnail the only picture."""
+    feed = site.set_feed("/yt.xml", (FIXTURES.parent / "youtube" / "videos.xml").read_text(), "application/atom+xml")
+    result = make_watcher(site, accounts=[feed]).poll(feed, None)
+    by_id = {p.post_id: p for p in result.posts}
+    media = by_id["yt:video:Vid000000B2"].media
+    assert [(m.kind, m.url) for m in media] == [(MediaKind.PHOTO, site.url("/vi/Vid000000B2/hqdefault.jpg"))]
+
+
+def test_noise_images_are_not_attachments_and_two_sizes_are_one(site):
+    feed = site.set_feed("/noise.xml", "noise.rss.xml")
+    [post] = make_watcher(site, accounts=[feed]).poll(feed, None).posts
+    assert [m.url for m in post.media] == [
+        site.url("/wp-content/uploads/2026/02/hospital-visit-1024x683.jpg"),  # the largest of the two sizes
+        site.url("/wp-content/uploads/2026/02/ward-tour.jpg"),
+    ]
+    assert post.media[0].alt_text == "Hospital visit"

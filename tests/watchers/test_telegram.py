@@ -247,9 +247,17 @@ def test_lookup_429_stops_the_run_and_answers_unknown(site):
     world, server = site
     world.tg_messages = [message(n) for n in (1, 2, 3)]
     world.inject(f"/{CHANNEL}/", Fault("status", 429, headers={"Retry-After": "30"}))
-    answer = make_watcher(server.base_url).lookup([f"{CHANNEL}/{n}" for n in (1, 2, 3)])
+    w = make_watcher(server.base_url)
+    answer = w.lookup([f"{CHANNEL}/{n}" for n in (1, 2, 3)])
     assert {s.kind for s in answer.values()} == {StatusKind.UNKNOWN}
     assert len(world.faults_served) == 1  # the other two were not asked while rate limited
+    # the tracker asks one id per call: Retry-After still holds across calls, and for polls
+    assert w.lookup([f"{CHANNEL}/1"])[f"{CHANNEL}/1"].kind == StatusKind.UNKNOWN
+    with pytest.raises(RateLimited):
+        w.poll(CHANNEL, None)
+    assert len(world.faults_served) == 1
+    w._limited_until = None  # Retry-After over
+    assert w.lookup([f"{CHANNEL}/1"])[f"{CHANNEL}/1"].kind == StatusKind.ALIVE
 
 
 # ----------------------------------------------------------------------------- configuration

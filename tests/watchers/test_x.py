@@ -451,3 +451,15 @@ def test_unknown_error_type_is_unknown(httpserver, watcher):
         }
     )
     assert watcher.lookup(["1001"])["1001"].kind is StatusKind.UNKNOWN
+
+
+def test_retweet_listing_the_original_media_keys_again_has_each_attachment_once(httpserver, watcher):
+    """Real X answers put the retweeted tweet's media keys on the retweet too: one attachment each."""
+    page = fixture("timeline_page1.json")
+    for tweet in page["data"]:
+        if tweet["id"] == "1800000000000000040":
+            tweet["attachments"] = {"media_keys": ["3_1799999999999999999"]}
+    serve_user(httpserver)
+    httpserver.expect_request(f"/2/users/{USER_ID}/tweets").respond_with_json(page)
+    posts = {p.post_id: p for p in watcher.poll("MinExample", None).posts}
+    assert [m.url for m in posts["1800000000000000040"].media] == ["https://pbs.twimg.com/media/FloodMap.jpg"]
