@@ -208,7 +208,7 @@ def verify(query: LocalFeatures, known: LocalFeatures) -> Verification | None:
     model, mask = cv2.estimateAffinePartial2D(src, dst, method=cv2.RANSAC, ransacReprojThreshold=REPROJ,
                                               maxIters=1000, confidence=0.995)
     best = _measure(query, known, np.vstack([model, [0, 0, 1]]), mask, dst) if model is not None and mask is not None else None
-    if best is None or best.inliers < HOMOGRAPHY_BELOW:
+    if best is None or best.inliers < len(src) * HOMOGRAPHY_BELOW:
         h, hmask = cv2.findHomography(src, dst, cv2.RANSAC, REPROJ, maxIters=2000, confidence=0.995)
         if h is not None and hmask is not None and sane_homography(h, known.size, query.size):
             other = _measure(query, known, h, hmask, dst)
@@ -217,8 +217,9 @@ def verify(query: LocalFeatures, known: LocalFeatures) -> Verification | None:
     return best
 
 
-#: a similarity with fewer inliers than this is retried as a homography
-HOMOGRAPHY_BELOW = 80
+#: a similarity explaining fewer than this share of the ratio-test matches is retried as a homography
+#: (a similarity fits a true crop's matches almost all; a perspective copy's only in a band)
+HOMOGRAPHY_BELOW = 0.9
 #: ... which replaces it only when it explains this many times the inliers (a free homography fits some
 #: random matches too; a true perspective copy gains far more)
 HOMOGRAPHY_GAIN = 1.3
@@ -260,8 +261,11 @@ def _local_dets(h: np.ndarray, points: np.ndarray) -> np.ndarray:
     return a * d - b * c
 
 
-def _measure(query: LocalFeatures, known: LocalFeatures, h: np.ndarray, mask: np.ndarray, dst: np.ndarray) -> Verification:
-    """Inliers, scale, coverage, share and spread of a model ``h`` (3 x 3) mapping known -> query."""
+def _measure(query: LocalFeatures, known: LocalFeatures, h: np.ndarray, mask: np.ndarray, dst: np.ndarray) -> Verification | None:
+    """Inliers, scale, coverage, share and spread of a model ``h`` (3 x 3) mapping known -> query; None
+    for a degenerate model (everything mapped onto a line or a point)."""
+    if abs(np.linalg.det(h)) < 1e-9:
+        return None
     inl = mask.ravel().astype(bool)
     # one query keypoint can be the match of several known keypoints: count distinct positions only
     inlier_dst = np.unique(np.round(dst[inl]).astype(np.int32), axis=0)
