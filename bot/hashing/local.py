@@ -35,6 +35,8 @@ MIN_SCALE, MAX_SCALE = 0.2, 5.0
 #: grid for the coverage check, and the share of overlap cells that must hold inliers
 GRID = 8
 MIN_COVERAGE = 0.3
+#: with at least this many inliers, a smaller share of the overlap's cells must hold one
+STRONG_INLIERS, MIN_COVERAGE_STRONG = 100, 0.2
 #: below the inlier threshold, a check still passes with half the inliers when they are this share of the
 #: query keypoints in the overlap (small or low-detail copies; HUD look-alikes stay under 0.12)
 MIN_SHARE = 0.2
@@ -174,7 +176,10 @@ class Verification:
         """Enough inliers (or half as many that make up most of the overlap), a plausible scale, and
         inliers spread over the overlap rather than bunched on one logo or overlay element."""
         spread_ok = self.spread >= MIN_SPREAD or self.share >= OWN_SHARE
-        if not (MIN_SCALE <= self.scale <= MAX_SCALE and self.coverage >= MIN_COVERAGE and spread_ok):
+        # many inliers over a fifth of the overlap: a copy under big text or an emoji (the overlay's own
+        # keypoints take cells no inlier can reach); a shared HUD or logo gives fewer inliers than this
+        coverage = MIN_COVERAGE if self.inliers < STRONG_INLIERS else MIN_COVERAGE_STRONG
+        if not (MIN_SCALE <= self.scale <= MAX_SCALE and self.coverage >= coverage and spread_ok):
             return False
         return self.inliers >= min_inliers or (self.inliers * 2 >= min_inliers and self.share >= MIN_SHARE)
 

@@ -60,6 +60,8 @@ _STRONG_VOTES = 40
 #: candidates verified per region
 MAX_REGIONS = 3
 REGION_CANDIDATES = 3
+#: a verification whose scale (query / known) is at least this is retried at the known image's scale
+RESCALE_ABOVE = 1.5
 #: the descriptor index is saved again once this many entries (or 5 %) were added since the last save
 SNAPSHOT_EVERY = 1_000
 
@@ -507,10 +509,23 @@ class Matcher:
         return False
 
     def _verify(self, entry: KnownMedia, view: _View, mirrored: bool) -> Verification | None:
+        """Verify the view against an entry. A small crop shown larger than in the known image (scale >=
+        :data:`RESCALE_ABOVE`) has most of its keypoints at a finer scale than any of the known image's:
+        when it fails, it is verified again brought down to the known image's scale."""
         known = self.known_features(entry)
         if known is None:
             return None
-        return verify(self._features(view, mirrored), known)
+        check = verify(self._features(view, mirrored), known)
+        if check is None or check.scale < RESCALE_ABOVE or check.passes(self.config.min_inliers_match):
+            return check
+        image = self._orient(view.image, mirrored)
+        small = image.resize((max(1, round(image.width / check.scale)), max(1, round(image.height / check.scale))),
+                             Image.Resampling.BILINEAR)
+        again = verify(extract(small), known)
+        if again is None or again.inliers <= check.inliers:
+            return check
+        f = check.scale  # back to the view's pixels
+        return replace(again, region=[(x * f, y * f) for x, y in again.region], scale=again.scale * f)
 
     def known_features(self, entry: KnownMedia) -> LocalFeatures | None:
         """Local features of a stored entry: from the cache, else recomputed from the archive and cached.
