@@ -31,6 +31,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 from PIL import Image
 
@@ -60,6 +61,8 @@ _STRONG_VOTES = 40
 #: candidates verified per region
 MAX_REGIONS = 3
 REGION_CANDIDATES = 3
+#: share of a region view that a known outline must fill (and lie within) to count as that region
+FILLS = 0.85
 #: a verification whose scale (query / known) is at least this is retried at the known image's scale
 RESCALE_ABOVE = 1.5
 #: the descriptor index is saved again once this many entries (or 5 %) were added since the last save
@@ -471,7 +474,8 @@ class Matcher:
                 budget[0] -= 1
                 check = self._verify(entry, view, mirrored)
             distance = cand.distance if sig is not None else None
-            if check is not None and check.passes(cfg.min_inliers_match):
+            if check is not None and (check.passes(cfg.min_inliers_match) or (
+                    self._fills_region(check, view) and check.passes(cfg.min_inliers_suggest))):
                 tier = "match"
             elif check is not None and check.passes(cfg.min_inliers_suggest):
                 tier = "suggest"
@@ -482,6 +486,19 @@ class Matcher:
             region = self._to_input_pixels(view.to_work(check.region, mirrored), work, out_size)
             # (a mirrored view's outline is the same rectangle in the known image: no unmirroring needed)
             results.append(Match(entry, tier, "orb", distance, check.inliers, region, mirrored, check.known_region))
+
+    @staticmethod
+    def _fills_region(check: Verification, view: _View) -> bool:
+        """A region view whose verified known outline is the proposed rectangle itself: the proposal (a
+        framed picture) and the geometry agree independently, so the suggest tier's inliers are enough.
+        (A picture inside a phone screenshot is small: its copy keeps fewer keypoints than a whole image.)"""
+        if view.box is None:
+            return False
+        w, h = view.image.size
+        quad = np.asarray(check.region, np.float32)
+        inside = np.clip(quad, 0, [w, h]).astype(np.float32)  # (clipped corners: close enough for a check)
+        area = abs(float(cv2.contourArea(quad)))
+        return area > 0 and abs(float(cv2.contourArea(inside))) / area >= FILLS and area / (w * h) >= FILLS
 
     def _features(self, view: _View, mirrored: bool) -> LocalFeatures:
         """The view's local features in one orientation, extracted once per check (votes and every
