@@ -65,6 +65,9 @@ REGION_CANDIDATES = 3
 FILLS = 0.85
 #: a verification whose scale (query / known) is at least this is retried at the known image's scale
 RESCALE_ABOVE = 1.5
+#: ... when it found at least this many inliers (an unrelated image's random fit finds about 10: retrying
+#: every one of them would double the cost of a check that finds nothing)
+RESCALE_MIN_INLIERS = 18
 #: the descriptor index is saved again once this many entries (or 5 %) were added since the last save
 SNAPSHOT_EVERY = 1_000
 
@@ -130,6 +133,8 @@ class _View:
     hashes: dict[str, list[tuple[str, int]]]  # signal type -> (hash, dihedral variant) of the query
     quality: dict[str, int | None]  # signal type -> quality of the query's hash
     features: dict[bool, LocalFeatures] = field(default_factory=dict)
+    #: features of the view brought down to a candidate's scale, by (mirrored, scale in quarter steps)
+    rescaled: dict[tuple[bool, int], LocalFeatures] = field(default_factory=dict)
 
     def hash_of(self, signal: str, variant: int) -> str | None:
         return next((h for h, v in self.hashes.get(signal, ()) if v == variant), None)
@@ -533,12 +538,15 @@ class Matcher:
         if known is None:
             return None
         check = verify(self._features(view, mirrored), known)
-        if check is None or check.scale < RESCALE_ABOVE or check.passes(self.config.min_inliers_match):
+        if (check is None or check.scale < RESCALE_ABOVE or check.inliers < RESCALE_MIN_INLIERS
+                or check.passes(self.config.min_inliers_match)):
             return check
-        image = self._orient(view.image, mirrored)
-        small = image.resize((max(1, round(image.width / check.scale)), max(1, round(image.height / check.scale))),
-                             Image.Resampling.BILINEAR)
-        again = verify(extract(small), known)
+        key = (mirrored, round(check.scale * 4))  # one extraction per quarter step of scale, shared by candidates
+        if key not in view.rescaled:
+            image = self._orient(view.image, mirrored)
+            size = (max(1, round(image.width / check.scale)), max(1, round(image.height / check.scale)))
+            view.rescaled[key] = extract(image.resize(size, Image.Resampling.BILINEAR))
+        again = verify(view.rescaled[key], known)
         if again is None or again.inliers <= check.inliers:
             return check
         f = check.scale  # back to the view's pixels
