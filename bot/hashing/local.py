@@ -213,8 +213,9 @@ def verify(query: LocalFeatures, known: LocalFeatures) -> Verification | None:
     model, mask = cv2.estimateAffinePartial2D(src, dst, method=cv2.RANSAC, ransacReprojThreshold=REPROJ,
                                               maxIters=1000, confidence=0.995)
     best = _measure(query, known, np.vstack([model, [0, 0, 1]]), mask, dst) if model is not None and mask is not None else None
-    if best is None or best.inliers < len(src) * HOMOGRAPHY_BELOW:
-        h, hmask = cv2.findHomography(src, dst, cv2.RANSAC, REPROJ, maxIters=2000, confidence=0.995)
+    tried = best is not None and HOMOGRAPHY_MIN_INLIERS <= best.inliers < len(src) * HOMOGRAPHY_BELOW
+    if tried:
+        h, hmask = cv2.findHomography(src, dst, cv2.RANSAC, REPROJ, maxIters=1000, confidence=0.995)
         if h is not None and hmask is not None and sane_homography(h, known.size, query.size):
             other = _measure(query, known, h, hmask, dst)
             if other is not None and (best is None or other.inliers >= best.inliers * HOMOGRAPHY_GAIN):
@@ -225,6 +226,9 @@ def verify(query: LocalFeatures, known: LocalFeatures) -> Verification | None:
 #: a similarity explaining fewer than this share of the ratio-test matches is retried as a homography
 #: (a similarity fits a true crop's matches almost all; a perspective copy's only in a band)
 HOMOGRAPHY_BELOW = 0.9
+#: ... when the similarity explains at least this many (a tilted copy still agrees with a similarity over
+#: a band of the picture; an unrelated image's random matches would run RANSAC to its last iteration)
+HOMOGRAPHY_MIN_INLIERS = 15
 #: ... which replaces it only when it explains this many times the inliers (a free homography fits some
 #: random matches too; a true perspective copy gains far more)
 HOMOGRAPHY_GAIN = 1.3
