@@ -171,7 +171,7 @@ CHAINS: dict[str, Edit] = {
     "chain:emoji+grayscale+screenshot_phone": _chain("emoji", "grayscale", "screenshot_phone"),
     "chain:perspective+blur+noise+jpeg_15": _chain("perspective", "blur", "noise", "jpeg_15"),
     "chain:rotate+pad+big_text": _chain("rotate", "pad", "big_text"),
-    "chain:crop_50+paste+scale_200": _chain("crop_50", "paste", "scale_200"),
+    "chain:crop_50+paste+jpeg_15": _chain("crop_50", "paste", "jpeg_15"),
     "chain:opacity+letterbox+screenshot_web": _chain("opacity", "letterbox", "screenshot_web"),
 }
 

@@ -17,6 +17,23 @@ def encode(img: Image.Image, fmt: str = "JPEG", **kw: object) -> bytes:
     return buf.getvalue()
 
 
+def post_screenshot(picture: Image.Image) -> tuple[Image.Image, tuple[int, int, int, int]]:
+    """A screenshot of a social post: white page, avatar, name, text lines, ``picture`` at 500 x 312 inside,
+    a counter line. Returns the screenshot and the picture's box in it."""
+    from PIL import ImageDraw
+
+    page = Image.new("RGB", (1080, 1400), (255, 255, 255))
+    d = ImageDraw.Draw(page)
+    d.ellipse((40, 40, 140, 140), fill=(90, 120, 200))
+    d.text((170, 60), "Ministry of Defence @mod_official", fill=(20, 20, 20), font_size=34)
+    for i in range(4):
+        d.text((40, 200 + 50 * i), "Footage of the strike on the depot last night " * 2, fill=(30, 30, 30), font_size=30)
+    box = (290, 470, 290 + 500, 470 + 312)
+    page.paste(picture.resize((box[2] - box[0], box[3] - box[1])), box[:2])
+    d.text((40, 1000), "12.4K reposts   48K likes", fill=(90, 90, 90), font_size=30)
+    return page, box
+
+
 def encode_video(frames, fps: int, size: tuple[int, int], options: dict[str, str] | None = None) -> bytes:
     """An H.264 mp4 of ``frames`` (RGB arrays of ``size``), ``options`` passed to libx264."""
     buf = io.BytesIO()

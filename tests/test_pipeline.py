@@ -88,6 +88,11 @@ def test_matching_post_is_archived_matched_and_alerted_exactly_once(parts, https
     assert not stored.pending
     [link] = store.get_post_media("x", "101")
     assert link.error is None and archive.get(store.get_media(link.sha256).archive_path) == evidence
+    # hashed once: the media record keeps the still's signals, the very ones the "seen" memory stored
+    record_signals = store.get_media(link.sha256).signals
+    [seen] = [e for e in store.find_known_by_sha256(link.sha256) if e.kind == KnownKind.SEEN]
+    assert record_signals["pdq"] and record_signals["phash"] and "orb" not in record_signals
+    assert all(seen.signals[k] == v for k, v in record_signals.items())
     [alert] = store.due_alerts(NOW + timedelta(hours=1))
     assert alert.kind == "match" and alert.payload["known"]["label"] == "Gunship sim trailer (2015)"
     assert alert.payload["tier"] == "match" and alert.payload["region"]

@@ -35,6 +35,8 @@ MIN_SCALE, MAX_SCALE = 0.2, 5.0
 #: grid for the coverage check, and the share of overlap cells that must hold inliers
 GRID = 8
 MIN_COVERAGE = 0.3
+#: with at least this many inliers, a smaller share of the overlap's cells must hold one
+STRONG_INLIERS, MIN_COVERAGE_STRONG = 100, 0.2
 #: below the inlier threshold, a check still passes with half the inliers when they are this share of the
 #: query keypoints in the overlap (small or low-detail copies; HUD look-alikes stay under 0.12)
 MIN_SHARE = 0.2
@@ -174,7 +176,10 @@ class Verification:
         """Enough inliers (or half as many that make up most of the overlap), a plausible scale, and
         inliers spread over the overlap rather than bunched on one logo or overlay element."""
         spread_ok = self.spread >= MIN_SPREAD or self.share >= OWN_SHARE
-        if not (MIN_SCALE <= self.scale <= MAX_SCALE and self.coverage >= MIN_COVERAGE and spread_ok):
+        # many inliers over a fifth of the overlap: a copy under big text or an emoji (the overlay's own
+        # keypoints take cells no inlier can reach); a shared HUD or logo gives fewer inliers than this
+        coverage = MIN_COVERAGE if self.inliers < STRONG_INLIERS else MIN_COVERAGE_STRONG
+        if not (MIN_SCALE <= self.scale <= MAX_SCALE and self.coverage >= coverage and spread_ok):
             return False
         return self.inliers >= min_inliers or (self.inliers * 2 >= min_inliers and self.share >= MIN_SHARE)
 
@@ -208,8 +213,9 @@ def verify(query: LocalFeatures, known: LocalFeatures) -> Verification | None:
     model, mask = cv2.estimateAffinePartial2D(src, dst, method=cv2.RANSAC, ransacReprojThreshold=REPROJ,
                                               maxIters=1000, confidence=0.995)
     best = _measure(query, known, np.vstack([model, [0, 0, 1]]), mask, dst) if model is not None and mask is not None else None
-    if best is None or best.inliers < HOMOGRAPHY_BELOW:
-        h, hmask = cv2.findHomography(src, dst, cv2.RANSAC, REPROJ, maxIters=2000, confidence=0.995)
+    tried = best is not None and HOMOGRAPHY_MIN_INLIERS <= best.inliers < len(src) * HOMOGRAPHY_BELOW
+    if tried:
+        h, hmask = cv2.findHomography(src, dst, cv2.RANSAC, REPROJ, maxIters=1000, confidence=0.995)
         if h is not None and hmask is not None and sane_homography(h, known.size, query.size):
             other = _measure(query, known, h, hmask, dst)
             if other is not None and (best is None or other.inliers >= best.inliers * HOMOGRAPHY_GAIN):
@@ -217,8 +223,12 @@ def verify(query: LocalFeatures, known: LocalFeatures) -> Verification | None:
     return best
 
 
-#: a similarity with fewer inliers than this is retried as a homography
-HOMOGRAPHY_BELOW = 80
+#: a similarity explaining fewer than this share of the ratio-test matches is retried as a homography
+#: (a similarity fits a true crop's matches almost all; a perspective copy's only in a band)
+HOMOGRAPHY_BELOW = 0.9
+#: ... when the similarity explains at least this many (a tilted copy still agrees with a similarity over
+#: a band of the picture; an unrelated image's random matches would run RANSAC to its last iteration)
+HOMOGRAPHY_MIN_INLIERS = 15
 #: ... which replaces it only when it explains this many times the inliers (a free homography fits some
 #: random matches too; a true perspective copy gains far more)
 HOMOGRAPHY_GAIN = 1.3
@@ -260,8 +270,11 @@ def _local_dets(h: np.ndarray, points: np.ndarray) -> np.ndarray:
     return a * d - b * c
 
 
-def _measure(query: LocalFeatures, known: LocalFeatures, h: np.ndarray, mask: np.ndarray, dst: np.ndarray) -> Verification:
-    """Inliers, scale, coverage, share and spread of a model ``h`` (3 x 3) mapping known -> query."""
+def _measure(query: LocalFeatures, known: LocalFeatures, h: np.ndarray, mask: np.ndarray, dst: np.ndarray) -> Verification | None:
+    """Inliers, scale, coverage, share and spread of a model ``h`` (3 x 3) mapping known -> query; None
+    for a degenerate model (everything mapped onto a line or a point)."""
+    if abs(np.linalg.det(h)) < 1e-9:
+        return None
     inl = mask.ravel().astype(bool)
     # one query keypoint can be the match of several known keypoints: count distinct positions only
     inlier_dst = np.unique(np.round(dst[inl]).astype(np.int32), axis=0)

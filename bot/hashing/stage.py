@@ -24,7 +24,7 @@ from bot.hashing.signals import ORB_DESCRIPTORS, SIGNAL_TYPES
 #: known-media entry and its index; 7 KB of text per media record would only be duplicated)
 RECORD_EXCLUDES = frozenset({ORB_DESCRIPTORS})
 #: longest side of the sharper decode regions are cut from
-REGION_SOURCE_SIDE = 1600
+REGION_SOURCE_SIDE = 1280
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import cv2
 import fasteners
 import numpy as np
 from PIL import Image
@@ -61,6 +62,13 @@ _STRONG_VOTES = 40
 #: candidates verified per region
 MAX_REGIONS = 3
 REGION_CANDIDATES = 3
+#: share of a region view that a known outline must fill (and lie within) to count as that region
+FILLS = 0.85
+#: a verification whose scale (query / known) is at least this is retried at the known image's scale
+RESCALE_ABOVE = 1.5
+#: ... when it found at least this many inliers (an unrelated image's random fit finds about 10: retrying
+#: every one of them would double the cost of a check that finds nothing)
+RESCALE_MIN_INLIERS = 18
 #: the descriptor index is saved again once this many entries (or 5 %) were added since the last save
 SNAPSHOT_EVERY = 1_000
 
@@ -126,6 +134,8 @@ class _View:
     hashes: dict[str, list[tuple[str, int]]]  # signal type -> (hash, dihedral variant) of the query
     quality: dict[str, int | None]  # signal type -> quality of the query's hash
     features: dict[bool, LocalFeatures] = field(default_factory=dict)
+    #: features of the view brought down to a candidate's scale, by (mirrored, scale in quarter steps)
+    rescaled: dict[tuple[bool, int], LocalFeatures] = field(default_factory=dict)
 
     def hash_of(self, signal: str, variant: int) -> str | None:
         return next((h for h, v in self.hashes.get(signal, ()) if v == variant), None)
@@ -474,7 +484,8 @@ class Matcher:
                 budget[0] -= 1
                 check = self._verify(entry, view, mirrored)
             distance = cand.distance if sig is not None else None
-            if check is not None and check.passes(cfg.min_inliers_match):
+            if check is not None and (check.passes(cfg.min_inliers_match) or (
+                    self._fills_region(check, view) and check.passes(cfg.min_inliers_suggest))):
                 tier = "match"
             elif check is not None and check.passes(cfg.min_inliers_suggest):
                 tier = "suggest"
@@ -485,6 +496,19 @@ class Matcher:
             region = self._to_input_pixels(view.to_work(check.region, mirrored), work, out_size)
             # (a mirrored view's outline is the same rectangle in the known image: no unmirroring needed)
             results.append(Match(entry, tier, "orb", distance, check.inliers, region, mirrored, check.known_region))
+
+    @staticmethod
+    def _fills_region(check: Verification, view: _View) -> bool:
+        """A region view whose verified known outline is the proposed rectangle itself: the proposal (a
+        framed picture) and the geometry agree independently, so the suggest tier's inliers are enough.
+        (A picture inside a phone screenshot is small: its copy keeps fewer keypoints than a whole image.)"""
+        if view.box is None:
+            return False
+        w, h = view.image.size
+        quad = np.asarray(check.region, np.float32)
+        inside = np.clip(quad, 0, [w, h]).astype(np.float32)  # (clipped corners: close enough for a check)
+        area = abs(float(cv2.contourArea(quad)))
+        return area > 0 and abs(float(cv2.contourArea(inside))) / area >= FILLS and area / (w * h) >= FILLS
 
     def _features(self, view: _View, mirrored: bool) -> LocalFeatures:
         """The view's local features in one orientation, extracted once per check (votes and every
@@ -512,10 +536,26 @@ class Matcher:
         return False
 
     def _verify(self, entry: KnownMedia, view: _View, mirrored: bool) -> Verification | None:
+        """Verify the view against an entry. A small crop shown larger than in the known image (scale >=
+        :data:`RESCALE_ABOVE`) has most of its keypoints at a finer scale than any of the known image's:
+        when it fails, it is verified again brought down to the known image's scale."""
         known = self.known_features(entry)
         if known is None:
             return None
-        return verify(self._features(view, mirrored), known)
+        check = verify(self._features(view, mirrored), known)
+        if (check is None or check.scale < RESCALE_ABOVE or check.inliers < RESCALE_MIN_INLIERS
+                or check.passes(self.config.min_inliers_match)):
+            return check
+        key = (mirrored, round(check.scale * 4))  # one extraction per quarter step of scale, shared by candidates
+        if key not in view.rescaled:
+            image = self._orient(view.image, mirrored)
+            size = (max(1, round(image.width / check.scale)), max(1, round(image.height / check.scale)))
+            view.rescaled[key] = extract(image.resize(size, Image.Resampling.BILINEAR))
+        again = verify(view.rescaled[key], known)
+        if again is None or again.inliers <= check.inliers:
+            return check
+        f = check.scale  # back to the view's pixels
+        return replace(again, region=[(x * f, y * f) for x, y in again.region], scale=again.scale * f)
 
     def known_features(self, entry: KnownMedia) -> LocalFeatures | None:
         """Local features of a stored entry: from the cache, else recomputed from the archive and cached.

@@ -8,14 +8,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image, ImageDraw
+from PIL import Image
 
 from bot.alerts.picture import GAP, LABEL_HEIGHT, OUTLINE, comparison_png, outline_worth_drawing
 from bot.config import MatchingConfig
 from bot.known import add_image
 from bot.matching.matcher import Matcher
 from bot.store.sqlite import SqliteStore
-from tests.images import encode, scene
+from tests.images import encode, post_screenshot, scene
 
 
 @pytest.fixture
@@ -78,23 +78,9 @@ def test_a_crop_is_outlined_on_the_known_image(known, archive) -> None:
     _near_box(pixels, expected, tol=6)
 
 
-def _screenshot(picture: Image.Image) -> tuple[Image.Image, tuple[int, int, int, int]]:
-    """A social-post screenshot: white page, avatar, name, text lines, the picture at 500 x 312."""
-    page = Image.new("RGB", (1080, 1400), (255, 255, 255))
-    d = ImageDraw.Draw(page)
-    d.ellipse((40, 40, 140, 140), fill=(90, 120, 200))
-    d.text((170, 60), "Ministry of Defence @mod_official", fill=(20, 20, 20), font_size=34)
-    for i in range(4):
-        d.text((40, 200 + 50 * i), "Footage of the strike on the depot last night " * 2, fill=(30, 30, 30), font_size=30)
-    box = (290, 470, 290 + 500, 470 + 312)
-    page.paste(picture.resize((box[2] - box[0], box[3] - box[1])), box[:2])
-    d.text((40, 1000), "12.4K reposts   48K likes", fill=(90, 90, 90), font_size=30)
-    return page, box
-
-
 def test_a_screenshot_of_a_post_is_outlined_on_the_posted_image(known, archive) -> None:
     original, entry, matcher = known
-    posted, box = _screenshot(original)
+    posted, box = post_screenshot(original)
     match = matcher.best(encode(posted, quality=85))
     assert match is not None and match.tier == "match" and match.known.id == entry.id
     png = _picture(archive, entry, posted, match)

@@ -1,0 +1,113 @@
+"""What makes matching survive social media: embedded pictures found as regions, perspective accepted
+within sanity limits, low-detail copies confirmed by a second signal, and signal types that bring their
+own index."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import cv2
+import numpy as np
+from PIL import Image, ImageFilter
+
+from bot.config import MatchingConfig
+from bot.hashing import signals as signals_module
+from bot.hashing.local import sane_homography
+from bot.hashing.regions import propose
+from bot.hashing.signals import SIGNAL_TYPES, SignalType
+from bot.hashing.stage import hash_image
+from bot.known import add_image
+from bot.matching.matcher import Matcher
+from tests.images import encode, post_screenshot, scene
+
+
+def _matcher(store, archive, tmp_path: Path) -> Matcher:
+    return Matcher(store, archive, MatchingConfig(), features_dir=tmp_path / "features")
+
+
+def test_the_picture_inside_a_post_screenshot_is_proposed_as_a_region() -> None:
+    page, box = post_screenshot(scene(8))
+    hashed = hash_image(encode(page))
+    s = hashed.image.width / page.width
+    found = propose(hashed.image)
+    tol = 0.02 * hashed.image.width  # the block's edge blurs by a few pixels (7 x 7 flatness window)
+    assert any(all(abs(b[i] - box[i] * s) < tol for i in range(4)) for b in found), found
+    assert propose(hashed.image.crop((0, 0, 60, 60))) == []  # too small to hold a picture
+
+
+def test_a_photo_of_a_tilted_screen_matches_through_a_homography(store, archive, tmp_path) -> None:
+    original = scene(31, 1024, 640)
+    entry = add_image(store, archive, encode(original, "PNG"), label="tilted")
+    w, h = original.size
+    src = np.float32([[0, 0], [w, 0], [w, h], [0, h]])
+    dst = np.float32([[60, 40], [w - 10, 0], [w - 90, h - 20], [20, h - 70]])
+    warped = cv2.warpPerspective(np.asarray(original), cv2.getPerspectiveTransform(src, dst), (w, h))
+    found = _matcher(store, archive, tmp_path).match(encode(Image.fromarray(warped), quality=85))
+    assert found and found[0].tier == "match" and found[0].known.id == entry.id and found[0].signal == "orb"
+    corners = np.array(found[0].region)
+    assert np.abs(corners - dst).max() < 40  # the tilted quadrilateral (corners 40-90 px off a rectangle)
+
+
+def test_degenerate_and_mirrored_homographies_are_refused() -> None:
+    size = (640, 400)
+    assert sane_homography(np.eye(3), size, size)
+    mirror = np.array([[-1.0, 0, 640], [0, 1, 0], [0, 0, 1]])
+    assert not sane_homography(mirror, size, size)
+    squeeze = np.array([[1.0, 0, 0], [0, 1, 0], [0.004, 0, 1]])  # the far side shrunk to almost nothing
+    assert not sane_homography(squeeze, size, size)
+    through_infinity = np.array([[1.0, 0, 0], [0, 1, 0], [-0.002, 0, 1]])
+    assert not sane_homography(through_infinity, size, size)
+
+
+def _low_detail(seed: int) -> Image.Image:
+    """A dark, motion-blurred scene: PDQ's quality score is low and ORB finds few stable corners."""
+    dark = Image.fromarray((np.asarray(scene(seed, 1024, 640), np.float32) * 0.15).astype(np.uint8))
+    return dark.filter(ImageFilter.BoxBlur(8)).filter(ImageFilter.GaussianBlur(4))
+
+
+def test_a_low_detail_copy_matches_when_phash_agrees_and_a_different_one_does_not(store, archive, tmp_path) -> None:
+    original = _low_detail(41)
+    entry = add_image(store, archive, encode(original, "PNG"), label="night")
+    assert int(entry.signals["pdq_quality"]) < MatchingConfig().min_quality  # not trusted alone
+    matcher = _matcher(store, archive, tmp_path)
+    found = matcher.match(encode(original, quality=20))
+    assert found and found[0].tier == "match" and found[0].known.id == entry.id
+    assert not [m for m in matcher.match(encode(_low_detail(42), quality=20)) if m.tier == "match"]
+
+
+class ToySignal(SignalType):
+    """A signal type defined outside the registry module: a 64-bit mean hash."""
+
+    name = "toy"
+    bits = 64
+    keys = ("toy",)
+
+    @classmethod
+    def compute(cls, image: Image.Image) -> str:
+        small = np.asarray(image.convert("L").resize((8, 8)), np.float32)
+        return np.packbits(small > small.mean()).tobytes().hex()
+
+    @classmethod
+    def match_radius(cls, config: MatchingConfig) -> int | None:
+        return 4
+
+
+def test_a_new_signal_type_is_one_class_and_one_registry_entry(store, archive, tmp_path, monkeypatch) -> None:
+    monkeypatch.setitem(SIGNAL_TYPES, ToySignal.name, ToySignal)
+    entry = add_image(store, archive, encode(scene(51), "PNG"), label="toy")
+    assert entry.signals["toy"] == ToySignal.compute(hash_image(encode(scene(51), "PNG")).image)  # computed, stored
+    matcher = _matcher(store, archive, tmp_path)
+    matcher.refresh()
+    assert isinstance(matcher._indexes["toy"], ToySignal.get_index_cls())  # searched in its own index
+    found = matcher.match(encode(scene(51)))
+    assert found and found[0].known.id == entry.id
+
+
+def test_hashing_never_imports_matching() -> None:
+    root = Path(signals_module.__file__).parent
+    for path in root.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            assert not any(n.startswith("bot.matching") for n in names), f"{path.name} imports {names}"
