@@ -15,7 +15,7 @@ their PDS (Personal Data Server) tells the two apart. The author's DID is resolv
   PDS outage must not stop deletion detection, and the detail lets a person weigh the answer.
 
 DID documents and PDS endpoints are chosen by third parties (anyone can publish a DID document naming any
-URL), so every request goes through :class:`bot.media.fetch.GuardedClient`: https on public addresses only
+URL), so every request goes through :class:`bot.net.client.GuardedClient`: https on public addresses only
 unless the host is trusted, re-checked on redirects, pinned address, total deadline; answers are capped at
 :data:`MAX_JSON_BYTES`.
 """
@@ -28,7 +28,7 @@ from typing import Any
 from urllib.parse import quote, unquote, urlencode
 
 from bot.errors import MediaError
-from bot.media.fetch import CHUNK, Answer, GuardedClient
+from bot.net.client import CHUNK, Answer, GuardedClient
 from bot.models import PostStatus, StatusKind
 
 #: a DID document or a getRecord answer is a few KB; anything much larger is not one

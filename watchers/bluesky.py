@@ -45,7 +45,8 @@ from atproto_client.request import Request
 
 from bot.errors import PlatformError, RateLimited
 from bot.config_base import WatcherConfig, base_url
-from bot.media.fetch import GuardedClient, Resolver, system_resolver
+from bot.net.client import GuardedClient
+from bot.net.policy import Resolver, system_resolver
 from bot.models import Media, MediaKind, Post, PostStatus, RejectedItem, StatusKind, canonical_json, iso, parse_iso
 from watchers._bluesky_pds import PdsChecker, Unconfirmed
 from watchers._common import describe_error, parse_time, require, reset_time

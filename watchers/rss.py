@@ -19,7 +19,7 @@
 - Lookup: HEAD each item's link (from the last version seen, else from the configured feeds, else the id
   itself when it is an absolute URL, i.e. a permalink guid), or GET when the server answers HEAD with 405/501;
   only the status is read, never the body. Links come from the feed, i.e. from a third party, so they go
-  through :class:`bot.media.fetch.GuardedClient` like media downloads: http or https only, every address of
+  through :class:`bot.net.client.GuardedClient` like media downloads: http or https only, every address of
   the host (and of each redirect target) public unless the host is in ``trusted_hosts``, the connection
   pinned to the checked address, the whole check bounded by five times ``timeout``. A refused link is
   unknown, never requested. 404/410 -> deleted; 2xx -> alive; anything else (403, 429, 5xx, timeouts,
@@ -52,7 +52,8 @@ import requests
 
 from bot.errors import MediaError, PlatformError, RateLimited
 from bot.config_base import WatcherConfig
-from bot.media.fetch import REDIRECT_STATUSES, GuardedClient, Resolver, system_resolver
+from bot.net.client import REDIRECT_STATUSES, GuardedClient
+from bot.net.policy import Resolver, system_resolver
 from bot.models import Media, MediaKind, Post, PostStatus, RejectedItem, utcnow
 from watchers._common import describe_error, html_to_text, read_capped, reset_time
 from watchers.base import PollResult, Watcher

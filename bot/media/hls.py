@@ -44,7 +44,8 @@ from dataclasses import dataclass
 from urllib.parse import urljoin, urlsplit
 
 from bot.errors import MediaError
-from bot.media.fetch import MEDIA, Expected, FetchedMedia, MediaFetcher, display_url
+from bot.media.fetch import MEDIA, Expected, FetchedMedia, MediaFetcher
+from bot.net.policy import display_url
 from bot.media.sniff import MOV, MP4, MPEGTS, SniffedType, sniff
 
 log = logging.getLogger(__name__)

@@ -16,7 +16,9 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from bot.errors import MediaError
-from bot.media.fetch import FetchedMedia, GuardedClient, MediaFetcher, display_url
+from bot.media.fetch import FetchedMedia, MediaFetcher
+from bot.net.client import GuardedClient
+from bot.net.policy import display_url
 from bot.media.hls import fetch_attachment
 
 log = logging.getLogger(__name__)

@@ -16,7 +16,9 @@ from werkzeug import Request, Response
 from bot.config import MediaConfig
 from bot.errors import MediaError
 from bot.media import fetch as fetch_module
-from bot.media.fetch import FetchedMedia, MediaFetcher, check_url, is_public_ip
+from bot.net import client as client_module
+from bot.media.fetch import FetchedMedia, MediaFetcher
+from bot.net.policy import check_url, is_public_ip
 from tests.media.conftest import TlsFiles
 from tests.media.videos import make_video
 
@@ -256,7 +258,7 @@ def test_https_with_pinned_address_sni_and_verification(
         checked.append(address)
         return True
 
-    monkeypatch.setattr(fetch_module, "is_public_ip", policy)
+    monkeypatch.setattr(client_module, "is_public_ip", policy)
     fetcher, _ = _fetcher(
         _config(trusted_hosts=[]), resolver=lambda host, port: ["127.0.0.1"], verify=str(tls_files.cert)
     )
@@ -268,7 +270,7 @@ def test_certificate_for_another_name_is_refused(
     tls_server: HTTPServer, tls_files: TlsFiles, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     tls_server.expect_request("/a.png").respond_with_data(PNG, content_type="image/png")
-    monkeypatch.setattr(fetch_module, "is_public_ip", lambda address: True)
+    monkeypatch.setattr(client_module, "is_public_ip", lambda address: True)
     fetcher, sleeps = _fetcher(
         _config(trusted_hosts=[]), resolver=lambda host, port: ["127.0.0.1"], verify=str(tls_files.cert)
     )

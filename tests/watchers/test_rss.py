@@ -19,7 +19,7 @@ from werkzeug import Request, Response
 
 from watchers.rss import RssConfig
 from bot.errors import PlatformError, RateLimited
-from bot.media.fetch import system_resolver
+from bot.net.policy import system_resolver
 from bot.models import MediaKind, StatusKind
 from watchers import build_watcher
 from watchers.rss import CURSOR_PREFIX, RssWatcher, id_hash, parse_cursor
