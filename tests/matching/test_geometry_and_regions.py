@@ -4,7 +4,6 @@ own index."""
 
 from __future__ import annotations
 
-import ast
 from pathlib import Path
 
 import cv2
@@ -12,7 +11,6 @@ import numpy as np
 from PIL import Image, ImageFilter
 
 from bot.config import MatchingConfig
-from bot.hashing import signals as signals_module
 from bot.hashing.local import sane_homography
 from bot.hashing.regions import propose
 from bot.hashing.signals import SIGNAL_TYPES, SignalType
@@ -102,12 +100,3 @@ def test_a_new_signal_type_is_one_class_and_one_registry_entry(store, archive, t
     assert isinstance(matcher._indexes["toy"], ToySignal.get_index_cls())  # searched in its own index
     found = matcher.match(encode(scene(51)))
     assert found and found[0].known.id == entry.id
-
-
-def test_hashing_never_imports_matching() -> None:
-    root = Path(signals_module.__file__).parent
-    for path in root.glob("*.py"):
-        for node in ast.walk(ast.parse(path.read_text())):
-            names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
-                [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
-            assert not any(n.startswith("bot.matching") for n in names), f"{path.name} imports {names}"
