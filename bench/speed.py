@@ -36,8 +36,34 @@ from bot.known import add_image  # noqa: E402
 from bot.hashing.local import pack, unpack  # noqa: E402
 from bot.hashing.index import HammingIndex  # noqa: E402
 from bot.matching.matcher import Matcher  # noqa: E402
+from bot.hashing.signals import SIGNAL_TYPES  # noqa: E402
 from bot.store.records import KnownMedia  # noqa: E402
 from bot.store.sqlite import SqliteStore  # noqa: E402
+
+
+def add_synthetic(matcher: Matcher, n: int, descriptor_pool: np.ndarray | None = None, seed: int = 0) -> None:
+    """Pad the indexes with ``n`` entries of random PDQ hashes and, when a pool of
+    real descriptors is given, descriptors drawn from it with 1/8 of their bits flipped (realistic
+    neighbours for the descriptor index, unlike uniform random bits)."""
+    rng = np.random.default_rng(seed)
+    start = len(matcher._entries)
+    matcher._entries = matcher._entries + [KnownMedia(label=f"synthetic-{i}", signals={}, id=f"syn{i}") for i in range(n)]
+    owners = np.arange(start, start + n)
+    for name, sig in SIGNAL_TYPES.items():
+        matcher._indexes[name].add(rng.integers(0, 256, (n, sig.bits // 8), dtype=np.uint8), owners)
+    if descriptor_pool is not None and len(descriptor_pool):
+        from bot.hashing.local import RETRIEVAL_DESCRIPTORS as per  # noqa: PLC0415
+
+        for chunk in range(0, n, 10_000):
+            m = min(10_000, n - chunk) * per
+            picks = descriptor_pool[rng.integers(0, len(descriptor_pool), m)]
+            # AND of three random bytes: each bit set with probability 1/8 (~32 of 256 bits flipped)
+            flips = rng.integers(0, 256, (3, m, 32), dtype=np.uint8)
+            flips = flips[0] & flips[1] & flips[2]
+            matcher._descriptors.add_many(picks ^ flips, np.repeat(owners[chunk : chunk + m // per], per))
+        matcher._descriptors.build()
+    for name in matcher._quality:
+        matcher._quality[name] = np.concatenate([matcher._quality[name], np.full(n, 100, np.int16)])
 
 
 def timed(fn, repeat: int) -> list[float]:  # type: ignore[no-untyped-def]
@@ -103,7 +129,7 @@ def bench_check(tmp: Path, n_real: int, n_queries: int) -> None:
         matcher = Matcher(store, archive, features_dir=tmp / "features")
         matcher.refresh()
         t = time.perf_counter()
-        matcher.add_synthetic(total - n_real, pool, seed=total)
+        add_synthetic(matcher, total - n_real, pool, seed=total)
         build = time.perf_counter() - t
         for e in entries:  # steady state: each entry's local features are computed once, then cached
             matcher.known_features(e)

@@ -51,9 +51,6 @@ class Archive:
             raise ArchiveError(f"not a safe file extension: {ext!r}")
         return f"{sha256[:2]}/{sha256[2:4]}/{sha256}.{ext}"
 
-    def path_for(self, sha256: str, ext: str) -> Path:
-        return self.root / self.relpath_for(sha256, ext)
-
     def put(self, data: bytes, ext: str) -> ArchivedFile:
         """Store ``data`` under its SHA-256; idempotent. Raises :class:`ArchiveError` (disk full, permissions)."""
         sha = hashlib.sha256(data).hexdigest()

@@ -173,7 +173,7 @@ class WebConfig(ConfigModel):
 
 
 class EvidenceConfig(ConfigModel):
-    """Trusted timestamps and the published report (issue #17)."""
+    """Trusted timestamps (RFC 3161) of what is archived and logged, and the published report."""
 
     #: RFC 3161 time-stamping authorities, asked in order; none: nothing is timestamped (the chain still is kept)
     tsa_urls: list[str] = Field(default_factory=list)

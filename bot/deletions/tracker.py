@@ -1,6 +1,6 @@
 """The re-check tracker: looks archived posts up again and turns the answers into confirmed events.
 
-Rules (issue #6), and the decisions taken where the issue left room:
+The rules, and why:
 
 - Every new post gets a re-check on the decaying schedule of :mod:`bot.deletions.schedule`; the state lives
   in the store (:class:`bot.store.records.Recheck`), so a restarted daemon continues where it stopped.

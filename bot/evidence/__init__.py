@@ -1,4 +1,4 @@
-"""Evidence a newsroom can defend (issue #17): trusted RFC 3161 timestamps over what afterimage archives,
+"""Evidence a newsroom can defend: trusted RFC 3161 timestamps over what afterimage archives,
 a hash chain of the deletion log's events, rendered post cards, and ``afterimage verify``.
 
 Everything lives in files beside the archive (``<archive>/../evidence/`` unless ``evidence.path`` says

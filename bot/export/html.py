@@ -3,7 +3,7 @@
 Rendered by jinja2 with autoescaping (post text is data, never markup) and a Content-Security-Policy that
 allows no script and no remote resource, so the file shows the same thing offline, attached to a report.
 
-Fit to publish (issue #17): a title and the organisation's name, a methodology section, the post cards (the
+Fit to publish: a title and the organisation's name, a methodology section, the post cards (the
 post as it looked) and the timestamp proof of every hash when the evidence folder is given, a "matches"
 section for matched posts that were not deleted; it works at a phone's width and prints cleanly.
 """

@@ -278,30 +278,6 @@ class Matcher:
             replace(e, signals={k: v for k, v in e.signals.items() if k != ORB_DESCRIPTORS}) for e in entries
         )
 
-    def add_synthetic(self, n: int, descriptor_pool: np.ndarray | None = None, seed: int = 0) -> None:
-        """Benchmarks only: pad the indexes with ``n`` entries of random PDQ hashes and, when a pool of
-        real descriptors is given, descriptors drawn from it with 1/8 of their bits flipped (realistic
-        neighbours for the descriptor index, unlike uniform random bits)."""
-        rng = np.random.default_rng(seed)
-        start = len(self._entries)
-        self._entries = self._entries + [KnownMedia(label=f"synthetic-{i}", signals={}, id=f"syn{i}") for i in range(n)]
-        owners = np.arange(start, start + n)
-        for name, sig in SIGNAL_TYPES.items():
-            self._indexes[name].add(rng.integers(0, 256, (n, sig.bits // 8), dtype=np.uint8), owners)
-        if descriptor_pool is not None and len(descriptor_pool):
-            from bot.hashing.local import RETRIEVAL_DESCRIPTORS as per
-
-            for chunk in range(0, n, 10_000):
-                m = min(10_000, n - chunk) * per
-                picks = descriptor_pool[rng.integers(0, len(descriptor_pool), m)]
-                # AND of three random bytes: each bit set with probability 1/8 (~32 of 256 bits flipped)
-                flips = rng.integers(0, 256, (3, m, 32), dtype=np.uint8)
-                flips = flips[0] & flips[1] & flips[2]
-                self._descriptors.add_many(picks ^ flips, np.repeat(owners[chunk : chunk + m // per], per))
-            self._descriptors.build()
-        for name in self._quality:
-            self._quality[name] = np.concatenate([self._quality[name], np.full(n, 100, np.int16)])
-
     # ------------------------------------------------------------------ matching
     def match(
         self,

@@ -37,7 +37,6 @@ EVENT_STATUS: dict[str, str] = {
 }
 
 ACCOUNT_FIELDS = frozenset(f.name for f in fields(AccountState)) - {"platform", "account"}
-_ACCOUNT_DT_FIELDS = frozenset({"last_poll_at", "next_poll_at", "last_error_at", "paused_until"})
 
 
 def new_id() -> str:
