@@ -16,7 +16,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
-from bot.models import Post, RejectedItem
+from bot.store.posts import PostStore
 from bot.store.records import (
     AccountState,
     KnownKind,
@@ -24,74 +24,20 @@ from bot.store.records import (
     KnownState,
     MediaRecord,
     OutboxAlert,
-    PostChange,
     PostEvent,
     PostMediaLink,
-    PostVersion,
     Recheck,
-    StoredPost,
 )
 
 
-class StateStore(ABC):
+class StateStore(PostStore, ABC):
     """Everything afterimage remembers between runs, except the media bytes (those are in the archive)."""
 
     url: str  # the store URL with any password redacted, for status and logs
 
     # ----------------------------------------------------------------- posts
-    @abstractmethod
-    def record_poll(
-        self,
-        platform: str,
-        account: str,
-        posts: Sequence[Post],
-        cursor: str | None,
-        rejected: Sequence[RejectedItem] = (),
-        at: datetime | None = None,
-    ) -> list[PostChange]:
-        """Persist one poll atomically: every post (new, or a new version if its content fingerprint
-        changed), the account's new cursor (unchanged when ``cursor`` is None) and the rejected raw items.
-        A new or edited post becomes pending for the pipeline. Returns one change per post, in order."""
-
-    @abstractmethod
-    def save_post_version(self, post: Post, at: datetime | None = None) -> PostChange:
-        """Save a post observed outside a poll (a re-check that found it alive). Same versioning rules as
-        ``record_poll``; also sets ``last_seen_alive``."""
-
-    @abstractmethod
-    def get_post(self, platform: str, post_id: str) -> StoredPost | None: ...
-
-    @abstractmethod
-    def get_versions(self, platform: str, post_id: str) -> list[PostVersion]:
-        """All observed versions, oldest first."""
-
-    @abstractmethod
-    def iter_posts(self, platform: str | None = None, account: str | None = None) -> Iterator[StoredPost]: ...
-
-    @abstractmethod
-    def count_posts(self, platform: str | None = None, account: str | None = None) -> int: ...
-
-    @abstractmethod
-    def mark_seen_alive(self, platform: str, post_id: str, at: datetime) -> None: ...
-
-    @abstractmethod
-    def set_post_status(self, platform: str, post_id: str, status: str) -> None:
-        """Record the last confirmed state of a post (alive, deleted, author_suspended, ...)."""
-
-    @abstractmethod
-    def pending_posts(self, limit: int = 100) -> list[StoredPost]:
-        """Posts whose latest version the pipeline has not finished, oldest first seen first."""
-
-    @abstractmethod
-    def mark_processed(self, platform: str, post_id: str, version: int) -> None:
-        """The pipeline finished ``version`` of this post (a later version stays pending)."""
-
-    @abstractmethod
-    def list_rejected(self, limit: int = 100) -> list[RejectedItem]: ...
 
     # ----------------------------------------------------------------- cursors
-    @abstractmethod
-    def get_cursor(self, platform: str, account: str) -> str | None: ...
 
     # ----------------------------------------------------------------- media
     @abstractmethod

@@ -69,9 +69,11 @@ from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
 from bot.errors import StoreError
-from bot.models import Post, RejectedItem, iso, parse_iso
+from bot.models import iso, parse_iso
 from bot.redact import redact, redact_url, register_secret
 from bot.store.base import StateStore
+from bot.store.redis_common import _PAGE, SEP, _hash_decode, _hash_encode, _member
+from bot.store.redis_posts import RedisPostsMixin
 from bot.store.redis_review import RedisReviewMixin, review_methods
 from bot.store.common import (
     BUDGET_KEEP_MINUTES,
@@ -84,35 +86,21 @@ from bot.store.common import (
     loads,
     micros,
     new_id,
-    plan_versions,
-    rejected_digest,
-    rejected_from_dict,
-    rejected_to_dict,
-    resolve_at,
     status_for_event,
-    stored_post,
-    version_from_dict,
-    version_to_dict,
 )
 from bot.store.records import (
     AccountState,
-    Change,
     KnownKind,
     KnownMedia,
     KnownState,
     MediaRecord,
     OutboxAlert,
-    PostChange,
     PostEvent,
     PostMediaLink,
-    PostVersion,
     Recheck,
-    StoredPost,
 )
 
 DEFAULT_PREFIX = "afterimage"
-SEP = "\x1f"
-_PAGE = 500
 
 # Defaults the URL's query string can override (socket_timeout=..., socket_connect_timeout=...).
 _CLIENT_DEFAULTS: dict[str, Any] = {
@@ -128,20 +116,6 @@ redis.call('HSET', KEYS[1], unpack(ARGV))
 return 1
 """
 
-# KEYS: post hash, pending zset; ARGV: version, member -- processed_version only grows
-_MARK_PROCESSED = """
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-local done = tonumber(redis.call('HGET', KEYS[1], 'processed_version') or '0')
-local v = tonumber(ARGV[1])
-if v > done then
-  redis.call('HSET', KEYS[1], 'processed_version', v)
-  done = v
-end
-if done >= tonumber(redis.call('HGET', KEYS[1], 'version')) then
-  redis.call('ZREM', KEYS[2], ARGV[2])
-end
-return 1
-"""
 
 # KEYS: alert hash, outbox zset, seq counter, creation-time index zset, parked zset[, the post's alert index
 # zset]; ARGV: key, state (queued/sent/parked), created_at (µs), field, value, ...
@@ -238,19 +212,7 @@ def parse_store_url(url: str) -> tuple[str, str, str | None]:
     return (f"{base}?{rest}" if rest else base), prefix, password
 
 
-def _hash_encode(values: dict[str, Any]) -> dict[str, str]:
-    return {k: dumps(v) for k, v in values.items()}
-
-
-def _hash_decode(values: dict[str, str]) -> dict[str, Any]:
-    return {k: loads(v) for k, v in values.items()}
-
-
-def _member(a: str, b: str) -> str:
-    return f"{a}{SEP}{b}"
-
-
-class RedisStore(RedisReviewMixin, StateStore):
+class RedisStore(RedisPostsMixin, RedisReviewMixin, StateStore):
     """State store in Redis (see the module docstring for the key layout)."""
 
     def __init__(self, url: str):
@@ -269,7 +231,7 @@ class RedisStore(RedisReviewMixin, StateStore):
         except (ValueError, TypeError) as exc:
             raise StoreError(f"invalid Redis store URL {self.url}: {redact(str(exc))}") from exc
         self._hset_if_exists = self._r.register_script(_HSET_IF_EXISTS)
-        self._mark_processed = self._r.register_script(_MARK_PROCESSED)
+        self._posts_scripts()
         self._enqueue = self._r.register_script(_ENQUEUE)
         self._alert_sent = self._r.register_script(_ALERT_SENT)
         self._alert_failed = self._r.register_script(_ALERT_FAILED)
@@ -360,166 +322,7 @@ class RedisStore(RedisReviewMixin, StateStore):
     def _alert_index(self, platform: str, post_id: str) -> str:
         return self._k("alerts", "post", platform, post_id)
 
-    def _post_indexes(self, platform: str, account: str) -> list[str]:
-        return [
-            self._k("posts"),
-            self._k("posts", "p", platform),
-            self._k("posts", "a", account),
-            self._k("posts", "pa", platform, account),
-        ]
-
-    # ----------------------------------------------------------------- posts
-    def _save_posts(self, posts: Sequence[Post], at: datetime, extra: Callable[[Any], None] | None) -> list[PostChange]:
-        """Versioning under WATCH of the posts' hashes: the decision and the writes are one atomic unit
-        (a concurrent change to one of these posts makes EXEC fail, and the whole poll is decided again)."""
-        keys = sorted({self._post_key(p.platform, p.post_id) for p in posts})
-        at_iso, at_us = iso(at), micros(at)
-
-        def attempt(pipe: Any) -> list[PostChange]:
-            stored: dict[str, dict[str, Any]] = {}
-            for key in keys:
-                fields = pipe.hmget(key, "version", "fingerprint", "account", "first_seen")
-                if fields[0] is not None:
-                    stored[key] = dict(zip(("version", "fingerprint", "account", "first_seen"), map(loads, fields)))
-
-            def current(post: Post) -> tuple[int, str] | None:
-                row = stored.get(self._post_key(post.platform, post.post_id))
-                return (row["version"], row["fingerprint"]) if row else None
-
-            plans = plan_versions(posts, current, at)
-            pipe.multi()
-            for plan in plans:
-                post = plan.change.post
-                key = self._post_key(post.platform, post.post_id)
-                member = _member(post.platform, post.post_id)
-                if plan.new_version is None:
-                    pipe.hset(key, "last_seen_alive", dumps(at_iso))
-                    continue
-                values: dict[str, Any] = {
-                    "post": post.to_dict(),
-                    "account": post.account,
-                    "version": plan.change.version,
-                    "fingerprint": plan.fingerprint,
-                    "last_seen_alive": at_iso,
-                }
-                old = stored.get(key)
-                if plan.change.change is Change.NEW and old is None:
-                    values.update(first_seen=at_iso, processed_version=0, status="alive")
-                    first_us = at_us
-                    stored[key] = {"account": post.account, "first_seen": at_iso}
-                else:
-                    first_us = micros(parse_iso(stored[key]["first_seen"]))  # type: ignore[arg-type]
-                    if stored[key]["account"] != post.account:
-                        for index in self._post_indexes(post.platform, stored[key]["account"])[2:]:
-                            pipe.zrem(index, member)
-                        stored[key]["account"] = post.account
-                pipe.hset(key, mapping=_hash_encode(values))
-                pipe.rpush(self._k("versions", post.platform, post.post_id), dumps(version_to_dict(plan.new_version)))
-                for index in self._post_indexes(post.platform, post.account):
-                    pipe.zadd(index, {member: first_us})
-                pipe.zadd(self._k("pending"), {member: first_us})
-            if extra is not None:
-                extra(pipe)
-            return [plan.change for plan in plans]
-
-        return self._r.transaction(attempt, *keys, value_from_callable=True)
-
-    def record_poll(
-        self,
-        platform: str,
-        account: str,
-        posts: Sequence[Post],
-        cursor: str | None,
-        rejected: Sequence[RejectedItem] = (),
-        at: datetime | None = None,
-    ) -> list[PostChange]:
-        at = resolve_at(at)
-        # a rejected item is stored once; checked before the transaction, which is safe because an account is
-        # polled by one daemon at a time (poll lock)
-        digests = {rejected_digest(item): item for item in rejected}
-        known = self._r.smismember(self._k("rejected:digests"), list(digests)) if digests else []
-        fresh = {d: item for (d, item), seen in zip(digests.items(), known) if not seen}
-
-        def extra(pipe: Any) -> None:
-            if cursor is not None:
-                pipe.hset(self._k("cursors"), _member(platform, account), cursor)
-            if fresh:
-                pipe.sadd(self._k("rejected:digests"), *fresh)
-                pipe.rpush(self._k("rejected"), *(dumps(rejected_to_dict(item)) for item in fresh.values()))
-
-        return self._save_posts(posts, at, extra)
-
-    def save_post_version(self, post: Post, at: datetime | None = None) -> PostChange:
-        return self._save_posts([post], resolve_at(at), None)[0]
-
-    @staticmethod
-    def _stored(fields: dict[str, str]) -> StoredPost | None:
-        if not fields or "post" not in fields:
-            return None
-        d = _hash_decode(fields)
-        return stored_post(
-            d["post"], d["version"], d["first_seen"], d["last_seen_alive"], d.get("processed_version", 0),
-            d.get("status", "alive"),
-        )
-
-    def _stored_many(self, members: Sequence[str]) -> list[StoredPost]:
-        pipe = self._r.pipeline(transaction=False)
-        for member in members:
-            platform, post_id = member.split(SEP, 1)
-            pipe.hgetall(self._post_key(platform, post_id))
-        return [s for s in map(self._stored, pipe.execute()) if s is not None]
-
-    def get_post(self, platform: str, post_id: str) -> StoredPost | None:
-        return self._stored(self._r.hgetall(self._post_key(platform, post_id)))
-
-    def get_versions(self, platform: str, post_id: str) -> list[PostVersion]:
-        return [version_from_dict(loads(v)) for v in self._r.lrange(self._k("versions", platform, post_id), 0, -1)]
-
-    def _posts_index(self, platform: str | None, account: str | None) -> str:
-        if platform is not None and account is not None:
-            return self._k("posts", "pa", platform, account)
-        if platform is not None:
-            return self._k("posts", "p", platform)
-        if account is not None:
-            return self._k("posts", "a", account)
-        return self._k("posts")
-
-    def iter_posts(self, platform: str | None = None, account: str | None = None) -> Iterator[StoredPost]:
-        index, start = self._posts_index(platform, account), 0
-        while True:
-            members = self._r.zrange(index, start, start + _PAGE - 1)
-            yield from self._stored_many(members)
-            if len(members) < _PAGE:
-                return
-            start += _PAGE
-
-    def count_posts(self, platform: str | None = None, account: str | None = None) -> int:
-        return int(self._r.zcard(self._posts_index(platform, account)))
-
-    def mark_seen_alive(self, platform: str, post_id: str, at: datetime) -> None:
-        self._hset_if_exists(keys=[self._post_key(platform, post_id)], args=["last_seen_alive", dumps(iso(at))])
-
-    def set_post_status(self, platform: str, post_id: str, status: str) -> None:
-        self._hset_if_exists(keys=[self._post_key(platform, post_id)], args=["status", dumps(status)])
-
-    def pending_posts(self, limit: int = 100) -> list[StoredPost]:
-        if limit <= 0:
-            return []
-        return self._stored_many(self._r.zrange(self._k("pending"), 0, limit - 1))
-
-    def mark_processed(self, platform: str, post_id: str, version: int) -> None:
-        self._mark_processed(
-            keys=[self._post_key(platform, post_id), self._k("pending")], args=[int(version), _member(platform, post_id)]
-        )
-
-    def list_rejected(self, limit: int = 100) -> list[RejectedItem]:
-        if limit <= 0:
-            return []
-        return [rejected_from_dict(loads(v)) for v in self._r.lrange(self._k("rejected"), -limit, -1)]
-
     # ----------------------------------------------------------------- cursors
-    def get_cursor(self, platform: str, account: str) -> str | None:
-        return self._r.hget(self._k("cursors"), _member(platform, account))
 
     # ----------------------------------------------------------------- media
     @staticmethod

@@ -1,0 +1,40 @@
+"""What the Redis role modules (``bot.store.redis_*``) share: the member separator, the per-field JSON codec
+of hashes, and the host store's client, key builder and scripts they use, declared here so each role module
+type-checks on its own. The key layout is documented once, in :mod:`bot.store.redis`."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from bot.store.common import dumps, loads
+
+if TYPE_CHECKING:
+    import redis
+
+SEP = "\x1f"
+_PAGE = 500
+
+
+def _hash_encode(values: dict[str, Any]) -> dict[str, str]:
+    return {k: dumps(v) for k, v in values.items()}
+
+
+def _hash_decode(values: dict[str, str]) -> dict[str, Any]:
+    return {k: loads(v) for k, v in values.items()}
+
+
+def _member(a: str, b: str) -> str:
+    return f"{a}{SEP}{b}"
+
+
+class RedisRole:
+    """Base of the Redis role mixins: ``_r`` is the client, ``_k`` builds a key under the store's prefix."""
+
+    if TYPE_CHECKING:  # provided by RedisStore
+        _r: redis.Redis
+        url: str
+        _hset_if_exists: Any
+
+        def _k(self, *parts: str) -> str: ...
+        def _post_key(self, platform: str, post_id: str) -> str: ...
+        def _error(self, exc: Exception) -> Exception: ...
