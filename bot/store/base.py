@@ -17,20 +17,11 @@ from datetime import datetime
 from typing import Any
 
 from bot.store.posts import PostStore
-from bot.store.records import (
-    AccountState,
-    KnownKind,
-    KnownMedia,
-    KnownState,
-    MediaRecord,
-    OutboxAlert,
-    PostEvent,
-    PostMediaLink,
-    Recheck,
-)
+from bot.store.media import MediaStore
+from bot.store.records import AccountState, KnownKind, KnownMedia, KnownState, OutboxAlert, PostEvent, Recheck
 
 
-class StateStore(PostStore, ABC):
+class StateStore(MediaStore, PostStore, ABC):
     """Everything afterimage remembers between runs, except the media bytes (those are in the archive)."""
 
     url: str  # the store URL with any password redacted, for status and logs
@@ -40,25 +31,6 @@ class StateStore(PostStore, ABC):
     # ----------------------------------------------------------------- cursors
 
     # ----------------------------------------------------------------- media
-    @abstractmethod
-    def put_media(self, record: MediaRecord) -> MediaRecord:
-        """Insert a media record if its sha256 is new; returns the stored record (the first one wins,
-        except that ``signals`` are merged)."""
-
-    @abstractmethod
-    def get_media(self, sha256: str) -> MediaRecord | None: ...
-
-    @abstractmethod
-    def set_media_signals(self, sha256: str, signals: dict[str, str]) -> None:
-        """Merge computed hashes into a media record."""
-
-    @abstractmethod
-    def link_post_media(self, link: PostMediaLink) -> None:
-        """Record which file attachment ``index`` of a post resolved to (replaces an earlier link)."""
-
-    @abstractmethod
-    def get_post_media(self, platform: str, post_id: str) -> list[PostMediaLink]:
-        """Links of a post ordered by index."""
 
     # ----------------------------------------------------------------- known media
     def add_known(self, entry: KnownMedia) -> KnownMedia:

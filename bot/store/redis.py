@@ -74,6 +74,7 @@ from bot.redact import redact, redact_url, register_secret
 from bot.store.base import StateStore
 from bot.store.redis_common import _PAGE, SEP, _hash_decode, _hash_encode, _member
 from bot.store.redis_posts import RedisPostsMixin
+from bot.store.redis_media import RedisMediaMixin
 from bot.store.redis_review import RedisReviewMixin, review_methods
 from bot.store.common import (
     BUDGET_KEEP_MINUTES,
@@ -88,17 +89,7 @@ from bot.store.common import (
     new_id,
     status_for_event,
 )
-from bot.store.records import (
-    AccountState,
-    KnownKind,
-    KnownMedia,
-    KnownState,
-    MediaRecord,
-    OutboxAlert,
-    PostEvent,
-    PostMediaLink,
-    Recheck,
-)
+from bot.store.records import AccountState, KnownKind, KnownMedia, KnownState, OutboxAlert, PostEvent, Recheck
 
 DEFAULT_PREFIX = "afterimage"
 
@@ -212,7 +203,7 @@ def parse_store_url(url: str) -> tuple[str, str, str | None]:
     return (f"{base}?{rest}" if rest else base), prefix, password
 
 
-class RedisStore(RedisPostsMixin, RedisReviewMixin, StateStore):
+class RedisStore(RedisMediaMixin, RedisPostsMixin, RedisReviewMixin, StateStore):
     """State store in Redis (see the module docstring for the key layout)."""
 
     def __init__(self, url: str):
@@ -322,44 +313,7 @@ class RedisStore(RedisPostsMixin, RedisReviewMixin, StateStore):
     def _alert_index(self, platform: str, post_id: str) -> str:
         return self._k("alerts", "post", platform, post_id)
 
-    # ----------------------------------------------------------------- cursors
-
     # ----------------------------------------------------------------- media
-    @staticmethod
-    def _media(fields: dict[str, str]) -> MediaRecord | None:
-        if "record" not in fields:
-            return None
-        data = loads(fields["record"])
-        data["signals"] = {k[4:]: v for k, v in fields.items() if k.startswith("sig:")}
-        return MediaRecord.from_dict(data)
-
-    def put_media(self, record: MediaRecord) -> MediaRecord:
-        key = self._k("media", record.sha256)
-        data = record.to_dict()
-        data.pop("signals")
-        pipe = self._r.pipeline(transaction=True)
-        pipe.hsetnx(key, "record", dumps(data))
-        if record.signals:
-            pipe.hset(key, mapping={f"sig:{k}": v for k, v in record.signals.items()})
-        pipe.hgetall(key)
-        stored = self._media(pipe.execute()[-1])
-        assert stored is not None
-        return stored
-
-    def get_media(self, sha256: str) -> MediaRecord | None:
-        return self._media(self._r.hgetall(self._k("media", sha256)))
-
-    def set_media_signals(self, sha256: str, signals: dict[str, str]) -> None:
-        if signals:
-            args = [x for k, v in signals.items() for x in (f"sig:{k}", v)]
-            self._hset_if_exists(keys=[self._k("media", sha256)], args=args)
-
-    def link_post_media(self, link: PostMediaLink) -> None:
-        self._r.hset(self._k("post_media", link.platform, link.post_id), str(link.index), dumps(link.to_dict()))
-
-    def get_post_media(self, platform: str, post_id: str) -> list[PostMediaLink]:
-        fields = self._r.hgetall(self._k("post_media", platform, post_id))
-        return [PostMediaLink.from_dict(loads(fields[i])) for i in sorted(fields, key=int)]
 
     # ----------------------------------------------------------------- known media
     def _known_indexes(self, entry: KnownMedia) -> list[str]:

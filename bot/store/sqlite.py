@@ -28,6 +28,7 @@ from bot.models import iso, parse_iso
 from bot.redact import redact_url
 from bot.store.base import StateStore
 from bot.store.sqlite_posts import SqlitePostsMixin
+from bot.store.sqlite_media import SqliteMediaMixin
 from bot.store.sqlite_review import REVIEW_MIGRATION, SqliteReviewMixin
 from bot.store.common import (
     BUDGET_KEEP_MINUTES,
@@ -42,17 +43,7 @@ from bot.store.common import (
     new_id,
     status_for_event,
 )
-from bot.store.records import (
-    AccountState,
-    KnownKind,
-    KnownMedia,
-    KnownState,
-    MediaRecord,
-    OutboxAlert,
-    PostEvent,
-    PostMediaLink,
-    Recheck,
-)
+from bot.store.records import AccountState, KnownKind, KnownMedia, KnownState, OutboxAlert, PostEvent, Recheck
 
 BUSY_TIMEOUT_MS = 10_000
 
@@ -255,7 +246,7 @@ def _iso_micros(value: Any) -> int | None:
     return micros(parsed) if parsed is not None else None
 
 
-class SqliteStore(SqlitePostsMixin, SqliteReviewMixin, StateStore):
+class SqliteStore(SqliteMediaMixin, SqlitePostsMixin, SqliteReviewMixin, StateStore):
     """State store in one SQLite file (WAL mode)."""
 
     def __init__(self, path: str):
@@ -350,48 +341,7 @@ class SqliteStore(SqlitePostsMixin, SqliteReviewMixin, StateStore):
         rows = self._query(sql, params)
         return rows[0] if rows else None
 
-    # ----------------------------------------------------------------- cursors
-
     # ----------------------------------------------------------------- media
-    def put_media(self, record: MediaRecord) -> MediaRecord:
-        with self._write() as conn:
-            conn.execute(
-                "INSERT OR IGNORE INTO media (sha256, data) VALUES (?, ?)", (record.sha256, dumps(record.to_dict()))
-            )
-            if record.signals:
-                self._merge_signals(conn, record.sha256, record.signals)
-            row = conn.execute("SELECT data FROM media WHERE sha256 = ?", (record.sha256,)).fetchone()
-        return MediaRecord.from_dict(loads(row[0]))
-
-    @staticmethod
-    def _merge_signals(conn: sqlite3.Connection, sha256: str, signals: dict[str, str]) -> None:
-        row = conn.execute("SELECT data FROM media WHERE sha256 = ?", (sha256,)).fetchone()
-        if row is None:
-            return
-        data = loads(row[0])
-        data["signals"] = {**(data.get("signals") or {}), **signals}
-        conn.execute("UPDATE media SET data = ? WHERE sha256 = ?", (dumps(data), sha256))
-
-    def get_media(self, sha256: str) -> MediaRecord | None:
-        row = self._one("SELECT data FROM media WHERE sha256 = ?", (sha256,))
-        return MediaRecord.from_dict(loads(row[0])) if row else None
-
-    def set_media_signals(self, sha256: str, signals: dict[str, str]) -> None:
-        with self._write() as conn:
-            self._merge_signals(conn, sha256, signals)
-
-    def link_post_media(self, link: PostMediaLink) -> None:
-        with self._write() as conn:
-            conn.execute(
-                "INSERT OR REPLACE INTO post_media (platform, post_id, idx, data) VALUES (?, ?, ?, ?)",
-                (link.platform, link.post_id, link.index, dumps(link.to_dict())),
-            )
-
-    def get_post_media(self, platform: str, post_id: str) -> list[PostMediaLink]:
-        rows = self._query(
-            "SELECT data FROM post_media WHERE platform = ? AND post_id = ? ORDER BY idx", (platform, post_id)
-        )
-        return [PostMediaLink.from_dict(loads(r[0])) for r in rows]
 
     # ----------------------------------------------------------------- known media
     @staticmethod
