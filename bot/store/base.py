@@ -12,16 +12,17 @@ Design rules every backend keeps:
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
 from bot.store.posts import PostStore
 from bot.store.media import MediaStore
-from bot.store.records import AccountState, KnownKind, KnownMedia, KnownState, OutboxAlert, PostEvent, Recheck
+from bot.store.known_media import KnownMediaStore
+from bot.store.records import AccountState, OutboxAlert, PostEvent, Recheck
 
 
-class StateStore(MediaStore, PostStore, ABC):
+class StateStore(KnownMediaStore, MediaStore, PostStore, ABC):
     """Everything afterimage remembers between runs, except the media bytes (those are in the archive)."""
 
     url: str  # the store URL with any password redacted, for status and logs
@@ -33,66 +34,6 @@ class StateStore(MediaStore, PostStore, ABC):
     # ----------------------------------------------------------------- media
 
     # ----------------------------------------------------------------- known media
-    def add_known(self, entry: KnownMedia) -> KnownMedia:
-        """Add an entry (assigning ``id`` when empty; an existing id is replaced in place) and bump the
-        known-media generation."""
-        return self.add_known_many([entry])[0]
-
-    @abstractmethod
-    def add_known_many(self, entries: Sequence[KnownMedia]) -> list[KnownMedia]:
-        """Add several entries in ONE transaction, in order (ids assigned when empty; an existing id is
-        replaced in place), bumping the generation once. Returns the stored entries.
-
-        Why: an item is all of its entries or none of them. The keyframes of a video or the rows of an
-        imported list go in together, so an interrupted add never leaves half a video that matches (and
-        alerts) as if it were the whole."""
-
-    @abstractmethod
-    def get_known(self, known_id: str) -> KnownMedia | None: ...
-
-    @abstractmethod
-    def find_known_by_sha256(self, sha256: str) -> list[KnownMedia]: ...
-
-    @abstractmethod
-    def find_known_by_group(self, group: str, kind: KnownKind | None = None) -> list[KnownMedia]:
-        """Entries of one item (the keyframes of one video share ``group``), in insertion order, optionally
-        only of one kind (a known trailer and the same file seen in a post share the group)."""
-
-    @abstractmethod
-    def list_known(self, kind: KnownKind | None = None, limit: int | None = None, offset: int = 0) -> list[KnownMedia]:
-        """Entries in insertion order."""
-
-    @abstractmethod
-    def iter_known(self, kind: KnownKind | None = None) -> Iterator[KnownMedia]: ...
-
-    @abstractmethod
-    def count_known(self, kind: KnownKind | None = None) -> int: ...
-
-    @abstractmethod
-    def remove_known(self, known_id: str) -> bool:
-        """Remove an entry; bumps the generation. False when there was no such id."""
-
-    @abstractmethod
-    def remove_known_group(self, group: str, kind: KnownKind | None = None) -> int:
-        """Remove every entry of an item (``group``, optionally only of ``kind``) in one transaction; bumps
-        the generation and epoch when anything went. Returns the number of entries removed."""
-
-    def known_generation(self) -> int:
-        """A counter that changes whenever known media change, so an index knows when to reload."""
-        return self.known_state().generation
-
-    @abstractmethod
-    def known_state(self) -> KnownState:
-        """Generation, epoch and entry count read together: what an index needs to decide between
-        appending the entries added since it loaded (:meth:`iter_known_since`) and reloading everything."""
-
-    @abstractmethod
-    def iter_known_since(self, seq: int) -> Iterator[tuple[int, KnownMedia]]:
-        """``(seq, entry)`` of every entry inserted after insertion number ``seq``, in insertion order.
-
-        Why: the daemon remembers every archived image as a *seen* entry, so known media change on every
-        post with pictures; reloading 100 k entries (and retraining their indexes) each time would stall
-        matching. An entry replaced in place keeps its number (and bumps the epoch instead)."""
 
     # ----------------------------------------------------------------- alert outbox
     @abstractmethod

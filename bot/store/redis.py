@@ -58,8 +58,7 @@ from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import replace
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
@@ -75,6 +74,7 @@ from bot.store.base import StateStore
 from bot.store.redis_common import _PAGE, SEP, _hash_decode, _hash_encode, _member
 from bot.store.redis_posts import RedisPostsMixin
 from bot.store.redis_media import RedisMediaMixin
+from bot.store.redis_known_media import RedisKnownMediaMixin
 from bot.store.redis_review import RedisReviewMixin, review_methods
 from bot.store.common import (
     BUDGET_KEEP_MINUTES,
@@ -89,7 +89,7 @@ from bot.store.common import (
     new_id,
     status_for_event,
 )
-from bot.store.records import AccountState, KnownKind, KnownMedia, KnownState, OutboxAlert, PostEvent, Recheck
+from bot.store.records import AccountState, OutboxAlert, PostEvent, Recheck
 
 DEFAULT_PREFIX = "afterimage"
 
@@ -203,7 +203,7 @@ def parse_store_url(url: str) -> tuple[str, str, str | None]:
     return (f"{base}?{rest}" if rest else base), prefix, password
 
 
-class RedisStore(RedisMediaMixin, RedisPostsMixin, RedisReviewMixin, StateStore):
+class RedisStore(RedisKnownMediaMixin, RedisMediaMixin, RedisPostsMixin, RedisReviewMixin, StateStore):
     """State store in Redis (see the module docstring for the key layout)."""
 
     def __init__(self, url: str):
@@ -271,27 +271,6 @@ class RedisStore(RedisMediaMixin, RedisPostsMixin, RedisReviewMixin, StateStore)
             if done:
                 self._r.set(flag, "1")
 
-    def _index_old_known_groups(self) -> None:
-        """Add known entries stored before the group index existed to it, once per store (flag
-        ``known:group:indexed``). Idempotent (ZADD of the entry's own seq)."""
-        flag = self._k("known", "group", "indexed")
-        if self._r.exists(flag):
-            return
-        start = 0
-        while True:
-            page = self._r.zrange(self._k("known", "order"), start, start + _PAGE - 1, withscores=True)
-            values = self._r.mget([self._k("known", i) for i, _ in page]) if page else []
-            writes = self._r.pipeline(transaction=False)
-            for (known_id, seq), value in zip(page, values):
-                group = loads(value).get("group") if value is not None else None
-                if group:
-                    writes.zadd(self._k("known", "group", group), {known_id: int(seq)})
-            writes.execute()
-            if len(page) < _PAGE:
-                break
-            start += _PAGE
-        self._r.set(flag, "1")
-
     def _error(self, exc: Exception) -> StoreError:
         kind = "cannot reach" if isinstance(exc, (redis.ConnectionError, redis.TimeoutError)) else "error from"
         return StoreError(f"{kind} Redis store {self.url}: {redact(str(exc)) or type(exc).__name__}")
@@ -313,150 +292,7 @@ class RedisStore(RedisMediaMixin, RedisPostsMixin, RedisReviewMixin, StateStore)
     def _alert_index(self, platform: str, post_id: str) -> str:
         return self._k("alerts", "post", platform, post_id)
 
-    # ----------------------------------------------------------------- media
-
     # ----------------------------------------------------------------- known media
-    def _known_indexes(self, entry: KnownMedia) -> list[str]:
-        indexes = [self._k("known", "order"), self._k("known", "kind", entry.kind.value)]
-        if entry.sha256:
-            indexes.append(self._k("known", "sha", entry.sha256))
-        if entry.group:
-            indexes.append(self._k("known", "group", entry.group))
-        return indexes
-
-    def _known_many(self, ids: Sequence[str]) -> list[KnownMedia]:
-        if not ids:
-            return []
-        values = self._r.mget([self._k("known", i) for i in ids])
-        return [KnownMedia.from_dict(loads(v)) for v in values if v is not None]
-
-    def add_known_many(self, entries: Sequence[KnownMedia]) -> list[KnownMedia]:
-        stored = [e if e.id else replace(e, id=new_id()) for e in entries]
-        if not stored:
-            return []
-        latest = {e.id: e for e in stored}  # an id given twice: the last one is stored, as in SQLite
-        ids = list(latest)
-        keys = [self._k("known", i) for i in ids]
-        order = self._k("known", "order")
-
-        def attempt(pipe: Any) -> None:
-            olds = pipe.mget(keys)
-            seqs = pipe.zmscore(order, ids)
-            fresh = sum(1 for s in seqs if s is None)
-            top = int(pipe.incrby(self._k("known", "seq"), fresh)) if fresh else 0  # a gap after a retry is harmless
-            next_seq = top - fresh + 1
-            pipe.multi()
-            for known_id, key, old_json, seq in zip(ids, keys, olds, seqs):
-                entry = latest[known_id]
-                if seq is None:
-                    seq, next_seq = next_seq, next_seq + 1
-                if old_json is not None:
-                    for index in self._known_indexes(KnownMedia.from_dict(loads(old_json))):
-                        pipe.zrem(index, known_id)
-                pipe.set(key, dumps(entry.to_dict()))
-                for index in self._known_indexes(entry):
-                    pipe.zadd(index, {known_id: int(seq)})
-            if any(o is not None for o in olds):
-                pipe.incr(self._k("known", "epoch"))  # replaced in place: indexes must reload
-            pipe.incr(self._k("known", "gen"))
-
-        self._r.transaction(attempt, *keys)
-        return stored
-
-    def get_known(self, known_id: str) -> KnownMedia | None:
-        value = self._r.get(self._k("known", known_id))
-        return KnownMedia.from_dict(loads(value)) if value is not None else None
-
-    def find_known_by_sha256(self, sha256: str) -> list[KnownMedia]:
-        return self._known_many(self._r.zrange(self._k("known", "sha", sha256), 0, -1))
-
-    def find_known_by_group(self, group: str, kind: KnownKind | None = None) -> list[KnownMedia]:
-        entries = self._known_many(self._r.zrange(self._k("known", "group", group), 0, -1))
-        return [e for e in entries if kind is None or e.kind == KnownKind(kind)]
-
-    def _known_index(self, kind: KnownKind | None) -> str:
-        return self._k("known", "order") if kind is None else self._k("known", "kind", KnownKind(kind).value)
-
-    def list_known(self, kind: KnownKind | None = None, limit: int | None = None, offset: int = 0) -> list[KnownMedia]:
-        if limit is not None and limit <= 0:
-            return []
-        end = -1 if limit is None else offset + limit - 1
-        return self._known_many(self._r.zrange(self._known_index(kind), offset, end))
-
-    def iter_known(self, kind: KnownKind | None = None) -> Iterator[KnownMedia]:
-        index, start = self._known_index(kind), 0
-        while True:
-            ids = self._r.zrange(index, start, start + _PAGE - 1)
-            yield from self._known_many(ids)
-            if len(ids) < _PAGE:
-                return
-            start += _PAGE
-
-    def count_known(self, kind: KnownKind | None = None) -> int:
-        return int(self._r.zcard(self._known_index(kind)))
-
-    def remove_known(self, known_id: str) -> bool:
-        key = self._k("known", known_id)
-
-        def attempt(pipe: Any) -> bool:
-            old_json = pipe.get(key)
-            if old_json is None:
-                pipe.multi()  # nothing to do; EXEC of an empty transaction
-                return False
-            pipe.multi()
-            pipe.delete(key)
-            for index in self._known_indexes(KnownMedia.from_dict(loads(old_json))):
-                pipe.zrem(index, known_id)
-            pipe.incr(self._k("known", "gen"))
-            pipe.incr(self._k("known", "epoch"))
-            return True
-
-        return bool(self._r.transaction(attempt, key, value_from_callable=True))
-
-    def remove_known_group(self, group: str, kind: KnownKind | None = None) -> int:
-        group_key = self._k("known", "group", group)
-
-        def attempt(pipe: Any) -> int:
-            ids = pipe.zrange(group_key, 0, -1)
-            olds = pipe.mget([self._k("known", i) for i in ids]) if ids else []
-            gone = [
-                (known_id, KnownMedia.from_dict(loads(old)))
-                for known_id, old in zip(ids, olds)
-                if old is not None and (kind is None or KnownMedia.from_dict(loads(old)).kind == KnownKind(kind))
-            ]
-            pipe.multi()
-            for known_id, entry in gone:
-                pipe.delete(self._k("known", known_id))
-                for index in self._known_indexes(entry):
-                    pipe.zrem(index, known_id)
-            if gone:
-                pipe.incr(self._k("known", "gen"))
-                pipe.incr(self._k("known", "epoch"))
-            return len(gone)
-
-        return int(self._r.transaction(attempt, group_key, value_from_callable=True))
-
-    def known_state(self) -> KnownState:
-        pipe = self._r.pipeline(transaction=True)  # MULTI/EXEC: the three read together
-        pipe.get(self._k("known", "gen"))
-        pipe.get(self._k("known", "epoch"))
-        pipe.zcard(self._k("known", "order"))
-        generation, epoch, count = pipe.execute()
-        return KnownState(int(generation or 0), int(epoch or 0), int(count))
-
-    def iter_known_since(self, seq: int) -> Iterator[tuple[int, KnownMedia]]:
-        last = seq
-        while True:
-            page = self._r.zrangebyscore(self._k("known", "order"), f"({last}", "+inf", start=0, num=_PAGE, withscores=True)
-            if not page:
-                return
-            values = self._r.mget([self._k("known", i) for i, _ in page])
-            for (_, score), value in zip(page, values):
-                if value is not None:  # removed meanwhile: the epoch tells the reader
-                    yield int(score), KnownMedia.from_dict(loads(value))
-            if len(page) < _PAGE:
-                return
-            last = int(page[-1][1])
 
     # ----------------------------------------------------------------- alert outbox
     @staticmethod

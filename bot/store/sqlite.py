@@ -18,7 +18,6 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -29,6 +28,7 @@ from bot.redact import redact_url
 from bot.store.base import StateStore
 from bot.store.sqlite_posts import SqlitePostsMixin
 from bot.store.sqlite_media import SqliteMediaMixin
+from bot.store.sqlite_known_media import SqliteKnownMediaMixin
 from bot.store.sqlite_review import REVIEW_MIGRATION, SqliteReviewMixin
 from bot.store.common import (
     BUDGET_KEEP_MINUTES,
@@ -43,7 +43,7 @@ from bot.store.common import (
     new_id,
     status_for_event,
 )
-from bot.store.records import AccountState, KnownKind, KnownMedia, KnownState, OutboxAlert, PostEvent, Recheck
+from bot.store.records import AccountState, OutboxAlert, PostEvent, Recheck
 
 BUSY_TIMEOUT_MS = 10_000
 
@@ -246,7 +246,7 @@ def _iso_micros(value: Any) -> int | None:
     return micros(parsed) if parsed is not None else None
 
 
-class SqliteStore(SqliteMediaMixin, SqlitePostsMixin, SqliteReviewMixin, StateStore):
+class SqliteStore(SqliteKnownMediaMixin, SqliteMediaMixin, SqlitePostsMixin, SqliteReviewMixin, StateStore):
     """State store in one SQLite file (WAL mode)."""
 
     def __init__(self, path: str):
@@ -341,106 +341,7 @@ class SqliteStore(SqliteMediaMixin, SqlitePostsMixin, SqliteReviewMixin, StateSt
         rows = self._query(sql, params)
         return rows[0] if rows else None
 
-    # ----------------------------------------------------------------- media
-
     # ----------------------------------------------------------------- known media
-    @staticmethod
-    def _bump(conn: sqlite3.Connection, counter: str) -> None:
-        conn.execute(
-            "INSERT INTO meta (key, value) VALUES (?, '1') "
-            "ON CONFLICT (key) DO UPDATE SET value = CAST(value AS INTEGER) + 1",
-            (counter,),
-        )
-
-    def add_known_many(self, entries: Sequence[KnownMedia]) -> list[KnownMedia]:
-        stored = [e if e.id else replace(e, id=new_id()) for e in entries]
-        if not stored:
-            return []
-        with self._write() as conn:
-            replaced = False
-            for entry in stored:
-                if conn.execute("SELECT 1 FROM known WHERE id = ?", (entry.id,)).fetchone():
-                    replaced = True
-                conn.execute(
-                    "INSERT INTO known (id, kind, sha256, grp, data) VALUES (?, ?, ?, ?, ?) "
-                    "ON CONFLICT (id) DO UPDATE SET kind = excluded.kind, sha256 = excluded.sha256, "
-                    "grp = excluded.grp, data = excluded.data",
-                    (entry.id, entry.kind.value, entry.sha256, entry.group, dumps(entry.to_dict())),
-                )
-            if replaced:
-                self._bump(conn, "known_epoch")  # replaced in place: indexes must reload
-            self._bump(conn, "known_generation")
-        return stored
-
-    def get_known(self, known_id: str) -> KnownMedia | None:
-        row = self._one("SELECT data FROM known WHERE id = ?", (known_id,))
-        return KnownMedia.from_dict(loads(row[0])) if row else None
-
-    def find_known_by_sha256(self, sha256: str) -> list[KnownMedia]:
-        rows = self._query("SELECT data FROM known WHERE sha256 = ? ORDER BY seq", (sha256,))
-        return [KnownMedia.from_dict(loads(r[0])) for r in rows]
-
-    def find_known_by_group(self, group: str, kind: KnownKind | None = None) -> list[KnownMedia]:
-        where, params = ("AND kind = ?", [KnownKind(kind).value]) if kind is not None else ("", [])
-        rows = self._query(f"SELECT data FROM known WHERE grp = ? {where} ORDER BY seq", [group, *params])
-        return [KnownMedia.from_dict(loads(r[0])) for r in rows]
-
-    def list_known(self, kind: KnownKind | None = None, limit: int | None = None, offset: int = 0) -> list[KnownMedia]:
-        where, params = ("kind = ?", [KnownKind(kind).value]) if kind is not None else ("1", [])
-        rows = self._query(
-            f"SELECT data FROM known WHERE {where} ORDER BY seq LIMIT ? OFFSET ?",
-            [*params, -1 if limit is None else limit, offset],
-        )
-        return [KnownMedia.from_dict(loads(r[0])) for r in rows]
-
-    def iter_known(self, kind: KnownKind | None = None) -> Iterator[KnownMedia]:
-        return (entry for _, entry in self._iter_known(kind, 0))
-
-    def _iter_known(self, kind: KnownKind | None, after: int) -> Iterator[tuple[int, KnownMedia]]:
-        """Entries with insertion number above ``after``, paged so a large store is never held twice."""
-        where, params = ("kind = ?", [KnownKind(kind).value]) if kind is not None else ("1", [])
-        last = after
-        while True:
-            rows = self._query(
-                f"SELECT seq, data FROM known WHERE {where} AND seq > ? ORDER BY seq LIMIT 1000", [*params, last]
-            )
-            for row in rows:
-                yield int(row[0]), KnownMedia.from_dict(loads(row[1]))
-            if len(rows) < 1000:
-                return
-            last = rows[-1][0]
-
-    def count_known(self, kind: KnownKind | None = None) -> int:
-        where, params = ("kind = ?", [KnownKind(kind).value]) if kind is not None else ("1", [])
-        return self._one(f"SELECT COUNT(*) FROM known WHERE {where}", params)[0]  # type: ignore[index]
-
-    def remove_known(self, known_id: str) -> bool:
-        with self._write() as conn:
-            removed = conn.execute("DELETE FROM known WHERE id = ?", (known_id,)).rowcount > 0
-            if removed:
-                self._bump(conn, "known_generation")
-                self._bump(conn, "known_epoch")
-        return removed
-
-    def remove_known_group(self, group: str, kind: KnownKind | None = None) -> int:
-        where, params = ("AND kind = ?", [KnownKind(kind).value]) if kind is not None else ("", [])
-        with self._write() as conn:
-            removed = conn.execute(f"DELETE FROM known WHERE grp = ? {where}", [group, *params]).rowcount
-            if removed:
-                self._bump(conn, "known_generation")
-                self._bump(conn, "known_epoch")
-        return removed
-
-    def known_state(self) -> KnownState:
-        row = self._one(  # one statement: one consistent snapshot
-            "SELECT (SELECT value FROM meta WHERE key = 'known_generation'), "
-            "(SELECT value FROM meta WHERE key = 'known_epoch'), (SELECT COUNT(*) FROM known)"
-        )
-        assert row is not None
-        return KnownState(int(row[0] or 0), int(row[1] or 0), int(row[2]))
-
-    def iter_known_since(self, seq: int) -> Iterator[tuple[int, KnownMedia]]:
-        return self._iter_known(None, seq)
 
     # ----------------------------------------------------------------- alert outbox
     @staticmethod

@@ -1,0 +1,82 @@
+"""The known-media role of the store: the library the matcher searches (known images and video keyframes,
+and every archived image remembered as *seen*), with the generation/epoch counters an index uses to reload
+only what changed.
+
+Implemented by :mod:`bot.store.sqlite_known_media` and :mod:`bot.store.redis_known_media`; contract in
+``tests/store/test_known_media_contract.py``."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Sequence
+
+from bot.store.records import KnownKind, KnownMedia, KnownState
+
+
+class KnownMediaReader(ABC):
+    """Reading known-media entries and the state an index reloads by."""
+
+    @abstractmethod
+    def get_known(self, known_id: str) -> KnownMedia | None: ...
+
+    @abstractmethod
+    def find_known_by_sha256(self, sha256: str) -> list[KnownMedia]: ...
+
+    @abstractmethod
+    def find_known_by_group(self, group: str, kind: KnownKind | None = None) -> list[KnownMedia]:
+        """Entries of one item (the keyframes of one video share ``group``), in insertion order, optionally
+        only of one kind (a known trailer and the same file seen in a post share the group)."""
+
+    @abstractmethod
+    def list_known(self, kind: KnownKind | None = None, limit: int | None = None, offset: int = 0) -> list[KnownMedia]:
+        """Entries in insertion order."""
+
+    @abstractmethod
+    def iter_known(self, kind: KnownKind | None = None) -> Iterator[KnownMedia]: ...
+
+    @abstractmethod
+    def count_known(self, kind: KnownKind | None = None) -> int: ...
+
+    def known_generation(self) -> int:
+        """A counter that changes whenever known media change, so an index knows when to reload."""
+        return self.known_state().generation
+
+    @abstractmethod
+    def known_state(self) -> KnownState:
+        """Generation, epoch and entry count read together: what an index needs to decide between
+        appending the entries added since it loaded (:meth:`iter_known_since`) and reloading everything."""
+
+    @abstractmethod
+    def iter_known_since(self, seq: int) -> Iterator[tuple[int, KnownMedia]]:
+        """``(seq, entry)`` of every entry inserted after insertion number ``seq``, in insertion order.
+
+        Why: the daemon remembers every archived image as a *seen* entry, so known media change on every
+        post with pictures; reloading 100 k entries (and retraining their indexes) each time would stall
+        matching. An entry replaced in place keeps its number (and bumps the epoch instead)."""
+
+
+class KnownMediaStore(KnownMediaReader):
+    """Known-media entries, added and removed a whole item at a time."""
+
+    def add_known(self, entry: KnownMedia) -> KnownMedia:
+        """Add an entry (assigning ``id`` when empty; an existing id is replaced in place) and bump the
+        known-media generation."""
+        return self.add_known_many([entry])[0]
+
+    @abstractmethod
+    def add_known_many(self, entries: Sequence[KnownMedia]) -> list[KnownMedia]:
+        """Add several entries in ONE transaction, in order (ids assigned when empty; an existing id is
+        replaced in place), bumping the generation once. Returns the stored entries.
+
+        Why: an item is all of its entries or none of them. The keyframes of a video or the rows of an
+        imported list go in together, so an interrupted add never leaves half a video that matches (and
+        alerts) as if it were the whole."""
+
+    @abstractmethod
+    def remove_known(self, known_id: str) -> bool:
+        """Remove an entry; bumps the generation. False when there was no such id."""
+
+    @abstractmethod
+    def remove_known_group(self, group: str, kind: KnownKind | None = None) -> int:
+        """Remove every entry of an item (``group``, optionally only of ``kind``) in one transaction; bumps
+        the generation and epoch when anything went. Returns the number of entries removed."""
