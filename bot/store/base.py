@@ -12,7 +12,6 @@ Design rules every backend keeps:
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
@@ -20,10 +19,11 @@ from bot.store.posts import PostStore
 from bot.store.media import MediaStore
 from bot.store.known_media import KnownMediaStore
 from bot.store.outbox import OutboxStore
-from bot.store.records import AccountState, OutboxAlert, PostEvent, Recheck
+from bot.store.deletion_log import DeletionLogStore
+from bot.store.records import AccountState
 
 
-class StateStore(OutboxStore, KnownMediaStore, MediaStore, PostStore, ABC):
+class StateStore(DeletionLogStore, OutboxStore, KnownMediaStore, MediaStore, PostStore, ABC):
     """Everything afterimage remembers between runs, except the media bytes (those are in the archive)."""
 
     url: str  # the store URL with any password redacted, for status and logs
@@ -39,45 +39,9 @@ class StateStore(OutboxStore, KnownMediaStore, MediaStore, PostStore, ABC):
     # ----------------------------------------------------------------- alert outbox
 
     # ----------------------------------------------------------------- re-checks
-    @abstractmethod
-    def schedule_recheck(self, recheck: Recheck) -> None:
-        """Insert or replace the re-check state of a post."""
-
-    @abstractmethod
-    def get_recheck(self, platform: str, post_id: str) -> Recheck | None: ...
-
-    @abstractmethod
-    def due_rechecks(self, platform: str, now: datetime, limit: int = 1000) -> list[Recheck]:
-        """Re-checks of a platform due at ``now`` or earlier, earliest due first."""
-
-    @abstractmethod
-    def count_rechecks(self, platform: str | None = None) -> int: ...
-
-    @abstractmethod
-    def remove_recheck(self, platform: str, post_id: str) -> None: ...
 
     # ----------------------------------------------------------------- deletion log
-    @abstractmethod
-    def record_event(
-        self, event: PostEvent, next_recheck: Recheck | None, alert: OutboxAlert | None = None
-    ) -> PostEvent:
-        """Atomically append an event (assigning ``id`` when empty; an event id already logged is not logged
-        again), set the post's status to the event kind where it is a state (not for ``edited``), replace the
-        post's re-check by ``next_recheck`` (remove it when None) and, when given, enqueue ``alert`` exactly
-        as :meth:`enqueue_alert` does (a key ever enqueued is not enqueued again). All in one transaction:
-        after a crash either all of it happened or none. A caller whose alert key names the event id
-        assigns the id itself (:func:`bot.store.common.new_id`) before building the alert."""
 
-    @abstractmethod
-    def list_events(
-        self,
-        since: datetime | None = None,
-        until: datetime | None = None,
-        platform: str | None = None,
-        account: str | None = None,
-        kinds: Iterable[str] | None = None,
-    ) -> list[PostEvent]:
-        """Events in detection order, filtered by detection time [since, until), platform, account, kind."""
 
     # ----------------------------------------------------------------- accounts
     @abstractmethod

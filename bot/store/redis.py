@@ -58,7 +58,7 @@ from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
@@ -70,11 +70,12 @@ from redis.retry import Retry
 from bot.errors import StoreError
 from bot.redact import redact, redact_url, register_secret
 from bot.store.base import StateStore
-from bot.store.redis_common import _PAGE, SEP, _hash_decode, _hash_encode, _member
+from bot.store.redis_common import SEP, _hash_decode, _hash_encode, _member
 from bot.store.redis_posts import RedisPostsMixin
 from bot.store.redis_media import RedisMediaMixin
 from bot.store.redis_known_media import RedisKnownMediaMixin
 from bot.store.redis_outbox import RedisOutboxMixin
+from bot.store.redis_deletion_log import RedisDeletionLogMixin
 from bot.store.redis_review import RedisReviewMixin, review_methods
 from bot.store.common import (
     BUDGET_KEEP_MINUTES,
@@ -82,13 +83,8 @@ from bot.store.common import (
     budget_minute,
     check_account_fields,
     check_budget_spend,
-    dumps,
-    loads,
-    micros,
-    new_id,
-    status_for_event,
 )
-from bot.store.records import AccountState, OutboxAlert, PostEvent, Recheck
+from bot.store.records import AccountState
 
 DEFAULT_PREFIX = "afterimage"
 
@@ -106,15 +102,6 @@ redis.call('HSET', KEYS[1], unpack(ARGV))
 return 1
 """
 
-
-# KEYS: events zset, events data hash, seq counter; ARGV: id, JSON, score -- an id is logged once
-_APPEND_EVENT = """
-if redis.call('HEXISTS', KEYS[2], ARGV[1]) == 1 then return 0 end
-local seq = redis.call('INCR', KEYS[3])
-redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
-redis.call('ZADD', KEYS[1], ARGV[3], string.format('%015d', seq) .. ':' .. ARGV[1])
-return 1
-"""
 
 # KEYS: lock; ARGV: owner, ttl ms -- renew only our own lock
 _LOCK_RENEW = """
@@ -161,7 +148,7 @@ def parse_store_url(url: str) -> tuple[str, str, str | None]:
     return (f"{base}?{rest}" if rest else base), prefix, password
 
 
-class RedisStore(RedisOutboxMixin, RedisKnownMediaMixin, RedisMediaMixin, RedisPostsMixin, RedisReviewMixin, StateStore):
+class RedisStore(RedisDeletionLogMixin, RedisOutboxMixin, RedisKnownMediaMixin, RedisMediaMixin, RedisPostsMixin, RedisReviewMixin, StateStore):
     """State store in Redis (see the module docstring for the key layout)."""
 
     def __init__(self, url: str):
@@ -182,7 +169,7 @@ class RedisStore(RedisOutboxMixin, RedisKnownMediaMixin, RedisMediaMixin, RedisP
         self._hset_if_exists = self._r.register_script(_HSET_IF_EXISTS)
         self._posts_scripts()
         self._outbox_scripts()
-        self._append_event = self._r.register_script(_APPEND_EVENT)
+        self._deletion_log_scripts()
         self._lock_renew = self._r.register_script(_LOCK_RENEW)
         self._lock_release = self._r.register_script(_LOCK_RELEASE)
         self._spend_budget = self._r.register_script(_SPEND_BUDGET)
@@ -212,102 +199,7 @@ class RedisStore(RedisOutboxMixin, RedisKnownMediaMixin, RedisMediaMixin, RedisP
     def _post_key(self, platform: str, post_id: str) -> str:
         return self._k("post", platform, post_id)
 
-    # ----------------------------------------------------------------- alert outbox
-
     # ----------------------------------------------------------------- re-checks
-    def _queue_recheck(self, pipe: Any, recheck: Recheck) -> None:
-        pipe.set(self._k("recheck", recheck.platform, recheck.post_id), dumps(recheck.to_dict()))
-        pipe.zadd(self._k("rechecks", recheck.platform), {recheck.post_id: micros(recheck.due_at)})
-        pipe.sadd(self._k("rechecks"), _member(recheck.platform, recheck.post_id))
-
-    def _queue_remove_recheck(self, pipe: Any, platform: str, post_id: str) -> None:
-        pipe.delete(self._k("recheck", platform, post_id))
-        pipe.zrem(self._k("rechecks", platform), post_id)
-        pipe.srem(self._k("rechecks"), _member(platform, post_id))
-
-    def schedule_recheck(self, recheck: Recheck) -> None:
-        pipe = self._r.pipeline(transaction=True)
-        self._queue_recheck(pipe, recheck)
-        pipe.execute()
-
-    def get_recheck(self, platform: str, post_id: str) -> Recheck | None:
-        value = self._r.get(self._k("recheck", platform, post_id))
-        return Recheck.from_dict(loads(value)) if value is not None else None
-
-    def due_rechecks(self, platform: str, now: datetime, limit: int = 1000) -> list[Recheck]:
-        if limit <= 0:
-            return []
-        post_ids = self._r.zrangebyscore(self._k("rechecks", platform), "-inf", micros(now), start=0, num=limit)
-        if not post_ids:
-            return []
-        values = self._r.mget([self._k("recheck", platform, p) for p in post_ids])
-        return [Recheck.from_dict(loads(v)) for v in values if v is not None]
-
-    def count_rechecks(self, platform: str | None = None) -> int:
-        if platform is None:
-            return int(self._r.scard(self._k("rechecks")))
-        return int(self._r.zcard(self._k("rechecks", platform)))
-
-    def remove_recheck(self, platform: str, post_id: str) -> None:
-        pipe = self._r.pipeline(transaction=True)
-        self._queue_remove_recheck(pipe, platform, post_id)
-        pipe.execute()
-
-    # ----------------------------------------------------------------- deletion log
-    def record_event(
-        self, event: PostEvent, next_recheck: Recheck | None, alert: OutboxAlert | None = None
-    ) -> PostEvent:
-        if not event.id:
-            event = PostEvent.from_dict({**event.to_dict(), "id": new_id()})
-        status = status_for_event(event.kind)
-        pipe = self._r.pipeline(transaction=True)
-        self._append_event(
-            keys=[self._k("events"), self._k("events", "data"), self._k("events", "seq")],
-            args=[event.id, dumps(event.to_dict()), micros(event.detected_at)],
-            client=pipe,
-        )
-        if status is not None:
-            self._hset_if_exists(
-                keys=[self._post_key(event.platform, event.post_id)], args=["status", dumps(status)], client=pipe
-            )
-        if next_recheck is None:
-            self._queue_remove_recheck(pipe, event.platform, event.post_id)
-        else:
-            self._queue_recheck(pipe, next_recheck)
-        if alert is not None:
-            self._enqueue_alert(alert, client=pipe)
-        pipe.execute()
-        return event
-
-    def list_events(
-        self,
-        since: datetime | None = None,
-        until: datetime | None = None,
-        platform: str | None = None,
-        account: str | None = None,
-        kinds: Iterable[str] | None = None,
-    ) -> list[PostEvent]:
-        wanted = None if kinds is None else {str(k) for k in kinds}
-        if wanted is not None and not wanted:
-            return []
-        low = "-inf" if since is None else micros(since)
-        high = "+inf" if until is None else f"({micros(until)}"
-        members = self._r.zrangebyscore(self._k("events"), low, high)
-        events: list[PostEvent] = []
-        for start in range(0, len(members), _PAGE):
-            ids = [m.split(":", 1)[1] for m in members[start : start + _PAGE]]
-            for value in self._r.hmget(self._k("events", "data"), ids):
-                if value is None:
-                    continue
-                event = PostEvent.from_dict(loads(value))
-                if platform is not None and event.platform != platform:
-                    continue
-                if account is not None and event.account != account:
-                    continue
-                if wanted is not None and event.kind not in wanted:
-                    continue
-                events.append(event)
-        return events
 
     # ----------------------------------------------------------------- accounts
     def update_account_state(self, platform: str, account: str, **fields: Any) -> AccountState:

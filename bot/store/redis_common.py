@@ -11,6 +11,8 @@ from bot.store.common import dumps, loads
 if TYPE_CHECKING:
     import redis
 
+    from bot.store.records import OutboxAlert
+
 SEP = "\x1f"
 _PAGE = 500
 
@@ -38,3 +40,6 @@ class RedisRole:
         def _k(self, *parts: str) -> str: ...
         def _post_key(self, platform: str, post_id: str) -> str: ...
         def _error(self, exc: Exception) -> Exception: ...
+
+        # of the outbox role, for the deletion log (an event and its alert in one MULTI/EXEC)
+        def _enqueue_alert(self, alert: OutboxAlert, client: Any = None) -> Any: ...

@@ -9,6 +9,9 @@ from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
 
+if TYPE_CHECKING:
+    from bot.store.records import OutboxAlert
+
 
 class SqliteRole:
     """Base of the SQLite role mixins: ``_write()`` is one write transaction, ``_query``/``_one`` read."""
@@ -19,3 +22,7 @@ class SqliteRole:
         def _write(self) -> AbstractContextManager[sqlite3.Connection]: ...
         def _query(self, sql: str, params: Sequence[Any] = ()) -> list[Any]: ...
         def _one(self, sql: str, params: Sequence[Any] = ()) -> tuple[Any, ...] | None: ...
+
+        # of the outbox role, for the deletion log (an event and its alert in one transaction)
+        @staticmethod
+        def _insert_alert(conn: sqlite3.Connection, alert: OutboxAlert) -> bool: ...

@@ -1,0 +1,61 @@
+"""The deletion-log role of the store: when each post is looked up again (its re-check), and the events those
+look-ups confirmed (deleted, author suspended, withheld, edited, restored, ...), from which the exports are
+written. An event, the post's new status, its next re-check and its alert are recorded in one transaction.
+
+Implemented by :mod:`bot.store.sqlite_deletion_log` and :mod:`bot.store.redis_deletion_log`; contract in
+``tests/store/test_deletion_log_contract.py``."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterable
+from datetime import datetime
+
+from bot.store.records import OutboxAlert, PostEvent, Recheck
+
+
+class DeletionLogReader(ABC):
+    """Reading re-checks and the events of the deletion log."""
+
+    @abstractmethod
+    def get_recheck(self, platform: str, post_id: str) -> Recheck | None: ...
+
+    @abstractmethod
+    def due_rechecks(self, platform: str, now: datetime, limit: int = 1000) -> list[Recheck]:
+        """Re-checks of a platform due at ``now`` or earlier, earliest due first."""
+
+    @abstractmethod
+    def count_rechecks(self, platform: str | None = None) -> int: ...
+
+    @abstractmethod
+    def list_events(
+        self,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        platform: str | None = None,
+        account: str | None = None,
+        kinds: Iterable[str] | None = None,
+    ) -> list[PostEvent]:
+        """Events in detection order, filtered by detection time [since, until), platform, account, kind."""
+
+
+class DeletionLogStore(DeletionLogReader):
+    """Re-checks and the deletion log, as the tracker keeps them."""
+
+    @abstractmethod
+    def schedule_recheck(self, recheck: Recheck) -> None:
+        """Insert or replace the re-check state of a post."""
+
+    @abstractmethod
+    def remove_recheck(self, platform: str, post_id: str) -> None: ...
+
+    @abstractmethod
+    def record_event(
+        self, event: PostEvent, next_recheck: Recheck | None, alert: OutboxAlert | None = None
+    ) -> PostEvent:
+        """Atomically append an event (assigning ``id`` when empty; an event id already logged is not logged
+        again), set the post's status to the event kind where it is a state (not for ``edited``), replace the
+        post's re-check by ``next_recheck`` (remove it when None) and, when given, enqueue ``alert`` exactly
+        as :meth:`enqueue_alert` does (a key ever enqueued is not enqueued again). All in one transaction:
+        after a crash either all of it happened or none. A caller whose alert key names the event id
+        assigns the id itself (:func:`bot.store.common.new_id`) before building the alert."""

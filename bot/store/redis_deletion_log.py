@@ -1,0 +1,123 @@
+"""The deletion-log role (:class:`~bot.store.deletion_log.DeletionLogStore`) in Redis: keys ``recheck:*``,
+``rechecks*`` and ``events*`` (layout in :mod:`bot.store.redis`)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+from bot.store.common import dumps, loads, micros, new_id, status_for_event
+from bot.store.deletion_log import DeletionLogStore
+from bot.store.records import OutboxAlert, PostEvent, Recheck
+from bot.store.redis_common import RedisRole, _PAGE, _member
+
+
+# KEYS: events zset, events data hash, seq counter; ARGV: id, JSON, score -- an id is logged once
+_APPEND_EVENT = """
+if redis.call('HEXISTS', KEYS[2], ARGV[1]) == 1 then return 0 end
+local seq = redis.call('INCR', KEYS[3])
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+redis.call('ZADD', KEYS[1], ARGV[3], string.format('%015d', seq) .. ':' .. ARGV[1])
+return 1
+"""
+
+
+class RedisDeletionLogMixin(RedisRole, DeletionLogStore):
+    """Re-checks and events under the host store's prefix."""
+
+    def _deletion_log_scripts(self) -> None:
+        self._append_event = self._r.register_script(_APPEND_EVENT)
+
+    def _queue_recheck(self, pipe: Any, recheck: Recheck) -> None:
+        pipe.set(self._k("recheck", recheck.platform, recheck.post_id), dumps(recheck.to_dict()))
+        pipe.zadd(self._k("rechecks", recheck.platform), {recheck.post_id: micros(recheck.due_at)})
+        pipe.sadd(self._k("rechecks"), _member(recheck.platform, recheck.post_id))
+
+    def _queue_remove_recheck(self, pipe: Any, platform: str, post_id: str) -> None:
+        pipe.delete(self._k("recheck", platform, post_id))
+        pipe.zrem(self._k("rechecks", platform), post_id)
+        pipe.srem(self._k("rechecks"), _member(platform, post_id))
+
+    def schedule_recheck(self, recheck: Recheck) -> None:
+        pipe = self._r.pipeline(transaction=True)
+        self._queue_recheck(pipe, recheck)
+        pipe.execute()
+
+    def get_recheck(self, platform: str, post_id: str) -> Recheck | None:
+        value = self._r.get(self._k("recheck", platform, post_id))
+        return Recheck.from_dict(loads(value)) if value is not None else None
+
+    def due_rechecks(self, platform: str, now: datetime, limit: int = 1000) -> list[Recheck]:
+        if limit <= 0:
+            return []
+        post_ids = self._r.zrangebyscore(self._k("rechecks", platform), "-inf", micros(now), start=0, num=limit)
+        if not post_ids:
+            return []
+        values = self._r.mget([self._k("recheck", platform, p) for p in post_ids])
+        return [Recheck.from_dict(loads(v)) for v in values if v is not None]
+
+    def count_rechecks(self, platform: str | None = None) -> int:
+        if platform is None:
+            return int(self._r.scard(self._k("rechecks")))
+        return int(self._r.zcard(self._k("rechecks", platform)))
+
+    def remove_recheck(self, platform: str, post_id: str) -> None:
+        pipe = self._r.pipeline(transaction=True)
+        self._queue_remove_recheck(pipe, platform, post_id)
+        pipe.execute()
+
+    def record_event(
+        self, event: PostEvent, next_recheck: Recheck | None, alert: OutboxAlert | None = None
+    ) -> PostEvent:
+        if not event.id:
+            event = PostEvent.from_dict({**event.to_dict(), "id": new_id()})
+        status = status_for_event(event.kind)
+        pipe = self._r.pipeline(transaction=True)
+        self._append_event(
+            keys=[self._k("events"), self._k("events", "data"), self._k("events", "seq")],
+            args=[event.id, dumps(event.to_dict()), micros(event.detected_at)],
+            client=pipe,
+        )
+        if status is not None:
+            self._hset_if_exists(
+                keys=[self._post_key(event.platform, event.post_id)], args=["status", dumps(status)], client=pipe
+            )
+        if next_recheck is None:
+            self._queue_remove_recheck(pipe, event.platform, event.post_id)
+        else:
+            self._queue_recheck(pipe, next_recheck)
+        if alert is not None:
+            self._enqueue_alert(alert, client=pipe)
+        pipe.execute()
+        return event
+
+    def list_events(
+        self,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        platform: str | None = None,
+        account: str | None = None,
+        kinds: Iterable[str] | None = None,
+    ) -> list[PostEvent]:
+        wanted = None if kinds is None else {str(k) for k in kinds}
+        if wanted is not None and not wanted:
+            return []
+        low = "-inf" if since is None else micros(since)
+        high = "+inf" if until is None else f"({micros(until)}"
+        members = self._r.zrangebyscore(self._k("events"), low, high)
+        events: list[PostEvent] = []
+        for start in range(0, len(members), _PAGE):
+            ids = [m.split(":", 1)[1] for m in members[start : start + _PAGE]]
+            for value in self._r.hmget(self._k("events", "data"), ids):
+                if value is None:
+                    continue
+                event = PostEvent.from_dict(loads(value))
+                if platform is not None and event.platform != platform:
+                    continue
+                if account is not None and event.account != account:
+                    continue
+                if wanted is not None and event.kind not in wanted:
+                    continue
+                events.append(event)
+        return events
