@@ -47,7 +47,9 @@ Key layout (``P`` = ``<prefix>:``; ``M(a, b)`` = ``a + "\\x1f" + b``, a member t
                                               expires that long after the last spend
 ==================================  ========  =========================================================
 
-The review roles (cases, dismissals, users) have their keys listed in :mod:`bot.store.redis_review`.
+Each role is implemented in its own module (``bot.store.redis_posts``, ``redis_media``, ``redis_known_media``,
+``redis_outbox``, ``redis_deletion_log``, ``redis_coordination``) mixed into :class:`RedisStore`; the review
+roles (cases, dismissals, users) have their keys listed in :mod:`bot.store.redis_review`.
 
 Hash values are JSON-encoded per field, so numbers can be incremented in place (HINCRBY). Writes that belong
 together run in one MULTI/EXEC (with WATCH and retry where a decision depends on stored state, as in
@@ -59,7 +61,6 @@ from __future__ import annotations
 import functools
 import inspect
 from collections.abc import Callable
-from datetime import datetime
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 
@@ -70,21 +71,13 @@ from redis.retry import Retry
 from bot.errors import StoreError
 from bot.redact import redact, redact_url, register_secret
 from bot.store.base import StateStore
-from bot.store.redis_common import SEP, _hash_decode, _hash_encode, _member
 from bot.store.redis_posts import RedisPostsMixin
 from bot.store.redis_media import RedisMediaMixin
 from bot.store.redis_known_media import RedisKnownMediaMixin
 from bot.store.redis_outbox import RedisOutboxMixin
 from bot.store.redis_deletion_log import RedisDeletionLogMixin
-from bot.store.redis_review import RedisReviewMixin, review_methods
-from bot.store.common import (
-    BUDGET_KEEP_MINUTES,
-    account_from_dict,
-    budget_minute,
-    check_account_fields,
-    check_budget_spend,
-)
-from bot.store.records import AccountState
+from bot.store.redis_coordination import RedisCoordinationMixin
+from bot.store.redis_review import RedisReviewMixin
 
 DEFAULT_PREFIX = "afterimage"
 
@@ -102,32 +95,6 @@ redis.call('HSET', KEYS[1], unpack(ARGV))
 return 1
 """
 
-
-# KEYS: lock; ARGV: owner, ttl ms -- renew only our own lock
-_LOCK_RENEW = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  redis.call('PEXPIRE', KEYS[1], ARGV[2])
-  return 1
-end
-return 0
-"""
-
-# KEYS: lock; ARGV: owner -- delete only our own lock
-_LOCK_RELEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"""
-
-# KEYS: budget hash; ARGV: minute, requests, oldest minute kept, ttl ms -- count a spend, drop aged minutes
-_SPEND_BUDGET = """
-redis.call('HINCRBY', KEYS[1], ARGV[1], ARGV[2])
-local oldest = tonumber(ARGV[3])
-for _, minute in ipairs(redis.call('HKEYS', KEYS[1])) do
-  if tonumber(minute) < oldest then redis.call('HDEL', KEYS[1], minute) end
-end
-redis.call('PEXPIRE', KEYS[1], ARGV[4])
-return 1
-"""
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -148,7 +115,16 @@ def parse_store_url(url: str) -> tuple[str, str, str | None]:
     return (f"{base}?{rest}" if rest else base), prefix, password
 
 
-class RedisStore(RedisDeletionLogMixin, RedisOutboxMixin, RedisKnownMediaMixin, RedisMediaMixin, RedisPostsMixin, RedisReviewMixin, StateStore):
+class RedisStore(
+    RedisPostsMixin,
+    RedisMediaMixin,
+    RedisKnownMediaMixin,
+    RedisOutboxMixin,
+    RedisDeletionLogMixin,
+    RedisCoordinationMixin,
+    RedisReviewMixin,
+    StateStore,
+):
     """State store in Redis (see the module docstring for the key layout)."""
 
     def __init__(self, url: str):
@@ -170,9 +146,7 @@ class RedisStore(RedisDeletionLogMixin, RedisOutboxMixin, RedisKnownMediaMixin, 
         self._posts_scripts()
         self._outbox_scripts()
         self._deletion_log_scripts()
-        self._lock_renew = self._r.register_script(_LOCK_RENEW)
-        self._lock_release = self._r.register_script(_LOCK_RELEASE)
-        self._spend_budget = self._r.register_script(_SPEND_BUDGET)
+        self._coordination_scripts()
         self._review_scripts()
         self.ping()
         try:
@@ -198,60 +172,6 @@ class RedisStore(RedisDeletionLogMixin, RedisOutboxMixin, RedisKnownMediaMixin, 
 
     def _post_key(self, platform: str, post_id: str) -> str:
         return self._k("post", platform, post_id)
-
-    # ----------------------------------------------------------------- re-checks
-
-    # ----------------------------------------------------------------- accounts
-    def update_account_state(self, platform: str, account: str, **fields: Any) -> AccountState:
-        values = check_account_fields(fields)
-        key = self._k("account", platform, account)
-        pipe = self._r.pipeline(transaction=True)
-        if values:
-            pipe.hset(key, mapping=_hash_encode(values))
-        pipe.sadd(self._k("accounts"), _member(platform, account))
-        pipe.hgetall(key)
-        return account_from_dict(platform, account, _hash_decode(pipe.execute()[-1]))
-
-    def get_account_state(self, platform: str, account: str) -> AccountState | None:
-        fields = self._r.hgetall(self._k("account", platform, account))
-        return account_from_dict(platform, account, _hash_decode(fields)) if fields else None
-
-    def get_account_states(self) -> list[AccountState]:
-        members = sorted(self._r.smembers(self._k("accounts")), key=lambda m: tuple(m.split(SEP, 1)))
-        pipe = self._r.pipeline(transaction=False)
-        for member in members:
-            pipe.hgetall(self._k("account", *member.split(SEP, 1)))
-        return [
-            account_from_dict(*member.split(SEP, 1), _hash_decode(fields))
-            for member, fields in zip(members, pipe.execute())
-        ]
-
-    # ----------------------------------------------------------------- request budgets
-    def spend_budget(self, name: str, at: datetime, requests: int = 1) -> None:
-        check_budget_spend(requests)
-        minute = budget_minute(at)
-        self._spend_budget(
-            keys=[self._k("budget", name)],
-            args=[minute, requests, minute - BUDGET_KEEP_MINUTES, BUDGET_KEEP_MINUTES * 60_000],
-        )
-
-    def budget_spent(self, name: str, since: datetime) -> int:
-        first = budget_minute(since)
-        spent = self._r.hgetall(self._k("budget", name))
-        return sum(int(requests) for minute, requests in spent.items() if int(minute) >= first)
-
-    # ----------------------------------------------------------------- locks
-    def acquire_lock(self, name: str, owner: str, ttl_seconds: float) -> bool:
-        key, ttl_ms = self._k("lock", name), max(1, int(ttl_seconds * 1000))
-        if self._r.set(key, owner, nx=True, px=ttl_ms):
-            return True
-        return bool(self._lock_renew(keys=[key], args=[owner, ttl_ms]))
-
-    def release_lock(self, name: str, owner: str) -> None:
-        self._lock_release(keys=[self._k("lock", name)], args=[owner])
-
-    def lock_owner(self, name: str) -> str | None:
-        return self._r.get(self._k("lock", name))
 
     # ----------------------------------------------------------------- lifecycle
     def close(self) -> None:
@@ -284,6 +204,6 @@ def _wrap_errors(method: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-for _name in (StateStore.__abstractmethods__ | review_methods()) - {"close"}:
+for _name in StateStore.__abstractmethods__ - {"close"}:  # every role's methods
     setattr(RedisStore, _name, _wrap_errors(getattr(RedisStore, _name)))
 del _name

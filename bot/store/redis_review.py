@@ -206,8 +206,3 @@ class RedisReviewMixin(CaseStore, UserStore):
             pipe.hdel(self._k("users", "token"), user.token_hash)
         pipe.execute()
         return True
-
-
-def review_methods() -> set[str]:
-    """The abstract methods of the review roles (wrapped by the Redis store's error translation)."""
-    return set(CaseStore.__abstractmethods__) | set(UserStore.__abstractmethods__)

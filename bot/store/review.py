@@ -1,8 +1,8 @@
 """Store roles of the review loop: cases (every match awaiting a person's judgement), the dismissals they
-teach, and the web console's users. Two interfaces (:class:`CaseStore`, :class:`UserStore`), kept apart from
-:class:`~bot.store.base.StateStore` so the post/outbox interface does not grow; both backends implement them
-(``bot.store.sqlite_review``, ``bot.store.redis_review``) and pass the contract suite in
-``tests/store/test_review_contract.py``.
+teach, and the web console's users. Two roles (:class:`CaseStore`, with its reading half :class:`CaseReader`,
+and :class:`UserStore`), composed into :class:`~bot.store.base.StateStore` like the other roles; both
+backends implement them (``bot.store.sqlite_review``, ``bot.store.redis_review``) and pass the contract suite
+in ``tests/store/test_review_contract.py``.
 
 A **case** is one posted attachment against one known item (the key ``platform:post_id:media_sha256:item``,
 the same parts as the match alert's idempotence key), so reopening the store after a crash and matching the
@@ -165,13 +165,8 @@ class CaseNotFound(KeyError):
     """No case has this id."""
 
 
-class CaseStore(ABC):
-    """Cases and the dismissals they teach."""
-
-    @abstractmethod
-    def open_case(self, case: Case) -> tuple[Case, bool]:
-        """Store ``case`` unless a case with its key exists (assigning ``id`` when empty). Returns the stored
-        case and True when it was added: opening twice is harmless (a retried pipeline step)."""
+class CaseReader(ABC):
+    """Reading cases and the dismissals they taught."""
 
     @abstractmethod
     def get_case(self, case_id: str) -> Case | None: ...
@@ -192,14 +187,23 @@ class CaseStore(ABC):
     def count_cases(self, status: str | None = None) -> int: ...
 
     @abstractmethod
+    def dismissals_for(self, known_item: str) -> list[Dismissal]:
+        """Standing dismissals of a known item, oldest first."""
+
+
+class CaseStore(CaseReader):
+    """Cases and the dismissals they teach."""
+
+    @abstractmethod
+    def open_case(self, case: Case) -> tuple[Case, bool]:
+        """Store ``case`` unless a case with its key exists (assigning ``id`` when empty). Returns the stored
+        case and True when it was added: opening twice is harmless (a retried pipeline step)."""
+
+    @abstractmethod
     def update_case(self, case: Case, dismissal: Dismissal | None) -> Case:
         """Atomically replace the stored case ``case.id`` by ``case`` and set its dismissal: the dismissal a
         case taught is removed (reopened, or confirmed after all) and ``dismissal`` (when given) stored in its
         place. :class:`CaseNotFound` when there is no such case."""
-
-    @abstractmethod
-    def dismissals_for(self, known_item: str) -> list[Dismissal]:
-        """Standing dismissals of a known item, oldest first."""
 
 
 class UserStore(ABC):

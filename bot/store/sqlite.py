@@ -9,6 +9,10 @@ integer microseconds (``*_us`` columns), times that are only shown as ISO string
 
 The schema is versioned with ``PRAGMA user_version``: :data:`MIGRATIONS` is applied in order at open,
 each step in its own transaction. A database newer than this code is refused with a :class:`StoreError`.
+
+This module holds the connection, the transactions and the schema; each store role is implemented in its own
+module (``bot.store.sqlite_posts``, ``sqlite_media``, ``sqlite_known_media``, ``sqlite_outbox``,
+``sqlite_deletion_log``, ``sqlite_coordination``, ``sqlite_review``) mixed into :class:`SqliteStore`.
 """
 
 from __future__ import annotations
@@ -18,7 +22,6 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -31,18 +34,9 @@ from bot.store.sqlite_media import SqliteMediaMixin
 from bot.store.sqlite_known_media import SqliteKnownMediaMixin
 from bot.store.sqlite_outbox import SqliteOutboxMixin
 from bot.store.sqlite_deletion_log import SqliteDeletionLogMixin
+from bot.store.sqlite_coordination import SqliteCoordinationMixin
 from bot.store.sqlite_review import REVIEW_MIGRATION, SqliteReviewMixin
-from bot.store.common import (
-    BUDGET_KEEP_MINUTES,
-    account_from_dict,
-    budget_minute,
-    check_account_fields,
-    check_budget_spend,
-    dumps,
-    loads,
-    micros,
-)
-from bot.store.records import AccountState
+from bot.store.common import micros
 
 BUSY_TIMEOUT_MS = 10_000
 
@@ -245,7 +239,16 @@ def _iso_micros(value: Any) -> int | None:
     return micros(parsed) if parsed is not None else None
 
 
-class SqliteStore(SqliteDeletionLogMixin, SqliteOutboxMixin, SqliteKnownMediaMixin, SqliteMediaMixin, SqlitePostsMixin, SqliteReviewMixin, StateStore):
+class SqliteStore(
+    SqlitePostsMixin,
+    SqliteMediaMixin,
+    SqliteKnownMediaMixin,
+    SqliteOutboxMixin,
+    SqliteDeletionLogMixin,
+    SqliteCoordinationMixin,
+    SqliteReviewMixin,
+    StateStore,
+):
     """State store in one SQLite file (WAL mode)."""
 
     def __init__(self, path: str):
@@ -339,70 +342,6 @@ class SqliteStore(SqliteDeletionLogMixin, SqliteOutboxMixin, SqliteKnownMediaMix
     def _one(self, sql: str, params: Sequence[Any] = ()) -> tuple[Any, ...] | None:
         rows = self._query(sql, params)
         return rows[0] if rows else None
-
-    # ----------------------------------------------------------------- re-checks
-
-    # ----------------------------------------------------------------- accounts
-    def update_account_state(self, platform: str, account: str, **fields: Any) -> AccountState:
-        values = check_account_fields(fields)
-        with self._write() as conn:
-            row = conn.execute(
-                "SELECT data FROM accounts WHERE platform = ? AND account = ?", (platform, account)
-            ).fetchone()
-            data = {**(loads(row[0]) if row else {}), **values}
-            conn.execute(
-                "INSERT OR REPLACE INTO accounts (platform, account, data) VALUES (?, ?, ?)",
-                (platform, account, dumps(data)),
-            )
-        return account_from_dict(platform, account, data)
-
-    def get_account_state(self, platform: str, account: str) -> AccountState | None:
-        row = self._one("SELECT data FROM accounts WHERE platform = ? AND account = ?", (platform, account))
-        return account_from_dict(platform, account, loads(row[0])) if row else None
-
-    def get_account_states(self) -> list[AccountState]:
-        rows = self._query("SELECT platform, account, data FROM accounts ORDER BY platform, account")
-        return [account_from_dict(r[0], r[1], loads(r[2])) for r in rows]
-
-    # ----------------------------------------------------------------- request budgets
-    def spend_budget(self, name: str, at: datetime, requests: int = 1) -> None:
-        check_budget_spend(requests)
-        minute = budget_minute(at)
-        with self._write() as conn:
-            conn.execute(
-                "INSERT INTO budget_spend (name, minute, requests) VALUES (?, ?, ?) "
-                "ON CONFLICT (name, minute) DO UPDATE SET requests = requests + excluded.requests",
-                (name, minute, requests),
-            )
-            conn.execute("DELETE FROM budget_spend WHERE minute < ?", (minute - BUDGET_KEEP_MINUTES,))
-
-    def budget_spent(self, name: str, since: datetime) -> int:
-        row = self._one(
-            "SELECT COALESCE(SUM(requests), 0) FROM budget_spend WHERE name = ? AND minute >= ?",
-            (name, budget_minute(since)),
-        )
-        return int(row[0])  # type: ignore[index]
-
-    # ----------------------------------------------------------------- locks
-    def acquire_lock(self, name: str, owner: str, ttl_seconds: float) -> bool:
-        now = time.time()
-        with self._write() as conn:
-            row = conn.execute("SELECT owner, expires_at FROM locks WHERE name = ?", (name,)).fetchone()
-            if row is not None and row[0] != owner and row[1] > now:
-                return False
-            conn.execute(
-                "INSERT OR REPLACE INTO locks (name, owner, expires_at) VALUES (?, ?, ?)",
-                (name, owner, now + ttl_seconds),
-            )
-            return True
-
-    def release_lock(self, name: str, owner: str) -> None:
-        with self._write() as conn:
-            conn.execute("DELETE FROM locks WHERE name = ? AND owner = ?", (name, owner))
-
-    def lock_owner(self, name: str) -> str | None:
-        row = self._one("SELECT owner, expires_at FROM locks WHERE name = ?", (name,))
-        return row[0] if row is not None and row[1] > time.time() else None
 
     # ----------------------------------------------------------------- lifecycle
     def close(self) -> None:
