@@ -14,7 +14,10 @@ cases, users           :class:`~bot.store.review.CaseStore`,       the review lo
                        :class:`~bot.store.review.UserStore`
 =====================  ==========================================  ===============================================
 
-The roles read by reports have a reading half (``PostReader``, ``MediaReader``, ...): :class:`StoreReader` is
+Each role is a :class:`typing.Protocol` that the backends subclass explicitly (so a missing method fails at
+class creation, as with an ABC), and that composes structurally: a component using several roles types its
+store with a Protocol of those roles (the tracker's ``TrackerStore``, the pipeline's ``PipelineStore``, ...),
+which any :class:`StateStore` satisfies. The roles read by reports have a reading half (``PostReader``, ``MediaReader``, ...): :class:`StoreReader` is
 everything a report may read, so an export typed with it cannot write. The work queue is a separate object
 (:class:`~bot.store.queue.WorkQueue`, :func:`bot.store.open_work_queue`).
 
@@ -33,6 +36,7 @@ Design rules every backend keeps:
 from __future__ import annotations
 
 from abc import abstractmethod
+from typing import Protocol
 
 from bot.store.coordination import CoordinationStore
 from bot.store.deletion_log import DeletionLogReader, DeletionLogStore
@@ -43,7 +47,9 @@ from bot.store.posts import PostReader, PostStore
 from bot.store.review import CaseReader, CaseStore, UserStore
 
 
-class StoreReader(PostReader, MediaReader, KnownMediaReader, OutboxReader, DeletionLogReader, CaseReader):
+class StoreReader(
+    PostReader, MediaReader, KnownMediaReader, OutboxReader, DeletionLogReader, CaseReader, Protocol
+):
     """Every reading method of the roles a report reads (posts, media, known media, alerts, the deletion log,
     cases): what exports and the HTML report are given, so they cannot modify what they report on."""
 

@@ -8,14 +8,14 @@ Implemented by :mod:`bot.store.sqlite_coordination` and :mod:`bot.store.redis_co
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
+from abc import abstractmethod
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from bot.store.records import AccountState
 
 
-class CoordinationStore(ABC):
+class CoordinationStore(Protocol):
     """Account poll states, request budgets and locks shared by the daemons of one store."""
 
     @abstractmethod

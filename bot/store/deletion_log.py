@@ -7,14 +7,15 @@ Implemented by :mod:`bot.store.sqlite_deletion_log` and :mod:`bot.store.redis_de
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
+from abc import abstractmethod
+from typing import Protocol
 from collections.abc import Iterable
 from datetime import datetime
 
 from bot.store.records import OutboxAlert, PostEvent, Recheck
 
 
-class DeletionLogReader(ABC):
+class DeletionLogReader(Protocol):
     """Reading re-checks and the events of the deletion log."""
 
     @abstractmethod
@@ -39,7 +40,7 @@ class DeletionLogReader(ABC):
         """Events in detection order, filtered by detection time [since, until), platform, account, kind."""
 
 
-class DeletionLogStore(DeletionLogReader):
+class DeletionLogStore(DeletionLogReader, Protocol):
     """Re-checks and the deletion log, as the tracker keeps them."""
 
     @abstractmethod

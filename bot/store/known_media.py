@@ -7,13 +7,14 @@ Implemented by :mod:`bot.store.sqlite_known_media` and :mod:`bot.store.redis_kno
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
+from abc import abstractmethod
+from typing import Protocol
 from collections.abc import Iterator, Sequence
 
 from bot.store.records import KnownKind, KnownMedia, KnownState
 
 
-class KnownMediaReader(ABC):
+class KnownMediaReader(Protocol):
     """Reading known-media entries and the state an index reloads by."""
 
     @abstractmethod
@@ -55,7 +56,7 @@ class KnownMediaReader(ABC):
         matching. An entry replaced in place keeps its number (and bumps the epoch instead)."""
 
 
-class KnownMediaStore(KnownMediaReader):
+class KnownMediaStore(KnownMediaReader, Protocol):
     """Known-media entries, added and removed a whole item at a time."""
 
     def add_known(self, entry: KnownMedia) -> KnownMedia:

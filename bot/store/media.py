@@ -6,12 +6,13 @@ Implemented by :mod:`bot.store.sqlite_media` and :mod:`bot.store.redis_media`; c
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
+from abc import abstractmethod
+from typing import Protocol
 
 from bot.store.records import MediaRecord, PostMediaLink
 
 
-class MediaReader(ABC):
+class MediaReader(Protocol):
     """Reading media records and the attachments of a post."""
 
     @abstractmethod
@@ -22,7 +23,7 @@ class MediaReader(ABC):
         """Links of a post ordered by index."""
 
 
-class MediaStore(MediaReader):
+class MediaStore(MediaReader, Protocol):
     """Media records and post-media links, as the archive and hashing stages write them."""
 
     @abstractmethod

@@ -7,14 +7,15 @@ Implemented by :mod:`bot.store.sqlite_outbox` and :mod:`bot.store.redis_outbox`;
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
+from abc import abstractmethod
+from typing import Protocol
 from collections.abc import Iterable
 from datetime import datetime
 
 from bot.store.records import OutboxAlert
 
 
-class OutboxReader(ABC):
+class OutboxReader(Protocol):
     """Reading alerts: the delivery queue, parked alerts, a post's alerts, a window of alerts."""
 
     @abstractmethod
@@ -53,7 +54,7 @@ class OutboxReader(ABC):
         creation time (integer microseconds), never a scan of the outbox."""
 
 
-class OutboxStore(OutboxReader):
+class OutboxStore(OutboxReader, Protocol):
     """The alert outbox, as the pipeline and tracker fill it and the sender empties it."""
 
     @abstractmethod

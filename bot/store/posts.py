@@ -7,7 +7,8 @@ Implemented by :mod:`bot.store.sqlite_posts` and :mod:`bot.store.redis_posts`; c
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
+from abc import abstractmethod
+from typing import Protocol
 from collections.abc import Iterator, Sequence
 from datetime import datetime
 
@@ -15,7 +16,7 @@ from bot.models import Post, RejectedItem
 from bot.store.records import PostChange, PostVersion, StoredPost
 
 
-class PostReader(ABC):
+class PostReader(Protocol):
     """Reading posts, their versions, cursors and rejected items."""
 
     @abstractmethod
@@ -42,7 +43,7 @@ class PostReader(ABC):
     def get_cursor(self, platform: str, account: str) -> str | None: ...
 
 
-class PostStore(PostReader):
+class PostStore(PostReader, Protocol):
     """Posts as the watchers and re-checks record them, and the pipeline's progress through them."""
 
     @abstractmethod

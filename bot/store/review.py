@@ -13,10 +13,10 @@ every account. The service deciding with them is :mod:`bot.cases`.
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
+from abc import abstractmethod
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from bot.models import iso, parse_iso, utcnow
 
@@ -165,7 +165,7 @@ class CaseNotFound(KeyError):
     """No case has this id."""
 
 
-class CaseReader(ABC):
+class CaseReader(Protocol):
     """Reading cases and the dismissals they taught."""
 
     @abstractmethod
@@ -191,7 +191,7 @@ class CaseReader(ABC):
         """Standing dismissals of a known item, oldest first."""
 
 
-class CaseStore(CaseReader):
+class CaseStore(CaseReader, Protocol):
     """Cases and the dismissals they teach."""
 
     @abstractmethod
@@ -206,7 +206,7 @@ class CaseStore(CaseReader):
         place. :class:`CaseNotFound` when there is no such case."""
 
 
-class UserStore(ABC):
+class UserStore(Protocol):
     """Console users and their API tokens."""
 
     @abstractmethod
