@@ -7,7 +7,7 @@ so its local features can be recomputed at any time, and its signals go into the
 
 An **item** is what a person added: an image is one entry; a video is one entry per keyframe, sharing the
 video file's SHA-256 as ``group``; rows of an imported list that name the same group are one item too. An item
-goes into the store in one transaction (:meth:`~bot.store.base.StateStore.add_known_many`), so an interrupted
+goes into the store in one transaction (:meth:`~bot.store.known_media.KnownMediaStore.add_known_many`), so an interrupted
 add leaves nothing half-stored, and is listed, shown and removed as a whole.
 """
 
@@ -36,7 +36,7 @@ from bot.media.keyframes import ShotScan, iter_shot_frames
 from bot.media.pages import download
 from bot.media.sniff import SNIFF_BYTES, sniff
 from bot.models import iso, parse_iso
-from bot.store.base import StateStore
+from bot.store.known_media import KnownMediaStore
 from bot.store.records import KnownKind, KnownMedia
 
 log = logging.getLogger(__name__)
@@ -124,7 +124,7 @@ def items_of(entries: Iterable[KnownMedia]) -> list[KnownItem]:
     return list(items.values())
 
 
-def find_item(store: StateStore, ref: str) -> KnownItem | None:
+def find_item(store: KnownMediaStore, ref: str) -> KnownItem | None:
     """The item with an entry id ``ref`` (any of its entries), or whose group (a video's SHA-256) is ``ref``."""
     entry = store.get_known(ref)
     if entry is not None:
@@ -137,14 +137,14 @@ def find_item(store: StateStore, ref: str) -> KnownItem | None:
     return items[0] if len(items) == 1 else None
 
 
-def remove_item(store: StateStore, item: KnownItem) -> int:
+def remove_item(store: KnownMediaStore, item: KnownItem) -> int:
     """Remove every entry of ``item`` (one transaction for a group). Returns the entries removed."""
     if item.first.group:
         return store.remove_known_group(item.first.group, item.first.kind)
     return int(store.remove_known(item.id))
 
 
-def _known_item_for_file(store: StateStore, sha256: str) -> KnownItem | None:
+def _known_item_for_file(store: KnownMediaStore, sha256: str) -> KnownItem | None:
     """The known item a file already is: an image entry with this SHA-256 or a video whose group it is.
     Hash-only entries (an imported list) do not count: adding the file itself brings its local features."""
     for entry in store.find_known_by_sha256(sha256):
@@ -222,7 +222,7 @@ def _image_entry(
 
 
 def add_image(
-    store: StateStore,
+    store: KnownMediaStore,
     archive: Archive,
     data: bytes,
     *,
@@ -318,7 +318,7 @@ def _is_video(data: bytes, name: str) -> bool:
 
 
 def add_media(
-    store: StateStore,
+    store: KnownMediaStore,
     archive: Archive,
     data: bytes,
     *,
@@ -348,7 +348,7 @@ def add_media(
 
 
 def add_paths(
-    store: StateStore,
+    store: KnownMediaStore,
     archive: Archive,
     paths: Iterable[str | Path],
     *,
@@ -386,7 +386,7 @@ def add_paths(
 
 
 def add_url(
-    store: StateStore,
+    store: KnownMediaStore,
     archive: Archive,
     fetcher: MediaFetcher,
     url: str,
@@ -412,7 +412,7 @@ def add_url(
 
 
 def remember_seen(
-    store: StateStore,
+    store: KnownMediaStore,
     archive: Archive,
     *,
     sha256: str,
@@ -452,7 +452,7 @@ def remember_seen(
 # ----------------------------------------------------------------------------- hash lists
 
 
-def export_csv(store: StateStore, out: TextIO, kind: KnownKind | None = KnownKind.KNOWN) -> int:
+def export_csv(store: KnownMediaStore, out: TextIO, kind: KnownKind | None = KnownKind.KNOWN) -> int:
     """Write one row per hash of each entry (:data:`CSV_FIELDS`), so :func:`import_csv` gives back the same
     entries: ids, labels, sources, notes, frame times, groups, file names and SHA-256. Returns rows written."""
     writer = csv.writer(out, lineterminator="\n")
@@ -614,7 +614,7 @@ def _row_id(entry: KnownMedia) -> str:
     return "h" + hashlib.sha256(key.encode()).hexdigest()[:15]
 
 
-def import_csv(store: StateStore, src: TextIO, *, default_label: str = "imported", source_name: str = "") -> ImportReport:
+def import_csv(store: KnownMediaStore, src: TextIO, *, default_label: str = "imported", source_name: str = "") -> ImportReport:
     """Read a hash list (ours, a ThreatExchange-style PDQ list, or a bare column of PDQ hashes) and add every
     row, all in one transaction. Returns what was added and every rejected row, by line, with the reason.
 

@@ -26,6 +26,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Protocol
 
 from PIL import Image
 
@@ -42,7 +43,11 @@ from bot.media.fetch import FetchedMedia, MediaFetcher
 from bot.media.hls import fetch_attachment
 from bot.media.keyframes import extract_keyframes
 from bot.models import Media, MediaKind, Post, utcnow
-from bot.store import StateStore
+from bot.store.known_media import KnownMediaStore
+from bot.store.media import MediaStore
+from bot.store.outbox import OutboxStore
+from bot.store.posts import PostStore
+from bot.store.review import CaseStore
 from bot.store.records import MediaRecord, OutboxAlert, PostChange, PostMediaLink, StoredPost
 from watchers.base import PollResult
 
@@ -86,10 +91,15 @@ class ProcessReport:
     errors: list[str] = field(default_factory=list)
 
 
+class PipelineStore(PostStore, MediaStore, KnownMediaStore, OutboxStore, CaseStore, Protocol):
+    """The store roles the pipeline uses: the posts it records and processes, their media, the known media
+    it remembers seen images in, the outbox its alerts go to and the cases its matches open."""
+
+
 class Pipeline:
     def __init__(
         self,
-        store: StateStore,
+        store: PipelineStore,
         archive: Archive,
         fetcher: MediaFetcher,
         matcher: Matcher,
@@ -108,7 +118,7 @@ class Pipeline:
         self.video_keyframes = video_keyframes
         self.clock = clock
         self.stop = stop or threading.Event()
-        self.cases = cases or CaseDesk(store, archive, clock=clock)  # type: ignore[arg-type]  # both backends are CaseStores
+        self.cases = cases or CaseDesk(store, archive, clock=clock)
         self._attempts: dict[str, int] = {}
         # worker threads process posts in parallel (the matcher is safe for concurrent checks); one post is
         # processed by one thread at a time (two queued versions of it must not interleave)

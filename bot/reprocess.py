@@ -16,10 +16,13 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Protocol
 
 from bot.models import as_utc
 from bot.pipeline import Pipeline, ProcessReport
-from bot.store import StateStore
+from bot.store.coordination import CoordinationStore
+from bot.store.media import MediaReader
+from bot.store.posts import PostReader
 from bot.store.records import StoredPost
 from watchers import same_account
 
@@ -27,6 +30,14 @@ from watchers import same_account
 UNFINISHED = "unfinished"
 #: how long to wait for another reprocess run to finish (it holds the ``pipeline`` lock)
 LOCK_WAIT_SECONDS = 60.0
+
+
+class ReprocessSource(PostReader, MediaReader, Protocol):
+    """What selecting posts reads: the posts and the recorded outcome of each attachment."""
+
+
+class ReprocessStore(MediaReader, CoordinationStore, Protocol):
+    """What a reprocess run uses besides the pipeline: the attachments' outcomes and the ``pipeline`` lock."""
 
 
 @dataclass(frozen=True)
@@ -56,7 +67,7 @@ class Outcome:
     errors: list[str] = field(default_factory=list)  # transient failures this time (timeouts...)
 
 
-def failed_attachments(store: StateStore, stored: StoredPost) -> dict[int, str]:
+def failed_attachments(store: MediaReader, stored: StoredPost) -> dict[int, str]:
     """Attachments of the post's latest version not archived, with the reason recorded for each."""
     post = stored.post
     links = {link.index: link for link in store.get_post_media(post.platform, post.post_id)}
@@ -83,7 +94,7 @@ def _wanted(stored: StoredPost, selection: Selection) -> bool:
     return selection.until is None or as_utc(post.created_at) < as_utc(selection.until)
 
 
-def select(store: StateStore, selection: Selection, reasons_seen: Counter[str] | None = None) -> Iterator[FailedPost]:
+def select(store: ReprocessSource, selection: Selection, reasons_seen: Counter[str] | None = None) -> Iterator[FailedPost]:
     """Posts matching ``selection`` with failed attachments (of the reasons asked for). ``reasons_seen``
     counts the reasons of every failed attachment of the matching posts, whatever ``selection.reasons``
     says, so a reason filter that matches nothing can say which reasons there are."""
@@ -99,7 +110,7 @@ def select(store: StateStore, selection: Selection, reasons_seen: Counter[str] |
             yield FailedPost(stored, failures)
 
 
-def reprocess(pipeline: Pipeline, store: StateStore, posts: list[FailedPost], owner: str) -> list[Outcome]:
+def reprocess(pipeline: Pipeline, store: ReprocessStore, posts: list[FailedPost], owner: str) -> list[Outcome]:
     """Fetch the failed attachments of ``posts`` again, under the store's ``pipeline`` lock, so two reprocess
     runs never work at once (daemons' workers only take posts still pending, which reprocess leaves alone).
     Raises TimeoutError if the lock stays taken."""

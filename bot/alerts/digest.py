@@ -6,8 +6,8 @@ events detected in the window ``[until - 24h, until)``, where ``until`` is the c
 :func:`enqueue_digest_if_due` is safe to call as often as the daemon likes: the key ``digest:YYYY-MM-DD``
 makes the store refuse a second digest for a day.
 
-Match alerts are read with ``StateStore.alerts_between`` (an index on the alerts' creation time) and events
-with ``StateStore.list_events``, so every digest counts both.
+Match alerts are read with ``OutboxReader.alerts_between`` (an index on the alerts' creation time) and events
+with ``DeletionLogReader.list_events``, so every digest counts both.
 """
 
 from __future__ import annotations
@@ -16,13 +16,14 @@ import logging
 from collections import defaultdict
 from collections.abc import Iterable
 from datetime import date, datetime, time, timedelta, timezone
-from typing import Any
+from typing import Any, Protocol
 
 from bot.alerts.payloads import MATCH_KINDS, digest_key
 from bot.store.records import EVENT_KINDS
 from bot.config import DigestConfig
 from bot.models import as_utc, iso, utcnow
-from bot.store.base import StateStore
+from bot.store.deletion_log import DeletionLogReader
+from bot.store.outbox import OutboxReader, OutboxStore
 from bot.store.records import OutboxAlert
 
 log = logging.getLogger(__name__)
@@ -72,7 +73,15 @@ def digest_payload(
     }
 
 
-def build_digest(store: StateStore, day: date, at: str = "00:00", now: datetime | None = None) -> OutboxAlert:
+class DigestSource(OutboxReader, DeletionLogReader, Protocol):
+    """What a digest counts: the day's alerts and the day's events."""
+
+
+class DigestStore(OutboxStore, DeletionLogReader, Protocol):
+    """What sending a digest needs: what it counts, and the outbox it goes into."""
+
+
+def build_digest(store: DigestSource, day: date, at: str = "00:00", now: datetime | None = None) -> OutboxAlert:
     """The digest alert of ``day`` (kind ``digest``, key ``digest:YYYY-MM-DD``): the deletion-log events and
     the match / recycled alerts created in the window, both read from the store."""
     since, until = digest_window(day, at)
@@ -82,7 +91,7 @@ def build_digest(store: StateStore, day: date, at: str = "00:00", now: datetime 
     return OutboxAlert(key=digest_key(day.isoformat()), kind="digest", payload=payload, created_at=now or utcnow())
 
 
-def enqueue_digest_if_due(store: StateStore, config: DigestConfig, now: datetime | None = None) -> OutboxAlert | None:
+def enqueue_digest_if_due(store: DigestStore, config: DigestConfig, now: datetime | None = None) -> OutboxAlert | None:
     """Enqueue today's digest once ``config.at`` has passed (when enabled). Returns the alert when it was added."""
     if not config.enabled:
         return None

@@ -51,7 +51,7 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Protocol
 
 from bot.alerts.messages import render
 from bot.alerts.picture import archived_picture_png, comparison_png
@@ -60,12 +60,21 @@ from bot.archive import Archive
 from bot.config import AlertsConfig
 from bot.models import as_utc, iso, utcnow
 from bot.redact import redact
-from bot.store.base import StateStore
+from bot.store.coordination import CoordinationStore
+from bot.store.media import MediaReader
+from bot.store.outbox import OutboxStore
+from bot.store.posts import PostReader
 from bot.store.records import OutboxAlert
 
 log = logging.getLogger(__name__)
 
 LOCK_NAME = "alerts:sender"
+
+
+class SenderStore(OutboxStore, CoordinationStore, PostReader, MediaReader, Protocol):
+    """The store roles the sender uses: the outbox it empties, the lock that makes it the only sender, and
+    the posts and media an alert's post card shows."""
+
 ATTACH_KINDS = ("match", "recycled")
 #: events whose alert carries the post card (the post as it looked; an edit: both versions side by side)
 CARD_KINDS = ("deleted", "author_suspended", "author_protected", "author_deleted", "withheld", "edited", "restored")
@@ -129,7 +138,7 @@ class _Message:
 class AlertSender:
     def __init__(
         self,
-        store: StateStore,
+        store: SenderStore,
         archive: Archive,
         config: AlertsConfig,
         *,

@@ -40,13 +40,16 @@ from collections import Counter, deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from bot.alerts.payloads import event_alert
 from bot.deletions import schedule
 from bot.errors import StoreError
 from bot.models import Post, PostStatus, StatusKind, as_utc, iso
-from bot.store.base import StateStore
+from bot.store.coordination import CoordinationStore
+from bot.store.deletion_log import DeletionLogStore
+from bot.store.media import MediaReader
+from bot.store.posts import PostStore
 from bot.store.common import new_id
 from bot.store.records import Change, OutboxAlert, PostChange, PostEvent, Recheck, StoredPost
 
@@ -54,6 +57,11 @@ if TYPE_CHECKING:  # the daemon hands watchers in; the tracker only calls their 
     from watchers.base import Watcher
 
 log = logging.getLogger(__name__)
+
+
+class TrackerStore(PostStore, MediaReader, DeletionLogStore, CoordinationStore, Protocol):
+    """The store roles the tracker uses: the posts it looks up again (saving what a look-up saw), their media
+    (what an event shows), the re-checks and deletion log it keeps, and the request budgets it spends."""
 
 #: answers that say a post is gone (each needs confirmation before it becomes an event)
 GONE_KINDS = frozenset(
@@ -87,7 +95,7 @@ class HourlyBudget:
 
     WINDOW = timedelta(hours=1)
 
-    def __init__(self, store: StateStore) -> None:
+    def __init__(self, store: CoordinationStore) -> None:
         self.store = store
         self._unrecorded: dict[str, deque[tuple[datetime, int]]] = {}
         self._failing: set[tuple[str, str]] = set()  # (platform, "read" | "record") now failing, logged
@@ -163,7 +171,7 @@ class RecheckReport:
 class RecheckTracker:
     def __init__(
         self,
-        store: StateStore,
+        store: TrackerStore,
         config_by_platform: Mapping[str, Any],
         budget: HourlyBudget | None = None,
     ):

@@ -17,14 +17,15 @@ import io
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
-from typing import Any
+from typing import Any, Protocol
 
 from PIL import Image, ImageDraw, ImageFont
 
 from bot.alerts.picture import load_image
 from bot.archive import Archive
 from bot.models import Post, iso
-from bot.store.base import StateStore
+from bot.store.media import MediaReader
+from bot.store.posts import PostReader
 from bot.store.records import PostEvent
 
 WIDTH = 640
@@ -102,7 +103,11 @@ def author_of(post: Post) -> tuple[str, str]:
     return post.account, post.account if post.platform == "rss" else f"@{post.account.lstrip('@')}"
 
 
-def card_post(store: StateStore, post: Post, version: int, raw_sha256: str) -> CardPost:
+class CardSource(PostReader, MediaReader, Protocol):
+    """What a post card reads: the post, its versions and its archived media."""
+
+
+def card_post(store: CardSource, post: Post, version: int, raw_sha256: str) -> CardPost:
     """The card of one stored version; attachments resolved to archive paths through the post's media links."""
     by_url = {link.url: link.sha256 for link in store.get_post_media(post.platform, post.post_id) if link.sha256}
     paths: list[str | None] = []
@@ -227,7 +232,7 @@ def png(image: Image.Image) -> bytes:
     return buf.getvalue()
 
 
-def _versions_shown(store: StateStore, event: PostEvent) -> list[tuple[str | None, CardPost]]:
+def _versions_shown(store: CardSource, event: PostEvent) -> list[tuple[str | None, CardPost]]:
     """(label, card) of the versions an event is about: before and after for an edit, else the last one."""
     versions = {v.version: v for v in store.get_versions(event.platform, event.post_id)}
     if event.kind == "edited":
@@ -245,7 +250,7 @@ def _versions_shown(store: StateStore, event: PostEvent) -> list[tuple[str | Non
     return [(None, card_post(store, stored.post, stored.version, stored.post.raw_sha256()))]
 
 
-def cards_for_event(store: StateStore, archive: Archive, event: PostEvent) -> list[dict[str, Any]]:
+def cards_for_event(store: CardSource, archive: Archive, event: PostEvent) -> list[dict[str, Any]]:
     """Render and archive the card(s) of an event; ``[{version, label, sha256, archive_path}]``."""
     out = []
     for label, post in _versions_shown(store, event):
@@ -254,7 +259,7 @@ def cards_for_event(store: StateStore, archive: Archive, event: PostEvent) -> li
     return out
 
 
-def event_card_png(store: StateStore, archive: Archive, event: PostEvent) -> bytes | None:
+def event_card_png(store: CardSource, archive: Archive, event: PostEvent) -> bytes | None:
     """One PNG for an event's alert: the post's card, or both versions side by side for an edit."""
     images = [render_card(archive, post, label) for label, post in _versions_shown(store, event)]
     if not images:

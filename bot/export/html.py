@@ -26,6 +26,7 @@ from bot import __version__
 from bot.archive import Archive
 from bot.errors import ArchiveError
 from bot.models import human_duration, iso, parse_iso, utcnow
+from bot.store.base import StoreReader
 
 LABEL_CHARS = 44  # timeline labels: monospace 11 px (6.7 px a character), so this many always fit label_w
 POST_ID_CHARS = 12  # the end of a long post id: where ids of one account differ
@@ -299,7 +300,7 @@ def _environment() -> Environment:
 
 def render_html(
     rows: Sequence[dict[str, Any]],
-    store: Any = None,
+    store: StoreReader | None = None,
     archive_root: str | os.PathLike[str] | None = None,
     filters: Any = None,
     now: datetime | None = None,

@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from bot.store.base import StoreReader
 from bot.store.records import KnownKind, KnownMedia
 
 MATCH_ALERT_KINDS = ("match", "recycled")
@@ -42,7 +43,7 @@ def _entry(media_sha256: str, known: KnownMedia | None, known_id: str, **extra: 
     }
 
 
-def _from_alert(store: Any, payload: dict[str, Any], kind: str) -> dict[str, Any] | None:
+def _from_alert(store: StoreReader, payload: dict[str, Any], kind: str) -> dict[str, Any] | None:
     """A match alert payload (as the matching stage writes it; tolerant of its exact field names)."""
     known_id = payload.get("known_id") or (payload.get("known") or {}).get("id")
     media_sha = payload.get("media_sha256") or payload.get("sha256")
@@ -60,7 +61,7 @@ def _from_alert(store: Any, payload: dict[str, Any], kind: str) -> dict[str, Any
     )
 
 
-def known_media_matches(store: Any, platform: str, post_id: str, media_sha256: Sequence[str]) -> list[dict[str, Any]]:
+def known_media_matches(store: StoreReader, platform: str, post_id: str, media_sha256: Sequence[str]) -> list[dict[str, Any]]:
     """Known media matched by the archived attachments of one post (deduplicated by media and known id)."""
     found: dict[tuple[str, str], dict[str, Any]] = {}
     # every match is a case (bot.cases), also those that paged no chat (suggestions, a post's other cases);
@@ -83,7 +84,7 @@ def known_media_matches(store: Any, platform: str, post_id: str, media_sha256: S
 
 
 
-def live_match_rows(store: Any, filters: Any, event_rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+def live_match_rows(store: StoreReader, filters: Any, event_rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     """Posts with known-media matches (match/recycled alerts in the report's period and filters) that are not
     gone (their last confirmed state) and have no card among the report's events (which show their matches):
     the report's "matches" section. Newest alert first, one row per post."""

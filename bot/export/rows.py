@@ -1,11 +1,13 @@
 """The deletion log as rows: the one place that decides what an export contains.
 
 CSV, JSON Lines and the HTML report are all written from :func:`deletion_log_rows`, so they never disagree.
-Exports only read the store (:class:`ReadOnlyStore` enforces it).
+Exports only read the store: they are typed with its reading roles (:class:`~bot.store.base.StoreReader`)
+and :class:`ReadOnlyStore` enforces it at run time.
 """
 
 from __future__ import annotations
 
+import abc
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
@@ -13,7 +15,7 @@ from typing import Any
 
 from bot.export.matches import known_media_matches
 from bot.models import as_utc, iso
-from bot.store.base import StateStore
+from bot.store.base import StoreReader
 from bot.store.records import PostEvent, StoredPost
 from watchers import same_account
 
@@ -92,47 +94,46 @@ class ExportFilters:
         }
 
 
-_READ_METHODS = frozenset(
-    {
-        "url",
-        "get_post",
-        "get_versions",
-        "iter_posts",
-        "count_posts",
-        "get_media",
-        "get_post_media",
-        "get_known",
-        "find_known_by_sha256",
-        "list_known",
-        "iter_known",
-        "count_known",
-        "get_alert",
-        "list_alerts",
-        "alerts_between",
-        "list_events",
-        "get_recheck",
-        "count_rechecks",
-        "list_cases",
-    }
-)
+def _reading_methods() -> frozenset[str]:
+    """The public methods of the reading roles :class:`StoreReader` is made of."""
+    readers = [cls for cls in StoreReader.__mro__ if cls.__name__.endswith("Reader")]
+    return frozenset(name for cls in readers for name, value in vars(cls).items() if callable(value) and not name.startswith("_"))
 
 
-class ReadOnlyStore:
-    """Exposes only the reading methods of a store: an export cannot modify what it reports on."""
+def _delegate(name: str) -> Any:
+    def method(self: ReadOnlyStore, *args: Any, **kwargs: Any) -> Any:
+        return getattr(self._store, name)(*args, **kwargs)
 
-    def __init__(self, store: StateStore | ReadOnlyStore):
+    method.__name__ = method.__qualname__ = name
+    return method
+
+
+class ReadOnlyStore(StoreReader):
+    """A store seen through its reading roles only (:class:`~bot.store.base.StoreReader`): an export cannot
+    modify what it reports on, even when handed the whole store. The methods are those of the reading roles,
+    delegated; anything else (a write, ``close``) does not exist here."""
+
+    def __init__(self, store: StoreReader):
         object.__setattr__(self, "_store", store._store if isinstance(store, ReadOnlyStore) else store)
 
+    @property
+    def url(self) -> str:  # type: ignore[override]
+        return self._store.url
+
     def __getattr__(self, name: str) -> Any:
-        if name not in _READ_METHODS:
-            raise AttributeError(f"exports are read-only: store.{name} is not available")
-        return getattr(self._store, name)
+        raise AttributeError(f"exports are read-only: store.{name} is not available")
 
     def __setattr__(self, name: str, value: Any) -> None:
         raise AttributeError("exports are read-only")
 
 
-def _version_post(store: Any, event: PostEvent, stored: StoredPost) -> tuple[Any, str]:
+for _name in _reading_methods():
+    setattr(ReadOnlyStore, _name, _delegate(_name))
+del _name
+abc.update_abstractmethods(ReadOnlyStore)
+
+
+def _version_post(store: StoreReader, event: PostEvent, stored: StoredPost) -> tuple[Any, str]:
     """The post version an event is about, and the hash of its raw JSON."""
     wanted = event.details.get("version")
     after = event.details.get("after")
@@ -146,7 +147,7 @@ def _version_post(store: Any, event: PostEvent, stored: StoredPost) -> tuple[Any
     return stored.post, raw
 
 
-def event_row(store: Any, event: PostEvent) -> dict[str, Any]:
+def event_row(store: StoreReader, event: PostEvent) -> dict[str, Any]:
     """One export row (every key of :data:`COLUMNS`; list and dict values kept structured)."""
     store = ReadOnlyStore(store)
     stored = store.get_post(event.platform, event.post_id)
@@ -191,7 +192,7 @@ def event_row(store: Any, event: PostEvent) -> dict[str, Any]:
     }
 
 
-def deletion_log_rows(store: StateStore | ReadOnlyStore, filters: ExportFilters | None = None) -> list[dict[str, Any]]:
+def deletion_log_rows(store: StoreReader, filters: ExportFilters | None = None) -> list[dict[str, Any]]:
     """Every event of the deletion log matching ``filters``, in detection order, as export rows."""
     filters = filters or ExportFilters()
     store = ReadOnlyStore(store)

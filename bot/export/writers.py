@@ -15,6 +15,7 @@ from bot import __version__
 from bot.export.rows import COLUMNS, JSON_COLUMNS, LIST_COLUMNS, ExportFilters, ReadOnlyStore, deletion_log_rows
 from bot.files import atomic_write
 from bot.models import iso, utcnow
+from bot.store.base import StoreReader
 
 FORMATS = ("csv", "jsonl", "html")
 
@@ -44,7 +45,7 @@ def render_jsonl(rows: Sequence[dict[str, Any]]) -> str:
     return "".join(json.dumps({c: row.get(c) for c in COLUMNS}, ensure_ascii=False) + "\n" for row in rows)
 
 
-def render(fmt: str, store: Any, filters: ExportFilters | None = None, archive_root: str | os.PathLike[str] | None = None,
+def render(fmt: str, store: StoreReader, filters: ExportFilters | None = None, archive_root: str | os.PathLike[str] | None = None,
            now: Any = None, **report: Any) -> tuple[str, int]:
     """The export as text, and the number of rows in it. ``report``: the HTML report's ``evidence_dir``,
     ``title`` and ``organisation``."""
@@ -68,7 +69,7 @@ def manifest_path(path: str | os.PathLike[str]) -> Path:
 
 def export_to_file(
     fmt: str,
-    store: Any,
+    store: StoreReader,
     path: str | os.PathLike[str],
     filters: ExportFilters | None = None,
     archive_root: str | os.PathLike[str] | None = None,

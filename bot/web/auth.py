@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 from datetime import timedelta
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 from urllib.parse import urlsplit
 
 from flask import Blueprint, Flask, abort, current_app, flash, jsonify, redirect, render_template, request, url_for
@@ -22,7 +22,8 @@ from wtforms import PasswordField, StringField
 from wtforms.validators import DataRequired, Length
 
 from bot.models import utcnow
-from bot.store.review import User
+from bot.store.coordination import CoordinationStore
+from bot.store.review import User, UserStore
 from bot.users import authenticate, role_at_least, user_for_token
 
 bp = Blueprint("auth", __name__)
@@ -32,7 +33,11 @@ WINDOW = timedelta(minutes=15)
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def store() -> Any:
+class LoginStore(UserStore, CoordinationStore, Protocol):
+    """What logging in uses: the users, and the budgets that throttle failed attempts."""
+
+
+def store() -> LoginStore:
     return current_app.extensions["afterimage"]["store"]
 
 

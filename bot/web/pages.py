@@ -39,6 +39,7 @@ from bot.matching.matcher import Matcher
 from bot.media.fetch import MediaFetcher
 from bot.models import utcnow
 from bot.status import take_snapshot
+from bot.store.base import StateStore
 from bot.store.records import EVENT_KINDS, KnownKind
 from bot.store.review import CASE_STATUSES, CASE_TIERS, DISMISS_SCOPES, ROLES, CaseNotFound
 from bot.users import UserError, add_user
@@ -55,7 +56,8 @@ def ctx() -> dict[str, Any]:
     return current_app.extensions["afterimage"]
 
 
-def store() -> Any:
+def store() -> StateStore:
+    """The console's store: every role (it shows posts, cases, known media, alerts and the status)."""
     return ctx()["store"]
 
 
