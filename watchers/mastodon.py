@@ -102,7 +102,7 @@ class MastodonWatcher(Watcher):
 
     def __init__(self, config: MastodonConfig):
         super().__init__(config)
-        token = config.access_token.get_secret_value() if getattr(config, "access_token", None) else None
+        token = config.access_token.get_secret_value() if config.access_token else None
         register_secret(token)
         self._raw = _RawCapture()
         session = requests.Session()

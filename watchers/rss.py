@@ -252,7 +252,7 @@ class RssWatcher(Watcher):
         """``resolver`` is injectable for tests (names resolving to private addresses)."""
         super().__init__(config)
         self._session = requests.Session()
-        self._session.headers["User-Agent"] = getattr(config, "user_agent", None) or "afterimage"
+        self._session.headers["User-Agent"] = config.user_agent or "afterimage"
         self._timeout = config.timeout
         #: item links and feed redirects: third-party URLs, under the media download address policy
         self._guarded = GuardedClient(

@@ -43,6 +43,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
 from bot.alerts.payloads import event_alert
+from bot.config_base import RecheckConfig
 from bot.deletions import schedule
 from bot.errors import StoreError
 from bot.models import Post, PostStatus, StatusKind, as_utc, iso
@@ -172,7 +173,7 @@ class RecheckTracker:
     def __init__(
         self,
         store: TrackerStore,
-        config_by_platform: Mapping[str, Any],
+        config_by_platform: Mapping[str, RecheckConfig],
         budget: HourlyBudget | None = None,
     ):
         """``config_by_platform`` maps a platform to its :class:`bot.config.RecheckConfig`."""
@@ -181,12 +182,10 @@ class RecheckTracker:
         self.budget = budget or HourlyBudget(store)
         self._account_state: dict[tuple[str, str], str] = {}
 
-    def _config(self, platform: str) -> Any:
+    def _config(self, platform: str) -> RecheckConfig:
         try:
             return self.configs[platform]
         except KeyError:
-            from bot.config import RecheckConfig
-
             return self.configs.setdefault(platform, RecheckConfig())
 
     # ------------------------------------------------------------------ scheduling
@@ -275,7 +274,7 @@ class RecheckTracker:
         return answers
 
     def _apply(
-        self, rc: Recheck, stored: StoredPost | None, status: PostStatus, cfg: Any, now: datetime, report: RecheckReport
+        self, rc: Recheck, stored: StoredPost | None, status: PostStatus, cfg: RecheckConfig, now: datetime, report: RecheckReport
     ) -> None:
         if stored is None:  # nothing to compare with (store cleaned up): stop checking it
             self.store.remove_recheck(rc.platform, rc.post_id)
@@ -295,7 +294,7 @@ class RecheckTracker:
             self._gone(rc, stored, kind, status, cfg, now, report)
 
     # ------------------------------------------------------------------ answers
-    def _alive(self, rc: Recheck, stored: StoredPost, post: Post | None, cfg: Any, now: datetime, report: RecheckReport) -> None:
+    def _alive(self, rc: Recheck, stored: StoredPost, post: Post | None, cfg: RecheckConfig, now: datetime, report: RecheckReport) -> None:
         if post is None:  # the platform only confirmed the post stands: no version to compare
             self.store.mark_seen_alive(rc.platform, rc.post_id, now)
             change = None
@@ -319,7 +318,7 @@ class RecheckTracker:
             self._record(event, nxt, now, report)
 
     def _gone(
-        self, rc: Recheck, stored: StoredPost, kind: str, status: PostStatus, cfg: Any, now: datetime, report: RecheckReport
+        self, rc: Recheck, stored: StoredPost, kind: str, status: PostStatus, cfg: RecheckConfig, now: datetime, report: RecheckReport
     ) -> None:
         if rc.last_status == kind and rc.deleted_streak > 0 and rc.first_deleted_at is not None:
             streak, first = rc.deleted_streak + 1, as_utc(rc.first_deleted_at)
@@ -447,14 +446,14 @@ class RecheckTracker:
             self._account_state[key] = state
         return self._account_state[key]
 
-    def _advance(self, rc: Recheck, cfg: Any, now: datetime) -> Recheck | None:
+    def _advance(self, rc: Recheck, cfg: RecheckConfig, now: datetime) -> Recheck | None:
         nxt = schedule.next_step(rc.posted_at, cfg, rc.step, now)
         if nxt is None:
             return None
         step, due = nxt
         return replace(rc, step=step, due_at=due)
 
-    def _advance_gone(self, rc: Recheck, cfg: Any, now: datetime, kind: str) -> Recheck | None:
+    def _advance_gone(self, rc: Recheck, cfg: RecheckConfig, now: datetime, kind: str) -> Recheck | None:
         """The next look-up of a post confirmed gone. A deleted post is looked at only to notice a restore, at
         most every ``deleted_every``; an account state (a suspension is often lifted) keeps the schedule."""
         nxt = self._advance(rc, cfg, now)
