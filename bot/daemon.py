@@ -47,17 +47,13 @@ from bot.alerts.digest import enqueue_digest_if_due
 from bot.alerts.sender import LOCK_NAME as ALERTS_LOCK
 from bot.alerts.sender import AlertSender
 from bot.archive import Archive
-from bot.cases import CaseDesk
 from bot.config import Config
-from bot.deletions.tracker import RecheckTracker
 from bot.evidence.ledger import EvidenceLedger
 from bot.evidence.stamper import Stamper
 from bot.evidence.tsa import TsaClient
 from bot.errors import PlatformError, RateLimited, StoreError
-from bot.matching.matcher import Matcher
-from bot.media.fetch import MediaFetcher
 from bot.models import utcnow
-from bot.pipeline import Pipeline, ProcessReport
+from bot.pipeline import ProcessReport, build_pipeline
 from bot.store import StateStore, open_store, open_work_queue
 from bot.store.queue import POSTS, RECHECKS, Claim, parse_post_item, post_item
 from bot.workers import WorkerPool, one_library_thread_per_worker
@@ -130,29 +126,12 @@ class Daemon:
         sections = config.watchers.enabled()
         self.watchers = watchers if watchers is not None else {p: build_watcher(p, s) for p, s in sections.items()}
         self.accounts = {p: list(s.accounts) for p, s in sections.items() if p in self.watchers}
-        self.matcher = Matcher(self.store, self.archive, config.matching)
-        self.tracker = RecheckTracker(self.store, {p: s.recheck for p, s in sections.items()})
+        self.pipeline = build_pipeline(config, self.store, self.archive, clock=clock, stop=self.stop_event)
+        self.matcher = self.pipeline.matcher
+        self.tracker = self.pipeline.tracker
         # the outbox lock expires soon after a killed daemon's last renewal (the sender keeps it at least as
         # long as one alert can take: 3 x 30 s per target), not after 5 minutes: another daemon then delivers
         self.sender = AlertSender(self.store, self.archive, config.alerts, owner=self.owner, lock_ttl=config.pipeline.lease)
-        self.pipeline = Pipeline(
-            self.store,
-            self.archive,
-            MediaFetcher(config.media),
-            self.matcher,
-            self.tracker,
-            video_keyframes=config.media.video_keyframes,
-            clock=clock,
-            stop=self.stop_event,
-            cases=CaseDesk(
-                self.store,  # type: ignore[arg-type]  # both backends are CaseStores
-                self.archive,
-                base_url=config.web.base_url,
-                suggest_to_chat=config.alerts.suggest_to_chat,
-                thresholds=config.matching.thresholds,
-                clock=clock,
-            ),
-        )
         one_library_thread_per_worker()
         self.queue = open_work_queue(self.store, config.pipeline.lease)
         self.workers = WorkerPool(

@@ -33,6 +33,7 @@ from PIL import Image
 from bot.alerts.payloads import match_alert
 from bot.archive import Archive
 from bot.cases import CaseDesk
+from bot.config import Config
 from bot.deletions.tracker import RecheckTracker
 from bot.errors import ArchiveError, MediaError, StoreError
 from bot.hashing.decode import decode_image
@@ -43,6 +44,7 @@ from bot.media.fetch import FetchedMedia, MediaFetcher
 from bot.media.hls import fetch_attachment
 from bot.media.keyframes import extract_keyframes
 from bot.models import Media, MediaKind, Post, utcnow
+from bot.store.base import StateStore
 from bot.store.known_media import KnownMediaStore
 from bot.store.media import MediaStore
 from bot.store.outbox import OutboxStore
@@ -311,6 +313,37 @@ class Pipeline:
                 "posted_at": post.created_at.isoformat(),
             },
         )
+
+
+def build_pipeline(
+    config: Config,
+    store: StateStore,
+    archive: Archive,
+    *,
+    clock: Callable[[], datetime] = utcnow,
+    stop: threading.Event | None = None,
+) -> Pipeline:
+    """The pipeline as the configuration describes it: its fetcher, matcher, re-check tracker and case desk.
+    The daemon and ``afterimage reprocess`` both build theirs here, so a reprocessed attachment is matched,
+    judged and scheduled exactly as the daemon would have."""
+    return Pipeline(
+        store,
+        archive,
+        MediaFetcher(config.media),
+        Matcher(store, archive, config.matching),
+        RecheckTracker(store, {p: s.recheck for p, s in config.watchers.enabled().items()}),
+        video_keyframes=config.media.video_keyframes,
+        clock=clock,
+        stop=stop,
+        cases=CaseDesk(
+            store,
+            archive,
+            base_url=config.web.base_url,
+            suggest_to_chat=config.alerts.suggest_to_chat,
+            thresholds=config.matching.thresholds,
+            clock=clock,
+        ),
+    )
 
 
 def _urls_to_fetch(media: Media) -> list[tuple[str, str]]:

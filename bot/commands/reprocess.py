@@ -33,10 +33,7 @@ def reprocess(config_path, post_ids, platform, account, since, until, reasons, d
     adding a host to media.trusted_hosts. Idempotent: no alert is sent twice, no file archived twice."""
     from bot.alerts.sender import AlertSender
     from bot.archive import Archive
-    from bot.deletions.tracker import RecheckTracker
-    from bot.matching.matcher import Matcher
-    from bot.media.fetch import MediaFetcher
-    from bot.pipeline import Pipeline
+    from bot.pipeline import build_pipeline
     from bot.reprocess import Selection, reprocess as run, select
     from bot.store import NoStoreHere, open_store
 
@@ -67,10 +64,7 @@ def reprocess(config_path, post_ids, platform, account, since, until, reasons, d
             click.echo(f"{len(found)} post(s) would be reprocessed (dry run: nothing fetched)")
             return
         archive = Archive(cfg.archive_path)
-        fetcher = MediaFetcher(cfg.media)
-        matcher = Matcher(store, archive, cfg.matching)
-        tracker = RecheckTracker(store, {p: s.recheck for p, s in cfg.watchers.enabled().items()})
-        pipeline = Pipeline(store, archive, fetcher, matcher, tracker, video_keyframes=cfg.media.video_keyframes)
+        pipeline = build_pipeline(cfg, store, archive)
         owner = f"{socket.gethostname()}:{os.getpid()}:reprocess"
         try:
             outcomes = run(pipeline, store, found, owner)
@@ -87,7 +81,7 @@ def reprocess(config_path, post_ids, platform, account, since, until, reasons, d
             click.echo(f"reprocess stopped: {redact(str(e))}", err=True)
             sys.exit(1)
         finally:
-            fetcher.close()
+            pipeline.fetcher.close()
     archived = still = 0
     for outcome in outcomes:
         post = outcome.post.stored.post
