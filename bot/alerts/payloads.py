@@ -146,40 +146,15 @@ def match_payload(
 
 
 def match_alert(
-    post: Post,
-    *,
-    media_sha256: str,
-    media_archive_path: str | None,
-    media_url: str | None,
-    known: KnownMedia,
-    tier: str,
-    signal: str,
-    distance: float | None = None,
-    inliers: int | None = None,
-    region: Sequence[Sequence[float]] | None = None,
-    media_frame_ts: float | None = None,
-    known_region: Sequence[Sequence[float]] | None = None,
-    created_at: datetime | None = None,
+    post: Post, *, known: KnownMedia, media_sha256: str, created_at: datetime | None = None, **details: Any
 ) -> OutboxAlert:
-    """A ``recycled`` alert when ``known`` is a ``seen`` entry, else a ``match`` alert; key
+    """A ``recycled`` alert when ``known`` is a ``seen`` entry, else a ``match`` alert, whose payload is
+    :func:`match_payload` of the same arguments (``details``: its other keyword arguments); key
     ``{kind}:{platform}:{post_id}:{media_sha256}:{known.item}`` (the group of a trailer's keyframes, else the
     entry's id), so the frames of a posted video matching one trailer make one alert, and a rerun that picks
     another frame sends nothing again. ``known.id`` must be set (stored entry)."""
     kind = "recycled" if KnownKind(known.kind) is KnownKind.SEEN else "match"
-    payload = match_payload(
-        post,
-        media_sha256=media_sha256,
-        media_archive_path=media_archive_path,
-        media_url=media_url,
-        known=known,
-        tier=tier,
-        signal=signal,
-        distance=distance,
-        inliers=inliers,
-        region=region,
-        media_frame_ts=media_frame_ts,
-        known_region=known_region,
-    )
+    payload = match_payload(post, known=known, media_sha256=media_sha256, **details)
     return OutboxAlert(
         key=match_key(kind, post.platform, post.post_id, media_sha256, known.item),
         kind=kind,
