@@ -4,6 +4,7 @@ type-checks on its own. The key layout is documented once, in :mod:`bot.store.re
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from bot.store.common import dumps, loads
@@ -43,3 +44,13 @@ class RedisRole:
 
         # of the outbox role, for the deletion log (an event and its alert in one MULTI/EXEC)
         def _enqueue_alert(self, alert: OutboxAlert, client: Any = None) -> Any: ...
+
+    def _zpages(self, index: str) -> Iterator[list[str]]:
+        """The members of a sorted set in order, a page at a time (memory stays bounded on a large store)."""
+        start = 0
+        while True:
+            members = self._r.zrange(index, start, start + _PAGE - 1)
+            yield members
+            if len(members) < _PAGE:
+                return
+            start += _PAGE

@@ -105,13 +105,8 @@ class RedisKnownMediaMixin(RedisRole, KnownMediaStore):
         return self._known_many(self._r.zrange(self._known_index(kind), offset, end))
 
     def iter_known(self, kind: KnownKind | None = None) -> Iterator[KnownMedia]:
-        index, start = self._known_index(kind), 0
-        while True:
-            ids = self._r.zrange(index, start, start + _PAGE - 1)
+        for ids in self._zpages(self._known_index(kind)):
             yield from self._known_many(ids)
-            if len(ids) < _PAGE:
-                return
-            start += _PAGE
 
     def count_known(self, kind: KnownKind | None = None) -> int:
         return int(self._r.zcard(self._known_index(kind)))

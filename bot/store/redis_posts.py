@@ -23,7 +23,7 @@ from bot.store.common import (
 )
 from bot.store.posts import PostStore
 from bot.store.records import Change, PostChange, PostVersion, StoredPost
-from bot.store.redis_common import RedisRole, SEP, _PAGE, _hash_decode, _hash_encode, _member
+from bot.store.redis_common import RedisRole, SEP, _hash_decode, _hash_encode, _member
 
 
 # KEYS: post hash, pending zset; ARGV: version, member -- processed_version only grows
@@ -172,13 +172,8 @@ class RedisPostsMixin(RedisRole, PostStore):
         return self._k("posts")
 
     def iter_posts(self, platform: str | None = None, account: str | None = None) -> Iterator[StoredPost]:
-        index, start = self._posts_index(platform, account), 0
-        while True:
-            members = self._r.zrange(index, start, start + _PAGE - 1)
+        for members in self._zpages(self._posts_index(platform, account)):
             yield from self._stored_many(members)
-            if len(members) < _PAGE:
-                return
-            start += _PAGE
 
     def count_posts(self, platform: str | None = None, account: str | None = None) -> int:
         return int(self._r.zcard(self._posts_index(platform, account)))

@@ -13,6 +13,12 @@ if TYPE_CHECKING:
     from bot.store.records import OutboxAlert
 
 
+def equal_to(**values: Any) -> tuple[list[str], list[Any]]:
+    """``column = ?`` conditions for the given column values that are not None, and their parameters."""
+    given = {column: value for column, value in values.items() if value is not None}
+    return [f"{column} = ?" for column in given], list(given.values())
+
+
 class SqliteRole:
     """Base of the SQLite role mixins: ``_write()`` is one write transaction, ``_query``/``_one`` read."""
 

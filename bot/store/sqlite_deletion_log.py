@@ -10,7 +10,7 @@ from datetime import datetime
 from bot.store.common import dumps, loads, micros, new_id, status_for_event
 from bot.store.deletion_log import DeletionLogStore
 from bot.store.records import OutboxAlert, PostEvent, Recheck
-from bot.store.sqlite_common import SqliteRole
+from bot.store.sqlite_common import SqliteRole, equal_to
 
 
 class SqliteDeletionLogMixin(SqliteRole, DeletionLogStore):
@@ -90,19 +90,13 @@ class SqliteDeletionLogMixin(SqliteRole, DeletionLogStore):
         account: str | None = None,
         kinds: Iterable[str] | None = None,
     ) -> list[PostEvent]:
-        clauses, params = [], []
+        clauses, params = equal_to(platform=platform, account=account)
         if since is not None:
             clauses.append("detected_us >= ?")
             params.append(micros(since))
         if until is not None:
             clauses.append("detected_us < ?")
             params.append(micros(until))
-        if platform is not None:
-            clauses.append("platform = ?")
-            params.append(platform)
-        if account is not None:
-            clauses.append("account = ?")
-            params.append(account)
         if kinds is not None:
             kind_list = [str(k) for k in kinds]
             if not kind_list:

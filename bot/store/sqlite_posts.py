@@ -24,7 +24,7 @@ from bot.store.common import (
 )
 from bot.store.posts import PostStore
 from bot.store.records import PostChange, PostVersion, StoredPost
-from bot.store.sqlite_common import SqliteRole
+from bot.store.sqlite_common import SqliteRole, equal_to
 
 
 class SqlitePostsMixin(SqliteRole, PostStore):
@@ -120,13 +120,7 @@ class SqlitePostsMixin(SqliteRole, PostStore):
 
     @staticmethod
     def _post_filter(platform: str | None, account: str | None) -> tuple[str, list[Any]]:
-        clauses, params = [], []
-        if platform is not None:
-            clauses.append("platform = ?")
-            params.append(platform)
-        if account is not None:
-            clauses.append("account = ?")
-            params.append(account)
+        clauses, params = equal_to(platform=platform, account=account)
         return (" AND ".join(clauses) or "1"), params
 
     def iter_posts(self, platform: str | None = None, account: str | None = None) -> Iterator[StoredPost]:
