@@ -27,7 +27,7 @@ from bot.errors import StoreError
 from bot.models import Post, RejectedItem, iso, parse_iso
 from bot.redact import redact_url
 from bot.store.base import StateStore
-from bot.store.sqlite_review import REVIEW_MIGRATION, SqliteReviewMixin
+from bot.store.sqlite_review import CASE_CHANGES_MIGRATION, REVIEW_MIGRATION, SqliteReviewMixin
 from bot.store.common import (
     BUDGET_KEEP_MINUTES,
     account_from_dict,
@@ -244,6 +244,8 @@ MIGRATIONS: list[str] = [
         expires_us INTEGER NOT NULL
     );
     """,
+    # 11: when each case last changed, for the evidence job's incremental read (bot.store.sqlite_review)
+    CASE_CHANGES_MIGRATION,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
