@@ -34,6 +34,7 @@ from bot.evidence import merkle
 from bot.evidence.ledger import EvidenceLedger, QueuedItem
 from bot.evidence.tsa import TsaClient, TsaError
 from bot.models import iso, parse_iso, utcnow
+from bot.redact import redact
 from bot.store.base import StateStore
 from bot.store.review import Case, CaseEvent, CaseStore
 
@@ -170,11 +171,13 @@ class Stamper:
             try:
                 root = self.stamp_batch(todo)
             except TsaError as e:
-                report.error = str(e)
+                report.error = redact(str(e))
                 if self._outage is None:
-                    log.warning("timestamping delayed (%d item(s) wait): %s", len(queued), e)
-                self._outage = str(e)
+                    log.warning("timestamping delayed (%d item(s) wait): %s", len(queued), report.error)
+                self._outage = report.error
+                self.ledger.record_attempt(report.error, at=self.clock())
                 return
+            self.ledger.record_attempt(None, at=self.clock())
             if self._outage is not None:
                 log.info("timestamping works again")
                 self._outage = None
@@ -212,7 +215,7 @@ class Stamper:
         for path in archive_files(self.archive.root):
             sha = path.name.split(".", 1)[0]
             if sha not in known:
-                missing.append(QueuedItem("file", path.relative_to(self.archive.root).as_posix(), sha))
+                missing.append(QueuedItem("file", path.relative_to(self.archive.root).as_posix(), sha, self.clock()))
         self.ledger.enqueue(missing)
         return len(missing)
 
