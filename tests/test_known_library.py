@@ -303,3 +303,23 @@ def test_check_url_errors_are_one_plain_sentence_with_detail_under_verbose(data:
     httpserver.expect_request("/gone.jpg").respond_with_data("gone", status=404)
     missing = run("check", "-c", str(config), "--json", f"http://127.0.0.1:{httpserver.port}/gone.jpg")
     assert lines(missing.output)[0]["error"] == "http_404: the server answered HTTP 404"
+
+
+def test_a_page_whose_requests_redirect_to_a_forbidden_address_is_refused(data: Path, tmp_path: Path,
+                                                                         httpserver: HTTPServer) -> None:
+    """yt-dlp reads a page, follows its meta refresh, and that URL redirects to an address the policy forbids:
+    every hop of every request yt-dlp makes is checked, so the forbidden one is never fetched."""
+    config = _trusting_config(tmp_path, httpserver)
+    base = f"http://127.0.0.1:{httpserver.port}"
+    secret = f"http://localhost:{httpserver.port}/secret"  # loopback under a name the test does not trust
+    httpserver.expect_request("/watch/moved").respond_with_data(
+        '<html><head><meta http-equiv="refresh" content="0; url=/hop"></head><body>moved</body></html>',
+        content_type="text/html")
+    httpserver.expect_request("/hop").respond_with_data("", status=302, headers={"Location": secret})
+    httpserver.expect_request("/secret").respond_with_data('<html><video src="/v.mp4"></video></html>', content_type="text/html")
+    refused = run("known", "add", "-c", str(config), f"{base}/watch/moved")
+    assert refused.exit_code == 1
+    assert f"error: {base}/watch/moved: not_https: media must be fetched over https: {secret}" in refused.output
+    assert "/secret" not in [r.path for r, _ in httpserver.log]
+    assert "/hop" in [r.path for r, _ in httpserver.log]  # the allowed hop was read, through the policy
+    assert entries(data) == []
