@@ -18,7 +18,7 @@ starves another (a slow poll never delays the alert outbox):
 - ``pending`` and ``announce`` (default executor): queue the posts a crash or a retry left pending; tell the
   store how many workers this daemon has and how many are busy (``afterimage status``).
 - ``digest``: the optional daily digest.
-- ``evidence``: new deletion-log events into the hash chain, and new hashes to the TSAs
+- ``evidence``: new deletion-log events and case decisions into the hash chain, and new hashes to the TSAs
   (:mod:`bot.evidence.stamper`); a TSA outage only delays this job.
 
 Several daemons may share one Redis store: an account is polled by one daemon at a time (a store lock kept
@@ -121,7 +121,8 @@ class Daemon:
         tsa = TsaClient(config.evidence.tsa_urls, config.evidence.tsa_ca_file) if config.evidence.tsa_urls else None
         # with a TSA, every new archived file (media, raw post versions, post cards) is queued for a timestamp
         self.archive = Archive(config.archive_path, on_new=(lambda f: self.evidence.enqueue_file(f.sha256, f.relpath)) if tsa else None)
-        self.stamper = Stamper(self.evidence, tsa, self.store, self.archive, clock=clock)
+        self.stamper = Stamper(self.evidence, tsa, self.store, self.archive, clock=clock,
+                               cases=self.store)  # type: ignore[arg-type]  # both backends are CaseStores
         self._swept = tsa is None  # the first evidence run queues archived files that have no timestamp
         sections = config.watchers.enabled()
         self.watchers = watchers if watchers is not None else {p: build_watcher(p, s) for p, s in sections.items()}

@@ -146,7 +146,7 @@ def remove_item(store: KnownMediaStore, item: KnownItem) -> int:
 
 def _known_item_for_file(store: KnownMediaStore, sha256: str) -> KnownItem | None:
     """The known item a file already is: an image entry with this SHA-256 or a video whose group it is.
-    Hash-only entries (an imported list) do not count: adding the file itself brings its local features."""
+    Hash-only entries (an imported list) are :class:`HashOnlyEntries`' business: the file is attached to them."""
     for entry in store.find_known_by_sha256(sha256):
         if entry.kind == KnownKind.KNOWN and entry.archive_path:
             return find_item(store, entry.id)
@@ -159,13 +159,62 @@ def _known_item_for_file(store: KnownMediaStore, sha256: str) -> KnownItem | Non
 
 @dataclass
 class Added:
-    """What happened to one input of an add: added as ``item``, already known as ``known_as``, or ``error``."""
+    """What happened to one input of an add: added as ``item``, already known as ``known_as``, or ``error``.
+    ``attached``: ``known_as`` was a hash-only entry and now holds the file; ``note`` says more about it."""
 
     input: str
     item: KnownItem | None = None
     known_as: KnownItem | None = None
     error: str | None = None
     warning: str | None = None
+    attached: bool = False
+    note: str | None = None
+
+
+class HashOnlyEntries:
+    """The known entries that are hashes without a file (rows of an imported list), looked up by the PDQ hash
+    or SHA-256 of a file being added: that file is the picture such an entry describes, so it is attached to
+    the entry (which gains the file and its local features) instead of becoming a second entry of the same
+    picture. The PDQ look-up table is read once, on first use, for a whole add command."""
+
+    def __init__(self, store: StateStore):
+        self.store = store
+        self._by_pdq: dict[str, KnownMedia] | None = None
+
+    def match(self, sha256: str, pdq: str | None) -> KnownMedia | None:
+        """The hash-only entry with this SHA-256, else with exactly this PDQ hash (oldest first)."""
+        for entry in self.store.find_known_by_sha256(sha256):
+            if entry.kind == KnownKind.KNOWN and not entry.archive_path:
+                return entry
+        if not pdq:
+            return None
+        if self._by_pdq is None:
+            self._by_pdq = {}
+            for entry in self.store.iter_known(KnownKind.KNOWN):
+                value = entry.signals.get("pdq")
+                if value and not entry.archive_path:
+                    self._by_pdq.setdefault(value.lower(), entry)
+        return self._by_pdq.get(pdq.lower())
+
+    def attached(self, entry: KnownMedia) -> None:
+        """``entry`` holds a file now: it is no longer hash-only."""
+        if self._by_pdq is not None:
+            self._by_pdq = {k: v for k, v in self._by_pdq.items() if v.id != entry.id}
+
+
+def _attach(input: str, store: StateStore, twin: KnownMedia, file_entry: KnownMedia, hash_only: HashOnlyEntries) -> Added:
+    """Give the hash-only entry ``twin`` the file of ``file_entry`` (archived, with its signals), keeping the
+    entry's id, label, source, note and group; the outcome names it. An entry that names another file (its
+    SHA-256 differs: the same picture encoded otherwise) keeps what it has."""
+    if twin.sha256 and twin.sha256 != file_entry.sha256:
+        return Added(input, known_as=KnownItem([twin]),
+                     note="a hash-only entry of another file with the same picture (PDQ hash); the file was not attached")
+    entry = replace(twin, sha256=file_entry.sha256, archive_path=file_entry.archive_path,
+                    signals={**twin.signals, **file_entry.signals}, file_name=twin.file_name or file_entry.file_name)
+    stored = store.add_known(entry)  # the same id: replaced in place
+    hash_only.attached(stored)
+    return Added(input, known_as=KnownItem([stored]), attached=True,
+                 note="it was a hash-only entry: the file is attached to it now (archived, local features added)")
 
 
 @dataclass
@@ -206,15 +255,17 @@ def _image_entry(
     label: str,
     image: Image.Image | None = None,
     sha256: str | None = None,
+    signals: dict[str, str] | None = None,
     **fields: Any,
 ) -> KnownMedia:
-    """Archive ``data`` and build its entry (not stored yet)."""
-    work = prepare(image) if image is not None else decode_image(data)
+    """Archive ``data`` and build its entry (not stored yet). ``signals``: already computed from ``data``."""
+    if signals is None:
+        signals = compute_signals(prepare(image) if image is not None else decode_image(data))
     kind_ext = sniff(data[:SNIFF_BYTES])
     archived = archive.put(data, kind_ext.ext if kind_ext else "bin")
     return KnownMedia(
         label=label,
-        signals=compute_signals(work),
+        signals=signals,
         sha256=sha256 or hashlib.sha256(data).hexdigest(),
         archive_path=archived.relpath,
         **fields,
@@ -330,11 +381,14 @@ def add_media(
     every: float = DEFAULT_EVERY,
     max_frames: int = DEFAULT_MAX_FRAMES,
     progress: Callable[[ShotScan], None] | None = None,
+    hash_only: HashOnlyEntries | None = None,
 ) -> Added:
     """Add one file's bytes as one item (an image, or a video's keyframes), stored in one transaction.
 
-    A file already known is not added again: the outcome names the item it is known as."""
-    known_as = _known_item_for_file(store, hashlib.sha256(data).hexdigest())
+    A file already known is not added again: the outcome names the item it is known as. An image whose
+    SHA-256 or exact PDQ hash is a hash-only entry's (an imported row) is attached to that entry instead."""
+    sha = hashlib.sha256(data).hexdigest()
+    known_as = _known_item_for_file(store, sha)
     if known_as is not None:
         return Added(input, known_as=known_as)
     if _is_video(data, file_name):
@@ -343,7 +397,15 @@ def add_media(
             max_frames=max_frames, progress=progress,
         )
         return Added(input, item=KnownItem(store.add_known_many(frames.entries)), warning=frames.warning)
-    entry = _image_entry(archive, data, label=label, source=source, note=note, file_name=file_name)
+    signals = compute_signals(decode_image(data))
+    hash_only = hash_only or HashOnlyEntries(store)
+    twin = hash_only.match(sha, signals.get("pdq"))
+    if twin is not None and twin.sha256 and twin.sha256 != sha:
+        return _attach(input, store, twin, KnownMedia(label, signals, sha256=sha), hash_only)  # nothing archived
+    entry = _image_entry(archive, data, label=label, source=source, note=note, file_name=file_name, sha256=sha,
+                         signals=signals)
+    if twin is not None:
+        return _attach(input, store, twin, entry, hash_only)
     return Added(input, item=KnownItem([store.add_known(entry)]))
 
 
@@ -360,6 +422,7 @@ def add_paths(
     on_start: Callable[[str], None] | None = None,
     on_outcome: Callable[[Added], None] | None = None,
     frame_progress: Callable[[ShotScan], None] | None = None,
+    hash_only: HashOnlyEntries | None = None,
 ) -> AddReport:
     """Add image and video files (folders recursively), one item each. A file that fails is reported, the
     rest go on. An interruption (Ctrl-C) propagates: the file being added is not stored at all, the items
@@ -367,6 +430,7 @@ def add_paths(
 
     Without ``label`` each entry is labelled with its file name; without ``source`` with its path."""
     report = AddReport()
+    hash_only = hash_only or HashOnlyEntries(store)
     for f in iter_media_files(paths):
         if on_start is not None:
             on_start(str(f))
@@ -374,6 +438,7 @@ def add_paths(
             outcome = add_media(
                 store, archive, f.read_bytes(), input=str(f), file_name=f.name, label=label or f.name,
                 source=source or str(f), note=note, every=every, max_frames=max_frames, progress=frame_progress,
+                hash_only=hash_only,
             )
         except MediaError as e:
             outcome = Added(str(f), error=f"{e.reason}: {e}")
@@ -397,6 +462,7 @@ def add_url(
     every: float = DEFAULT_EVERY,
     max_frames: int = DEFAULT_MAX_FRAMES,
     frame_progress: Callable[[ShotScan], None] | None = None,
+    hash_only: HashOnlyEntries | None = None,
 ) -> Added:
     """Download a direct image/video link or a video page's video (:mod:`bot.media.pages`) and add it; the
     URL given (the page, for a video page) is the source unless ``source`` says otherwise."""
@@ -405,7 +471,7 @@ def add_url(
         return add_media(
             store, archive, got.media.data, input=url, file_name=got.file_name,
             label=label or got.title or got.file_name, source=source or got.source, note=note, every=every,
-            max_frames=max_frames, progress=frame_progress,
+            max_frames=max_frames, progress=frame_progress, hash_only=hash_only,
         )
     except MediaError as e:
         return Added(url, error=f"{e.reason}: {e}")

@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import Any
 
 from bot.deletions.tracker import HourlyBudget
+from bot.evidence.ledger import EvidenceLedger, TimestampQueue
 from bot.models import iso
 from bot.store import StateStore, open_work_queue
 from bot.store.queue import POSTS, Backlog, DaemonInfo
@@ -44,6 +45,8 @@ class Snapshot:
     backlog: Backlog = field(default_factory=lambda: Backlog(0, 0, None))
     daemons: list[DaemonInfo] = field(default_factory=list)
     budgets: list[BudgetStatus] = field(default_factory=list)
+    #: the trusted-timestamp queue; None when no TSA is configured
+    timestamps: TimestampQueue | None = None
 
     @property
     def oldest_waiting_seconds(self) -> float:
@@ -53,11 +56,16 @@ class Snapshot:
 
 
 def take_snapshot(
-    store: StateStore, configured: dict[str, list[str]], now: datetime, rechecks: Mapping[str, Any] | None = None
+    store: StateStore,
+    configured: dict[str, list[str]],
+    now: datetime,
+    rechecks: Mapping[str, Any] | None = None,
+    evidence: EvidenceLedger | None = None,
 ) -> Snapshot:
     """Status of every configured account (also those never polled yet) plus store-wide counters: the posts
-    waiting in the work queue, the daemons working on it, and, given each platform's re-check config
-    (``rechecks``), the re-check spend against its budgets."""
+    waiting in the work queue, the daemons working on it, given each platform's re-check config
+    (``rechecks``) the re-check spend against its budgets, and given the evidence folder (with a TSA
+    configured) the items waiting for a trusted timestamp."""
     states = {(s.platform, s.account): s for s in store.get_account_states()}
     accounts = []
     for platform, names in configured.items():
@@ -80,6 +88,7 @@ def take_snapshot(
         known_media=store.count_known(),
         parked_alerts=store.parked_count(),
         taken_at=now,
+        timestamps=evidence.queue_status() if evidence is not None else None,
     )
 
 
@@ -114,7 +123,22 @@ def render_text(snapshot: Snapshot) -> str:
     for bs in snapshot.budgets:
         day = f"{bs.spent_today}/{bs.per_day} today" if bs.per_day else f"{bs.spent_today} today (no daily limit)"
         lines.append(f"re-check spend {bs.platform}: {bs.spent_hour}/{bs.per_hour} this hour, {day}")
+    lines.append(_timestamp_line(snapshot))
     return "\n".join(lines)
+
+
+def _timestamp_line(snapshot: Snapshot) -> str:
+    t = snapshot.timestamps
+    if t is None:
+        return "trusted timestamps: off (no evidence.tsa_urls)"
+    line = f"trusted timestamps: {t.waiting} item(s) waiting"
+    if t.oldest_queued_at:
+        line += f", oldest queued {t.oldest_seconds(snapshot.taken_at):.0f}s ago"
+    if t.failing:
+        line += f"; TSA failing since {iso(t.last_error_at)}: {t.last_error}"
+    elif t.last_error:
+        line += f"; last TSA error {iso(t.last_error_at)} (recovered {iso(t.last_stamped_at)}): {t.last_error}"
+    return line
 
 
 def _label(value: str) -> str:
@@ -170,4 +194,17 @@ def render_prometheus(snapshot: Snapshot) -> str:
            [({"platform": b.platform}, b.spent_hour) for b in snapshot.budgets])
     metric("afterimage_recheck_requests_today", "gauge", "Re-check look-up requests spent since 00:00 UTC.",
            [({"platform": b.platform}, b.spent_today) for b in snapshot.budgets])
+    t = snapshot.timestamps
+    if t is not None:
+        metric("afterimage_timestamp_queue_items", "gauge", "Items (files, chain entries, manifests) waiting for a "
+               "trusted timestamp.", [({}, t.waiting)])
+        metric("afterimage_timestamp_queue_oldest_seconds", "gauge", "Age of the oldest item waiting for a timestamp.",
+               [({}, t.oldest_seconds(snapshot.taken_at))])
+        metric("afterimage_timestamp_tsa_failing", "gauge", "1 while the last timestamp request failed (label: "
+               "the TSA error, TSAs named by scheme and host only), else 0.",
+               [({"error": t.last_error or ""} if t.failing else {}, 1 if t.failing else 0)])
+        metric("afterimage_timestamp_last_error_timestamp_seconds", "gauge", "Unix time of the last failed "
+               "timestamp request.", [({}, t.last_error_at.timestamp())] if t.last_error_at else [])
+        metric("afterimage_timestamp_last_success_timestamp_seconds", "gauge", "Unix time of the last token kept.",
+               [({}, t.last_stamped_at.timestamp())] if t.last_stamped_at else [])
     return "\n".join(out) + "\n"

@@ -212,6 +212,64 @@ def test_ctrl_c_during_a_video_add_stores_nothing_of_it(data: Path, tmp_path: Pa
     assert lines(run("known", "list", "--json").output)[1]["frames"] == 40
 
 
+def test_adding_the_file_of_a_hash_only_entry_attaches_it_to_that_entry(data: Path, tmp_path: Path) -> None:
+    """A partner's PDQ list names a picture; later someone adds the picture itself: it is that entry (not a
+    second one), and the entry gains the file and its local features. A row with the file's SHA-256 is found
+    by it, whatever its PDQ hash says."""
+    from bot.hashing.decode import decode_image
+    from bot.hashing.signals import PdqSignal
+
+    photo, other = tmp_path / "flood.png", tmp_path / "fire.jpg"
+    photo.write_bytes(encode(scene(91), "PNG"))
+    other.write_bytes(encode(scene(92)))
+    pdq = PdqSignal.compute(decode_image(photo.read_bytes()))
+    other_sha = __import__("hashlib").sha256(other.read_bytes()).hexdigest()
+    listing = tmp_path / "partner.csv"
+    listing.write_text(
+        "signal_type,signal,label,source,id,group,frame_ts,note,file_name,sha256\n"
+        f"pdq,{pdq},flood photo 2014 (debunked),https://partner.example/list,p1,,,,,\n"
+        f"pdq,{pdq_hashes(1)[0]},fire photo,https://partner.example/list,p2,,,,,{other_sha}\n"
+    )
+    assert run("known", "import", str(listing)).exit_code == 0
+    [before_flood, before_fire] = entries(data)
+    assert before_flood.archive_path is None and set(before_flood.signals) == {"pdq"}
+
+    result = run("known", "add", str(photo), str(other), "--label", "a new label")
+    assert result.exit_code == 0, result.output
+    assert (f'already known: {photo} as p1 "flood photo 2014 (debunked)" (image): it was a hash-only entry: the file '
+            "is attached to it now (archived, local features added)") in result.output
+    assert f'already known: {other} as p2 "fire photo" (image): it was a hash-only entry' in result.output
+    assert "0 added, 2 already known, 0 failed" in result.output
+    flood, fire = entries(data)  # still two entries: no duplicate
+    assert (flood.id, flood.label, flood.source) == ("p1", "flood photo 2014 (debunked)", "https://partner.example/list")
+    assert flood.archive_path and flood.file_name == "flood.png" and flood.signals["pdq"] == pdq
+    assert set(flood.signals) > {"pdq"}  # the local features a file brings
+    assert fire.sha256 == other_sha and fire.archive_path
+    listed = {i["id"]: i for i in lines(run("known", "list", "--json").output)}
+    assert listed["p1"]["media"] == "image" and listed["p1"]["file_name"] == "flood.png"
+
+    again = run("known", "add", str(photo))  # now an ordinary known file
+    assert f'already known: {photo} as p1 "flood photo 2014 (debunked)" (image)\n' in again.output
+
+
+def test_a_hash_only_entry_of_another_file_with_the_same_picture_keeps_what_it_has(data: Path, tmp_path: Path) -> None:
+    from bot.hashing.decode import decode_image
+    from bot.hashing.signals import PdqSignal
+
+    photo = tmp_path / "flood.png"
+    photo.write_bytes(encode(scene(93), "PNG"))
+    pdq = PdqSignal.compute(decode_image(photo.read_bytes()))
+    listing = tmp_path / "partner.csv"
+    listing.write_text("signal_type,signal,label,source,id,group,frame_ts,note,file_name,sha256\n"
+                       f"pdq,{pdq},flood (their copy),https://partner.example,p1,,,,flood.jpg,{'ab' * 32}\n")
+    assert run("known", "import", str(listing)).exit_code == 0
+    result = run("known", "add", str(photo))
+    assert (f'already known: {photo} as p1 "flood (their copy)" (hashes): a hash-only entry of another file with the '
+            "same picture (PDQ hash); the file was not attached") in result.output
+    [entry] = entries(data)
+    assert entry.archive_path is None and entry.sha256 == "ab" * 32
+
+
 # ----------------------------------------------------------------------------- URLs
 
 
@@ -303,3 +361,23 @@ def test_check_url_errors_are_one_plain_sentence_with_detail_under_verbose(data:
     httpserver.expect_request("/gone.jpg").respond_with_data("gone", status=404)
     missing = run("check", "-c", str(config), "--json", f"http://127.0.0.1:{httpserver.port}/gone.jpg")
     assert lines(missing.output)[0]["error"] == "http_404: the server answered HTTP 404"
+
+
+def test_a_page_whose_requests_redirect_to_a_forbidden_address_is_refused(data: Path, tmp_path: Path,
+                                                                         httpserver: HTTPServer) -> None:
+    """yt-dlp reads a page, follows its meta refresh, and that URL redirects to an address the policy forbids:
+    every hop of every request yt-dlp makes is checked, so the forbidden one is never fetched."""
+    config = _trusting_config(tmp_path, httpserver)
+    base = f"http://127.0.0.1:{httpserver.port}"
+    secret = f"http://localhost:{httpserver.port}/secret"  # loopback under a name the test does not trust
+    httpserver.expect_request("/watch/moved").respond_with_data(
+        '<html><head><meta http-equiv="refresh" content="0; url=/hop"></head><body>moved</body></html>',
+        content_type="text/html")
+    httpserver.expect_request("/hop").respond_with_data("", status=302, headers={"Location": secret})
+    httpserver.expect_request("/secret").respond_with_data('<html><video src="/v.mp4"></video></html>', content_type="text/html")
+    refused = run("known", "add", "-c", str(config), f"{base}/watch/moved")
+    assert refused.exit_code == 1
+    assert f"error: {base}/watch/moved: not_https: media must be fetched over https: {secret}" in refused.output
+    assert "/secret" not in [r.path for r, _ in httpserver.log]
+    assert "/hop" in [r.path for r, _ in httpserver.log]  # the allowed hop was read, through the policy
+    assert entries(data) == []

@@ -56,7 +56,8 @@ def run(config_path: str | None) -> None:
     if cfg.health.listen:
         health = HealthServer(
             cfg.health.listen,
-            lambda: take_snapshot(daemon.store, daemon.accounts, utcnow(), daemon.tracker.configs),
+            lambda: take_snapshot(daemon.store, daemon.accounts, utcnow(), daemon.tracker.configs,
+                                  daemon.evidence if cfg.evidence.tsa_urls else None),
             lambda: daemon.scheduler is not None and daemon.scheduler.running,
         )
         health.start()
@@ -102,7 +103,9 @@ def poll(config_path: str | None, once: bool) -> None:
 @click.command()
 @CONFIG_OPTION
 def status(config_path: str | None) -> None:
-    """Per account: last poll, next poll, posts seen, last error; pending re-checks and the alert outbox."""
+    """Per account: last poll, next poll, posts seen, last error; pending re-checks, the alert outbox and the
+    items waiting for a trusted timestamp."""
+    from bot.evidence.ledger import EvidenceLedger
     from bot.store import NoStoreHere, open_store
 
     cfg = load_or_exit(config_path)
@@ -110,7 +113,9 @@ def status(config_path: str | None) -> None:
     configured = {p: list(s.accounts) for p, s in sections.items()}
     try:
         with open_store(cfg.store_url, create=False) as store:
-            click.echo(render_text(take_snapshot(store, configured, utcnow(), {p: s.recheck for p, s in sections.items()})))
+            evidence = EvidenceLedger(cfg.evidence_path) if cfg.evidence.tsa_urls else None
+            click.echo(render_text(take_snapshot(store, configured, utcnow(), {p: s.recheck for p, s in sections.items()},
+                                                 evidence)))
     except NoStoreHere as e:  # not "0 posts": nothing was ever stored here (a wrong folder or config?)
         click.echo(str(e), err=True)
         sys.exit(1)

@@ -18,6 +18,7 @@ from bot.known import (
     DEFAULT_MAX_FRAMES,
     Added,
     AddReport,
+    HashOnlyEntries,
     KnownItem,
     add_paths,
     add_url,
@@ -138,7 +139,8 @@ def add(
         report.outcomes.append(outcome)
         _echo_outcome(outcome)
 
-    options = dict(label=label, source=source, note=note, every=every, max_frames=max_frames, frame_progress=frames)
+    options = dict(label=label, source=source, note=note, every=every, max_frames=max_frames, frame_progress=frames,
+                   hash_only=HashOnlyEntries(store))
     fetcher = None
     try:
         with store:
@@ -176,7 +178,8 @@ def _echo_outcome(outcome: Added) -> None:
     if outcome.item is not None:
         click.echo(f"added {outcome.item.id}  {_describe(outcome.item)}  {outcome.input}")
     if outcome.known_as is not None:
-        click.echo(f"already known: {outcome.input} as {outcome.known_as.id} {_describe(outcome.known_as)}")
+        note = f": {outcome.note}" if outcome.note else ""
+        click.echo(f"already known: {outcome.input} as {outcome.known_as.id} {_describe(outcome.known_as)}{note}")
     if outcome.warning:
         click.echo(f"warning: {outcome.input}: {outcome.warning}", err=True)
     if outcome.error:

@@ -31,6 +31,9 @@ from bot.store.records import PostEvent
 WIDTH = 640
 PAD = 24
 TEXT_SIZE = 19
+#: handle, time, URL and footer: read at about half size in a report on a phone, so not smaller than this
+SMALL_SIZE = 16
+URL_LINE = 21
 MAX_TEXT_LINES = 40
 THUMB = 180
 FONT_DIRS = ("/usr/share/fonts/truetype/dejavu", "/usr/share/fonts/dejavu", "/usr/local/share/fonts")
@@ -146,7 +149,7 @@ def render_card(archive: Archive, post: CardPost, label: str | None = None) -> I
     """The card as an RGB image (never raises for bad media: a missing attachment is drawn as a placeholder)."""
     scratch = ImageDraw.Draw(Image.new("RGB", (1, 1)))
     inner = WIDTH - 2 * PAD
-    text_font, small = font(TEXT_SIZE), font(14)
+    text_font, small = font(TEXT_SIZE), font(SMALL_SIZE)
     lines = _wrap(scratch, post.text or "(no text)", text_font, inner)
     if len(lines) > MAX_TEXT_LINES:
         lines = lines[:MAX_TEXT_LINES] + [f"… ({len(lines) - MAX_TEXT_LINES} more lines in the archived version)"]
@@ -156,7 +159,7 @@ def render_card(archive: Archive, post: CardPost, label: str | None = None) -> I
     url_lines = _wrap(scratch, post.url or "", small, inner)
     label_h = 30 if label else 0
     height = (label_h + PAD + 56 + 12 + len(lines) * (TEXT_SIZE + 7) + (rows * (THUMB + 8) + 8 if rows else 0)
-              + 14 + len(url_lines) * 18 + 24 + PAD)
+              + 14 + len(url_lines) * URL_LINE + SMALL_SIZE + 10 + PAD)
     img = Image.new("RGB", (WIDTH, height), "white")
     d = ImageDraw.Draw(img)
     y = 0
@@ -202,8 +205,12 @@ def render_card(archive: Archive, post: CardPost, label: str | None = None) -> I
     posted = post.posted_at.strftime("%Y-%m-%d %H:%M:%S UTC") if post.posted_at else "time unknown"
     for line in url_lines:
         d.text((PAD, y), line, font=small, fill=(30, 80, 160))
-        y += 18
-    d.text((PAD, y + 2), f"Posted {posted} · version {post.version} · raw sha256 {post.raw_sha256[:16]}…", font=font(13), fill=MUTED)
+        y += URL_LINE
+    footer = f"Posted {posted} · version {post.version} · raw sha256 {post.raw_sha256[:16]}…"
+    for size in range(SMALL_SIZE - 1, 10, -1):  # the footer is one line: a smaller size only when it must
+        if d.textlength(footer, font=font(size)) <= inner:
+            break
+    d.text((PAD, y + 2), footer, font=font(size), fill=MUTED)
     return img
 
 

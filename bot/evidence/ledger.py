@@ -2,7 +2,8 @@
 
 Layout (all plain files, so a copy of the data folder carries its proofs and ``openssl`` can read them):
 
-- ``queue.jsonl``: items waiting for a timestamp, one JSON object a line (``kind``, ``ref``, ``sha256``).
+- ``queue.jsonl``: items waiting for a timestamp, one JSON object a line (``kind``, ``ref``, ``sha256``,
+  ``queued_at``).
   ``kind`` is ``file`` (an archived file: media, a raw post version, a post card; ``ref`` is its archive
   path) or ``chain`` (a chain entry; ``ref`` is ``chain:<seq>``). The archive appends as it stores new files
   (:meth:`EvidenceLedger.enqueue_file`), so a TSA outage never holds up the pipeline: the queue just grows.
@@ -14,6 +15,7 @@ Layout (all plain files, so a copy of the data folder carries its proofs and ``o
   SHA-256 and Merkle audit path), the TSA and what its token says; the ``.tsr`` is the TSA's DER answer, whose
   message imprint is SHA-256 of the 32-byte Merkle root ``<root>``.
 - ``index.jsonl``: ``sha256 -> batch root`` for every stamped item (appended with each batch), for look-ups.
+- ``state.json``: when the last timestamp request failed (and why) and when one last succeeded, for status.
 - ``exports.jsonl``: every export written with a manifest (its path and SHA-256), so ``afterimage verify``
   can re-check them; the manifest's hash is queued for a timestamp too (kind ``export``).
 
@@ -35,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from bot.files import atomic_write
-from bot.models import canonical_json, iso, utcnow
+from bot.models import canonical_json, iso, parse_iso, utcnow
 
 GENESIS = "0" * 64
 FILE = "file"
@@ -50,12 +52,41 @@ def entry_hash(entry: dict[str, Any]) -> str:
 
 @dataclass(frozen=True)
 class QueuedItem:
-    kind: str  # file | chain
-    ref: str  # archive path, or chain:<seq>
+    kind: str  # file | chain | export
+    ref: str  # archive path, chain:<seq>, or an export manifest's path
     sha256: str
+    queued_at: datetime | None = None  # None: queued by a version that did not record it
 
     def to_dict(self) -> dict[str, str]:
-        return {"kind": self.kind, "ref": self.ref, "sha256": self.sha256}
+        d = {"kind": self.kind, "ref": self.ref, "sha256": self.sha256}
+        if self.queued_at is not None:
+            d["queued_at"] = iso(self.queued_at)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> QueuedItem:
+        return cls(d["kind"], d["ref"], d["sha256"], parse_iso(d.get("queued_at")))
+
+
+@dataclass(frozen=True)
+class TimestampQueue:
+    """What ``afterimage status`` and ``/metrics`` say about timestamping: the items waiting for a token, when
+    the oldest was queued, and the last TSA failure (its message names a TSA by scheme and host only) and
+    last success, as the evidence job recorded them."""
+
+    waiting: int
+    oldest_queued_at: datetime | None
+    last_error: str | None = None
+    last_error_at: datetime | None = None
+    last_stamped_at: datetime | None = None
+
+    @property
+    def failing(self) -> bool:
+        """The last attempt failed (no success since the last error)."""
+        return self.last_error_at is not None and (self.last_stamped_at is None or self.last_stamped_at < self.last_error_at)
+
+    def oldest_seconds(self, now: datetime) -> float:
+        return max(0.0, (now - self.oldest_queued_at).total_seconds()) if self.oldest_queued_at else 0.0
 
 
 @dataclass(frozen=True)
@@ -127,10 +158,39 @@ class EvidenceLedger:
 
     def enqueue_file(self, sha256: str, relpath: str) -> None:
         """Queue a newly archived file (the archive's ``on_new`` hook)."""
-        self.enqueue([QueuedItem(FILE, relpath, sha256)])
+        self.enqueue([QueuedItem(FILE, relpath, sha256, utcnow())])
 
     def queued(self) -> list[QueuedItem]:
-        return [QueuedItem(o["kind"], o["ref"], o["sha256"]) for _, o, _ in _read_jsonl(self.queue_file) if o]
+        return [QueuedItem.from_dict(o) for _, o, _ in _read_jsonl(self.queue_file) if o]
+
+    # ------------------------------------------------------------------ timestamping state
+    def record_attempt(self, error: str | None, at: datetime | None = None) -> None:
+        """Remember how the last timestamp request went (``error`` None: a token was kept), for status."""
+        state = self._state()
+        key = "last_error" if error is not None else "last_stamped"
+        state[f"{key}_at"] = iso(at or utcnow())
+        if error is not None:
+            state["last_error"] = error
+        atomic_write(self.folder / "state.json", (json.dumps(state, sort_keys=True) + "\n").encode("utf-8"))
+
+    def _state(self) -> dict[str, Any]:
+        try:
+            state = json.loads((self.folder / "state.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {}
+        return state if isinstance(state, dict) else {}
+
+    def queue_status(self) -> TimestampQueue:
+        queued = self.queued()
+        times = [i.queued_at for i in queued if i.queued_at is not None]
+        state = self._state()
+        return TimestampQueue(
+            waiting=len(queued),
+            oldest_queued_at=min(times, default=None),
+            last_error=state.get("last_error"),
+            last_error_at=parse_iso(state.get("last_error_at")),
+            last_stamped_at=parse_iso(state.get("last_stamped_at")),
+        )
 
     def dequeue(self, done: Sequence[QueuedItem]) -> None:
         """Remove stamped items from the queue (items queued meanwhile stay)."""
@@ -174,7 +234,7 @@ class EvidenceLedger:
             }
             entry["hash"] = entry_hash(entry)
             self._append(self.chain_file, [entry])
-            self._append(self.queue_file, [QueuedItem(CHAIN, f"chain:{entry['seq']}", entry["hash"]).to_dict()])
+            self._append(self.queue_file, [QueuedItem(CHAIN, f"chain:{entry['seq']}", entry["hash"], utcnow()).to_dict()])
         return entry
 
     def _last_chain_entry(self) -> dict[str, Any] | None:
@@ -201,7 +261,7 @@ class EvidenceLedger:
         sha = hashlib.sha256(manifest.read_bytes()).hexdigest()
         with self.locked():
             self._append(self.folder / "exports.jsonl", [{"manifest": str(manifest), "sha256": sha, "at": iso(at or utcnow())}])
-            self._append(self.queue_file, [QueuedItem(EXPORT, str(manifest), sha).to_dict()])
+            self._append(self.queue_file, [QueuedItem(EXPORT, str(manifest), sha, utcnow()).to_dict()])
 
     def exports(self) -> list[dict[str, Any]]:
         return [o for _, o, _ in _read_jsonl(self.folder / "exports.jsonl") if o and o.get("manifest")]

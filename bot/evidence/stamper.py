@@ -1,11 +1,16 @@
-"""The daemon's evidence job: copy new deletion-log events into the hash chain, then timestamp what waits.
+"""The daemon's evidence job: copy new deletion-log events and case decisions into the hash chain, then
+timestamp what waits.
 
 Each run (every ``evidence.every``, default a minute):
 
 1. events of the store's deletion log not yet in the chain are appended to it, in detection order, with the
    post's media hashes and its rendered post card(s) (deletions: the last version; edits: before and after),
    which go into the archive like any other evidence file;
-2. the queue (new archived files, new chain entries) is cut into batches of at most ``MAX_BATCH`` items;
+2. the history lines of the review cases (opened, confirmed, dismissed, reopened, suppressed: who, when, the
+   note) not yet in the chain are appended as ``case`` entries, each naming its case, post and known item.
+   A line is identified by its case and its place in the case's history (``<case id>/<n>``), so it is
+   chained once, also across restarts: the chain itself says what it already holds;
+3. the queue (new archived files, new chain entries) is cut into batches of at most ``MAX_BATCH`` items;
    each batch's Merkle root is sent to the TSAs (the first that answers with a token that verifies wins),
    and the token, the batch and each item's audit path are written beside the archive.
 
@@ -29,7 +34,9 @@ from bot.evidence import merkle
 from bot.evidence.ledger import EvidenceLedger, QueuedItem
 from bot.evidence.tsa import TsaClient, TsaError
 from bot.models import iso, parse_iso, utcnow
+from bot.redact import redact
 from bot.store.base import StateStore
+from bot.store.review import Case, CaseEvent, CaseStore
 
 log = logging.getLogger(__name__)
 
@@ -60,9 +67,12 @@ class Stamper:
         store: StateStore,
         archive: Archive,
         clock: Callable[[], datetime] = utcnow,
+        cases: CaseStore | None = None,
     ):
-        """``client`` None: events are still chained and cards made, nothing is sent to a TSA."""
+        """``client`` None: events are still chained and cards made, nothing is sent to a TSA. ``cases``: the
+        store's case role, whose history is chained too (None: no review loop, only deletion-log events)."""
         self.ledger = ledger
+        self.cases = cases
         self.client = client
         self.store = store
         self.archive = archive
@@ -72,6 +82,7 @@ class Stamper:
         self._index_offset = 0
         self._chained: dict[str, datetime | None] = {}  # event id -> detected_at, read incrementally from the chain
         self._chain_offset = 0
+        self._chained_cases: dict[str, datetime | None] = {}  # case history line id -> its time
 
     def stamped(self) -> dict[str, str]:
         self._stamped, self._index_offset = self.ledger.stamped(self._stamped, self._index_offset)
@@ -79,7 +90,7 @@ class Stamper:
 
     def run(self) -> StampReport:
         report = StampReport()
-        report.chained = self.sync_events()
+        report.chained = self.sync_events() + self.sync_cases()
         if self.client is not None:
             self.stamp_queue(report)
         report.waiting = len(self.ledger.queued())
@@ -90,11 +101,7 @@ class Stamper:
         """Append the store's events the chain does not hold yet; returns how many."""
         from bot.evidence.card import cards_for_event
 
-        entries, self._chain_offset = self.ledger.chain_since(self._chain_offset)
-        for e in entries:
-            record = e.get("record") or {}
-            if record.get("event_id"):
-                self._chained[str(record["event_id"])] = parse_iso(record.get("detected_at"))
+        self._read_chain()
         last = max((t for t in self._chained.values() if t is not None), default=None)
         since = last - EVENT_LOOKBACK if last else None
         added = 0
@@ -119,6 +126,33 @@ class Stamper:
             added += 1
         return added
 
+    def _read_chain(self) -> None:
+        """Learn what the chain holds from the entries appended since the last read (all of it after a start)."""
+        entries, self._chain_offset = self.ledger.chain_since(self._chain_offset)
+        for e in entries:
+            record = e.get("record") or {}
+            if record.get("event_id"):
+                self._chained[str(record["event_id"])] = parse_iso(record.get("detected_at"))
+            if record.get("case_event_id"):
+                self._chained_cases[str(record["case_event_id"])] = parse_iso(record.get("at"))
+
+    def sync_cases(self) -> int:
+        """Append the case history lines the chain does not hold yet, oldest first; returns how many."""
+        if self.cases is None:
+            return 0
+        self._read_chain()
+        last = max((t for t in self._chained_cases.values() if t is not None), default=None)
+        new: list[tuple[datetime, str, Case, CaseEvent]] = []
+        for case in self.cases.cases_changed_since(last - EVENT_LOOKBACK if last else None):
+            for n, line in enumerate(case.history):
+                line_id = case_event_id(case.id, n)
+                if line_id not in self._chained_cases:
+                    new.append((line.at, line_id, case, line))
+        for _, line_id, case, line in sorted(new, key=lambda x: x[0]):  # stable: ties keep the store's order
+            self.ledger.append_chain("case", case_record(case, line_id, line), at=self.clock())
+            self._chained_cases[line_id] = line.at
+        return len(new)
+
     # ------------------------------------------------------------------ timestamps
     def stamp_queue(self, report: StampReport) -> None:
         assert self.client is not None
@@ -137,11 +171,13 @@ class Stamper:
             try:
                 root = self.stamp_batch(todo)
             except TsaError as e:
-                report.error = str(e)
+                report.error = redact(str(e))
                 if self._outage is None:
-                    log.warning("timestamping delayed (%d item(s) wait): %s", len(queued), e)
-                self._outage = str(e)
+                    log.warning("timestamping delayed (%d item(s) wait): %s", len(queued), report.error)
+                self._outage = report.error
+                self.ledger.record_attempt(report.error, at=self.clock())
                 return
+            self.ledger.record_attempt(None, at=self.clock())
             if self._outage is not None:
                 log.info("timestamping works again")
                 self._outage = None
@@ -179,9 +215,38 @@ class Stamper:
         for path in archive_files(self.archive.root):
             sha = path.name.split(".", 1)[0]
             if sha not in known:
-                missing.append(QueuedItem("file", path.relative_to(self.archive.root).as_posix(), sha))
+                missing.append(QueuedItem("file", path.relative_to(self.archive.root).as_posix(), sha, self.clock()))
         self.ledger.enqueue(missing)
         return len(missing)
+
+
+def case_event_id(case_id: str, n: int) -> str:
+    """The identity of the ``n``-th line of a case's history (history lines are only ever appended)."""
+    return f"{case_id}/{n}"
+
+
+def case_record(case: Case, line_id: str, line: CaseEvent) -> dict[str, Any]:
+    """A case history line as chained: the decision (who, when, what, the note), the case, the post and the
+    known item it is about."""
+    known = case.known
+    return {
+        "case_event_id": line_id,
+        "case_id": case.id,
+        "action": line.action,
+        "by": line.by,
+        "at": iso(line.at),
+        "note": line.note,
+        "scope": line.scope,
+        "case_kind": case.kind,
+        "tier": case.tier,
+        "platform": case.platform,
+        "account": case.account,
+        "post_id": case.post_id,
+        "media_sha256": case.media_sha256,
+        "known_item": case.known_item,
+        "known_label": known.get("label"),
+        "known_source": known.get("source"),
+    }
 
 
 def archive_files(root: Path) -> list[Path]:

@@ -25,6 +25,8 @@ from rfc3161_client import (
     decode_timestamp_response,
 )
 
+from bot.redact import redact_url
+
 QUERY_TYPE = "application/timestamp-query"
 REPLY_TYPE = "application/timestamp-reply"
 TIMEOUT_SECONDS = 30.0
@@ -132,8 +134,8 @@ class TsaClient:
             try:
                 token, info = self._ask(url, message)
                 return url, token, info
-            except TsaError as e:
-                errors.append(f"{url}: {e}")
+            except TsaError as e:  # a TSA URL may carry credentials: named by scheme and host only
+                errors.append(f"{redact_url(url)}: {e}")
         raise TsaError("; ".join(errors))
 
     def _ask(self, url: str, message: bytes) -> tuple[bytes, TokenInfo]:

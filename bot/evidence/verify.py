@@ -4,7 +4,8 @@ Checks, each reported per item (a file's archive path, a chain entry's number, a
 
 - **archive**: every archived file still hashes to the SHA-256 in its name;
 - **chain**: every entry's ``hash`` matches its content, its ``prev`` is the previous entry's hash, and the
-  numbers follow each other (an edited, removed or reordered entry shows);
+  numbers follow each other (an edited, removed or reordered entry shows, a deletion-log event or a case
+  decision alike);
 - **timestamps**: every batch's token verifies against the TSA's CA (at the token's time), covers the
   batch's Merkle root and not some other hash, every item's audit path leads to that root, and every
   timestamped item (archived file, chain entry, export manifest) still has the hash that was timestamped;
@@ -28,8 +29,9 @@ from cryptography import x509
 
 from bot.evidence import merkle
 from bot.evidence.ledger import CHAIN, EXPORT, FILE, GENESIS, EvidenceLedger, entry_hash
-from bot.evidence.stamper import archive_files
+from bot.evidence.stamper import archive_files, case_event_id
 from bot.evidence.tsa import TsaError, token_message_imprint, verify_token
+from bot.store.review import CaseStore
 
 
 @dataclass
@@ -45,7 +47,10 @@ class Verification:
 
 def _describe(entry: dict[str, Any]) -> str:
     record = entry.get("record") or {}
-    return f"{entry.get('kind')} {record.get('platform')}/{record.get('account')} post {record.get('post_id')}"
+    post = f"{record.get('platform')}/{record.get('account')} post {record.get('post_id')}"
+    if entry.get("kind") == "case":
+        return f"case {record.get('case_id')} {record.get('action')} by {record.get('by')}, {post}"
+    return f"{entry.get('kind')} {post}"
 
 
 def check_archive(root: Path, result: Verification) -> dict[str, str]:
@@ -208,14 +213,25 @@ def check_exports(ledger: EvidenceLedger, extra: Iterable[Path], result: Verific
 
 
 def check_events_chained(store: Any, ledger: EvidenceLedger, result: Verification) -> None:
-    """Events of the store's deletion log that the chain does not hold: a note while the evidence job has not
-    run yet; listed so that an event removed from the chain's end (which no link shows) does not go unseen."""
-    chained = {str((e.get("record") or {}).get("event_id")) for e in ledger.chain()}
+    """Events of the store's deletion log and case decisions that the chain does not hold: a note while the
+    evidence job has not run yet; listed so that an entry removed from the chain's end (which no link shows)
+    does not go unseen."""
+    records = [e.get("record") or {} for e in ledger.chain()]
+    chained = {str(r.get("event_id")) for r in records}
     missing = [e for e in store.list_events() if e.id not in chained]
     if missing:
         first = missing[0]
         result.notes.append(f"{len(missing)} event(s) of the deletion log are not in the chain yet, first "
                             f"{first.kind} {first.platform}/{first.account} post {first.post_id} detected {first.detected_at:%Y-%m-%d %H:%M:%S}Z")
+    if not isinstance(store, CaseStore):
+        return
+    chained_lines = {str(r.get("case_event_id")) for r in records}
+    unchained = [(case, line) for case in store.cases_changed_since(None) for n, line in enumerate(case.history)
+                 if case_event_id(case.id, n) not in chained_lines]
+    if unchained:
+        case, line = min(unchained, key=lambda x: x[1].at)
+        result.notes.append(f"{len(unchained)} case decision(s) are not in the chain yet, first case {case.id} "
+                            f"{line.action} by {line.by} at {line.at:%Y-%m-%d %H:%M:%S}Z")
 
 
 def verify_all(

@@ -14,6 +14,7 @@ import base64
 import io
 import json
 import os
+import re
 import statistics
 from collections import Counter, defaultdict
 from collections.abc import Sequence
@@ -21,6 +22,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from jinja2 import Environment, PackageLoader, select_autoescape
+from markupsafe import Markup, escape
 
 from bot import __version__
 from bot.archive import Archive
@@ -288,6 +290,17 @@ def _card(row: dict[str, Any], thumbs: Thumbnails, evidence: Evidence) -> dict[s
     }
 
 
+#: where a long account name may wrap: after a URL's or handle's separators, and between camel-case words or
+#: letters and digits (``WWWMinistryOf|Defence|UKOfficial``, ``gov@|social.|example``)
+_BREAKS = re.compile(r"(?<=[/.@?&=_\-])(?=[^/])|(?<=[a-z])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])|(?<=[A-Za-z])(?=[0-9])")
+
+
+def breakable(text: object) -> Markup:
+    """``text`` escaped, with ``<wbr>`` where it may wrap (:data:`_BREAKS`): a narrow column breaks a handle or
+    a feed URL between its words, not after whichever letter reaches the edge."""
+    return Markup("<wbr>").join(escape(part) for part in _BREAKS.split(str(text)))
+
+
 def _environment() -> Environment:
     env = Environment(
         loader=PackageLoader("bot", "templates"),
@@ -295,6 +308,7 @@ def _environment() -> Environment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
+    env.filters["breakable"] = breakable
     return env
 
 

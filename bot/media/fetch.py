@@ -133,7 +133,7 @@ class MediaFetcher:
 
     @property
     def client(self) -> GuardedClient:
-        """The guarded HTTP client downloads go through (its :meth:`~GuardedClient.admit` checks a URL)."""
+        """The guarded HTTP client downloads go through (also every request yt-dlp makes reading a page)."""
         return self._client
 
     def close(self) -> None:

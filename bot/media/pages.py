@@ -4,12 +4,13 @@ page that yt-dlp understands (a trailer on a video site, a page with a ``<video>
 Everything is downloaded by :class:`~bot.media.fetch.MediaFetcher`, under the media address policy (https,
 public addresses unless ``media.trusted_hosts``, DNS pinning, size and time limits); HLS is joined by
 :mod:`bot.media.hls`. yt-dlp is used as a library only to *read* a page and find its video's URL: every request
-it makes is first checked against the same policy (:meth:`~bot.media.fetch.GuardedClient.admit`), and it never
-downloads anything itself. The page URL stays the source of what is added.
+it makes is sent by our guarded client (a yt-dlp request handler, the only one it has), so the URL, every
+redirect and the address connected to pass the same policy; it never downloads the video itself. The page URL stays the source of what is added.
 """
 
 from __future__ import annotations
 
+import io
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -17,7 +18,7 @@ from urllib.parse import unquote, urlsplit
 
 from bot.errors import MediaError
 from bot.media.fetch import FetchedMedia, MediaFetcher
-from bot.net.client import GuardedClient
+from bot.net.client import GuardedClient, Retryable
 from bot.net.policy import display_url
 from bot.media.hls import fetch_attachment
 
@@ -26,6 +27,8 @@ log = logging.getLogger(__name__)
 #: the highest video a page download picks when it may choose (keyframes are downscaled to 1280 anyway)
 MAX_HEIGHT = 720
 _PROTOCOLS = {"http", "https", "m3u8", "m3u8_native"}
+#: what yt-dlp may read of one page or API answer (the video itself is downloaded by the fetcher, not here)
+MAX_PAGE_BYTES = 16 << 20
 
 
 @dataclass(frozen=True)
@@ -67,13 +70,15 @@ def _file_name(url: str, ext: str) -> str:
 
 
 def _page_info(guard: GuardedClient, url: str) -> dict[str, Any]:
-    """What yt-dlp reads from the page, each of its requests checked by ``guard`` first."""
+    """What yt-dlp reads from the page, every request it makes sent by ``guard`` (:func:`_guarded_handler`)."""
     import yt_dlp
 
+    refused: list[MediaError] = []
+    handler = _guarded_handler(guard, refused)
+
     class GuardedYoutubeDL(yt_dlp.YoutubeDL):
-        def urlopen(self, req: Any) -> Any:
-            guard.admit(req if isinstance(req, str) else req.url)
-            return super().urlopen(req)
+        def build_request_director(self, handlers: Any, preferences: Any = None) -> Any:
+            return super().build_request_director([handler])  # ours only: no other handler can connect
 
     params = {
         "quiet": True,
@@ -91,7 +96,11 @@ def _page_info(guard: GuardedClient, url: str) -> dict[str, Any]:
             info = ydl.extract_info(url, download=False)
     except MediaError:
         raise
-    except yt_dlp.utils.DownloadError as e:
+    except Exception as e:
+        if refused:  # the address policy stopped one of its requests: that is the reason, said plainly
+            raise refused[0] from None
+        if not isinstance(e, yt_dlp.utils.DownloadError):
+            raise
         cause = getattr(e, "exc_info", None)
         inner = cause[1] if cause else None
         if isinstance(inner, MediaError):
@@ -126,6 +135,53 @@ def _choose(info: dict[str, Any], page: str) -> str:
     fitting = [f for f in usable if height(f) <= MAX_HEIGHT]
     best = max(fitting, key=height) if fitting else min(usable, key=height)
     return str(best["url"])
+
+
+def _guarded_handler(guard: GuardedClient, refused: list[MediaError]) -> type:
+    """A yt-dlp request handler that sends every request through ``guard``: the URL, each redirect target
+    (yt-dlp's own handlers follow redirects without asking us) and the address connected to (pinned after the
+    DNS check, so a name cannot resolve elsewhere for the connection) all pass the address policy. A refusal
+    is kept in ``refused`` (yt-dlp turns errors into its own) and raised to yt-dlp as a request error."""
+    from yt_dlp.networking.common import RequestHandler, Response
+    from yt_dlp.networking.exceptions import HTTPError, RequestError, TransportError
+
+    class GuardedRH(RequestHandler):  # yt-dlp requires the "RH" suffix
+        _SUPPORTED_URL_SCHEMES = ("http", "https")
+        _SUPPORTED_PROXY_SCHEMES = ()
+        _SUPPORTED_FEATURES = ()
+
+        def _check_extensions(self, extensions: dict[str, Any]) -> None:
+            super()._check_extensions(extensions)
+            for name in ("cookiejar", "timeout", "legacy_ssl", "keep_header_casing"):
+                extensions.pop(name, None)  # the guard's own timeouts and TLS settings apply
+
+        def _send(self, request: Any) -> Any:
+            data = request.data if isinstance(request.data, bytes) else None
+            try:
+                with guard.open(request.url, method=request.method, headers=self._get_headers(request), data=data) as answer:
+                    body = _read_capped(answer.response, request.url)
+                    r = answer.response
+                    response = Response(io.BytesIO(body), answer.target.url, dict(r.headers), r.status_code, r.reason)
+            except MediaError as e:
+                refused.append(e)
+                if isinstance(e, Retryable):
+                    raise TransportError(str(e)) from None
+                raise RequestError(str(e)) from None
+            if response.status >= 400:
+                raise HTTPError(response)
+            return response
+
+    return GuardedRH
+
+
+def _read_capped(response: Any, url: str) -> bytes:
+    """A page's body, refused past :data:`MAX_PAGE_BYTES` (a page is read whole; videos are not read here)."""
+    body = bytearray()
+    for chunk in response.iter_content(1 << 16):
+        body += chunk
+        if len(body) > MAX_PAGE_BYTES:
+            raise MediaError("too_large", f"{display_url(url)}: a page larger than {MAX_PAGE_BYTES >> 20} MiB")
+    return bytes(body)
 
 
 class _YtdlpLog:

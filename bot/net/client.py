@@ -221,17 +221,13 @@ class GuardedClient:
         """The static checks alone (no DNS, no request), to refuse a bad URL before any retry loop."""
         return check_url(url, self.trusted_hosts, https_only=self.https_only)
 
-    def admit(self, url: str) -> None:
-        """Raise :class:`MediaError` unless ``url`` passes the address policy, DNS included, without a request:
-        for a library that connects by itself (yt-dlp reading a video page), checked before each request."""
-        try:
-            self._resolve(self.check(url))
-        except Retryable as e:
-            raise MediaError(e.reason, str(e)) from None
-
     @contextmanager
-    def open(self, url: str, *, method: str = "GET", headers: Mapping[str, str] | None = None) -> Iterator[Answer]:
-        """Send ``method`` to ``url`` following redirects under the policy; yields the final answer, unread.
+    def open(
+        self, url: str, *, method: str = "GET", headers: Mapping[str, str] | None = None, data: bytes | None = None
+    ) -> Iterator[Answer]:
+        """Send ``method`` (with the body ``data``) to ``url`` following redirects under the policy; yields the
+        final answer, unread. A 301, 302 or 303 redirect turns the request into a GET without a body, as
+        browsers do.
 
         The response is closed on exit without reading what is left of the body. Raises :class:`MediaError`
         (``bad_url``, ``not_https``, ``private_address``, ``too_many_redirects``, ``http_3xx`` for a redirect
@@ -242,7 +238,7 @@ class GuardedClient:
         watchdog = _Watchdog(self.total_timeout)
         token = _current_watchdog.set(watchdog)
         try:
-            answer = self._follow(url, method, dict(headers or {}), watchdog)
+            answer = self._follow(url, method, dict(headers or {}), watchdog, data)
             try:
                 yield answer
             except MediaError:
@@ -265,15 +261,19 @@ class GuardedClient:
             watchdog.cancel()
             _current_watchdog.reset(token)
 
-    def _follow(self, url: str, method: str, headers: dict[str, str], watchdog: _Watchdog) -> Answer:
+    def _follow(
+        self, url: str, method: str, headers: dict[str, str], watchdog: _Watchdog, data: bytes | None = None
+    ) -> Answer:
         current = url
         for _hop in range(MAX_REDIRECTS + 1):
             target = self.check(current)
-            response = self._request(method, target, self._resolve(target), headers)
+            response = self._request(method, target, self._resolve(target), headers, data)
             status = response.status_code
             if status not in REDIRECT_STATUSES:
                 return Answer(target, response, watchdog)
             response.close()
+            if status in (301, 302, 303) and method != "HEAD":
+                method, data = "GET", None
             location = response.headers.get("Location")
             if not location:
                 raise MediaError(f"http_{status}", f"redirect without a Location from {display_url(current)}")
@@ -296,10 +296,12 @@ class GuardedClient:
                 )
         return addresses[0]
 
-    def _request(self, method: str, target: _Target, ip: str, headers: dict[str, str]) -> requests.Response:
+    def _request(
+        self, method: str, target: _Target, ip: str, headers: dict[str, str], data: bytes | None = None
+    ) -> requests.Response:
         headers = {k: v for k, v in headers.items() if k.lower() != "host"}
         headers["Host"] = target.host_header
-        prepared = requests.Request(method, target.url, headers=headers).prepare()
+        prepared = requests.Request(method, target.url, headers=headers, data=data).prepare()
         self._adapter.pin = (target.host, ip)
         shown = display_url(target.url)
         try:

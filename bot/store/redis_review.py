@@ -9,6 +9,7 @@ Key layout (``P`` = ``<prefix>:``):
 ``P cases:key``                     hash      case key (platform:post_id:sha:item) -> id
 ``P cases`` / ``P cases:status:<s>`` zset     ids by creation seq (``cases:seq`` counter); also
 ``P cases:post:<platform>:<id>``              per status and per post
+``P cases:updated``                 zset      ids by last change (microseconds since the epoch)
 ``P dismissals:<known_item>``       hash      case id -> JSON dismissal
 ``P user:<name>``                   string    JSON user; ``users`` set of names
 ``P users:token``                   hash      token hash -> name
@@ -20,15 +21,17 @@ of the case. Filters beyond the index read (tier, or status within a post) are a
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 import redis
 
-from bot.store.common import dumps, loads, new_id
+from bot.store.common import dumps, loads, micros, new_id
 from bot.store.review import Case, CaseNotFound, CaseStore, Dismissal, User, UserStore, check_case_filters
 
-# KEYS: cases:key, case:<id>, cases:seq, cases, cases:status:<status>, cases:post:<platform>:<post_id>
-# ARGV: key, id, json -- returns the id of the existing case, or nil when this one was added
+# KEYS: cases:key, case:<id>, cases:seq, cases, cases:status:<status>, cases:post:<platform>:<post_id>,
+#       cases:updated
+# ARGV: key, id, json, change time (micros) -- returns the id of the existing case, or nil when this one was added
 _OPEN_CASE = """
 local existing = redis.call('HGET', KEYS[1], ARGV[1])
 if existing then return existing end
@@ -38,6 +41,7 @@ redis.call('SET', KEYS[2], ARGV[3])
 redis.call('ZADD', KEYS[4], seq, ARGV[2])
 redis.call('ZADD', KEYS[5], seq, ARGV[2])
 redis.call('ZADD', KEYS[6], seq, ARGV[2])
+redis.call('ZADD', KEYS[7], ARGV[4], ARGV[2])
 return false
 """
 
@@ -70,8 +74,9 @@ class RedisReviewMixin(CaseStore, UserStore):
                 self._k("cases"),
                 self._k("cases", "status", case.status),
                 self._k("cases", "post", case.platform, case.post_id),
+                self._k("cases", "updated"),
             ],
-            args=[case.key, case.id, dumps(case.to_dict())],
+            args=[case.key, case.id, dumps(case.to_dict()), micros(case.changed_at)],
         )
         if existing:
             stored = self.get_case(existing)
@@ -148,6 +153,7 @@ class RedisReviewMixin(CaseStore, UserStore):
                     pipe.set(key, dumps(case.to_dict()))
                     pipe.zrem(self._k("cases", "status", before.status), case.id)
                     pipe.zadd(self._k("cases", "status", case.status), {case.id: seq})
+                    pipe.zadd(self._k("cases", "updated"), {case.id: micros(case.changed_at)})
                     pipe.hdel(self._k("dismissals", before.known_item), case.id)
                     if dismissal is not None:
                         pipe.hset(self._k("dismissals", dismissal.known_item), case.id, dumps(dismissal.to_dict()))
@@ -159,6 +165,22 @@ class RedisReviewMixin(CaseStore, UserStore):
     def dismissals_for(self, known_item: str) -> list[Dismissal]:
         found = [Dismissal.from_dict(loads(v)) for v in self._r.hvals(self._k("dismissals", known_item))]
         return sorted(found, key=lambda d: (d.at, d.case_id))
+
+    def cases_changed_since(self, since: datetime | None) -> list[Case]:
+        # every case: the creation index (cases opened before ``cases:updated`` existed are only in it)
+        index = self._k("cases") if since is None else self._k("cases", "updated")
+        ids = self._r.zrange(index, 0, -1) if since is None else self._r.zrangebyscore(index, micros(since), "+inf")
+        found: list[tuple[Case, float]] = []
+        for start in range(0, len(ids), _PAGE):
+            chunk = ids[start : start + _PAGE]
+            pipe = self._r.pipeline(transaction=False)
+            for i in chunk:
+                pipe.zscore(self._k("cases"), i)
+            seqs = pipe.execute()
+            raws = self._r.mget([self._case_key(i) for i in chunk])
+            found += [(Case.from_dict(loads(raw)), seq or 0) for raw, seq in zip(raws, seqs, strict=True) if raw]
+        # ties in time go by opening order, as in SQLite
+        return [c for c, _ in sorted(found, key=lambda x: (micros(x[0].changed_at), x[1]))]
 
     # ----------------------------------------------------------------- users
     def put_user(self, user: User) -> None:

@@ -102,6 +102,11 @@ class Case:
             }
         )
 
+    @property
+    def changed_at(self) -> datetime:
+        """When the case last changed: its last decision, else its opening."""
+        return self.updated_at or self.created_at
+
     def with_event(self, event: CaseEvent, **changes: Any) -> Case:
         """This case after ``event`` (appended to the history), with ``changes`` applied."""
         return replace(self, history=(*self.history, event), updated_at=event.at, **changes)
@@ -189,6 +194,12 @@ class CaseReader(Protocol):
     @abstractmethod
     def dismissals_for(self, known_item: str) -> list[Dismissal]:
         """Standing dismissals of a known item, oldest first."""
+
+    @abstractmethod
+    def cases_changed_since(self, since: datetime | None) -> list[Case]:
+        """Cases last changed (opened or decided: ``updated_at``, else ``created_at``) at or after ``since``,
+        every case when None; by that time, oldest first. The evidence job reads it to copy new history lines
+        into its hash chain without reading every case each minute."""
 
 
 class CaseStore(CaseReader, Protocol):

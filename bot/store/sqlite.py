@@ -35,7 +35,7 @@ from bot.store.sqlite_known_media import SqliteKnownMediaMixin
 from bot.store.sqlite_outbox import SqliteOutboxMixin
 from bot.store.sqlite_deletion_log import SqliteDeletionLogMixin
 from bot.store.sqlite_coordination import SqliteCoordinationMixin
-from bot.store.sqlite_review import REVIEW_MIGRATION, SqliteReviewMixin
+from bot.store.sqlite_review import CASE_CHANGES_MIGRATION, REVIEW_MIGRATION, SqliteReviewMixin
 from bot.store.common import micros
 
 BUSY_TIMEOUT_MS = 10_000
@@ -218,6 +218,8 @@ MIGRATIONS: list[str] = [
         expires_us INTEGER NOT NULL
     );
     """,
+    # 11: when each case last changed, for the evidence job's incremental read (bot.store.sqlite_review)
+    CASE_CHANGES_MIGRATION,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -1,12 +1,14 @@
 """The SQLite implementation of the review roles (:class:`~bot.store.review.CaseStore`,
 :class:`~bot.store.review.UserStore`), mixed into :class:`~bot.store.sqlite.SqliteStore` so they share its
-connection, lock and transactions. Tables ``cases``, ``dismissals`` and ``users`` (migration 8)."""
+connection, lock and transactions. Tables ``cases``, ``dismissals`` and ``users`` (:data:`REVIEW_MIGRATION`);
+the cases' change time (:data:`CASE_CHANGES_MIGRATION`)."""
 
 from __future__ import annotations
 
 import sqlite3
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from bot.store.common import dumps, loads, micros, new_id
@@ -40,6 +42,15 @@ CREATE TABLE users (
 );
 """
 
+#: appended to :data:`bot.store.sqlite.MIGRATIONS`: when each case last changed, indexed, so the evidence job
+#: reads only the cases decided since its last run. Existing rows get their opening time: the job's first run
+#: reads every case anyway (it has chained none yet), so an older decision is not missed.
+CASE_CHANGES_MIGRATION = """
+ALTER TABLE cases ADD COLUMN updated_us INTEGER NOT NULL DEFAULT 0;
+UPDATE cases SET updated_us = created_us;
+CREATE INDEX cases_updated ON cases (updated_us, seq);
+"""
+
 
 class SqliteReviewMixin(CaseStore, UserStore):
     """Needs the host store's ``_write()`` transaction and ``_query()`` reader."""
@@ -58,10 +69,10 @@ class SqliteReviewMixin(CaseStore, UserStore):
             if row:
                 return Case.from_dict(loads(row[0])), False
             conn.execute(
-                "INSERT INTO cases (id, key, status, tier, platform, post_id, created_us, data) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO cases (id, key, status, tier, platform, post_id, created_us, updated_us, data) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (case.id, case.key, case.status, case.tier, case.platform, case.post_id, micros(case.created_at),
-                 dumps(case.to_dict())),
+                 micros(case.changed_at), dumps(case.to_dict())),
             )
         return case, True
 
@@ -99,8 +110,8 @@ class SqliteReviewMixin(CaseStore, UserStore):
     def update_case(self, case: Case, dismissal: Dismissal | None) -> Case:
         with self._write() as conn:
             updated = conn.execute(
-                "UPDATE cases SET status = ?, tier = ?, data = ? WHERE id = ?",
-                (case.status, case.tier, dumps(case.to_dict()), case.id),
+                "UPDATE cases SET status = ?, tier = ?, updated_us = ?, data = ? WHERE id = ?",
+                (case.status, case.tier, micros(case.changed_at), dumps(case.to_dict()), case.id),
             ).rowcount
             if not updated:
                 raise CaseNotFound(case.id)
@@ -115,6 +126,11 @@ class SqliteReviewMixin(CaseStore, UserStore):
     def dismissals_for(self, known_item: str) -> list[Dismissal]:
         rows = self._query("SELECT data FROM dismissals WHERE known_item = ? ORDER BY rowid", (known_item,))
         return [Dismissal.from_dict(loads(r[0])) for r in rows]
+
+    def cases_changed_since(self, since: datetime | None) -> list[Case]:
+        rows = self._query("SELECT data FROM cases WHERE updated_us >= ? ORDER BY updated_us, seq",
+                           (micros(since) if since is not None else -(2**62),))
+        return [Case.from_dict(loads(r[0])) for r in rows]
 
     # ----------------------------------------------------------------- users
     def put_user(self, user: User) -> None:

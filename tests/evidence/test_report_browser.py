@@ -120,8 +120,13 @@ for (const el of document.body.querySelectorAll('*')) {
 const svg = document.querySelector('#timeline svg');
 const labelW = svg ? Number(svg.querySelector('text.label').getAttribute('x')) + 8 : 0;
 const labels = svg ? [...svg.querySelectorAll('text.label')].map(t => { const b = t.getBBox(); return [t.textContent, b.x, b.x + b.width]; }) : [];
+const accounts = [...document.querySelectorAll('table.summary td.account')].map(td => {
+  const range = document.createRange(); range.selectNodeContents(td);
+  const lines = new Set([...range.getClientRects()].map(r => Math.round(r.top))).size;
+  return [td.textContent, lines, Math.round(td.getBoundingClientRect().width)];
+});
 return {scrollWidth: document.documentElement.scrollWidth, clientWidth: vw, overflowing: over.slice(0, 20),
-        labels: labels, labelW: labelW, height: document.documentElement.scrollHeight};
+        labels: labels, labelW: labelW, height: document.documentElement.scrollHeight, accounts: accounts};
 """
 
 
@@ -150,6 +155,12 @@ def test_report_fits_1280_and_400_px_with_whole_distinct_labels(report, tmp_path
             layout = _layout_and_screenshot(driver, report.as_uri(), width, artifacts / f"report-{width}px.png")
             assert layout["scrollWidth"] <= layout["clientWidth"], (width, layout["overflowing"])
             assert layout["overflowing"] == [], (width, layout["overflowing"])
+            # account names wrap between their words, never letter by letter: the feed URL in at most two lines
+            # (three on a phone), every handle on one
+            accounts = {text: lines for text, lines, _ in layout["accounts"]}
+            assert len(accounts) == 5, layout["accounts"]
+            for text, lines in accounts.items():
+                assert lines <= ((2 if width > 600 else 3) if "://" in text else 1), (width, text, lines)
             labels = layout["labels"]
             assert len(labels) == 9
             for text, left, right in labels:
@@ -166,6 +177,7 @@ def test_report_prints_to_pdf_with_every_section(report, tmp_path):
     browser = _browser_or_skip()
     pdfium = pytest.importorskip("pypdfium2")
     artifacts = _artifacts(tmp_path)
+    shutil.copy(report, artifacts / "report.html")  # what the screenshots show, to open by hand
     pdf = artifacts / "report.pdf"
     with tempfile.TemporaryDirectory() as profile:
         subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", f"--user-data-dir={profile}",

@@ -119,6 +119,45 @@ def test_a_tsa_outage_delays_timestamps_and_the_backlog_catches_up(store, tmp_pa
     assert stamper.run().stamped == 1 and backup.requests == 1
 
 
+def test_status_and_metrics_show_the_timestamp_queue_and_the_tsa_error_without_its_password(store, tmp_path, httpserver):
+    from bot.status import render_prometheus, take_snapshot
+    from bot.models import utcnow
+
+    scenario, tsa, ledger, archive, stamper = _setup(store, tmp_path, httpserver)
+    secret_url = tsa.url.replace("http://", "http://desk:tsa-pass-4711@")  # a TSA account in the URL
+    stamper.client = TsaClient([secret_url], tsa.pki["ca"])
+    config = _config(tmp_path, tsa, store.url)
+    cfg = yaml.safe_load(config.read_text())
+    cfg["evidence"]["tsa_urls"] = [secret_url]
+    config.write_text(yaml.safe_dump(cfg))
+    tsa.fail = True
+    stamper.sweep_archive()
+    report = stamper.run()
+    waiting = report.waiting
+    assert waiting > 0 and "tsa-pass-4711" not in (report.error or "")
+
+    out = _cli("status", "-c", str(config))
+    assert out.returncode == 0, out.stderr
+    [line] = [line for line in out.stdout.splitlines() if line.startswith("trusted timestamps:")]
+    host = tsa.url.split("//")[1].split("/")[0]
+    assert line.startswith(f"trusted timestamps: {waiting} item(s) waiting, oldest queued ")
+    assert f"; TSA failing since " in line and f"http://desk:***@{host}/tsa: HTTP 503" in line
+    assert "tsa-pass-4711" not in out.stdout + out.stderr
+
+    metrics = render_prometheus(take_snapshot(store, {}, utcnow(), evidence=ledger))
+    assert f"afterimage_timestamp_queue_items {waiting}" in metrics
+    assert 'afterimage_timestamp_tsa_failing{error="http://desk:***@' in metrics and "tsa-pass-4711" not in metrics
+    oldest = float(next(m for m in metrics.splitlines() if m.startswith("afterimage_timestamp_queue_oldest_seconds ")).split()[1])
+    assert 0 <= oldest < 120
+
+    tsa.fail = False  # the TSA is back: the backlog goes out and status says it recovered
+    assert stamper.run().waiting == 0
+    line = next(line for line in _cli("status", "-c", str(config)).stdout.splitlines() if line.startswith("trusted timestamps:"))
+    assert line.startswith("trusted timestamps: 0 item(s) waiting; last TSA error ") and "(recovered " in line
+    metrics = render_prometheus(take_snapshot(store, {}, utcnow(), evidence=ledger))
+    assert "afterimage_timestamp_tsa_failing 0" in metrics and "afterimage_timestamp_queue_items 0" in metrics
+
+
 def test_a_token_that_does_not_verify_is_refused_and_nothing_is_kept(store, tmp_path, httpserver):
     scenario, tsa, ledger, archive, stamper = _setup(store, tmp_path, httpserver)
     other = start_tsa(httpserver, tmp_path / "pki-other", path="/other", cn="Unknown TSA")

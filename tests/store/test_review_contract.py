@@ -67,6 +67,21 @@ def test_update_case_moves_status_and_keeps_the_one_dismissal_it_taught(store) -
         store.update_case(make_case(id="missing"), None)
 
 
+def test_cases_changed_since_reads_the_cases_opened_or_decided_from_a_time_on(store) -> None:
+    """What the evidence job reads each run: only the cases that changed since, in the order they changed."""
+    old, _ = store.open_case(make_case(post_id="1", updated_at=T0 + timedelta(seconds=1)))
+    new, _ = store.open_case(make_case(post_id="2", updated_at=T0 + timedelta(seconds=2)))
+    assert [c.id for c in store.cases_changed_since(None)] == [old.id, new.id]
+    later = T0 + timedelta(minutes=10)
+    assert [c.id for c in store.cases_changed_since(T0 + timedelta(seconds=2))] == [new.id]
+    assert store.cases_changed_since(later) == []
+    confirmed = old.with_event(CaseEvent(later, "ana", "confirmed", "same trailer"), status="confirmed", note="same trailer")
+    store.update_case(confirmed, None)  # an old case decided now counts as changed now
+    assert [c.id for c in store.cases_changed_since(later)] == [old.id]
+    assert [c.id for c in store.cases_changed_since(None)] == [new.id, old.id]
+    assert store.cases_changed_since(later)[0].history[-1].by == "ana"
+
+
 def test_cases_survive_reopening_the_store(store_opener) -> None:
     first = store_opener()
     case, _ = first.open_case(make_case())

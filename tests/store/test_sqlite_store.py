@@ -348,3 +348,28 @@ def test_known_media_of_a_version_7_database_are_grouped_into_items(tmp_path):
     assert "known_group" in " ".join(str(row) for row in plan)
     assert store.remove_known_group("v" * 64) == 2 and [e.id for e in store.iter_known()] == ["k2"]
     store.close()
+
+
+def test_cases_of_a_database_without_change_times_are_read_by_the_evidence_job(tmp_path):
+    """Cases written before their change time was a column: every one is still read on the first run (no
+    ``since``), and deciding one later makes it read as changed then."""
+    from bot.store.review import Case, CaseEvent
+    from bot.store.sqlite import CASE_CHANGES_MIGRATION
+
+    path = tmp_path / "state.db"
+    version = MIGRATIONS.index(CASE_CHANGES_MIGRATION)
+    conn = database_at_version(path, version)
+    case = Case(kind="match", tier="match", platform="x", account="gov", post_id="1", media_sha256="a" * 64,
+                known_item="k1", payload={}, created_at=T0, id="c1", updated_at=T0,
+                history=(CaseEvent(T0, "afterimage", "opened"),))
+    conn.execute("INSERT INTO cases (id, key, status, tier, platform, post_id, created_us, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                 (case.id, case.key, case.status, case.tier, case.platform, case.post_id, 0, dumps(case.to_dict())))
+    conn.commit()
+    conn.close()
+
+    store = SqliteStore(str(path))
+    assert [c.id for c in store.cases_changed_since(None)] == ["c1"]
+    later = T0 + timedelta(hours=1)
+    store.update_case(case.with_event(CaseEvent(later, "ana", "confirmed"), status="confirmed"), None)
+    assert [c.id for c in store.cases_changed_since(later)] == ["c1"]
+    store.close()
