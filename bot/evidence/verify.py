@@ -31,7 +31,7 @@ from bot.evidence import merkle
 from bot.evidence.ledger import CHAIN, EXPORT, FILE, GENESIS, EvidenceLedger, entry_hash
 from bot.evidence.stamper import archive_files, case_event_id
 from bot.evidence.tsa import TsaError, token_message_imprint, verify_token
-from bot.store.review import CaseStore
+from bot.store.base import StoreReader
 
 
 @dataclass
@@ -212,7 +212,7 @@ def check_exports(ledger: EvidenceLedger, extra: Iterable[Path], result: Verific
     result.counts["export manifests"] = len(manifests)
 
 
-def check_events_chained(store: Any, ledger: EvidenceLedger, result: Verification) -> None:
+def check_events_chained(store: StoreReader, ledger: EvidenceLedger, result: Verification) -> None:
     """Events of the store's deletion log and case decisions that the chain does not hold: a note while the
     evidence job has not run yet; listed so that an entry removed from the chain's end (which no link shows)
     does not go unseen."""
@@ -223,8 +223,6 @@ def check_events_chained(store: Any, ledger: EvidenceLedger, result: Verificatio
         first = missing[0]
         result.notes.append(f"{len(missing)} event(s) of the deletion log are not in the chain yet, first "
                             f"{first.kind} {first.platform}/{first.account} post {first.post_id} detected {first.detected_at:%Y-%m-%d %H:%M:%S}Z")
-    if not isinstance(store, CaseStore):
-        return
     chained_lines = {str(r.get("case_event_id")) for r in records}
     unchained = [(case, line) for case in store.cases_changed_since(None) for n, line in enumerate(case.history)
                  if case_event_id(case.id, n) not in chained_lines]
@@ -239,7 +237,7 @@ def verify_all(
     ledger: EvidenceLedger,
     roots: Sequence[x509.Certificate] | None,
     manifests: Iterable[Path] = (),
-    store: Any = None,
+    store: StoreReader | None = None,
 ) -> Verification:
     result = Verification()
     intact = check_archive(archive_root, result)

@@ -8,7 +8,7 @@ media downloads, RSS item-link checks, Bluesky PDS look-ups and video-page reads
 - **Time**: a total deadline per request (redirects, TLS handshake, headers and body): a watchdog shuts the
   socket down when it passes, so a peer dripping one byte per read timeout cannot hold a worker.
 
-Failures are :class:`~bot.errors.MediaError`\ s (``Retryable`` for the transient ones a caller may retry);
+Failures are :class:`~bot.errors.MediaError` exceptions (``Retryable`` for the transient ones a caller may retry);
 messages name the URL with :func:`~bot.redact.redact_url` (no query strings: signed CDN URLs carry tokens).
 """
 
