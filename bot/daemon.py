@@ -53,6 +53,7 @@ from bot.deletions.tracker import RecheckTracker
 from bot.evidence.ledger import EvidenceLedger
 from bot.evidence.stamper import Stamper
 from bot.evidence.tsa import TsaClient
+from bot.hashing.pool import build_hasher
 from bot.errors import PlatformError, RateLimited, StoreError
 from bot.matching.matcher import Matcher
 from bot.media.fetch import MediaFetcher
@@ -132,6 +133,7 @@ class Daemon:
         self.accounts = {p: list(s.accounts) for p, s in sections.items() if p in self.watchers}
         self.matcher = Matcher(self.store, self.archive, config.matching)
         self.tracker = RecheckTracker(self.store, {p: s.recheck for p, s in sections.items()})
+        self.hasher = build_hasher(config.pipeline.workers_mode, config.pipeline.workers)
         # the outbox lock expires soon after a killed daemon's last renewal (the sender keeps it at least as
         # long as one alert can take: 3 x 30 s per target), not after 5 minutes: another daemon then delivers
         self.sender = AlertSender(self.store, self.archive, config.alerts, owner=self.owner, lock_ttl=config.pipeline.lease)
@@ -144,6 +146,7 @@ class Daemon:
             video_keyframes=config.media.video_keyframes,
             clock=clock,
             stop=self.stop_event,
+            hasher=self.hasher,
             cases=CaseDesk(
                 self.store,  # type: ignore[arg-type]  # both backends are CaseStores
                 self.archive,
@@ -297,7 +300,12 @@ class Daemon:
         """Tell the store this daemon's workers (shown by ``afterimage status`` and /metrics)."""
         self.queue.announce(
             self.owner,
-            {"workers": self.workers.size, "busy": self.workers.busy, "done": self.workers.done},
+            {
+                "workers": self.workers.size,
+                "mode": self.config.pipeline.workers_mode,
+                "busy": self.workers.busy,
+                "done": self.workers.done,
+            },
             ttl_seconds=ANNOUNCE_SECONDS * 3,
         )
 
@@ -450,6 +458,7 @@ class Daemon:
             self.reclaim_stale_locks()
         except StoreError as e:  # not fatal: the locks expire on their own
             log.warning("cannot check for stale locks: %s", e)
+        self.hasher.start()
         self.workers.start()
         self.scheduler = self.build_scheduler()
         self.scheduler.start()
@@ -486,6 +495,7 @@ class Daemon:
                 self._running_jobs,
                 self.workers.busy,
             )
+        self.hasher.close()
         for name, watcher in self.watchers.items():
             try:
                 watcher.close()

@@ -34,8 +34,8 @@ from bot.archive import Archive
 from bot.cases import CaseDesk
 from bot.deletions.tracker import RecheckTracker
 from bot.errors import ArchiveError, MediaError, StoreError
-from bot.hashing.decode import decode_image
-from bot.hashing.stage import hash_image
+from bot.hashing.pool import InlineHasher
+from bot.hashing.stage import HashedImage
 from bot.known import remember_seen
 from bot.matching.matcher import Matcher
 from bot.media.fetch import FetchedMedia, MediaFetcher
@@ -69,6 +69,8 @@ class Still:
     #: the archived photo file (matched at working size; regions are reported in its upright pixels, and
     #: embedded pictures are cut from a sharper decode of it)
     data: bytes | None = None
+    #: the still hashed already (a photo is decoded and hashed in one step)
+    hashed: HashedImage | None = None
 
 
 class RetryLater(Exception):
@@ -99,7 +101,10 @@ class Pipeline:
         clock: Callable[[], datetime] = utcnow,
         stop: threading.Event | None = None,
         cases: CaseDesk | None = None,
+        hasher: InlineHasher | None = None,
     ):
+        """``hasher``: where stills are decoded and hashed (:mod:`bot.hashing.pool`; default: the calling
+        thread)."""
         self.store = store
         self.archive = archive
         self.fetcher = fetcher
@@ -109,6 +114,7 @@ class Pipeline:
         self.clock = clock
         self.stop = stop or threading.Event()
         self.cases = cases or CaseDesk(store, archive, clock=clock)  # type: ignore[arg-type]  # both backends are CaseStores
+        self.hasher = hasher or InlineHasher()
         self._attempts: dict[str, int] = {}
         # worker threads process posts in parallel (the matcher is safe for concurrent checks); one post is
         # processed by one thread at a time (two queued versions of it must not interleave)
@@ -241,7 +247,8 @@ class Pipeline:
         as a PNG of its own, so a later reuse of it can be verified and shown side by side."""
         try:
             if fetched.kind != "video":
-                return [Still(decode_image(fetched.data), record.sha256, record.archive_path, data=fetched.data)]
+                hashed = self.hasher.file(fetched.data)
+                return [Still(hashed.image, record.sha256, record.archive_path, data=fetched.data, hashed=hashed)]
             stills = []
             for ts, frame in extract_keyframes(fetched.data, max_frames=self.video_keyframes):
                 png = io.BytesIO()
@@ -258,7 +265,7 @@ class Pipeline:
         open a case per match (adding to ``paged`` what the desk lets page the chat), and remember the still
         as seen with the same signals."""
         image = still.image
-        hashed = hash_image(image, data=still.data)
+        hashed = still.hashed or self.hasher.image(image)
         self.store.set_media_signals(still.sha256, hashed.record_signals)
         # only this post's own "seen" entry is excluded: the same file in another post is a recycled image,
         # and an exact copy of a known file is the clearest match of all

@@ -108,7 +108,8 @@ def render_text(snapshot: Snapshot) -> str:
     lines.append(f"posts queued for processing: {b.waiting} waiting, {b.in_progress} in progress{age}")
     for d in snapshot.daemons:
         workers, busy = d.info.get("workers", 0), d.info.get("busy", 0)
-        lines.append(f"daemon {d.name}: {busy}/{workers} worker(s) busy, {d.info.get('done', 0)} post(s) done")
+        mode = f" (hashing in {d.info['mode']})" if d.info.get("mode") else ""
+        lines.append(f"daemon {d.name}: {busy}/{workers} worker(s) busy{mode}, {d.info.get('done', 0)} post(s) done")
     if not snapshot.daemons:
         lines.append("daemons: none running")
     for bs in snapshot.budgets:
