@@ -134,8 +134,8 @@ class Daemon:
         self.matcher = Matcher(self.store, self.archive, config.matching)
         self.tracker = RecheckTracker(self.store, {p: s.recheck for p, s in sections.items()})
         self.hasher = build_hasher(config.pipeline.workers_mode, config.pipeline.workers)
-        # the outbox lock expires soon after a killed daemon's last renewal (the sender keeps it at least as
-        # long as one alert can take: 3 x 30 s per target), not after 5 minutes: another daemon then delivers
+        # the outbox lock is renewed while this daemon sends and lapses one lease after a kill: another daemon
+        # then delivers at its next outbox tick
         self.sender = AlertSender(self.store, self.archive, config.alerts, owner=self.owner, lock_ttl=config.pipeline.lease)
         self.pipeline = Pipeline(
             self.store,
