@@ -246,7 +246,7 @@ def add_image(
         archive, data, label=label, image=image, sha256=sha, kind=kind, source=source, note=note,
         frame_ts=frame_ts, origin=dict(origin or {}), group=group, file_name=file_name,
     )
-    return store.add_known(entry)
+    return store.add_seen(entry)[0]
 
 
 @dataclass
@@ -429,8 +429,9 @@ def remember_seen(
 
     ``signals``: the image's signals from the hashing stage (:func:`bot.hashing.stage.hash_image`), so a
     posted image is hashed once; computed here when not given. Idempotent: the first post an image
-    appeared in stays its origin."""
-    for existing in store.find_known_by_sha256(sha256):
+    appeared in stays its origin, also when two daemons remember the same file at the same instant (one
+    atomic insert-or-get in the store); the entry returned is that first one."""
+    for existing in store.find_known_by_sha256(sha256):  # a file seen before: nothing to hash or write
         if existing.kind == KnownKind.SEEN:
             return existing
     posted = origin.get("posted_at")
@@ -446,7 +447,7 @@ def remember_seen(
         group=group,
         origin={**origin, "posted_at": posted if isinstance(posted, str) or posted is None else posted.isoformat()},
     )
-    return store.add_known(entry)
+    return store.add_seen(entry)[0]
 
 
 # ----------------------------------------------------------------------------- hash lists

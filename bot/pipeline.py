@@ -261,12 +261,34 @@ class Pipeline:
             return []
 
     def _match_and_remember(self, post: Post, record: MediaRecord, still: Still, paged: list[OutboxAlert]) -> None:
-        """Hash one still of an attachment (``record``) once, keep its signals on its media record, match it,
-        open a case per match (adding to ``paged`` what the desk lets page the chat), and remember the still
-        as seen with the same signals."""
+        """Hash one still of an attachment (``record``) once, keep its signals on its media record, remember
+        the still as seen with the same signals, match it, and open a case per match (adding to ``paged``
+        what the desk lets page the chat).
+
+        The still is remembered BEFORE it is matched: remembering is an atomic insert-or-get in the store, so
+        of two posts of one file processed at the same instant (two daemons), exactly one becomes the file's
+        first appearance and the other's match then finds it, a recycled image like any other. Matching
+        first, both could find nothing and both become a first appearance."""
         image = still.image
         hashed = still.hashed or self.hasher.image(image)
         self.store.set_media_signals(still.sha256, hashed.record_signals)
+        remember_seen(
+            self.store,
+            self.archive,
+            sha256=still.sha256,
+            archive_path=still.archive_path,
+            group=record.sha256 if still.frame_ts is not None else None,
+            frame_ts=still.frame_ts,
+            image=image,
+            signals=hashed.signals,
+            origin={
+                "platform": post.platform,
+                "account": post.account,
+                "post_id": post.post_id,
+                "url": post.url,
+                "posted_at": post.created_at.isoformat(),
+            },
+        )
         # only this post's own "seen" entry is excluded: the same file in another post is a recycled image,
         # and an exact copy of a known file is the clearest match of all
         # the alert key names the known item (a whole trailer), so the outbox keeps the best, first match of
@@ -291,23 +313,6 @@ class Pipeline:
             alert = self.cases.admit(alert, known_item=match.known.item, image=image, still_sha256=still.sha256)
             if alert is not None and all(a.key != alert.key for a in paged):
                 paged.append(alert)
-        remember_seen(
-            self.store,
-            self.archive,
-            sha256=still.sha256,
-            archive_path=still.archive_path,
-            group=record.sha256 if still.frame_ts is not None else None,
-            frame_ts=still.frame_ts,
-            image=image,
-            signals=hashed.signals,
-            origin={
-                "platform": post.platform,
-                "account": post.account,
-                "post_id": post.post_id,
-                "url": post.url,
-                "posted_at": post.created_at.isoformat(),
-            },
-        )
 
 
 def _urls_to_fetch(media: Media) -> list[tuple[str, str]]:
