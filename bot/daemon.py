@@ -159,7 +159,13 @@ class Daemon:
         one_library_thread_per_worker()
         self.queue = open_work_queue(self.store, config.pipeline.lease)
         self.workers = WorkerPool(
-            self.queue, POSTS, self.process_claim, name=self.owner, threads=config.pipeline.workers, stop=self.stop_event
+            self.queue,
+            POSTS,
+            self.process_claim,
+            name=self.owner,
+            threads=config.pipeline.workers,
+            stop=self.stop_event,
+            max_attempts=config.pipeline.max_attempts,
         )
         self.scheduler: BackgroundScheduler | None = None
         self._paused_until: dict[str, datetime] = {}
