@@ -246,7 +246,7 @@ def add_image(
         archive, data, label=label, image=image, sha256=sha, kind=kind, source=source, note=note,
         frame_ts=frame_ts, origin=dict(origin or {}), group=group, file_name=file_name,
     )
-    return store.add_seen(entry)[0]
+    return store.add_known(entry)
 
 
 @dataclass
@@ -431,9 +431,10 @@ def remember_seen(
     posted image is hashed once; computed here when not given. Idempotent: the first post an image
     appeared in stays its origin, also when two daemons remember the same file at the same instant (one
     atomic insert-or-get in the store); the entry returned is that first one."""
-    for existing in store.find_known_by_sha256(sha256):  # a file seen before: nothing to hash or write
-        if existing.kind == KnownKind.SEEN:
-            return existing
+    if signals is None:  # a file seen before needs no hashing (add_seen below finds it too, after hashing)
+        for existing in store.find_known_by_sha256(sha256):
+            if existing.kind == KnownKind.SEEN:
+                return existing
     posted = origin.get("posted_at")
     label = f"seen in {origin.get('platform', '?')}/{origin.get('account', '?')} post {origin.get('post_id', '?')}"
     entry = KnownMedia(

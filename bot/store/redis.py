@@ -607,8 +607,8 @@ class RedisStore(RedisReviewMixin, StateStore):
         return stored
 
     def add_seen(self, entry: KnownMedia) -> tuple[KnownMedia, bool]:
-        if not entry.sha256:
-            raise ValueError("a seen entry needs the file's sha256")
+        if not entry.sha256 or entry.kind != KnownKind.SEEN:
+            raise ValueError("add_seen takes a seen entry with the file's sha256")
         stored = entry if entry.id else replace(entry, id=new_id())
         by_sha = self._k("known", "sha", entry.sha256)
 

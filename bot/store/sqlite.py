@@ -598,8 +598,8 @@ class SqliteStore(SqliteReviewMixin, StateStore):
         return stored
 
     def add_seen(self, entry: KnownMedia) -> tuple[KnownMedia, bool]:
-        if not entry.sha256:
-            raise ValueError("a seen entry needs the file's sha256")
+        if not entry.sha256 or entry.kind != KnownKind.SEEN:
+            raise ValueError("add_seen takes a seen entry with the file's sha256")
         stored = entry if entry.id else replace(entry, id=new_id())
         with self._write() as conn:  # BEGIN IMMEDIATE: a second writer waits for this check and insert
             row = conn.execute(
