@@ -215,7 +215,8 @@ class Corpus:
         archive = Archive(data_dir / "archive")
         matcher = Matcher(store, archive)
         for k, data in enumerate(self.known_bytes):
-            for entry in add_image(store, archive, data, label=f"Known {k}", source=f"https://example.org/{k}"):
+            entry = add_image(store, archive, data, label=f"Known {k}", source=f"https://example.org/{k}")
+            if entry is not None:
                 matcher.known_features(entry)
         store.close()
 
