@@ -161,6 +161,37 @@ class RedisServer:
         self.proc.wait(10)
 
 
+def descendants(pid: int) -> list[int]:
+    """``pid`` and every process below it (a daemon's fork server and hashing processes)."""
+    parents: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        parents.setdefault(ppid, []).append(int(stat.parent.name))
+    found, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        found.append(p)
+        todo.extend(parents.get(p, []))
+    return found
+
+
+def pss_mb(pids: list[int]) -> float:
+    """Proportional set size of these processes in MB: shared pages (libraries, a forked parent's memory)
+    counted once in all, so the sum is what they cost the machine together."""
+    total = 0
+    for pid in pids:
+        try:
+            for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+                if line.startswith("Pss:"):
+                    total += int(line.split()[1])
+        except OSError:
+            continue
+    return total / 1024
+
+
 def proc_cpu(pid: int) -> float:
     """CPU seconds (user + system) a process used so far."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -178,10 +209,15 @@ class Corpus:
         self.files = files
 
     def seed(self, url: str, data_dir: Path) -> None:
+        """The known images, with their local features cached as a daemon that has run a while has them (the
+        check cost is measured warm too): the runs measure steady throughput, not a one-off cache fill."""
         store = RedisStore(url)
         archive = Archive(data_dir / "archive")
+        matcher = Matcher(store, archive)
         for k, data in enumerate(self.known_bytes):
-            add_image(store, archive, data, label=f"Known {k}", source=f"https://example.org/{k}")
+            entry = add_image(store, archive, data, label=f"Known {k}", source=f"https://example.org/{k}")
+            if entry is not None:
+                matcher.known_features(entry)
         store.close()
 
     def posts(self, run: str) -> list[Post]:
@@ -193,7 +229,9 @@ class Corpus:
         ]  # fmt: skip
 
 
-def write_config(path: Path, store_url: str, data_dir: Path, files: Files, workers: int, extra: str = "") -> Path:
+def write_config(
+    path: Path, store_url: str, data_dir: Path, files: Files, workers: int, extra: str = "", mode: str = "processes"
+) -> Path:
     path.write_text(
         f"""
 data_dir: {data_dir}
@@ -206,6 +244,7 @@ alerts:
   console: false
 pipeline:
   workers: {workers}
+  workers_mode: {mode}
   lease: 30s
 {extra}
 """
@@ -259,12 +298,14 @@ def check_cost(corpus: Corpus, redis_server: RedisServer, tmp: Path) -> float:
 
 
 # ------------------------------------------------------------------------------------------------ 2. runs
-def run_daemons(corpus: Corpus, redis_server: RedisServer, tmp: Path, daemons: int, workers: int, files: Files) -> dict[str, float]:
-    name = f"d{daemons}w{workers}"
+def run_daemons(
+    corpus: Corpus, redis_server: RedisServer, tmp: Path, daemons: int, workers: int, files: Files, mode: str
+) -> dict[str, float]:
+    name = f"d{daemons}w{workers}{mode[0]}"
     url = redis_server.url(f"bench-{name}")
     data_dir = tmp / name
     corpus.seed(url, data_dir)
-    config = write_config(tmp / f"{name}.yaml", url, data_dir, files, workers)
+    config = write_config(tmp / f"{name}.yaml", url, data_dir, files, workers, mode=mode)
     procs = start_daemons(config, daemons, tmp / f"{name}.log")
     store = RedisStore(url)
     queue = open_work_queue(store)
@@ -276,7 +317,7 @@ def run_daemons(corpus: Corpus, redis_server: RedisServer, tmp: Path, daemons: i
             time.sleep(0.1)
         posts = corpus.posts(name)
         redis_cpu0, calls0 = redis_server.cpu_and_calls()
-        cpu0 = sum(proc_cpu(p.pid) for p in procs)
+        cpu0 = sum(proc_cpu(pid) for p in procs for pid in descendants(p.pid))
         t0 = time.monotonic()
         changes = store.record_poll("x", "bench", posts, None)
         queue.put(POSTS, [post_item("x", c.post.post_id, c.version) for c in changes])
@@ -285,7 +326,9 @@ def run_daemons(corpus: Corpus, redis_server: RedisServer, tmp: Path, daemons: i
                 raise RuntimeError("posts not processed within 15 minutes")
             time.sleep(0.05)
         wall = time.monotonic() - t0
-        cpu = sum(proc_cpu(p.pid) for p in procs) - cpu0
+        pids = [pid for p in procs for pid in descendants(p.pid)]
+        cpu = sum(proc_cpu(pid) for pid in pids) - cpu0
+        memory = pss_mb(pids) / daemons
         redis_cpu1, calls1 = redis_server.cpu_and_calls()
         alerts = store.outbox_size()
     finally:
@@ -300,6 +343,7 @@ def run_daemons(corpus: Corpus, redis_server: RedisServer, tmp: Path, daemons: i
         "redis_cpu_per_post": (redis_cpu1 - redis_cpu0) / n,
         "redis_calls_per_post": (calls1 - calls0) / n,
         "alerts": alerts,
+        "pss_mb": memory,
     }
 
 
@@ -431,11 +475,21 @@ def latency(corpus: Corpus, redis_server: RedisServer, tmp: Path, files: Files, 
 
 
 # ------------------------------------------------------------------------------------------------ main
+def parse_run(spec: str, default_mode: str) -> tuple[int, int, str]:
+    """``daemons x workers`` with an optional ``t`` (hashing in threads) or ``p`` (in processes): 2x2p."""
+    mode = {"t": "threads", "p": "processes"}.get(spec[-1], default_mode)
+    daemons, workers = (int(x) for x in spec.rstrip("tp").split("x"))
+    return daemons, workers, mode
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--posts", type=int, default=120)
     ap.add_argument("--known", type=int, default=30)
-    ap.add_argument("--runs", default="1x1,1x2,2x1,2x2", help="daemons x workers per run; the first is the baseline")
+    ap.add_argument("--runs", default="1x1t,1x2t,1x2p,2x1p,2x2t,2x2p", help="daemons x workers per run (suffix t: hashing in threads, p: in processes; default --workers-mode); "
+                    "the first is the baseline")
+    ap.add_argument("--workers-mode", default="threads", choices=["threads", "processes"],
+                    help="pipeline.workers_mode of the daemons (hashing in the worker threads or in processes)")
     ap.add_argument("--skip-throughput", action="store_true", help="only the simulation and the latency run")
     ap.add_argument("--skip-sim", action="store_true")
     ap.add_argument("--skip-latency", action="store_true")
@@ -454,17 +508,17 @@ def main() -> None:
                 args.runs = ""
             print(f"\n== throughput: {args.posts} posts, ~2 MP edited copies of {args.known} known images, Redis store")
             print(f"{'run':24} {'posts/s':>8} {'cores of matching':>18} {'cores busy':>11} {'CPU/post':>9} "
-                  f"{'Redis us/post':>14} {'Redis cmds/post':>16} {'vs baseline':>12}")
+                  f"{'Redis us/post':>14} {'Redis cmds/post':>16} {'MB/daemon':>10} {'vs baseline':>12}")
             results = {}
             for spec in filter(None, args.runs.split(",")):
-                daemons, workers = (int(x) for x in spec.split("x"))
-                r = run_daemons(corpus, redis_server, tmp, daemons, workers, files)
+                daemons, workers, mode = parse_run(spec, args.workers_mode)
+                r = run_daemons(corpus, redis_server, tmp, daemons, workers, files, mode)
                 results[spec] = r
                 base = results[args.runs.split(",")[0]]["posts_s"]
-                label = f"{daemons} daemon(s) x {workers} worker(s)"
+                label = f"{daemons} daemon(s) x {workers} {'thr.' if mode == 'threads' else 'proc.'}"
                 print(f"{label:24} {r['posts_s']:8.2f} {r['posts_s'] * cost:18.2f} {r['cores_busy']:11.2f} "
                       f"{r['cpu_per_post'] * 1000:7.0f}ms {r['redis_cpu_per_post'] * 1e6:14.0f} {r['redis_calls_per_post']:16.0f} "
-                      f"{r['posts_s'] / base:11.2f}x", flush=True)
+                      f"{r['pss_mb']:10.0f} {r['posts_s'] / base:11.2f}x", flush=True)
             last = results[args.runs.split(",")[-1]] if results else {"cpu_per_post": cost, "redis_cpu_per_post": 0.0}
             if results:
                 print(f"per-post CPU / check cost: {last['cpu_per_post'] / cost:.2f} (a post is one check plus download, "

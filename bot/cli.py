@@ -19,6 +19,7 @@ COMMANDS: list[str] = [
     "bot.commands.known:known",
     "bot.commands.check:check",
     "bot.commands.alerts:alerts",
+    "bot.commands.posts:posts",
     "bot.commands.reprocess:reprocess",
     "bot.commands.users:users",
     "bot.commands.web:web",

@@ -131,8 +131,14 @@ class PipelineConfig(ConfigModel):
 
     #: worker threads processing posts (archive, hash, match); default: one per core
     workers: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1, le=256)
+    #: where stills are decoded and hashed: in the worker threads, or in as many worker processes (the GIL
+    #: then never serialises hashing; matching stays in the threads, against one index per daemon)
+    workers_mode: Literal["threads", "processes"] = "threads"
     #: a post claimed by a daemon that died is taken over by another after this long (same on every daemon)
     lease: Duration = Field(default=30.0, ge=1.0)
+    #: a post whose processing raises this many times in a row is parked as failed (``afterimage posts
+    #: failed``, ``afterimage posts retry``) instead of being retried forever
+    max_attempts: int = Field(default=5, ge=1, le=1000)
     #: threads polling accounts (waiting on the network, not the CPU)
     poll_threads: int = Field(default=8, ge=1, le=256)
 

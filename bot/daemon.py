@@ -51,6 +51,7 @@ from bot.config import Config
 from bot.evidence.ledger import EvidenceLedger
 from bot.evidence.stamper import Stamper
 from bot.evidence.tsa import TsaClient
+from bot.hashing.pool import build_hasher
 from bot.errors import PlatformError, RateLimited, StoreError
 from bot.models import utcnow
 from bot.pipeline import ProcessReport, build_pipeline
@@ -127,16 +128,25 @@ class Daemon:
         sections = config.watchers.enabled()
         self.watchers = watchers if watchers is not None else {p: build_watcher(p, s) for p, s in sections.items()}
         self.accounts = {p: list(s.accounts) for p, s in sections.items() if p in self.watchers}
-        self.pipeline = build_pipeline(config, self.store, self.archive, clock=clock, stop=self.stop_event)
+        self.hasher = build_hasher(config.pipeline.workers_mode, config.pipeline.workers)
+        self.pipeline = build_pipeline(
+            config, self.store, self.archive, clock=clock, stop=self.stop_event, hasher=self.hasher
+        )
         self.matcher = self.pipeline.matcher
         self.tracker = self.pipeline.tracker
-        # the outbox lock expires soon after a killed daemon's last renewal (the sender keeps it at least as
-        # long as one alert can take: 3 x 30 s per target), not after 5 minutes: another daemon then delivers
+        # the outbox lock is renewed while this daemon sends and lapses one lease after a kill: another daemon
+        # then delivers at its next outbox tick
         self.sender = AlertSender(self.store, self.archive, config.alerts, owner=self.owner, lock_ttl=config.pipeline.lease)
         one_library_thread_per_worker()
         self.queue = open_work_queue(self.store, config.pipeline.lease)
         self.workers = WorkerPool(
-            self.queue, POSTS, self.process_claim, name=self.owner, threads=config.pipeline.workers, stop=self.stop_event
+            self.queue,
+            POSTS,
+            self.process_claim,
+            name=self.owner,
+            threads=config.pipeline.workers,
+            stop=self.stop_event,
+            max_attempts=config.pipeline.max_attempts,
         )
         self.scheduler: BackgroundScheduler | None = None
         self._paused_until: dict[str, datetime] = {}
@@ -277,7 +287,12 @@ class Daemon:
         """Tell the store this daemon's workers (shown by ``afterimage status`` and /metrics)."""
         self.queue.announce(
             self.owner,
-            {"workers": self.workers.size, "busy": self.workers.busy, "done": self.workers.done},
+            {
+                "workers": self.workers.size,
+                "mode": self.config.pipeline.workers_mode,
+                "busy": self.workers.busy,
+                "done": self.workers.done,
+            },
             ttl_seconds=ANNOUNCE_SECONDS * 3,
         )
 
@@ -430,6 +445,7 @@ class Daemon:
             self.reclaim_stale_locks()
         except StoreError as e:  # not fatal: the locks expire on their own
             log.warning("cannot check for stale locks: %s", e)
+        self.hasher.start()
         self.workers.start()
         self.scheduler = self.build_scheduler()
         self.scheduler.start()
@@ -466,6 +482,7 @@ class Daemon:
                 self._running_jobs,
                 self.workers.busy,
             )
+        self.hasher.close()
         for name, watcher in self.watchers.items():
             try:
                 watcher.close()

@@ -495,10 +495,12 @@ def remember_seen(
 
     ``signals``: the image's signals from the hashing stage (:func:`bot.hashing.stage.hash_image`), so a
     posted image is hashed once; computed here when not given. Idempotent: the first post an image
-    appeared in stays its origin."""
-    for existing in store.find_known_by_sha256(sha256):
-        if existing.kind == KnownKind.SEEN:
-            return existing
+    appeared in stays its origin, also when two daemons remember the same file at the same instant (one
+    atomic insert-or-get in the store); the entry returned is that first one."""
+    if signals is None:  # a file seen before needs no hashing (add_seen below finds it too, after hashing)
+        for existing in store.find_known_by_sha256(sha256):
+            if existing.kind == KnownKind.SEEN:
+                return existing
     posted = origin.get("posted_at")
     label = f"seen in {origin.get('platform', '?')}/{origin.get('account', '?')} post {origin.get('post_id', '?')}"
     entry = KnownMedia(
@@ -512,7 +514,7 @@ def remember_seen(
         group=group,
         origin={**origin, "posted_at": posted if isinstance(posted, str) or posted is None else posted.isoformat()},
     )
-    return store.add_known(entry)
+    return store.add_seen(entry)[0]
 
 
 # ----------------------------------------------------------------------------- hash lists

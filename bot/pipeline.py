@@ -36,8 +36,8 @@ from bot.cases import CaseDesk
 from bot.config import Config
 from bot.deletions.tracker import RecheckTracker
 from bot.errors import ArchiveError, MediaError, StoreError
-from bot.hashing.decode import decode_image
-from bot.hashing.stage import hash_image
+from bot.hashing.pool import InlineHasher
+from bot.hashing.stage import HashedImage
 from bot.known import remember_seen
 from bot.matching.matcher import Matcher
 from bot.media.fetch import FetchedMedia, MediaFetcher
@@ -76,6 +76,8 @@ class Still:
     #: the archived photo file (matched at working size; regions are reported in its upright pixels, and
     #: embedded pictures are cut from a sharper decode of it)
     data: bytes | None = None
+    #: the still hashed already (a photo is decoded and hashed in one step)
+    hashed: HashedImage | None = None
 
 
 class RetryLater(Exception):
@@ -111,7 +113,10 @@ class Pipeline:
         clock: Callable[[], datetime] = utcnow,
         stop: threading.Event | None = None,
         cases: CaseDesk | None = None,
+        hasher: InlineHasher | None = None,
     ):
+        """``hasher``: where stills are decoded and hashed (:mod:`bot.hashing.pool`; default: the calling
+        thread)."""
         self.store = store
         self.archive = archive
         self.fetcher = fetcher
@@ -121,6 +126,7 @@ class Pipeline:
         self.clock = clock
         self.stop = stop or threading.Event()
         self.cases = cases or CaseDesk(store, archive, clock=clock)
+        self.hasher = hasher or InlineHasher()
         self._attempts: dict[str, int] = {}
         # worker threads process posts in parallel (the matcher is safe for concurrent checks); one post is
         # processed by one thread at a time (two queued versions of it must not interleave)
@@ -253,7 +259,8 @@ class Pipeline:
         as a PNG of its own, so a later reuse of it can be verified and shown side by side."""
         try:
             if fetched.kind != "video":
-                return [Still(decode_image(fetched.data), record.sha256, record.archive_path, data=fetched.data)]
+                hashed = self.hasher.file(fetched.data)
+                return [Still(hashed.image, record.sha256, record.archive_path, data=fetched.data, hashed=hashed)]
             stills = []
             for ts, frame in extract_keyframes(fetched.data, max_frames=self.video_keyframes):
                 png = io.BytesIO()
@@ -266,12 +273,34 @@ class Pipeline:
             return []
 
     def _match_and_remember(self, post: Post, record: MediaRecord, still: Still, paged: list[OutboxAlert]) -> None:
-        """Hash one still of an attachment (``record``) once, keep its signals on its media record, match it,
-        open a case per match (adding to ``paged`` what the desk lets page the chat), and remember the still
-        as seen with the same signals."""
+        """Hash one still of an attachment (``record``) once, keep its signals on its media record, remember
+        the still as seen with the same signals, match it, and open a case per match (adding to ``paged``
+        what the desk lets page the chat).
+
+        The still is remembered BEFORE it is matched: remembering is an atomic insert-or-get in the store, so
+        of two posts of one file processed at the same instant (two daemons), exactly one becomes the file's
+        first appearance and the other's match then finds it, a recycled image like any other. Matching
+        first, both could find nothing and both become a first appearance."""
         image = still.image
-        hashed = hash_image(image, data=still.data)
+        hashed = still.hashed or self.hasher.image(image)
         self.store.set_media_signals(still.sha256, hashed.record_signals)
+        remember_seen(
+            self.store,
+            self.archive,
+            sha256=still.sha256,
+            archive_path=still.archive_path,
+            group=record.sha256 if still.frame_ts is not None else None,
+            frame_ts=still.frame_ts,
+            image=image,
+            signals=hashed.signals,
+            origin={
+                "platform": post.platform,
+                "account": post.account,
+                "post_id": post.post_id,
+                "url": post.url,
+                "posted_at": post.created_at.isoformat(),
+            },
+        )
         # only this post's own "seen" entry is excluded: the same file in another post is a recycled image,
         # and an exact copy of a known file is the clearest match of all
         # the alert key names the known item (a whole trailer), so the outbox keeps the best, first match of
@@ -296,23 +325,6 @@ class Pipeline:
             alert = self.cases.admit(alert, known_item=match.known.item, image=image, still_sha256=still.sha256)
             if alert is not None and all(a.key != alert.key for a in paged):
                 paged.append(alert)
-        remember_seen(
-            self.store,
-            self.archive,
-            sha256=still.sha256,
-            archive_path=still.archive_path,
-            group=record.sha256 if still.frame_ts is not None else None,
-            frame_ts=still.frame_ts,
-            image=image,
-            signals=hashed.signals,
-            origin={
-                "platform": post.platform,
-                "account": post.account,
-                "post_id": post.post_id,
-                "url": post.url,
-                "posted_at": post.created_at.isoformat(),
-            },
-        )
 
 
 def build_pipeline(
@@ -322,6 +334,7 @@ def build_pipeline(
     *,
     clock: Callable[[], datetime] = utcnow,
     stop: threading.Event | None = None,
+    hasher: InlineHasher | None = None,
 ) -> Pipeline:
     """The pipeline as the configuration describes it: its fetcher, matcher, re-check tracker and case desk.
     The daemon and ``afterimage reprocess`` both build theirs here, so a reprocessed attachment is matched,
@@ -335,6 +348,7 @@ def build_pipeline(
         video_keyframes=config.media.video_keyframes,
         clock=clock,
         stop=stop,
+        hasher=hasher,
         cases=CaseDesk(
             store,
             archive,

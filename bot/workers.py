@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from bot.errors import StoreError
+from bot.redact import redact
 from bot.store.queue import Claim, WorkQueue
 
 log = logging.getLogger(__name__)
@@ -51,12 +52,14 @@ class WorkerPool:
         name: str,
         threads: int,
         stop: threading.Event | None = None,
+        max_attempts: int = 5,
     ):
         self.queue = queue
         self.topic = topic
         self.handle = handle
         self.name = name
         self.size = threads
+        self.max_attempts = max_attempts
         self.stop_event = stop or threading.Event()
         self.done = 0  # items finished by this pool since it started
         self._wake = threading.Event()
@@ -103,8 +106,9 @@ class WorkerPool:
         except StoreError as e:  # not acknowledged: redelivered after the lease, when the store is back
             log.error("%s: state store unavailable, %s left for a retry: %s", consumer, claim.item, e)
             return True
-        except Exception:
-            log.exception("%s: unexpected error on %s (acknowledged; a pending post is queued again)", consumer, claim.item)
+        except Exception as e:
+            self._failed(claim, consumer, e)
+            return True
         try:
             self.queue.ack(claim)
         except StoreError as e:
@@ -112,6 +116,25 @@ class WorkerPool:
         with self._lock:
             self.done += 1
         return True
+
+    def _failed(self, claim: Claim, consumer: str, error: Exception) -> None:
+        """The handler raised: count the failure; the item is retried (a pending post is queued again by the
+        next sweep) until it has failed ``max_attempts`` times in a row, then parked."""
+        text = redact(f"{type(error).__name__}: {error}")[:1000]
+        try:
+            parked = self.queue.fail(claim, text, self.max_attempts)
+        except StoreError as e:  # not counted: delivered again after the lease, like any unacknowledged claim
+            log.exception("%s: unexpected error on %s, and the failure cannot be recorded: %s", consumer, claim.item, e)
+            return
+        if parked:
+            log.error(
+                "%s: %s failed %d times in a row, parked as failed (`afterimage posts failed`; retry with "
+                "`afterimage posts retry`): %s", consumer, claim.item, self.max_attempts, text, exc_info=error,
+            )  # fmt: skip
+        else:
+            log.exception("%s: unexpected error on %s (it will be tried again)", consumer, claim.item)
+        with self._lock:
+            self.done += 1
 
     def drain(self, consumer: str | None = None, timeout: float | None = None) -> int:
         """Handle claimable items in the calling thread until there are none (``poll --once``, tests, and a

@@ -34,6 +34,9 @@ unsent alerts in FIFO order):
   when the head is not due, bounds each target call by ``timeout`` and each run by ``max_per_run``. The
   daemon calls it from its own scheduled job.
 - **Several daemons**: one sender at a time holds the ``alerts:sender`` store lock; the others skip the run.
+  The lock's TTL is short (``lock_ttl``: the daemon's ``pipeline.lease``, 30 s by default) and a thread
+  renews it every third of that while a run is sending, however long one chat call takes: a killed daemon's
+  lock lapses ``lock_ttl`` after its last renewal, and another daemon delivers at its next outbox tick (2 s).
 
 A dead target holds back every target (one ordered queue). A target that is misconfigured is refused at start
 (:class:`bot.errors.ConfigError`) rather than blocking the queue forever.
@@ -47,6 +50,7 @@ import random
 import re
 import socket
 import tempfile
+import threading
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -58,6 +62,7 @@ from bot.alerts.picture import archived_picture_png, comparison_png
 from bot.alerts.targets import DEFAULT_TIMEOUT, ConsoleTarget, Target, build_targets
 from bot.archive import Archive
 from bot.config import AlertsConfig
+from bot.errors import StoreError
 from bot.models import as_utc, iso, utcnow
 from bot.redact import redact
 from bot.store.coordination import CoordinationStore
@@ -124,6 +129,35 @@ class DeliveryReport:
         return self.failed is None and not self.locked
 
 
+class _KeptLock:
+    """Renews the sender lock every third of its TTL while a run holds it, from a thread of its own: a chat
+    call may take a target's whole timeout, and the TTL must not have to cover it (a killed daemon's lock would
+    then hold every alert back that long). ``lost`` is set when the lock turned out to be someone else's."""
+
+    def __init__(self, store: StateStore, owner: str, ttl: float):
+        self.store, self.owner, self.ttl = store, owner, ttl
+        self.lost = threading.Event()
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._renew, name="outbox-lock", daemon=True)
+
+    def __enter__(self) -> _KeptLock:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._done.set()
+        self._thread.join()
+
+    def _renew(self) -> None:
+        while not self._done.wait(self.ttl / 3):
+            try:
+                if not self.store.acquire_lock(LOCK_NAME, self.owner, self.ttl):
+                    self.lost.set()
+                    return
+            except StoreError as e:  # still ours until the TTL runs out: the next renewal may get through
+                log.warning("cannot renew the alert sender lock: %s", e)
+
+
 @dataclass
 class _Message:
     """An alert rendered for sending, and the ids of the targets that have accepted it so far."""
@@ -146,7 +180,7 @@ class AlertSender:
         timeout: float = DEFAULT_TIMEOUT,
         base_backoff: float = 5.0,
         max_per_run: int = 200,
-        lock_ttl: float = 300.0,
+        lock_ttl: float = 30.0,
         rng: random.Random | None = None,
         owner: str | None = None,
     ):
@@ -162,11 +196,10 @@ class AlertSender:
         self.max_backoff = float(config.max_backoff)
         self.park_after = config.park_after
         self.max_per_run = max_per_run
-        # a run renews the lock after each alert; one alert may take every target's full timeout, three times
-        # when it is followed by a probe and tried again before parking
-        self.lock_ttl = max(lock_ttl, 3 * timeout * (len(self.targets) + 1))
+        self.lock_ttl = lock_ttl  # renewed while a run sends (see _KeptLock), so it bounds only a dead sender
         self.rng = rng or random.Random()
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._kept = _KeptLock(store, self.owner, lock_ttl)
         self._warned_no_targets = False
         self._clock = utcnow
 
@@ -188,8 +221,10 @@ class AlertSender:
             report.locked = True
             report.pending = self.store.outbox_size()
             return report
+        self._kept = _KeptLock(self.store, self.owner, self.lock_ttl)
         try:
-            self._run(now, report)
+            with self._kept:
+                self._run(now, report)
         finally:
             try:
                 self.store.release_lock(LOCK_NAME, self.owner)
@@ -218,7 +253,8 @@ class AlertSender:
                     break
 
     def _renew_lock(self) -> bool:
-        if self.store.acquire_lock(LOCK_NAME, self.owner, self.lock_ttl):
+        """Whether the run still holds the lock (renewed by its keeper thread)."""
+        if not self._kept.lost.is_set():
             return True
         log.warning("lost the alert sender lock to another daemon; stopping this run")
         return False

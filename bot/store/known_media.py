@@ -65,6 +65,14 @@ class KnownMediaStore(KnownMediaReader, Protocol):
         return self.add_known_many([entry])[0]
 
     @abstractmethod
+    def add_seen(self, entry: KnownMedia) -> tuple[KnownMedia, bool]:
+        """Add a ``seen`` entry (``entry.sha256`` set) unless the store holds a ``seen`` entry of that file
+        already, atomically: (the stored entry, True) when added, (the first existing one, False) otherwise.
+
+        Why atomic: two daemons processing two posts of the same file at the same instant would otherwise
+        both find no entry and both add one, and neither post would be reported as recycling the other's."""
+
+    @abstractmethod
     def add_known_many(self, entries: Sequence[KnownMedia]) -> list[KnownMedia]:
         """Add several entries in ONE transaction, in order (ids assigned when empty; an existing id is
         replaced in place), bumping the generation once. Returns the stored entries.

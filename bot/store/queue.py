@@ -9,6 +9,12 @@ matched, so more threads, daemons or machines added nothing. Items are instead *
   The work itself must therefore be idempotent (the pipeline is: see :mod:`bot.pipeline`).
 - **One copy of an item.** :meth:`WorkQueue.put` skips an item already queued or claimed, so sweeping the
   store's pending posts into the queue again and again is harmless.
+- **Poison items are parked.** Work that raises is reported with :meth:`WorkQueue.fail`: the item leaves the
+  queue (the daemon's sweep of pending posts queues it again, a retry) and its failures are counted; at the
+  configured maximum it is *parked*: kept with its last error, listed by :meth:`WorkQueue.failed`, skipped by
+  :meth:`WorkQueue.put`, until :meth:`WorkQueue.retry` (``afterimage posts retry``) queues it again. A
+  success forgets the count. So a post that makes processing raise every time is not retried forever, and
+  is not lost either: it stays unprocessed in the store, listed.
 - **Leases.** A claim lasts the queue's ``lease_seconds`` (one value for every daemon on a store: with Redis
   it is the idle time after which any claimer takes an entry over); a long job (a video) extends its claims
   regularly (:meth:`WorkQueue.extend`) so it is not taken over while its worker is alive.
@@ -54,6 +60,19 @@ class Backlog:
     in_progress: int
     oldest_enqueued_at: datetime | None
     claims: dict[str, int] = field(default_factory=dict)
+    #: items parked after failing every attempt (:meth:`WorkQueue.fail`)
+    failed: int = 0
+
+
+@dataclass(frozen=True)
+class FailedItem:
+    """An item parked after its work raised ``attempts`` times in a row; ``error`` is the last one."""
+
+    topic: str
+    item: str
+    attempts: int
+    error: str
+    failed_at: datetime
 
 
 @dataclass(frozen=True)
@@ -90,7 +109,21 @@ class WorkQueue(ABC):
 
     @abstractmethod
     def ack(self, claim: Claim) -> None:
-        """The claim's work is done: remove the item (whoever holds it now)."""
+        """The claim's work is done: remove the item (whoever holds it now) and forget its failures."""
+
+    @abstractmethod
+    def fail(self, claim: Claim, error: str, max_attempts: int) -> bool:
+        """The claim's work raised ``error``: remove the item from the queue and count the failure; at
+        ``max_attempts`` failures in a row, park it (True). A later :meth:`put` queues an item that is not
+        parked again (a retry); a parked one waits for :meth:`retry`."""
+
+    @abstractmethod
+    def failed(self, topic: str) -> list[FailedItem]:
+        """The parked items of ``topic``, oldest failure first."""
+
+    @abstractmethod
+    def retry(self, topic: str, item: str) -> bool:
+        """Queue a parked item again with its failures forgotten. False when ``item`` was not parked."""
 
     @abstractmethod
     def expire_claims(self, topic: str, consumer: str) -> int:

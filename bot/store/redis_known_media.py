@@ -84,6 +84,31 @@ class RedisKnownMediaMixin(RedisRole, KnownMediaStore):
         self._r.transaction(attempt, *keys)
         return stored
 
+    def add_seen(self, entry: KnownMedia) -> tuple[KnownMedia, bool]:
+        if not entry.sha256 or entry.kind != KnownKind.SEEN:
+            raise ValueError("add_seen takes a seen entry with the file's sha256")
+        stored = entry if entry.id else replace(entry, id=new_id())
+        by_sha = self._k("known", "sha", entry.sha256)
+
+        def attempt(pipe: Any) -> tuple[KnownMedia, bool]:
+            # WATCHed: an entry of this file added by anyone between this read and EXEC makes EXEC fail and
+            # the attempt run again, which then finds that entry
+            ids = pipe.zrange(by_sha, 0, -1)
+            values = pipe.mget([self._k("known", i) for i in ids]) if ids else []
+            for value in values:
+                existing = KnownMedia.from_dict(loads(value)) if value is not None else None
+                if existing is not None and existing.kind == KnownKind.SEEN:
+                    return existing, False
+            seq = int(pipe.incr(self._k("known", "seq")))
+            pipe.multi()
+            pipe.set(self._k("known", stored.id), dumps(stored.to_dict()))
+            for index in self._known_indexes(stored):
+                pipe.zadd(index, {stored.id: seq})
+            pipe.incr(self._k("known", "gen"))
+            return stored, True
+
+        return self._r.transaction(attempt, by_sha, value_from_callable=True)
+
     def get_known(self, known_id: str) -> KnownMedia | None:
         value = self._r.get(self._k("known", known_id))
         return KnownMedia.from_dict(loads(value)) if value is not None else None

@@ -7,6 +7,9 @@ daemon, each worker thread a consumer of its own.
                                               unfinished items and the first entry is the oldest
 ``P q:<topic>:items``               hash      item -> stream entry id: what is queued or claimed (a put
                                               of an item already there adds nothing)
+``P q:<topic>:failures``            hash      item -> failures in a row so far (forgotten on success)
+``P q:<topic>:failed``              hash      item -> JSON {attempts, error, failed_at}: parked items (a
+                                              put skips them until a retry)
 ``P daemons``                       hash      daemon name -> JSON announcement with its expiry
 ==================================  ========  =========================================================
 
@@ -26,16 +29,17 @@ from typing import Any
 
 import redis
 
-from bot.store.queue import LEASE_SECONDS, Backlog, Claim, DaemonInfo, WorkQueue
+from bot.store.queue import LEASE_SECONDS, Backlog, Claim, DaemonInfo, FailedItem, WorkQueue
 from bot.store.redis import RedisStore
 
 GROUP = "workers"
 
-# KEYS: stream, items hash; ARGV: items -- XADD each item not queued yet, remember its entry id
+# KEYS: stream, items hash, parked hash; ARGV: items -- XADD each item neither queued yet nor parked,
+# remember its entry id
 _PUT = """
 local added = 0
 for _, item in ipairs(ARGV) do
-  if redis.call('HEXISTS', KEYS[2], item) == 0 then
+  if redis.call('HEXISTS', KEYS[2], item) == 0 and redis.call('HEXISTS', KEYS[3], item) == 0 then
     local id = redis.call('XADD', KEYS[1], '*', 'item', item)
     redis.call('HSET', KEYS[2], item, id)
     added = added + 1
@@ -44,11 +48,27 @@ end
 return added
 """
 
-# KEYS: stream, items hash; ARGV: group, entry id, item -- finish an item (whoever holds it)
+# KEYS: stream, items hash, failures hash; ARGV: group, entry id, item -- finish an item (whoever holds it)
 _ACK = """
 redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
 redis.call('XDEL', KEYS[1], ARGV[2])
 if redis.call('HGET', KEYS[2], ARGV[3]) == ARGV[2] then redis.call('HDEL', KEYS[2], ARGV[3]) end
+redis.call('HDEL', KEYS[3], ARGV[3])
+return 1
+"""
+
+# KEYS: stream, items hash, failures hash, parked hash; ARGV: group, entry id, item, max attempts, JSON of the
+# failure without its count -- finish a failed item, count the failure, park it at the maximum
+_FAIL = """
+redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
+redis.call('XDEL', KEYS[1], ARGV[2])
+if redis.call('HGET', KEYS[2], ARGV[3]) == ARGV[2] then redis.call('HDEL', KEYS[2], ARGV[3]) end
+local n = redis.call('HINCRBY', KEYS[3], ARGV[3], 1)
+if n < tonumber(ARGV[4]) then return 0 end
+redis.call('HDEL', KEYS[3], ARGV[3])
+local failure = cjson.decode(ARGV[5])
+failure['attempts'] = n
+redis.call('HSET', KEYS[4], ARGV[3], cjson.encode(failure))
 return 1
 """
 
@@ -76,6 +96,7 @@ class RedisWorkQueue(WorkQueue):
         self._put = self._r.register_script(_PUT)
         self._ack = self._r.register_script(_ACK)
         self._extend = self._r.register_script(_EXTEND)
+        self._fail = self._r.register_script(_FAIL)
         self._groups: set[str] = set()
 
     def _stream(self, topic: str) -> str:
@@ -83,6 +104,12 @@ class RedisWorkQueue(WorkQueue):
 
     def _items(self, topic: str) -> str:
         return self._store._k("q", topic, "items")
+
+    def _failures(self, topic: str) -> str:
+        return self._store._k("q", topic, "failures")
+
+    def _parked(self, topic: str) -> str:
+        return self._store._k("q", topic, "failed")
 
     def _group(self, topic: str) -> str:
         """The stream key, with its consumer group created (from the first entry) if it is not there yet."""
@@ -100,7 +127,7 @@ class RedisWorkQueue(WorkQueue):
         if not items:
             return 0
         stream = self._group(topic)
-        return int(self._put(keys=[stream, self._items(topic)], args=list(items)))
+        return int(self._put(keys=[stream, self._items(topic), self._parked(topic)], args=list(items)))
 
     def claim(self, topic: str, consumer: str, count: int = 1) -> list[Claim]:
         stream = self._group(topic)
@@ -126,7 +153,31 @@ class RedisWorkQueue(WorkQueue):
         return bool(self._extend(keys=[self._stream(claim.topic)], args=[GROUP, claim.token, consumer]))
 
     def ack(self, claim: Claim) -> None:
-        self._ack(keys=[self._stream(claim.topic), self._items(claim.topic)], args=[GROUP, claim.token, claim.item])
+        self._ack(
+            keys=[self._stream(claim.topic), self._items(claim.topic), self._failures(claim.topic)],
+            args=[GROUP, claim.token, claim.item],
+        )
+
+    def fail(self, claim: Claim, error: str, max_attempts: int) -> bool:
+        topic = claim.topic
+        failure = json.dumps({"error": error, "failed_at": time.time()})
+        return bool(self._fail(
+            keys=[self._stream(topic), self._items(topic), self._failures(topic), self._parked(topic)],
+            args=[GROUP, claim.token, claim.item, max(1, int(max_attempts)), failure],
+        ))  # fmt: skip
+
+    def failed(self, topic: str) -> list[FailedItem]:
+        found = [
+            FailedItem(topic, item, int(d["attempts"]), str(d["error"]), datetime.fromtimestamp(d["failed_at"], timezone.utc))
+            for item, d in ((item, json.loads(v)) for item, v in self._r.hgetall(self._parked(topic)).items())
+        ]
+        return sorted(found, key=lambda f: (f.failed_at, f.item))
+
+    def retry(self, topic: str, item: str) -> bool:
+        if not self._r.hdel(self._parked(topic), item):
+            return False
+        self.put(topic, [item])
+        return True
 
     def expire_claims(self, topic: str, consumer: str) -> int:
         stream = self._group(topic)
@@ -149,7 +200,8 @@ class RedisWorkQueue(WorkQueue):
         pipe.xlen(stream)
         pipe.xrange(stream, "-", "+", count=1)
         pipe.xpending(stream, GROUP)
-        total, first, pending = pipe.execute()
+        pipe.hlen(self._parked(topic))
+        total, first, pending, failed = pipe.execute()
         in_progress = int(pending["pending"]) if pending else 0
         claims = {c["name"]: int(c["pending"]) for c in (pending or {}).get("consumers", [])}
         return Backlog(
@@ -157,6 +209,7 @@ class RedisWorkQueue(WorkQueue):
             in_progress=in_progress,
             oldest_enqueued_at=_entry_time(first[0][0]) if first else None,
             claims=claims,
+            failed=int(failed),
         )
 
     def announce(self, name: str, info: dict[str, Any], ttl_seconds: float) -> None:

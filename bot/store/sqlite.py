@@ -220,6 +220,19 @@ MIGRATIONS: list[str] = [
     """,
     # 11: when each case last changed, for the evidence job's incremental read (bot.store.sqlite_review)
     CASE_CHANGES_MIGRATION,
+    # 12: failures of work items (bot.store.sqlite_queue): counted per item, parked at the maximum
+    """
+    CREATE TABLE work_failures (
+        topic TEXT NOT NULL,
+        item TEXT NOT NULL,
+        failures INTEGER NOT NULL,
+        error TEXT NOT NULL,
+        failed_us INTEGER NOT NULL,
+        parked INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (topic, item)
+    );
+    CREATE INDEX work_failures_parked ON work_failures (topic, parked, failed_us);
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -44,6 +44,24 @@ class SqliteKnownMediaMixin(SqliteRole, KnownMediaStore):
             self._bump(conn, "known_generation")
         return stored
 
+    def add_seen(self, entry: KnownMedia) -> tuple[KnownMedia, bool]:
+        if not entry.sha256 or entry.kind != KnownKind.SEEN:
+            raise ValueError("add_seen takes a seen entry with the file's sha256")
+        stored = entry if entry.id else replace(entry, id=new_id())
+        with self._write() as conn:  # BEGIN IMMEDIATE: a second writer waits for this check and insert
+            row = conn.execute(
+                "SELECT data FROM known WHERE sha256 = ? AND kind = ? ORDER BY seq LIMIT 1",
+                (entry.sha256, KnownKind.SEEN.value),
+            ).fetchone()
+            if row is not None:
+                return KnownMedia.from_dict(loads(row[0])), False
+            conn.execute(
+                "INSERT INTO known (id, kind, sha256, grp, data) VALUES (?, ?, ?, ?, ?)",
+                (stored.id, KnownKind.SEEN.value, stored.sha256, stored.group, dumps(stored.to_dict())),
+            )
+            self._bump(conn, "known_generation")
+        return stored, True
+
     def get_known(self, known_id: str) -> KnownMedia | None:
         row = self._one("SELECT data FROM known WHERE id = ?", (known_id,))
         return KnownMedia.from_dict(loads(row[0])) if row else None

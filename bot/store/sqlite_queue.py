@@ -2,8 +2,9 @@
 
 An item is a row; a claim sets its ``consumer`` and ``lease_until_us`` in one write transaction (SQLite
 serializes writers, so two workers never claim the same row); a row whose lease ran out is claimable again
-(taken over, its ``deliveries`` counted); acknowledging deletes the row. Times are the wall clock, as for
-the store's locks.
+(taken over, its ``deliveries`` counted); acknowledging deletes the row. Failures of an item are counted in
+``work_failures`` (a row per item, ``parked`` once it reached the maximum; a parked item is not inserted
+again by ``put``). Times are the wall clock, as for the store's locks.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from collections.abc import Sequence
 from datetime import datetime, timezone
 from typing import Any
 
-from bot.store.queue import LEASE_SECONDS, Backlog, Claim, DaemonInfo, WorkQueue
+from bot.store.queue import LEASE_SECONDS, Backlog, Claim, DaemonInfo, FailedItem, WorkQueue
 from bot.store.sqlite import SqliteStore
 
 
@@ -40,8 +41,9 @@ class SqliteWorkQueue(WorkQueue):
         with self._store._write() as conn:
             before = conn.total_changes
             conn.executemany(
-                "INSERT OR IGNORE INTO work_items (topic, item, enqueued_us) VALUES (?, ?, ?)",
-                [(topic, item, now) for item in items],
+                "INSERT OR IGNORE INTO work_items (topic, item, enqueued_us) SELECT ?, ?, ? WHERE NOT EXISTS "
+                "(SELECT 1 FROM work_failures WHERE topic = ? AND item = ? AND parked = 1)",
+                [(topic, item, now, topic, item) for item in items],
             )
             return conn.total_changes - before
 
@@ -72,6 +74,43 @@ class SqliteWorkQueue(WorkQueue):
     def ack(self, claim: Claim) -> None:
         with self._store._write() as conn:
             conn.execute("DELETE FROM work_items WHERE seq = ?", (int(claim.token),))
+            conn.execute("DELETE FROM work_failures WHERE topic = ? AND item = ? AND parked = 0", (claim.topic, claim.item))
+
+    def fail(self, claim: Claim, error: str, max_attempts: int) -> bool:
+        with self._store._write() as conn:
+            conn.execute("DELETE FROM work_items WHERE seq = ?", (int(claim.token),))
+            conn.execute(
+                "INSERT INTO work_failures (topic, item, failures, error, failed_us) VALUES (?, ?, 1, ?, ?) "
+                "ON CONFLICT (topic, item) DO UPDATE SET failures = failures + 1, error = excluded.error, "
+                "failed_us = excluded.failed_us",
+                (claim.topic, claim.item, error, _now_us()),
+            )
+            conn.execute(
+                "UPDATE work_failures SET parked = 1 WHERE topic = ? AND item = ? AND failures >= ?",
+                (claim.topic, claim.item, max_attempts),
+            )
+            (parked,) = conn.execute(
+                "SELECT parked FROM work_failures WHERE topic = ? AND item = ?", (claim.topic, claim.item)
+            ).fetchone()
+            return bool(parked)
+
+    def failed(self, topic: str) -> list[FailedItem]:
+        rows = self._store._query(
+            "SELECT item, failures, error, failed_us FROM work_failures WHERE topic = ? AND parked = 1 "
+            "ORDER BY failed_us, item",
+            (topic,),
+        )
+        return [FailedItem(topic, item, int(n), error, _dt(us)) for item, n, error, us in rows]
+
+    def retry(self, topic: str, item: str) -> bool:
+        with self._store._write() as conn:
+            cur = conn.execute("DELETE FROM work_failures WHERE topic = ? AND item = ? AND parked = 1", (topic, item))
+            if cur.rowcount == 0:
+                return False
+            conn.execute(
+                "INSERT OR IGNORE INTO work_items (topic, item, enqueued_us) VALUES (?, ?, ?)", (topic, item, _now_us())
+            )
+            return True
 
     def expire_claims(self, topic: str, consumer: str) -> int:
         with self._store._write() as conn:
@@ -93,6 +132,9 @@ class SqliteWorkQueue(WorkQueue):
         waiting, oldest = self._store._one(
             "SELECT COUNT(*), MIN(enqueued_us) FROM work_items WHERE topic = ? AND lease_until_us < ?", (topic, now)
         ) or (0, None)
+        (failed,) = self._store._one(
+            "SELECT COUNT(*) FROM work_failures WHERE topic = ? AND parked = 1", (topic,)
+        ) or (0,)
         claims = {consumer: int(n) for consumer, n, _ in rows}
         firsts = [first for *_, first in rows] + ([oldest] if oldest is not None else [])
         return Backlog(
@@ -100,6 +142,7 @@ class SqliteWorkQueue(WorkQueue):
             in_progress=sum(claims.values()),
             oldest_enqueued_at=_dt(min(firsts)) if firsts else None,
             claims=claims,
+            failed=int(failed),
         )
 
     def announce(self, name: str, info: dict[str, Any], ttl_seconds: float) -> None:

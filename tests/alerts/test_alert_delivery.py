@@ -374,3 +374,30 @@ def test_deletion_alert_carries_the_archived_picture(httpserver, receiver, store
     png = decode_attachment(hook.received[0])
     assert png.size == (400, 300)  # the first picture the archive holds (the missing one is skipped)
     assert png.convert("RGB").getpixel((200, 150))[0] > 180  # the red posted picture
+
+
+def test_a_slow_chat_call_keeps_the_short_sender_lock_renewed(httpserver, store, archive, make_alert):
+    """The lock's TTL is short (a dead sender holds the outbox back only that long) and is renewed while a call
+    to the chat takes longer than the TTL: no other daemon may start sending the same alert meanwhile."""
+    seen_by_other: list[bool] = []
+
+    def slow(request):
+        time.sleep(1.2)  # four TTLs of 0.3 s
+        seen_by_other.append(store.acquire_lock("alerts:sender", "other-daemon", 0.3))
+        return Response("{}", status=200, content_type="application/json")
+
+    httpserver.expect_request("/hook", method="POST").respond_with_handler(slow)
+    make_alert()
+    report = make_sender(store, archive, json_url(httpserver, "/hook"), lock_ttl=0.3).deliver_due(T0)
+    assert report.sent and seen_by_other == [False]
+    assert store.lock_owner("alerts:sender") is None  # released at the end of the run
+
+
+def test_a_dead_senders_lock_holds_the_outbox_back_only_for_its_short_ttl(httpserver, receiver, store, archive, make_alert):
+    hook = receiver("/hook")
+    make_alert()
+    assert store.acquire_lock("alerts:sender", "killed-daemon", 0.5)  # taken, then never renewed: a kill -9
+    sender = make_sender(store, archive, json_url(httpserver, "/hook"), lock_ttl=0.5)
+    assert sender.deliver_due(T0).locked
+    time.sleep(0.7)
+    assert sender.deliver_due(T0).sent and len(hook.received) == 1

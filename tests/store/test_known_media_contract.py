@@ -4,8 +4,38 @@ Every backend passes exactly these tests (see ``conftest.store_opener``)."""
 
 from __future__ import annotations
 
+import threading
+
 from bot.store.records import KnownKind, KnownMedia
 from tests.store.builders import assert_aware, known
+
+
+def test_add_seen_is_an_atomic_insert_or_get_per_file(store_opener):
+    """Two daemons remembering the same file at the same instant: one entry, and both get that one."""
+    first = store_opener()
+    first.add_known(known("a known copy", sha="5" * 64))  # a known entry of the same file is not a seen one
+    entry, added = first.add_seen(known("seen in post 1", kind=KnownKind.SEEN, sha="5" * 64, origin={"post_id": "1"}))
+    assert added and entry.id and first.get_known(entry.id) == entry
+    again, added = first.add_seen(known("seen in post 2", kind=KnownKind.SEEN, sha="5" * 64, origin={"post_id": "2"}))
+    assert not added and again == entry
+
+    stores = [store_opener() for _ in range(6)]
+    start = threading.Barrier(len(stores))
+    results: list[tuple[object, bool]] = []
+
+    def remember(n: int) -> None:
+        start.wait()
+        results.append(stores[n].add_seen(known(f"seen in post {n}", kind=KnownKind.SEEN, sha="6" * 64, origin={"post_id": str(n)})))
+
+    threads = [threading.Thread(target=remember, args=(n,)) for n in range(len(stores))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sum(added for _, added in results) == 1
+    assert len({e.id for e, _ in results}) == 1  # every daemon got the one entry that was added
+    assert [e.kind for e in first.find_known_by_sha256("6" * 64)] == [KnownKind.SEEN]
+    assert first.count_known(KnownKind.SEEN) == 2
 
 
 def test_known_media(store):

@@ -152,3 +152,40 @@ def test_idle_consumers_without_claims_are_forgotten(store):
     q.prune_consumers("posts", idle_seconds=0.1)
     assert q.backlog("posts").claims == {"busy/w0": 1}  # a consumer holding a claim is kept
     assert [c.item for c in q.claim("posts", "stopped/w0")] == []  # a forgotten name may come back
+
+
+def test_an_item_failing_every_attempt_is_parked_until_retried(store_opener):
+    q = queue_of(store_opener())
+    q.put("posts", ["poison"])
+    for attempt in range(1, 3):
+        (claim,) = q.claim("posts", "w1")
+        assert q.fail(claim, f"ValueError: attempt {attempt}", max_attempts=3) is False
+        assert q.backlog("posts").waiting == 0  # out of the queue: the next sweep queues it again
+        assert q.put("posts", ["poison"]) == 1
+    (claim,) = q.claim("posts", "w1")
+    assert q.fail(claim, "ValueError: attempt 3", max_attempts=3) is True
+    assert q.put("posts", ["poison"]) == 0  # parked: sweeps leave it alone
+    assert q.claim("posts", "w1") == []
+    (failed,) = queue_of(store_opener()).failed("posts")  # seen by every daemon
+    assert (failed.item, failed.attempts, failed.error) == ("poison", 3, "ValueError: attempt 3")
+    assert failed.failed_at.tzinfo is not None
+    assert q.backlog("posts").failed == 1 and q.backlog("rechecks").failed == 0
+
+    assert q.retry("posts", "poison") is True and q.retry("posts", "poison") is False
+    assert q.failed("posts") == [] and q.backlog("posts").failed == 0
+    (claim,) = q.claim("posts", "w1")
+    assert claim.item == "poison"
+    assert q.fail(claim, "ValueError: once more", max_attempts=3) is False  # its count started again
+
+
+def test_a_success_forgets_earlier_failures(store):
+    q = queue_of(store)
+    q.put("posts", ["flaky"])
+    (claim,) = q.claim("posts", "w1")
+    assert q.fail(claim, "TimeoutError", max_attempts=2) is False
+    q.put("posts", ["flaky"])
+    (claim,) = q.claim("posts", "w1")
+    q.ack(claim)
+    q.put("posts", ["flaky"])  # a later version of the work, say
+    (claim,) = q.claim("posts", "w1")
+    assert q.fail(claim, "TimeoutError", max_attempts=2) is False

@@ -1,0 +1,138 @@
+"""Where a daemon's stills are decoded and hashed: in the worker thread itself, or in worker processes.
+
+Why processes: decoding and hashing a still (:func:`bot.hashing.stage.hash_image`: PDQ's dihedral
+variants, pHash, border detection, ORB keypoints spread over the image) is most of a post's CPU, and much
+of it is Python and small numpy operations that hold the GIL, so two worker threads of one daemon kept
+only ~1.3 of 2 cores busy (``bench/scale.py``). A :class:`ProcessHasher` runs that step in a pool of
+processes and hands back a :class:`~bot.hashing.stage.HashedImage` (the working image, its signals,
+query hashes and local features: ~1 MB pickled), while matching stays in the daemon's threads, against
+the daemon's ONE matcher index: the pool's processes never load an index (they hold the hashing
+libraries only), so memory does not grow with the index per worker.
+
+Both hashers give identical results: the same functions run, only in another process.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import replace
+from typing import Literal
+
+from PIL import Image
+
+from bot.errors import MediaError
+from bot.hashing.decode import decode_image
+from bot.hashing.stage import HashedImage, hash_image
+
+log = logging.getLogger(__name__)
+
+WorkersMode = Literal["threads", "processes"]
+
+
+class InlineHasher:
+    """Decodes and hashes in the calling thread (``pipeline.workers_mode: threads``, one-shot commands)."""
+
+    def file(self, data: bytes) -> HashedImage:
+        """Decode an archived still (safely: :class:`MediaError` for hostile bytes) and hash it; ``data``
+        stays on the result (embedded pictures are cut from a sharper decode of it)."""
+        return hash_image(decode_image(data), data=data)
+
+    def image(self, image: Image.Image) -> HashedImage:
+        """Hash an already decoded still (a video frame)."""
+        return hash_image(image)
+
+    def start(self) -> None:
+        """Nothing to start."""
+
+    @property
+    def pids(self) -> list[int]:
+        """Processes doing the hashing besides the daemon's own (for memory figures)."""
+        return []
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+
+def _start_worker() -> None:
+    """The pool's processes are the parallelism: OpenCV's own threads would only oversubscribe the cores."""
+    import cv2
+
+    cv2.setNumThreads(1)
+
+
+def _hash_file(data: bytes) -> HashedImage | tuple[str, str]:
+    """In a pool process: :meth:`InlineHasher.file` without sending the file back (the caller has it). A
+    :class:`MediaError` comes back as ``(reason, message)``: its constructor does not survive pickling."""
+    try:
+        return replace(InlineHasher().file(data), data=None)
+    except MediaError as e:
+        return (e.reason, str(e))
+
+
+def _hash_image(image: Image.Image) -> HashedImage:
+    return hash_image(image)
+
+
+def _ready() -> int:
+    return os.getpid()
+
+
+class ProcessHasher(InlineHasher):
+    """Decodes and hashes in ``processes`` worker processes (``pipeline.workers_mode: processes``).
+
+    The processes come from a fork server that imported the hashing code before any of the daemon's threads
+    or connections existed (forking the threaded daemon itself could copy a lock held by another thread).
+    A pool whose process died (killed, out of memory) is replaced at the next still."""
+
+    def __init__(self, processes: int):
+        self.processes = processes
+        self._context = multiprocessing.get_context("forkserver")
+        self._context.set_forkserver_preload(["bot.hashing.pool"])
+        self._pool = self._new_pool()
+
+    def _new_pool(self) -> ProcessPoolExecutor:
+        return ProcessPoolExecutor(self.processes, mp_context=self._context, initializer=_start_worker)
+
+    def _run(self, fn: object, arg: object) -> object:
+        try:
+            future: Future[object] = self._pool.submit(fn, arg)  # type: ignore[arg-type]
+            return future.result()
+        except BrokenProcessPool:
+            log.warning("a hashing process died: starting a new pool and hashing the still again")
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = self._new_pool()
+            return self._pool.submit(fn, arg).result()  # type: ignore[arg-type]
+
+    def start(self) -> None:
+        """Start every process now (the fork server, then each process importing the hashing libraries takes
+        seconds), not when the first post is waiting for it."""
+        for future in [self._pool.submit(_ready) for _ in range(self.processes)]:
+            future.result()
+
+    def file(self, data: bytes) -> HashedImage:
+        result = self._run(_hash_file, data)
+        if isinstance(result, tuple):
+            raise MediaError(*result)
+        assert isinstance(result, HashedImage)
+        return replace(result, data=data)
+
+    def image(self, image: Image.Image) -> HashedImage:
+        result = self._run(_hash_image, image)
+        assert isinstance(result, HashedImage)
+        return result
+
+    @property
+    def pids(self) -> list[int]:
+        return [p.pid for p in (self._pool._processes or {}).values() if p.pid is not None]
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+def build_hasher(mode: WorkersMode, workers: int) -> InlineHasher:
+    """The hasher of a daemon with ``workers`` workers in ``mode``."""
+    return ProcessHasher(workers) if mode == "processes" else InlineHasher()
