@@ -46,13 +46,12 @@ MIN_SPREAD = 0.05
 #: ... unless the inliers are this share of all query keypoints in the overlap (a small image whose few
 #: keypoints sit on one object, and all of them agree; look-alikes measured <= 0.23)
 OWN_SHARE = 0.35
-#: half the inliers also pass when they span this share of the overlap and hit this share of the known
-#: image's keypoint cells inside it: a copy under big text, noise or a perspective warp keeps its own
-#: structure spread over the known image, while the query's clutter (text, noise grain, other pictures)
-#: fills the query's cells; look-alikes (the same HUD, the neighbouring half of a scene) measured <= 17
-#: inliers, spread <= 0.035 and known-image coverage <= 0.31
-WIDE_SPREAD = 0.08
-WIDE_KNOWN_COVERAGE = 0.3
+#: inliers spread over the known image pass with fewer of them: (share of the inlier threshold, least spread,
+#: least coverage of the known image's keypoint cells). A copy under big text, noise or a perspective warp
+#: keeps its own structure spread over the known image while the query's clutter (text, noise grain, other
+#: pictures) fills the query's cells. Look-alikes (the same HUD, the neighbouring half of a scene) measured
+#: <= 24 inliers, and those above 10 inliers spread <= 0.035 (disc.py, every verification a check ran)
+WIDE_TIERS = ((1.0, 0.08, 0.2), (0.5, 0.08, 0.3), (0.4, 0.1, 0.3))
 
 
 @dataclass(frozen=True)
@@ -197,7 +196,8 @@ class Verification:
         coverage = MIN_COVERAGE if self.inliers < STRONG_INLIERS else MIN_COVERAGE_STRONG
         if not MIN_SCALE <= self.scale <= MAX_SCALE:
             return False
-        if self.inliers * 2 >= min_inliers and self.spread >= WIDE_SPREAD and self.known_coverage >= WIDE_KNOWN_COVERAGE:
+        if any(self.inliers >= share * min_inliers and self.spread >= spread and self.known_coverage >= known
+               for share, spread, known in WIDE_TIERS):
             return True
         if not (self.coverage >= coverage and spread_ok):
             return False
