@@ -32,11 +32,6 @@ def shots_video(stills: list[np.ndarray]) -> bytes:
     return encode_video(frames, FPS, SIZE, {"g": str(10 * FPS), "sc_threshold": "0", "preset": "veryfast"})
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the region/spread-keypoint matcher misses 5 of 120 small re-encoded crops of these low-resolution "
-    "frames that the former matcher found (shots 5, 82, 106, 118, 119); every shot has its keyframe",
-)
 def test_every_shot_of_a_four_minute_trailer_is_found_from_a_crop(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AFTERIMAGE_DATA", str(tmp_path / "data"))
     monkeypatch.delenv("AFTERIMAGE_CONFIG", raising=False)

@@ -19,7 +19,7 @@ import numpy as np
 from PIL import Image
 
 #: version of :func:`extract`'s output: cached features of another version are recomputed
-FEATURES_VERSION = 2
+FEATURES_VERSION = 3
 #: keypoints per image; 1000 on a 640 px image keeps extraction ~10 ms and matching ~2 ms per candidate
 N_FEATURES = 1000
 #: Lowe's ratio test: the best descriptor match must be clearly better than the second best
@@ -46,6 +46,12 @@ MIN_SPREAD = 0.05
 #: ... unless the inliers are this share of all query keypoints in the overlap (a small image whose few
 #: keypoints sit on one object, and all of them agree; look-alikes measured <= 0.23)
 OWN_SHARE = 0.35
+#: inliers spread over the known image pass with fewer of them: (share of the inlier threshold, least spread,
+#: least coverage of the known image's keypoint cells). A copy under big text, noise or a perspective warp
+#: keeps its own structure spread over the known image while the query's clutter (text, noise grain, other
+#: pictures) fills the query's cells. Look-alikes (the same HUD, the neighbouring half of a scene) measured
+#: <= 24 inliers, and those above 10 inliers spread <= 0.035 (disc.py, every verification a check ran)
+WIDE_TIERS = ((1.0, 0.08, 0.2), (0.5, 0.08, 0.3), (0.4, 0.1, 0.3))
 
 
 @dataclass(frozen=True)
@@ -77,6 +83,9 @@ DETECT_FEATURES = 2000
 FAST_THRESHOLD, FAST_THRESHOLD_LOW = 12, 5
 #: fewer keypoints than this at the usual threshold: the image is low-contrast, retry with the low one
 FEW_KEYPOINTS = 400
+#: an image whose longest side is under this is upscaled to UPSCALE_TO before detection: ORB's pyramid only
+#: goes down, and a small image's detail is finer than its 31-pixel patches (a small re-encoded crop)
+UPSCALE_BELOW, UPSCALE_TO = 560, 640
 #: cells per side of the grid over which keypoints are spread (strongest per cell first, round-robin)
 SPREAD_GRID = 8
 
@@ -101,13 +110,16 @@ def extract(image: Image.Image) -> LocalFeatures:
     are ordered round-robin over a grid, strongest first within a cell (a prefix of the list, as voting
     uses, is spread over the whole image). A low-contrast image is detected again with a lower threshold."""
     gray = normalized_gray(image)
+    factor = UPSCALE_TO / max(gray.shape) if max(gray.shape) < UPSCALE_BELOW else 1.0
+    if factor > 1:
+        gray = cv2.resize(gray, (round(gray.shape[1] * factor), round(gray.shape[0] * factor)), interpolation=cv2.INTER_CUBIC)
     kps, desc = _detect(gray, FAST_THRESHOLD)
     if len(kps) < FEW_KEYPOINTS:
         kps, desc = _detect(gray, FAST_THRESHOLD_LOW)
     if desc is None or not kps:
         return LocalFeatures(np.zeros((0, 2), np.float32), np.zeros((0, 32), np.uint8), image.size)
     responses = np.array([k.response for k in kps], dtype=np.float32)
-    pts = np.array([k.pt for k in kps], dtype=np.float32)
+    pts = np.array([k.pt for k in kps], dtype=np.float32) / factor
     order = spread_order(pts, responses, image.size)[:N_FEATURES]
     return LocalFeatures(pts[order], desc[order], image.size, responses[order])
 
@@ -171,6 +183,9 @@ class Verification:
     #: the query's outline mapped into the known image, as fractions of its width and height (4 corners):
     #: where a crop of the known image came from
     known_region: list[tuple[float, float]] | None = None
+    #: coverage measured on the known image: share of its GRID x GRID cells inside the query's outline that
+    #: hold known keypoints and also an inlier
+    known_coverage: float = 0.0
 
     def passes(self, min_inliers: int) -> bool:
         """Enough inliers (or half as many that make up most of the overlap), a plausible scale, and
@@ -179,7 +194,12 @@ class Verification:
         # many inliers over a fifth of the overlap: a copy under big text or an emoji (the overlay's own
         # keypoints take cells no inlier can reach); a shared HUD or logo gives fewer inliers than this
         coverage = MIN_COVERAGE if self.inliers < STRONG_INLIERS else MIN_COVERAGE_STRONG
-        if not (MIN_SCALE <= self.scale <= MAX_SCALE and self.coverage >= coverage and spread_ok):
+        if not MIN_SCALE <= self.scale <= MAX_SCALE:
+            return False
+        if any(self.inliers >= share * min_inliers and self.spread >= spread and self.known_coverage >= known
+               for share, spread, known in WIDE_TIERS):
+            return True
+        if not (self.coverage >= coverage and spread_ok):
             return False
         return self.inliers >= min_inliers or (self.inliers * 2 >= min_inliers and self.share >= MIN_SHARE)
 
@@ -212,12 +232,12 @@ def verify(query: LocalFeatures, known: LocalFeatures) -> Verification | None:
     dst = q_pts[nearest[good, 0]]
     model, mask = cv2.estimateAffinePartial2D(src, dst, method=cv2.RANSAC, ransacReprojThreshold=REPROJ,
                                               maxIters=1000, confidence=0.995)
-    best = _measure(query, known, np.vstack([model, [0, 0, 1]]), mask, dst) if model is not None and mask is not None else None
+    best = _measure(query, known, np.vstack([model, [0, 0, 1]]), mask, dst, src) if model is not None and mask is not None else None
     tried = best is not None and HOMOGRAPHY_MIN_INLIERS <= best.inliers < len(src) * HOMOGRAPHY_BELOW
     if tried:
         h, hmask = cv2.findHomography(src, dst, cv2.RANSAC, REPROJ, maxIters=1000, confidence=0.995)
         if h is not None and hmask is not None and sane_homography(h, known.size, query.size):
-            other = _measure(query, known, h, hmask, dst)
+            other = _measure(query, known, h, hmask, dst, src)
             if other is not None and (best is None or other.inliers >= best.inliers * HOMOGRAPHY_GAIN):
                 best = other
     return best
@@ -270,12 +290,14 @@ def _local_dets(h: np.ndarray, points: np.ndarray) -> np.ndarray:
     return a * d - b * c
 
 
-def _measure(query: LocalFeatures, known: LocalFeatures, h: np.ndarray, mask: np.ndarray, dst: np.ndarray) -> Verification | None:
+def _measure(query: LocalFeatures, known: LocalFeatures, h: np.ndarray, mask: np.ndarray, dst: np.ndarray,
+             known_src: np.ndarray | None = None) -> Verification | None:
     """Inliers, scale, coverage, share and spread of a model ``h`` (3 x 3) mapping known -> query; None
     for a degenerate model (everything mapped onto a line or a point)."""
     if abs(np.linalg.det(h)) < 1e-9:
         return None
     inl = mask.ravel().astype(bool)
+    src = known_src[inl] if known_src is not None else None
     # one query keypoint can be the match of several known keypoints: count distinct positions only
     inlier_dst = np.unique(np.round(dst[inl]).astype(np.int32), axis=0)
     n = len(inlier_dst)
@@ -292,9 +314,13 @@ def _measure(query: LocalFeatures, known: LocalFeatures, h: np.ndarray, mask: np
     spread = float(hull / overlap) if overlap > 0 else 0.0
     qw, qh = query.size
     back = np.c_[np.array([[0, 0], [qw, 0], [qw, qh], [0, qh]], np.float64), np.ones(4)] @ np.linalg.inv(h).T
-    back = back[:, :2] / back[:, 2:] / [kw, kh]
+    back = back[:, :2] / back[:, 2:]
+    known_coverage = 0.0
+    if src is not None:
+        known_coverage = _coverage(src, known.points, _overlap_mask(back, known.size), known.size)
+    back = back / [kw, kh]
     return Verification(n, scale, coverage, [(float(x), float(y)) for x, y in quad], share, spread,
-                        [(float(x), float(y)) for x, y in back])
+                        [(float(x), float(y)) for x, y in back], known_coverage)
 
 
 def _cells(points: np.ndarray, size: tuple[int, int], grid: int = 64) -> tuple[np.ndarray, np.ndarray]:

@@ -43,6 +43,11 @@ MIN_FILL = 0.75
 PAGE_SIDE = 320
 #: a straight edge is at least this share of the image side long
 MIN_EDGE = 0.15
+#: gaps (pixels) bridged within one straight edge: a pasted picture's border fades where its colour meets
+#: a similar background, leaving a dashed edge
+MAX_GAP = 16
+#: a rectangle found from one corner is kept when this share of its outline runs along edges
+MIN_OUTLINE = 0.7
 #: two proposals overlapping by more than this (intersection over union) are one
 SAME_BOX = 0.7
 
@@ -112,7 +117,7 @@ def _frames(gray: np.ndarray) -> list[Box]:
     a perpendicular edge at either end (the fourth side often vanishes into a similar background)."""
     h, w = gray.shape
     edges = cv2.Canny(gray, 60, 180)
-    lines = cv2.HoughLinesP(edges, 1, np.pi / 180, threshold=30, minLineLength=int(MIN_EDGE * min(w, h)), maxLineGap=4)
+    lines = cv2.HoughLinesP(edges, 1, np.pi / 180, threshold=30, minLineLength=int(MIN_EDGE * min(w, h)), maxLineGap=MAX_GAP)
     if lines is None:
         return []
     horizontal, vertical = [], []  # (start, end, position) along / across the edge
@@ -123,11 +128,42 @@ def _frames(gray: np.ndarray) -> list[Box]:
             vertical.append((min(y1, y2), max(y1, y2), (x1 + x2) / 2))
     out = [(int(a), int(lo), int(b), int(hi)) for lo, hi, a, b in _closed_pairs(horizontal[:60], vertical)]
     out += [(int(lo), int(a), int(hi), int(b)) for lo, hi, a, b in _closed_pairs(vertical[:60], horizontal)]
+    near = cv2.dilate(edges, np.ones((5, 5), np.uint8)) > 0
+    out += [box for box in _corners(horizontal[:60], vertical[:60]) if _outlined(box, near) >= MIN_OUTLINE]
     return out
 
 
+def _corners(horizontal: list[tuple[float, float, float]], vertical: list[tuple[float, float, float]]) -> list[Box]:
+    """Rectangles spanned by a horizontal and a vertical edge that meet at one of their ends (a corner): a
+    picture pasted onto a busy background keeps two sides intact where the other two break up."""
+    tol = 6
+    out = []
+    for x0, x1, y in horizontal:
+        for y0, y1, x in vertical:
+            at_x = x0 if abs(x - x0) <= tol else x1 if abs(x - x1) <= tol else None
+            at_y = y0 if abs(y - y0) <= tol else y1 if abs(y - y1) <= tol else None
+            if at_x is None or at_y is None:
+                continue
+            left, right = (x, x1) if at_x == x0 else (x0, x)
+            top, bottom = (y, y1) if at_y == y0 else (y0, y)
+            out.append((int(left), int(top), int(right), int(bottom)))
+    return out
+
+
+def _outlined(box: Box, near_edge: np.ndarray) -> float:
+    """Share of a box's outline that runs along detected edges."""
+    left, top, right, bottom = box
+    h, w = near_edge.shape
+    left, right = max(0, min(left, w - 1)), max(0, min(right, w - 1))
+    top, bottom = max(0, min(top, h - 1)), max(0, min(bottom, h - 1))
+    sides = [near_edge[top, left:right + 1], near_edge[bottom, left:right + 1],
+             near_edge[top:bottom + 1, left], near_edge[top:bottom + 1, right]]
+    return float(sum(s.sum() for s in sides) / max(sum(s.size for s in sides), 1))
+
+
 def _closed_pairs(parallel: list[tuple[float, float, float]], across: list[tuple[float, float, float]]) -> list[tuple[float, float, float, float]]:
-    """Pairs of parallel edges spanning about the same extent with an edge across at one end:
+    """Pairs of parallel edges spanning about the same extent with an edge across at one end, or starting and
+    ending at the same place (a picture's top and bottom on a page of about its colour leave no edge):
     ``(position_a, position_b, extent_start, extent_end)``."""
     out = []
     tol = 6
@@ -139,8 +175,9 @@ def _closed_pairs(parallel: list[tuple[float, float, float]], across: list[tuple
             lo, hi = max(a0, b0), min(a1, b1)
             if hi - lo < 0.6 * max(a1 - a0, b1 - b0):
                 continue  # the two edges do not span the same stretch
-            closing = [c for c in across if c[0] <= lo_pos + tol and c[1] >= hi_pos - tol
-                       and (abs(c[2] - lo) <= tol or abs(c[2] - hi) <= tol)]
+            twins = abs(a0 - b0) <= tol and abs(a1 - b1) <= tol  # same start and end: a frame's two sides
+            closing = twins or any(c[0] <= lo_pos + tol and c[1] >= hi_pos - tol
+                                   and (abs(c[2] - lo) <= tol or abs(c[2] - hi) <= tol) for c in across)
             if closing:
                 out.append((lo_pos, hi_pos, lo, hi))
     return out

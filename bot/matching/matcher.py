@@ -69,6 +69,10 @@ RESCALE_ABOVE = 1.5
 #: ... when it found at least this many inliers (an unrelated image's random fit finds about 10: retrying
 #: every one of them would double the cost of a check that finds nothing)
 RESCALE_MIN_INLIERS = 18
+#: a verification at about the known image's scale (at least COARSE_ABOVE) that fails with enough inliers is
+#: retried with the view shrunk COARSE times: noise grain, JPEG blocks and blur take the fine corners, and
+#: the coarse structure the known image's pyramid also holds survives them
+COARSE_ABOVE, COARSE = 0.75, 2.0
 #: the descriptor index is saved again once this many entries (or 5 %) were added since the last save
 SNAPSHOT_EVERY = 1_000
 
@@ -514,23 +518,29 @@ class Matcher:
     def _verify(self, entry: KnownMedia, view: _View, mirrored: bool) -> Verification | None:
         """Verify the view against an entry. A small crop shown larger than in the known image (scale >=
         :data:`RESCALE_ABOVE`) has most of its keypoints at a finer scale than any of the known image's:
-        when it fails, it is verified again brought down to the known image's scale."""
+        when it fails, it is verified again brought down to the known image's scale; a degraded copy at
+        about the known image's scale is verified again at a coarser one (:data:`COARSE`)."""
         known = self.known_features(entry)
         if known is None:
             return None
         check = verify(self._features(view, mirrored), known)
-        if (check is None or check.scale < RESCALE_ABOVE or check.inliers < RESCALE_MIN_INLIERS
-                or check.passes(self.config.min_inliers_match)):
+        if check is None or check.inliers < RESCALE_MIN_INLIERS or check.passes(self.config.min_inliers_match):
             return check
-        key = (mirrored, round(check.scale * 4))  # one extraction per quarter step of scale, shared by candidates
+        if check.scale >= RESCALE_ABOVE:
+            f = check.scale
+        elif check.scale >= COARSE_ABOVE:
+            f = COARSE * check.scale
+        else:
+            return check
+        key = (mirrored, round(f * 4))  # one extraction per quarter step of scale, shared by candidates
         if key not in view.rescaled:
             image = self._orient(view.image, mirrored)
-            size = (max(1, round(image.width / check.scale)), max(1, round(image.height / check.scale)))
+            size = (max(1, round(image.width / f)), max(1, round(image.height / f)))
             view.rescaled[key] = extract(image.resize(size, Image.Resampling.BILINEAR))
         again = verify(view.rescaled[key], known)
-        if again is None or again.inliers <= check.inliers:
+        if again is None or again.inliers <= check.inliers and not again.passes(self.config.min_inliers_match):
             return check
-        f = check.scale  # back to the view's pixels
+        # back to the view's pixels
         return replace(again, region=[(x * f, y * f) for x, y in again.region], scale=again.scale * f)
 
     def known_features(self, entry: KnownMedia) -> LocalFeatures | None:
