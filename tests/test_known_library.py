@@ -3,6 +3,7 @@ interruptions, URLs, and ``check`` on videos and folders (issue #14; plain ``che
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import random
@@ -223,7 +224,7 @@ def test_adding_the_file_of_a_hash_only_entry_attaches_it_to_that_entry(data: Pa
     photo.write_bytes(encode(scene(91), "PNG"))
     other.write_bytes(encode(scene(92)))
     pdq = PdqSignal.compute(decode_image(photo.read_bytes()))
-    other_sha = __import__("hashlib").sha256(other.read_bytes()).hexdigest()
+    other_sha = hashlib.sha256(other.read_bytes()).hexdigest()
     listing = tmp_path / "partner.csv"
     listing.write_text(
         "signal_type,signal,label,source,id,group,frame_ts,note,file_name,sha256\n"

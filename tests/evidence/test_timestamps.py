@@ -120,8 +120,8 @@ def test_a_tsa_outage_delays_timestamps_and_the_backlog_catches_up(store, tmp_pa
 
 
 def test_status_and_metrics_show_the_timestamp_queue_and_the_tsa_error_without_its_password(store, tmp_path, httpserver):
-    from bot.status import render_prometheus, take_snapshot
     from bot.models import utcnow
+    from bot.status import render_prometheus, take_snapshot
 
     scenario, tsa, ledger, archive, stamper = _setup(store, tmp_path, httpserver)
     secret_url = tsa.url.replace("http://", "http://desk:tsa-pass-4711@")  # a TSA account in the URL
@@ -141,7 +141,7 @@ def test_status_and_metrics_show_the_timestamp_queue_and_the_tsa_error_without_i
     [line] = [line for line in out.stdout.splitlines() if line.startswith("trusted timestamps:")]
     host = tsa.url.split("//")[1].split("/")[0]
     assert line.startswith(f"trusted timestamps: {waiting} item(s) waiting, oldest queued ")
-    assert f"; TSA failing since " in line and f"http://desk:***@{host}/tsa: HTTP 503" in line
+    assert "; TSA failing since " in line and f"http://desk:***@{host}/tsa: HTTP 503" in line
     assert "tsa-pass-4711" not in out.stdout + out.stderr
 
     metrics = render_prometheus(take_snapshot(store, {}, utcnow(), evidence=ledger))
