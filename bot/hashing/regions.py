@@ -47,7 +47,7 @@ MIN_EDGE = 0.15
 #: a similar background, leaving a dashed edge
 MAX_GAP = 16
 #: a rectangle found from one corner is kept when this share of its outline runs along edges
-MIN_OUTLINE = 0.7
+MIN_OUTLINE = 0.85
 #: two proposals overlapping by more than this (intersection over union) are one
 SAME_BOX = 0.7
 

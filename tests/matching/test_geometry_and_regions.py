@@ -100,3 +100,48 @@ def test_a_new_signal_type_is_one_class_and_one_registry_entry(store, archive, t
     assert isinstance(matcher._indexes["toy"], ToySignal.get_index_cls())  # searched in its own index
     found = matcher.match(encode(scene(51)))
     assert found and found[0].known.id == entry.id
+
+
+def _pasted(seed: int) -> tuple[Image.Image, Image.Image, tuple[int, int, int, int]]:
+    """A picture pasted onto another busy picture of the same kind (AugLy's ``overlay_onto_background_image``
+    as DISC21 uses it): the picture, the composite and where the picture sits in it."""
+    picture = scene(seed, 1024, 768)
+    background = scene(seed + 100_000, 1200, 900)
+    small = picture.resize((560, 420))
+    box = (230, 190, 230 + small.width, 190 + small.height)
+    background.paste(small, box[:2])
+    return picture, background, box
+
+
+def test_a_picture_pasted_onto_a_busy_picture_is_matched(store, archive, tmp_path) -> None:
+    """Where its border meets a background of about its colour, a pasted picture's edges break up and the
+    background takes half the keypoints: the picture is still matched, not only suggested."""
+    for seed in (65, 67, 68):  # the pastes whose whole-image check alone stays in the suggest tier
+        picture, composite, _ = _pasted(seed)
+        entry = add_image(store, archive, encode(picture, "PNG"), label=f"pasted-{seed}")
+        best = _matcher(store, archive, tmp_path).best(encode(composite, quality=88))
+        assert best is not None and best.tier == "match" and best.known.id == entry.id, (seed, best)
+
+
+def test_a_copy_under_big_text_matches_and_a_look_alike_under_the_same_text_does_not(store, archive, tmp_path) -> None:
+    """Big text across a copy takes most of the query's keypoint cells; the picture's own inliers still
+    spread over the known image. The neighbouring half of the same wide scene, under the same text, must not
+    match."""
+    from PIL import ImageDraw, ImageFont
+
+    font = ImageFont.load_default(110)  # Pillow's own scalable font
+
+    def texted(im: Image.Image) -> bytes:
+        im = im.copy()
+        draw = ImageDraw.Draw(im)
+        for i, line in enumerate(("SHARE BEFORE", "IT IS DELETED")):
+            draw.text((10, 250 + i * 130), line, font=font, fill=(240, 230, 250))
+        return encode(im, quality=88)
+
+    wide = scene(73, 2048, 768)
+    left, right = wide.crop((0, 0, 1024, 768)), wide.crop((1024, 0, 2048, 768))
+    entry = add_image(store, archive, encode(left, "PNG"), label="left half")
+    matcher = _matcher(store, archive, tmp_path)
+    best = matcher.best(texted(left))
+    assert best is not None and best.tier == "match" and best.known.id == entry.id
+    assert not [m for m in matcher.match(texted(right)) if m.tier == "match"]
