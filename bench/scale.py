@@ -230,7 +230,7 @@ class Corpus:
 
 
 def write_config(
-    path: Path, store_url: str, data_dir: Path, files: Files, workers: int, extra: str = "", mode: str = "processes"
+    path: Path, store_url: str, data_dir: Path, files: Files, workers: int, extra: str = "", mode: str = "threads"
 ) -> Path:
     path.write_text(
         f"""
