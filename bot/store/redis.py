@@ -143,6 +143,20 @@ end
 return 1
 """
 
+# KEYS: the file's sha index, the seen-kind index, the entry key, seq counter, generation counter, then every
+# index the entry goes into; ARGV: entry id, entry JSON -- the id of the file's first seen entry if there is
+# one, else add the entry (one round trip, atomic: two daemons never both add one for a file)
+_ADD_SEEN = """
+for _, id in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
+  if redis.call('ZSCORE', KEYS[2], id) then return id end
+end
+local seq = redis.call('INCR', KEYS[4])
+redis.call('SET', KEYS[3], ARGV[2])
+for i = 6, #KEYS do redis.call('ZADD', KEYS[i], seq, ARGV[1]) end
+redis.call('INCR', KEYS[5])
+return false
+"""
+
 # KEYS: alert hash, outbox zset, seq counter, creation-time index zset, parked zset[, the post's alert index
 # zset]; ARGV: key, state (queued/sent/parked), created_at (µs), field, value, ...
 _ENQUEUE = """
@@ -278,6 +292,7 @@ class RedisStore(RedisReviewMixin, StateStore):
         self._lock_renew = self._r.register_script(_LOCK_RENEW)
         self._lock_release = self._r.register_script(_LOCK_RELEASE)
         self._spend_budget = self._r.register_script(_SPEND_BUDGET)
+        self._add_seen = self._r.register_script(_ADD_SEEN)
         self._review_scripts()
         self.ping()
         try:
@@ -610,26 +625,21 @@ class RedisStore(RedisReviewMixin, StateStore):
         if not entry.sha256 or entry.kind != KnownKind.SEEN:
             raise ValueError("add_seen takes a seen entry with the file's sha256")
         stored = entry if entry.id else replace(entry, id=new_id())
-        by_sha = self._k("known", "sha", entry.sha256)
-
-        def attempt(pipe: Any) -> tuple[KnownMedia, bool]:
-            # WATCHed: an entry of this file added by anyone between this read and EXEC makes EXEC fail and
-            # the attempt run again, which then finds that entry
-            ids = pipe.zrange(by_sha, 0, -1)
-            values = pipe.mget([self._k("known", i) for i in ids]) if ids else []
-            for value in values:
-                existing = KnownMedia.from_dict(loads(value)) if value is not None else None
-                if existing is not None and existing.kind == KnownKind.SEEN:
-                    return existing, False
-            seq = int(pipe.incr(self._k("known", "seq")))
-            pipe.multi()
-            pipe.set(self._k("known", stored.id), dumps(stored.to_dict()))
-            for index in self._known_indexes(stored):
-                pipe.zadd(index, {stored.id: seq})
-            pipe.incr(self._k("known", "gen"))
+        keys = [
+            self._k("known", "sha", entry.sha256),
+            self._k("known", "kind", KnownKind.SEEN.value),
+            self._k("known", stored.id),
+            self._k("known", "seq"),
+            self._k("known", "gen"),
+            *self._known_indexes(stored),
+        ]
+        first = self._add_seen(keys=keys, args=[stored.id, dumps(stored.to_dict())])
+        if first is None:
             return stored, True
-
-        return self._r.transaction(attempt, by_sha, value_from_callable=True)
+        existing = self.get_known(first)
+        if existing is None:  # removed in between (a person deleted the entry): remember this post instead
+            return self.add_seen(entry)
+        return existing, False
 
     def get_known(self, known_id: str) -> KnownMedia | None:
         value = self._r.get(self._k("known", known_id))
