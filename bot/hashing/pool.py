@@ -17,6 +17,8 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import threading
+import time
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import replace
@@ -57,11 +59,29 @@ class InlineHasher:
         """Nothing to release."""
 
 
-def _start_worker() -> None:
-    """The pool's processes are the parallelism: OpenCV's own threads would only oversubscribe the cores."""
+#: how often a hashing process checks that its daemon is still alive
+_WATCH_SECONDS = 1.0
+
+
+def _start_worker(daemon_pid: int) -> None:
+    """The pool's processes are the parallelism: OpenCV's own threads would only oversubscribe the cores. A
+    process also ends when its daemon is gone (kill -9): it is the fork server's child, not the daemon's, and
+    would otherwise wait for work forever."""
     import cv2
 
     cv2.setNumThreads(1)
+    threading.Thread(target=_exit_with, args=(daemon_pid,), name="watch-daemon", daemon=True).start()
+
+
+def _exit_with(daemon_pid: int) -> None:
+    while True:
+        time.sleep(_WATCH_SECONDS)
+        try:
+            os.kill(daemon_pid, 0)
+        except ProcessLookupError:
+            os._exit(0)
+        except PermissionError:  # alive, another user's (cannot happen for our own parent, but harmless)
+            pass
 
 
 def _hash_file(data: bytes) -> HashedImage | tuple[str, str]:
@@ -95,7 +115,9 @@ class ProcessHasher(InlineHasher):
         self._pool = self._new_pool()
 
     def _new_pool(self) -> ProcessPoolExecutor:
-        return ProcessPoolExecutor(self.processes, mp_context=self._context, initializer=_start_worker)
+        return ProcessPoolExecutor(
+            self.processes, mp_context=self._context, initializer=_start_worker, initargs=(os.getpid(),)
+        )
 
     def _run(self, fn: object, arg: object) -> object:
         try:
