@@ -53,7 +53,7 @@ from bot.deletions.tracker import RecheckTracker
 from bot.evidence.ledger import EvidenceLedger
 from bot.evidence.stamper import Stamper
 from bot.evidence.tsa import TsaClient
-from bot.hashing.pool import build_hasher
+from bot.hashing.pool import build_hasher, one_library_thread_per_worker
 from bot.errors import PlatformError, RateLimited, StoreError
 from bot.matching.matcher import Matcher
 from bot.media.fetch import MediaFetcher
@@ -61,7 +61,7 @@ from bot.models import utcnow
 from bot.pipeline import Pipeline, ProcessReport
 from bot.store import StateStore, open_store, open_work_queue
 from bot.store.queue import POSTS, RECHECKS, Claim, parse_post_item, post_item
-from bot.workers import WorkerPool, one_library_thread_per_worker
+from bot.workers import WorkerPool
 from watchers import build_watcher
 from watchers.base import PollResult, Watcher
 
