@@ -53,6 +53,16 @@ def two_daemon_config(tmp_path: Path, server, url: str, first_seed: int, workers
     )  # fmt: skip
 
 
+def stop_all(daemons: list, survivor) -> int | None:
+    """Kill every daemon but the survivor (the victim is dead already, unless the test failed early); stop the
+    survivor cleanly and return its exit code."""
+    for d in daemons:
+        if d is not survivor and d.poll() is None:
+            d.kill()
+            d.wait()
+    return stop_daemon(survivor) if survivor is not None else None
+
+
 def test_a_post_claimed_by_a_killed_daemon_is_taken_over_and_alerted_once(tmp_path: Path, world, redis_server) -> None:
     w, server = world
     url = redis_server.url
@@ -93,11 +103,7 @@ def test_a_post_claimed_by_a_killed_daemon_is_taken_over_and_alerted_once(tmp_pa
                  240, "every post processed and every alert delivered")  # fmt: skip
         time.sleep(3)  # more polls, sweeps and outbox runs: nothing may be sent again
     finally:
-        for d in daemons:
-            if d is not survivor and d.poll() is None:
-                d.kill()
-                d.wait()
-        code = stop_daemon(survivor) if survivor is not None else None
+        code = stop_all(daemons, survivor)
 
     texts = [capture(f"takeover daemon log {n}", log.read_text(errors="replace")) for n, log in enumerate(logs)]
     survivor_log = texts[daemons.index(survivor)]
@@ -160,11 +166,7 @@ def test_a_daemon_killed_while_sending_alerts_holds_the_outbox_back_only_for_the
         wait_for(lambda: not store.pending_posts(1) and store.outbox_size() == 0, 120, "every alert delivered")
         time.sleep(3)  # more outbox runs: nothing may be sent again
     finally:
-        for d in daemons:
-            if d is not survivor and d.poll() is None:
-                d.kill()
-                d.wait()
-        code = stop_daemon(survivor) if survivor is not None else None
+        code = stop_all(daemons, survivor)
     texts = [capture(f"outbox takeover daemon log {n}", log.read_text(errors="replace")) for n, log in enumerate(logs)]
     assert code == 0
     alerts = store.alerts_between(datetime(2000, 1, 1, tzinfo=timezone.utc), datetime(2100, 1, 1, tzinfo=timezone.utc))
