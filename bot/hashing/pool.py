@@ -62,9 +62,10 @@ class InlineHasher:
 def one_library_thread_per_worker() -> None:
     """The parallelism comes from the workers: OpenCV's, faiss's and the BLAS's (numpy's) own thread pools
     would only oversubscribe the cores. Measured by ``bench/scale.py``: one worker with OpenCV's and faiss's
-    used about twice the CPU per post (199 ms) of a worker without them (94 ms), for the same work; OpenBLAS's
-    threads, which spin while they wait for the next call, tripled it again on a busy machine (164 ms vs
-    56 ms per post)."""
+    used about twice the CPU per post (199 ms) of a worker without them (94 ms), for the same work. The BLAS
+    and OpenMP runtimes are limited the same way (their idle threads spin); no clear gain was measured on
+    the loaded machine (a one-worker daemon 164-173 ms per post either way, vs 56 ms once with
+    ``OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1`` at a lower load)."""
     import cv2
     import faiss
     from threadpoolctl import threadpool_limits
