@@ -46,8 +46,6 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import cv2  # noqa: E402
-import faiss  # noqa: E402
 import numpy as np  # noqa: E402
 import redis  # noqa: E402
 from PIL import Image  # noqa: E402
@@ -60,6 +58,7 @@ from bot.models import Media, Post  # noqa: E402
 from bot.store import open_work_queue  # noqa: E402
 from bot.store.queue import POSTS, parse_post_item, post_item  # noqa: E402
 from bot.store.redis import RedisStore  # noqa: E402
+from bot.hashing.pool import one_library_thread_per_worker  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SIZE = (1640, 1230)  # ~2 MP
@@ -230,7 +229,7 @@ class Corpus:
 
 
 def write_config(
-    path: Path, store_url: str, data_dir: Path, files: Files, workers: int, extra: str = "", mode: str = "processes"
+    path: Path, store_url: str, data_dir: Path, files: Files, workers: int, extra: str = "", mode: str = "threads"
 ) -> Path:
     path.write_text(
         f"""
@@ -281,8 +280,7 @@ def check_cost(corpus: Corpus, redis_server: RedisServer, tmp: Path) -> float:
     corpus.seed(url, tmp / "check")
     store = RedisStore(url)
     matcher = Matcher(store, Archive(tmp / "check" / "archive"))
-    cv2.setNumThreads(1)
-    faiss.omp_set_num_threads(1)
+    one_library_thread_per_worker()  # as in a daemon's worker
     matcher.match(corpus.post_bytes[0])  # loads the index, caches the known images' local features
     times, walls, found = [], [], 0
     for data in corpus.post_bytes:

@@ -51,13 +51,13 @@ from bot.config import Config
 from bot.evidence.ledger import EvidenceLedger
 from bot.evidence.stamper import Stamper
 from bot.evidence.tsa import TsaClient
-from bot.hashing.pool import build_hasher
+from bot.hashing.pool import build_hasher, one_library_thread_per_worker
 from bot.errors import PlatformError, RateLimited, StoreError
 from bot.models import utcnow
 from bot.pipeline import ProcessReport, build_pipeline
 from bot.store import StateStore, open_store, open_work_queue
 from bot.store.queue import POSTS, RECHECKS, Claim, parse_post_item, post_item
-from bot.workers import WorkerPool, one_library_thread_per_worker
+from bot.workers import WorkerPool
 from watchers import build_watcher
 from watchers.base import PollResult, Watcher
 

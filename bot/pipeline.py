@@ -25,7 +25,7 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Protocol
 
 from PIL import Image
@@ -39,7 +39,7 @@ from bot.errors import ArchiveError, MediaError, StoreError
 from bot.hashing.pool import InlineHasher
 from bot.hashing.stage import HashedImage
 from bot.known import remember_seen
-from bot.matching.matcher import Matcher
+from bot.matching.matcher import Match, Matcher
 from bot.media.fetch import FetchedMedia, MediaFetcher
 from bot.media.hls import fetch_attachment
 from bot.media.keyframes import extract_keyframes
@@ -50,7 +50,7 @@ from bot.store.media import MediaStore
 from bot.store.outbox import OutboxStore
 from bot.store.posts import PostStore
 from bot.store.review import CaseStore
-from bot.store.records import MediaRecord, OutboxAlert, PostChange, PostMediaLink, StoredPost
+from bot.store.records import KnownMedia, MediaRecord, OutboxAlert, PostChange, PostMediaLink, StoredPost
 from watchers.base import PollResult
 
 log = logging.getLogger(__name__)
@@ -273,18 +273,24 @@ class Pipeline:
             return []
 
     def _match_and_remember(self, post: Post, record: MediaRecord, still: Still, paged: list[OutboxAlert]) -> None:
-        """Hash one still of an attachment (``record``) once, keep its signals on its media record, remember
-        the still as seen with the same signals, match it, and open a case per match (adding to ``paged``
-        what the desk lets page the chat).
+        """Hash one still of an attachment (``record``) once, keep its signals on its media record, match it,
+        remember the still as seen with the same signals, and open a case per match (adding to ``paged`` what
+        the desk lets page the chat).
 
-        The still is remembered BEFORE it is matched: remembering is an atomic insert-or-get in the store, so
-        of two posts of one file processed at the same instant (two daemons), exactly one becomes the file's
-        first appearance and the other's match then finds it, a recycled image like any other. Matching
-        first, both could find nothing and both become a first appearance."""
+        Matched before it is remembered: the still's own entry in the indexes would take the nearest-neighbour
+        slots of its hashes and descriptors from the entries it should find. Two posts of one file processed
+        at the same instant (two daemons) then both match before either is remembered; remembering is an
+        atomic insert-or-get, so exactly one becomes the file's first appearance and the other learns it
+        here and reports the recycling."""
         image = still.image
         hashed = still.hashed or self.hasher.image(image)
         self.store.set_media_signals(still.sha256, hashed.record_signals)
-        remember_seen(
+        started = utcnow()
+        # only this post's own "seen" entry is excluded: the same file in another post is a recycled image,
+        # and an exact copy of a known file is the clearest match of all
+        origin = {"platform": post.platform, "post_id": post.post_id}
+        matches = self.matcher.match(hashed, exclude_origin=origin)
+        seen = remember_seen(
             self.store,
             self.archive,
             sha256=still.sha256,
@@ -301,11 +307,14 @@ class Pipeline:
                 "posted_at": post.created_at.isoformat(),
             },
         )
-        # only this post's own "seen" entry is excluded: the same file in another post is a recycled image,
-        # and an exact copy of a known file is the clearest match of all
+        if _remembered_meanwhile(seen, origin, started) and all(m.known.id != seen.id for m in matches):
+            # another post of this very file (another daemon, at the same instant) was remembered after the
+            # matcher looked and before this still was (remembering is an atomic insert-or-get): the same
+            # bytes are the same picture, so this post recycles it
+            matches.append(Match(seen, "match", "pdq", 0, None))
         # the alert key names the known item (a whole trailer), so the outbox keeps the best, first match of
         # an item for this attachment and refuses the other frames' matches, in this run and any rerun
-        for match in self.matcher.match(hashed, exclude_origin={"platform": post.platform, "post_id": post.post_id}):
+        for match in matches:
             alert = match_alert(
                 post,
                 media_sha256=record.sha256,
@@ -358,6 +367,17 @@ def build_pipeline(
             clock=clock,
         ),
     )
+
+
+#: clock difference between two daemons' machines tolerated when telling whether a seen entry is newer than
+#: a match (an older one was in the store when the matcher looked, and the matcher decided about it)
+_CLOCK_SLACK = timedelta(seconds=2)
+
+
+def _remembered_meanwhile(seen: KnownMedia, origin: dict[str, str], started: datetime) -> bool:
+    """Whether ``seen``, the file's first seen entry, is another post's and was added after ``started``."""
+    theirs = (str(seen.origin.get("platform")), str(seen.origin.get("post_id"))) != (origin["platform"], origin["post_id"])
+    return theirs and seen.added_at >= started - _CLOCK_SLACK
 
 
 def _urls_to_fetch(media: Media) -> list[tuple[str, str]]:

@@ -1,9 +1,10 @@
 """A daemon's worker pool: threads that claim work items one at a time and hand them to a handler.
 
-Why threads and not processes: the heavy steps of a post (JPEG/PNG decoding in Pillow, ORB extraction and
-RANSAC in OpenCV, faiss searches, numpy hashing) release the GIL, so threads of one process use every core
-(``bench/scale.py`` measures it) while sharing ONE matcher index in memory; processes would each need their
-own copy of it (6.4 KB per known image).
+Why threads and not processes: the heavy steps of matching (ORB and RANSAC in OpenCV, faiss searches)
+release the GIL, so the threads of one daemon share ONE matcher index in memory; processes would each need
+their own copy of it (6.4 KB per known image). The step that holds the GIL most, decoding and hashing a
+still, can run in worker processes instead (``pipeline.workers_mode: processes``, :mod:`bot.hashing.pool`),
+which never load the index.
 
 Each thread is a consumer of its own (``<daemon>/w<n>``). A claim is extended every third of the lease while
 its thread works on it, so a long post (a video) is not taken over from a live daemon, while a dead daemon's
@@ -26,17 +27,6 @@ log = logging.getLogger(__name__)
 
 #: how long an idle worker waits before asking the queue again (a local enqueue wakes it at once)
 IDLE_WAIT_SECONDS = 0.5
-
-
-def one_library_thread_per_worker() -> None:
-    """The parallelism comes from the workers: OpenCV's and faiss's own thread pools would only oversubscribe
-    the cores. Measured by ``bench/scale.py``: one worker with them used about twice the CPU per post (199 ms)
-    of a worker without them (94 ms), for the same work."""
-    import cv2
-    import faiss
-
-    cv2.setNumThreads(1)
-    faiss.omp_set_num_threads(1)
 
 
 class WorkerPool:

@@ -17,6 +17,8 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import threading
+import time
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import replace
@@ -57,11 +59,43 @@ class InlineHasher:
         """Nothing to release."""
 
 
-def _start_worker() -> None:
-    """The pool's processes are the parallelism: OpenCV's own threads would only oversubscribe the cores."""
+def one_library_thread_per_worker() -> None:
+    """The parallelism comes from the workers: OpenCV's, faiss's and the BLAS's (numpy's) own thread pools
+    would only oversubscribe the cores. Measured by ``bench/scale.py``: one worker with OpenCV's and faiss's
+    used about twice the CPU per post (199 ms) of a worker without them (94 ms), for the same work. The BLAS
+    and OpenMP runtimes are limited the same way (their idle threads spin); no clear gain was measured on
+    the loaded machine (a one-worker daemon 164-173 ms per post either way, vs 56 ms once with
+    ``OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1`` at a lower load)."""
     import cv2
+    import faiss
+    from threadpoolctl import threadpool_limits
 
     cv2.setNumThreads(1)
+    faiss.omp_set_num_threads(1)
+    threadpool_limits(1)  # every BLAS and OpenMP runtime loaded in the process, at run time
+
+
+#: how often a hashing process checks that its daemon is still alive
+_WATCH_SECONDS = 1.0
+
+
+def _start_worker(daemon_pid: int) -> None:
+    """The pool's processes are the parallelism: the libraries' own threads would only oversubscribe the cores. A
+    process also ends when its daemon is gone (kill -9): it is the fork server's child, not the daemon's, and
+    would otherwise wait for work forever."""
+    one_library_thread_per_worker()
+    threading.Thread(target=_exit_with, args=(daemon_pid,), name="watch-daemon", daemon=True).start()
+
+
+def _exit_with(daemon_pid: int) -> None:
+    while True:
+        time.sleep(_WATCH_SECONDS)
+        try:
+            os.kill(daemon_pid, 0)
+        except ProcessLookupError:
+            os._exit(0)
+        except PermissionError:  # alive, another user's (cannot happen for our own parent, but harmless)
+            pass
 
 
 def _hash_file(data: bytes) -> HashedImage | tuple[str, str]:
@@ -95,7 +129,9 @@ class ProcessHasher(InlineHasher):
         self._pool = self._new_pool()
 
     def _new_pool(self) -> ProcessPoolExecutor:
-        return ProcessPoolExecutor(self.processes, mp_context=self._context, initializer=_start_worker)
+        return ProcessPoolExecutor(
+            self.processes, mp_context=self._context, initializer=_start_worker, initargs=(os.getpid(),)
+        )
 
     def _run(self, fn: object, arg: object) -> object:
         try:

@@ -144,6 +144,7 @@ class RedisStore(
             raise StoreError(f"invalid Redis store URL {self.url}: {redact(str(exc))}") from exc
         self._hset_if_exists = self._r.register_script(_HSET_IF_EXISTS)
         self._posts_scripts()
+        self._known_media_scripts()
         self._outbox_scripts()
         self._deletion_log_scripts()
         self._coordination_scripts()

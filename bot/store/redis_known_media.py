@@ -12,9 +12,26 @@ from bot.store.known_media import KnownMediaStore
 from bot.store.records import KnownKind, KnownMedia, KnownState
 from bot.store.redis_common import RedisRole, _PAGE
 
+# KEYS: the file's sha index, the seen-kind index, the entry key, seq counter, generation counter, then every
+# index the entry goes into; ARGV: entry id, entry JSON -- the id of the file's first seen entry if there is
+# one, else add the entry (one round trip, atomic: two daemons never both add one for a file)
+_ADD_SEEN = """
+for _, id in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
+  if redis.call('ZSCORE', KEYS[2], id) then return id end
+end
+local seq = redis.call('INCR', KEYS[4])
+redis.call('SET', KEYS[3], ARGV[2])
+for i = 6, #KEYS do redis.call('ZADD', KEYS[i], seq, ARGV[1]) end
+redis.call('INCR', KEYS[5])
+return false
+"""
+
 
 class RedisKnownMediaMixin(RedisRole, KnownMediaStore):
     """Known-media entries under the host store's prefix."""
+
+    def _known_media_scripts(self) -> None:
+        self._add_seen = self._r.register_script(_ADD_SEEN)
 
     def _index_old_known_groups(self) -> None:
         """Add known entries stored before the group index existed to it, once per store (flag
@@ -88,26 +105,21 @@ class RedisKnownMediaMixin(RedisRole, KnownMediaStore):
         if not entry.sha256 or entry.kind != KnownKind.SEEN:
             raise ValueError("add_seen takes a seen entry with the file's sha256")
         stored = entry if entry.id else replace(entry, id=new_id())
-        by_sha = self._k("known", "sha", entry.sha256)
-
-        def attempt(pipe: Any) -> tuple[KnownMedia, bool]:
-            # WATCHed: an entry of this file added by anyone between this read and EXEC makes EXEC fail and
-            # the attempt run again, which then finds that entry
-            ids = pipe.zrange(by_sha, 0, -1)
-            values = pipe.mget([self._k("known", i) for i in ids]) if ids else []
-            for value in values:
-                existing = KnownMedia.from_dict(loads(value)) if value is not None else None
-                if existing is not None and existing.kind == KnownKind.SEEN:
-                    return existing, False
-            seq = int(pipe.incr(self._k("known", "seq")))
-            pipe.multi()
-            pipe.set(self._k("known", stored.id), dumps(stored.to_dict()))
-            for index in self._known_indexes(stored):
-                pipe.zadd(index, {stored.id: seq})
-            pipe.incr(self._k("known", "gen"))
+        keys = [
+            self._k("known", "sha", entry.sha256),
+            self._k("known", "kind", KnownKind.SEEN.value),
+            self._k("known", stored.id),
+            self._k("known", "seq"),
+            self._k("known", "gen"),
+            *self._known_indexes(stored),
+        ]
+        first = self._add_seen(keys=keys, args=[stored.id, dumps(stored.to_dict())])
+        if first is None:
             return stored, True
-
-        return self._r.transaction(attempt, by_sha, value_from_callable=True)
+        existing = self.get_known(first)
+        if existing is None:  # removed in between (a person deleted the entry): remember this post instead
+            return self.add_seen(entry)
+        return existing, False
 
     def get_known(self, known_id: str) -> KnownMedia | None:
         value = self._r.get(self._k("known", known_id))

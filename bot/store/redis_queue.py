@@ -14,8 +14,9 @@ daemon, each worker thread a consumer of its own.
 ==================================  ========  =========================================================
 
 Claims are the group's pending entries list: ``XREADGROUP ... >`` hands out new entries, ``XAUTOCLAIM`` takes
-over entries idle for longer than the lease (their consumer stopped extending them: it died), ``XCLAIM
-... JUSTID`` by the owner resets the idle time (a lease extension), ``XACK`` + ``XDEL`` finish an item.
+over entries idle for longer than the lease (their consumer stopped extending them: it died), both in one
+script (one round trip per claim); ``XCLAIM ... JUSTID`` by the owner resets the idle time (a lease
+extension), ``XACK`` + ``XDEL`` finish an item.
 """
 
 from __future__ import annotations
@@ -72,6 +73,38 @@ redis.call('HSET', KEYS[4], ARGV[3], cjson.encode(failure))
 return 1
 """
 
+# KEYS: stream; ARGV: group, consumer, lease (ms), count -- up to count claims, in one round trip: entries idle
+# for longer than the lease first (a dead worker's, taken over), then new ones; each as {entry id, item,
+# times delivered}
+_CLAIM = """
+local count = tonumber(ARGV[4])
+local entries = {}
+local taken = redis.call('XAUTOCLAIM', KEYS[1], ARGV[1], ARGV[2], ARGV[3], '0-0', 'COUNT', count)
+for _, e in ipairs(taken[2]) do
+  if type(e[2]) == 'table' and #e[2] > 0 then table.insert(entries, e) end
+end
+if #entries < count then
+  local fresh = redis.call('XREADGROUP', 'GROUP', ARGV[1], ARGV[2], 'COUNT', count - #entries, 'STREAMS', KEYS[1], '>')
+  if fresh then
+    for _, e in ipairs(fresh[1][2]) do table.insert(entries, e) end
+  end
+end
+local claims = {}
+for _, e in ipairs(entries) do
+  local item = nil
+  for i = 1, #e[2], 2 do
+    if e[2][i] == 'item' then item = e[2][i + 1] end
+  end
+  if item then
+    local p = redis.call('XPENDING', KEYS[1], ARGV[1], e[1], e[1], 1)
+    local n = 1
+    if p[1] then n = p[1][4] end
+    table.insert(claims, {e[1], item, n})
+  end
+end
+return claims
+"""
+
 # KEYS: stream; ARGV: group, entry id, consumer -- reset the idle time of a claim only if we still hold it
 _EXTEND = """
 local p = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[2], ARGV[2], 1, ARGV[3])
@@ -97,6 +130,7 @@ class RedisWorkQueue(WorkQueue):
         self._ack = self._r.register_script(_ACK)
         self._extend = self._r.register_script(_EXTEND)
         self._fail = self._r.register_script(_FAIL)
+        self._claim = self._r.register_script(_CLAIM)
         self._groups: set[str] = set()
 
     def _stream(self, topic: str) -> str:
@@ -132,22 +166,8 @@ class RedisWorkQueue(WorkQueue):
     def claim(self, topic: str, consumer: str, count: int = 1) -> list[Claim]:
         stream = self._group(topic)
         lease_ms = max(1, int(self.lease_seconds * 1000))
-        # a dead worker's claims first: idle (not extended) for longer than a lease
-        _cursor, entries, *_deleted = self._r.xautoclaim(stream, GROUP, consumer, lease_ms, "0-0", count=count)
-        claims = [(entry_id, fields) for entry_id, fields in entries if fields]
-        if len(claims) < count:
-            for _stream, fresh in self._r.xreadgroup(GROUP, consumer, {stream: ">"}, count=count - len(claims)) or []:
-                claims.extend((entry_id, fields) for entry_id, fields in fresh if fields)
-        if not claims:
-            return []
-        pipe = self._r.pipeline(transaction=False)
-        for entry_id, _ in claims:
-            pipe.xpending_range(stream, GROUP, entry_id, entry_id, 1)
-        counts = [rows[0]["times_delivered"] if rows else 1 for rows in pipe.execute()]
-        return [
-            Claim(topic, fields["item"], entry_id, _entry_time(entry_id), int(n))
-            for (entry_id, fields), n in zip(claims, counts)
-        ]
+        rows = self._claim(keys=[stream], args=[GROUP, consumer, lease_ms, max(1, int(count))])
+        return [Claim(topic, item, entry_id, _entry_time(entry_id), int(n)) for entry_id, item, n in rows]
 
     def extend(self, claim: Claim, consumer: str) -> bool:
         return bool(self._extend(keys=[self._stream(claim.topic)], args=[GROUP, claim.token, consumer]))

@@ -43,14 +43,30 @@ KNOWN = 6
 TAKEOVER_BOUND = LEASE + 12.0
 
 
+def two_daemon_config(tmp_path: Path, server, url: str, first_seed: int, workers: int) -> Path:
+    """The daemons' config (lease :data:`LEASE`), its store seeded with :data:`KNOWN` known pictures."""
+    seed_store(tmp_path, server, url, range(first_seed, first_seed + KNOWN), label="Known picture {k}",
+               source=f"https://example.org/{first_seed}-{{k}}")  # fmt: skip
+    return write_config(
+        tmp_path / "cfg.yaml", server, url, tmp_path / "data",
+        extra_media=f"pipeline:\n  workers: {workers}\n  lease: {LEASE:g}s\n",
+    )  # fmt: skip
+
+
+def stop_all(daemons: list, survivor) -> int | None:
+    """Kill every daemon but the survivor (the victim is dead already, unless the test failed early); stop the
+    survivor cleanly and return its exit code."""
+    for d in daemons:
+        if d is not survivor and d.poll() is None:
+            d.kill()
+            d.wait()
+    return stop_daemon(survivor) if survivor is not None else None
+
+
 def test_a_post_claimed_by_a_killed_daemon_is_taken_over_and_alerted_once(tmp_path: Path, world, redis_server) -> None:
     w, server = world
     url = redis_server.url
-    seed_store(tmp_path, server, url, range(7000, 7000 + KNOWN), label="Known picture {k}", source="https://example.org/t{k}")
-    config = write_config(
-        tmp_path / "cfg.yaml", server, url, tmp_path / "data",
-        extra_media=f"pipeline:\n  workers: 2\n  lease: {LEASE:g}s\n",
-    )  # fmt: skip
+    config = two_daemon_config(tmp_path, server, url, 7000, workers=2)
     store = open_store(url)
     queue = open_work_queue(store)
     ids = [str(1864000000000000000 + k) for k in range(KNOWN)]
@@ -87,11 +103,7 @@ def test_a_post_claimed_by_a_killed_daemon_is_taken_over_and_alerted_once(tmp_pa
                  240, "every post processed and every alert delivered")  # fmt: skip
         time.sleep(3)  # more polls, sweeps and outbox runs: nothing may be sent again
     finally:
-        for d in daemons:
-            if d is not survivor and d.poll() is None:
-                d.kill()
-                d.wait()
-        code = stop_daemon(survivor) if survivor is not None else None
+        code = stop_all(daemons, survivor)
 
     texts = [capture(f"takeover daemon log {n}", log.read_text(errors="replace")) for n, log in enumerate(logs)]
     survivor_log = texts[daemons.index(survivor)]
@@ -128,11 +140,7 @@ def test_a_daemon_killed_while_sending_alerts_holds_the_outbox_back_only_for_the
 ) -> None:
     w, server = world
     url = redis_server.url
-    seed_store(tmp_path, server, url, range(7100, 7100 + KNOWN), label="Known picture {k}", source="https://example.org/o{k}")
-    config = write_config(
-        tmp_path / "cfg.yaml", server, url, tmp_path / "data",
-        extra_media=f"pipeline:\n  workers: 1\n  lease: {LEASE:g}s\n",
-    )  # fmt: skip
+    config = two_daemon_config(tmp_path, server, url, 7100, workers=1)
     # the chat takes 1.5 s per alert (longer than a third of the lease): the sender must renew its lock meanwhile
     w.inject("/hook", Fault("delay", seconds=1.5, sticky=True))
     store = open_store(url)
@@ -158,11 +166,7 @@ def test_a_daemon_killed_while_sending_alerts_holds_the_outbox_back_only_for_the
         wait_for(lambda: not store.pending_posts(1) and store.outbox_size() == 0, 120, "every alert delivered")
         time.sleep(3)  # more outbox runs: nothing may be sent again
     finally:
-        for d in daemons:
-            if d is not survivor and d.poll() is None:
-                d.kill()
-                d.wait()
-        code = stop_daemon(survivor) if survivor is not None else None
+        code = stop_all(daemons, survivor)
     texts = [capture(f"outbox takeover daemon log {n}", log.read_text(errors="replace")) for n, log in enumerate(logs)]
     assert code == 0
     alerts = store.alerts_between(datetime(2000, 1, 1, tzinfo=timezone.utc), datetime(2100, 1, 1, tzinfo=timezone.utc))
