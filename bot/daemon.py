@@ -147,6 +147,7 @@ class Daemon:
             threads=config.pipeline.workers,
             stop=self.stop_event,
             max_attempts=config.pipeline.max_attempts,
+            on_start=one_library_thread_per_worker,
         )
         self.scheduler: BackgroundScheduler | None = None
         self._paused_until: dict[str, datetime] = {}

@@ -43,7 +43,11 @@ class WorkerPool:
         threads: int,
         stop: threading.Event | None = None,
         max_attempts: int = 5,
+        on_start: Callable[[], None] | None = None,
     ):
+        """``on_start``: run first in each worker thread, for settings a library keeps per thread (OpenMP's
+        thread count is one: set in the main thread only, every worker's faiss search still forked a second
+        OpenMP thread that spun after each search, half a core of CPU per busy worker)."""
         self.queue = queue
         self.topic = topic
         self.handle = handle
@@ -51,6 +55,7 @@ class WorkerPool:
         self.size = threads
         self.max_attempts = max_attempts
         self.stop_event = stop or threading.Event()
+        self.on_start = on_start
         self.done = 0  # items finished by this pool since it started
         self._wake = threading.Event()
         self._lock = threading.Lock()
@@ -144,6 +149,8 @@ class WorkerPool:
 
     def _run(self, index: int) -> None:
         consumer = self.consumer(index)
+        if self.on_start is not None:
+            self.on_start()
         while not self.stop_event.is_set():
             try:
                 if self.work_one(consumer):
