@@ -1,6 +1,6 @@
 """Pipeline throughput on one Redis: how much of the machine the daemons use, and how it scales out.
 
-    python bench/scale.py [--posts 120] [--known 30] [--skip-sim] [--skip-latency]
+    python bench/scale.py [--posts 120] [--known N] [--skip-sim] [--skip-latency]
 
 Everything runs in one go, against a redis-server of its own and real ``afterimage run`` daemons:
 
@@ -483,7 +483,14 @@ def parse_run(spec: str, default_mode: str) -> tuple[int, int, str]:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--posts", type=int, default=120)
-    ap.add_argument("--known", type=int, default=30)
+    ap.add_argument(
+        "--known",
+        type=int,
+        default=None,
+        help="known images (default: one per post, so each post copies a different one; fewer makes posts "
+        "copies of each other, and each post is then also verified against the earlier posts' copies, work "
+        "the check cost does not include)",
+    )
     ap.add_argument("--runs", default="1x1t,1x2t,1x2p,2x1p,2x2t,2x2p", help="daemons x workers per run (suffix t: hashing in threads, p: in processes; default --workers-mode); "
                     "the first is the baseline")
     ap.add_argument("--workers-mode", default="threads", choices=["threads", "processes"],
@@ -494,6 +501,7 @@ def main() -> None:
     ap.add_argument("--accounts", type=int, default=1000)
     ap.add_argument("--interval", type=int, default=60)
     args = ap.parse_args()
+    args.known = args.known or args.posts
     print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f} at start (shared machine: figures are noisy)")
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
