@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import io
+import threading
 from dataclasses import dataclass
 
 import cv2
@@ -90,17 +91,30 @@ UPSCALE_BELOW, UPSCALE_TO = 560, 640
 #: cells per side of the grid over which keypoints are spread (strongest per cell first, round-robin)
 SPREAD_GRID = 8
 
-_orb: dict[int, cv2.ORB] = {}
-_clahe = None
+#: OpenCV's CLAHE and ORB objects, one set per thread: a CLAHE object keeps buffers sized to its last image,
+#: so two worker threads sharing one corrupted each other's output (a wrong grey image, hence no match) or
+#: failed an OpenCV assertion
+_per_thread = threading.local()
+
+
+def _clahe() -> cv2.CLAHE:
+    clahe = getattr(_per_thread, "clahe", None)
+    if clahe is None:
+        clahe = _per_thread.clahe = cv2.createCLAHE(clipLimit=2.0, tileGridSize=(8, 8))
+    return clahe
+
+
+def _orb(threshold: int) -> cv2.ORB:
+    detectors: dict[int, cv2.ORB] = _per_thread.__dict__.setdefault("orb", {})
+    if threshold not in detectors:
+        detectors[threshold] = cv2.ORB_create(nfeatures=DETECT_FEATURES, fastThreshold=threshold)
+    return detectors[threshold]
 
 
 def normalized_gray(image: Image.Image) -> np.ndarray:
     """Grey levels with local contrast normalised (CLAHE): a dark, washed-out or semi-transparent copy
     gets the same corners as its original, which plain thresholds miss."""
-    global _clahe
-    if _clahe is None:
-        _clahe = cv2.createCLAHE(clipLimit=2.0, tileGridSize=(8, 8))
-    return _clahe.apply(np.asarray(image.convert("L")))
+    return _clahe().apply(np.asarray(image.convert("L")))
 
 
 def extract(image: Image.Image) -> LocalFeatures:
@@ -126,9 +140,7 @@ def extract(image: Image.Image) -> LocalFeatures:
 
 
 def _detect(gray: np.ndarray, threshold: int) -> tuple[list[cv2.KeyPoint], np.ndarray | None]:
-    if threshold not in _orb:
-        _orb[threshold] = cv2.ORB_create(nfeatures=DETECT_FEATURES, fastThreshold=threshold)
-    kps, desc = _orb[threshold].detectAndCompute(gray, None)
+    kps, desc = _orb(threshold).detectAndCompute(gray, None)
     return list(kps or ()), desc
 
 
