@@ -71,11 +71,13 @@ def report(store, tmp_path, httpserver):
     store.record_poll("x", "MinistryOfInfo", [post], None, at=post.created_at)
     rec = archive_media(store, Archive(sc.archive_root), "img400", jpeg("#117a65", "img400"), post.media[0].url)
     store.link_post_media(PostMediaLink("x", "400", 0, post.media[0].url, rec.sha256))
-    store.enqueue_alert(OutboxAlert(
-        key=f"match:x:400:{rec.sha256}:k", kind="match",
-        payload={"platform": "x", "post_id": "400", "media_sha256": rec.sha256,
-                 "known_id": store.list_known()[-1].id, "label": "Arma 3 gameplay frame", "signal": "pdq", "distance": 22},
-        created_at=T0 + minutes(4)))
+    # matched twice (a game frame and a stock photo): three pictures in a row, the last one wraps at 1280 px
+    for known in store.list_known()[-2:]:
+        store.enqueue_alert(OutboxAlert(
+            key=f"match:x:400:{rec.sha256}:{known.id}", kind="match",
+            payload={"platform": "x", "post_id": "400", "media_sha256": rec.sha256,
+                     "known_id": known.id, "label": known.label, "signal": "pdq", "distance": 22},
+            created_at=T0 + minutes(4)))
     tsa = start_tsa(httpserver, tmp_path / "pki")
     ledger = EvidenceLedger(tmp_path / "evidence")
     archive = Archive(sc.archive_root, on_new=lambda f: ledger.enqueue_file(f.sha256, f.relpath))
@@ -125,7 +127,14 @@ const accounts = [...document.querySelectorAll('table.summary td.account')].map(
   const lines = new Set([...range.getClientRects()].map(r => Math.round(r.top))).size;
   return [td.textContent, lines, Math.round(td.getBoundingClientRect().width)];
 });
-return {scrollWidth: document.documentElement.scrollWidth, clientWidth: vw, overflowing: over.slice(0, 20),
+// each "≈" sign beside (or, on a phone, just above) the known picture it introduces, never left behind at
+// the end of a line when that picture wraps
+const signs = [...document.querySelectorAll('.vs')].map(s => {
+  const a = s.getBoundingClientRect(), b = s.nextElementSibling.getBoundingClientRect();
+  return (a.right <= b.left + 0.5 && b.left - a.right < 30 && a.top >= b.top && a.bottom <= b.bottom)
+      || (a.bottom <= b.top + 0.5 && b.top - a.bottom < 30 && a.left >= b.left - 0.5);
+});
+return {signs: signs, scrollWidth: document.documentElement.scrollWidth, clientWidth: vw, overflowing: over.slice(0, 20),
         labels: labels, labelW: labelW, height: document.documentElement.scrollHeight, accounts: accounts};
 """
 
@@ -155,6 +164,7 @@ def test_report_fits_1280_and_400_px_with_whole_distinct_labels(report, tmp_path
             layout = _layout_and_screenshot(driver, report.as_uri(), width, artifacts / f"report-{width}px.png")
             assert layout["scrollWidth"] <= layout["clientWidth"], (width, layout["overflowing"])
             assert layout["overflowing"] == [], (width, layout["overflowing"])
+            assert layout["signs"] and all(layout["signs"]), (width, layout["signs"])
             # account names wrap between their words, never letter by letter: the feed URL in at most two lines
             # (three on a phone), every handle on one
             accounts = {text: lines for text, lines, _ in layout["accounts"]}
