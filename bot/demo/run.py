@@ -33,6 +33,7 @@ from bot.export.writers import export_to_file
 from bot.known import add_paths
 from bot.models import utcnow
 from bot.store import open_store
+from bot.store.deletion_log import EventFilter
 
 X_POST_ID = "930405181311074304"  # a tweet id of 14 November 2017's size
 FB_POST_ID = "1555000000000001"
@@ -160,9 +161,9 @@ def run_demo(out_dir: Path, echo: Callable[[str], None] = print) -> DemoResult:
             echo("4. The post is deleted on X; afterimage confirms the deletion ...")
             with world.lock:
                 world.x_posts[0].deleted = True
-            wait_until(lambda: bool(daemon.store.list_events(kinds=["deleted"])), 40, "a confirmed deletion")
-            result.deletions = len(daemon.store.list_events(kinds=["deleted"]))
-            event = daemon.store.list_events(kinds=["deleted"])[0]
+            wait_until(lambda: bool(daemon.store.list_events(EventFilter(kinds=["deleted"]))), 40, "a confirmed deletion")
+            result.deletions = len(daemon.store.list_events(EventFilter(kinds=["deleted"])))
+            event = daemon.store.list_events(EventFilter(kinds=["deleted"]))[0]
             echo(f"   deletion of {event.platform}/{event.post_id} confirmed at {event.detected_at:%H:%M:%S} UTC")
             # the deletion alert is part of the story: the run ends once the chat has it, not with it queued
             wait_until(lambda: daemon.store.outbox_size() == 0, 40, "the deletion alert at the chat webhook")

@@ -36,6 +36,7 @@ from bot.evidence.tsa import TsaClient, TsaError
 from bot.models import iso, parse_iso, utcnow
 from bot.redact import redact
 from bot.store.base import StateStore
+from bot.store.deletion_log import EventFilter
 from bot.store.review import Case, CaseEvent, CaseStore
 
 log = logging.getLogger(__name__)
@@ -105,7 +106,7 @@ class Stamper:
         last = max((t for t in self._chained.values() if t is not None), default=None)
         since = last - EVENT_LOOKBACK if last else None
         added = 0
-        for event in self.store.list_events(since=since):
+        for event in self.store.list_events(EventFilter(since=since)):
             if event.id in self._chained:
                 continue
             record: dict[str, Any] = {

@@ -170,6 +170,39 @@ class CaseNotFound(KeyError):
     """No case has this id."""
 
 
+def check_case_filters(status: str | None, tier: str | None) -> None:
+    """A clear error for a status or tier that does not exist (rather than an empty list)."""
+    if status is not None and status not in CASE_STATUSES:
+        raise ValueError(f"status must be one of {', '.join(CASE_STATUSES)}, not {status!r}")
+    if tier is not None and tier not in CASE_TIERS:
+        raise ValueError(f"tier must be one of {', '.join(CASE_TIERS)}, not {tier!r}")
+
+
+@dataclass(frozen=True)
+class CaseQuery:
+    """Which cases to list, newest first: of one status, tier, platform or post (each None: any), a page of
+    ``limit`` after skipping ``offset``. A status or tier that does not exist is a clear error here, not an
+    empty list."""
+
+    status: str | None = None
+    tier: str | None = None
+    platform: str | None = None
+    post_id: str | None = None
+    limit: int = 100
+    offset: int = 0
+
+    def __post_init__(self) -> None:
+        check_case_filters(self.status, self.tier)
+
+    def equal_to(self) -> dict[str, str]:
+        """The case fields this query fixes, and their values."""
+        given = {"status": self.status, "tier": self.tier, "platform": self.platform, "post_id": self.post_id}
+        return {name: value for name, value in given.items() if value is not None}
+
+    def matches(self, case: Case) -> bool:
+        return all(getattr(case, name) == value for name, value in self.equal_to().items())
+
+
 class CaseReader(Protocol):
     """Reading cases and the dismissals they taught."""
 
@@ -177,16 +210,8 @@ class CaseReader(Protocol):
     def get_case(self, case_id: str) -> Case | None: ...
 
     @abstractmethod
-    def list_cases(
-        self,
-        status: str | None = None,
-        tier: str | None = None,
-        platform: str | None = None,
-        post_id: str | None = None,
-        limit: int = 100,
-        offset: int = 0,
-    ) -> list[Case]:
-        """Cases, newest first, optionally of one status, tier or post."""
+    def list_cases(self, query: CaseQuery = CaseQuery()) -> list[Case]:
+        """The cases ``query`` selects, newest first (the first 100 by default)."""
 
     @abstractmethod
     def count_cases(self, status: str | None = None) -> int: ...
@@ -238,10 +263,3 @@ class UserStore(Protocol):
     def remove_user(self, name: str) -> bool:
         """Remove a user and its token; False when there was none."""
 
-
-def check_case_filters(status: str | None, tier: str | None) -> None:
-    """A clear error for a status or tier that does not exist (rather than an empty list)."""
-    if status is not None and status not in CASE_STATUSES:
-        raise ValueError(f"status must be one of {', '.join(CASE_STATUSES)}, not {status!r}")
-    if tier is not None and tier not in CASE_TIERS:
-        raise ValueError(f"tier must be one of {', '.join(CASE_TIERS)}, not {tier!r}")
