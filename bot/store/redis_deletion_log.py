@@ -25,8 +25,8 @@ return 1
 class RedisDeletionLogMixin(RedisRole, DeletionLogStore):
     """Re-checks and events under the host store's prefix."""
 
-    def _deletion_log_scripts(self) -> None:
-        self._append_event = self._r.register_script(_APPEND_EVENT)
+    #: the Lua scripts this role runs: the host store registers each as the attribute named
+    SCRIPTS = {"_append_event": _APPEND_EVENT}
 
     def _queue_recheck(self, pipe: Any, recheck: Recheck) -> None:
         pipe.set(self._k("recheck", recheck.platform, recheck.post_id), dumps(recheck.to_dict()))

@@ -29,8 +29,8 @@ return false
 class RedisKnownMediaMixin(RedisRole, KnownMediaStore):
     """Known-media entries under the host store's prefix."""
 
-    def _known_media_scripts(self) -> None:
-        self._add_seen = self._r.register_script(_ADD_SEEN)
+    #: the Lua scripts this role runs: the host store registers each as the attribute named
+    SCRIPTS = {"_add_seen": _ADD_SEEN}
 
     def _index_old_known_groups(self) -> None:
         """Add known entries stored before the group index existed to it, once per store (flag

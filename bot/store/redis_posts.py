@@ -33,8 +33,8 @@ return 1
 class RedisPostsMixin(RedisRole, PostStore):
     """Posts, versions, cursors and rejected items under the host store's prefix."""
 
-    def _posts_scripts(self) -> None:
-        self._mark_processed = self._r.register_script(_MARK_PROCESSED)
+    #: the Lua scripts this role runs: the host store registers each as the attribute named
+    SCRIPTS = {"_mark_processed": _MARK_PROCESSED}
 
     def _post_indexes(self, platform: str, account: str) -> list[str]:
         return [

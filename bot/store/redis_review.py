@@ -56,8 +56,8 @@ class RedisReviewMixin(CaseStore, UserStore):
 
         def _k(self, *parts: str) -> str: ...
 
-    def _review_scripts(self) -> None:
-        self._open_case_script = self._r.register_script(_OPEN_CASE)
+    #: the Lua scripts this role runs: the host store registers each as the attribute named
+    SCRIPTS = {"_open_case_script": _OPEN_CASE}
 
     # ----------------------------------------------------------------- cases
     def _case_key(self, case_id: str) -> str:

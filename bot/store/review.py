@@ -14,11 +14,12 @@ every account. The service deciding with them is :mod:`bot.cases`.
 from __future__ import annotations
 
 from abc import abstractmethod
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Protocol
 
-from bot.models import iso, parse_iso, utcnow
+from bot.models import utcnow
+from bot.store.records import JsonRecord
 
 CASE_STATUSES = ("open", "confirmed", "dismissed")
 CASE_TIERS = ("match", "suggest")
@@ -27,7 +28,7 @@ ROLES = ("viewer", "reviewer", "admin")
 
 
 @dataclass(frozen=True)
-class CaseEvent:
+class CaseEvent(JsonRecord):
     """One line of a case's history: who did what, when (``action``: opened, confirmed, dismissed, reopened,
     suppressed), with the note or reason and, for a dismissal, its scope."""
 
@@ -37,12 +38,7 @@ class CaseEvent:
     note: str | None = None
     scope: str | None = None
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"at": iso(self.at), "by": self.by, "action": self.action, "note": self.note, "scope": self.scope}
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> CaseEvent:
-        return cls(**{**d, "at": parse_iso(d["at"])})
+    _TIMES = ("at",)
 
 
 def case_key(platform: str, post_id: str, media_sha256: str, known_item: str) -> str:
@@ -51,7 +47,7 @@ def case_key(platform: str, post_id: str, media_sha256: str, known_item: str) ->
 
 
 @dataclass(frozen=True)
-class Case:
+class Case(JsonRecord):
     """A match (or recycled hit) and the desk's judgement of it.
 
     ``payload`` is the match payload of :func:`bot.alerts.payloads.match_payload` (post, known entry, tier,
@@ -84,23 +80,15 @@ class Case:
     def known(self) -> dict[str, Any]:
         return dict(self.payload.get("known") or {})
 
+    _TIMES = ("created_at",)
+    _OPTIONAL_TIMES = ("updated_at",)
+
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["created_at"] = iso(self.created_at)
-        d["updated_at"] = iso(self.updated_at) if self.updated_at else None
-        d["history"] = [e.to_dict() for e in self.history]
-        return d
+        return {**super().to_dict(), "history": [e.to_dict() for e in self.history]}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Case:
-        return cls(
-            **{
-                **d,
-                "created_at": parse_iso(d["created_at"]),
-                "updated_at": parse_iso(d.get("updated_at")),
-                "history": tuple(CaseEvent.from_dict(e) for e in d.get("history") or ()),
-            }
-        )
+        return cls(**{**cls._parsed(d), "history": tuple(CaseEvent.from_dict(e) for e in d.get("history") or ())})
 
     @property
     def changed_at(self) -> datetime:
@@ -113,7 +101,7 @@ class Case:
 
 
 @dataclass(frozen=True)
-class Dismissal:
+class Dismissal(JsonRecord):
     """What dismissing case ``case_id`` taught: the posted picture (``media_sha256``, and ``pdq`` for its
     near-duplicates) is not ``known_item``. ``scope`` ``account`` holds for ``platform``/``account`` only,
     ``global`` for every account."""
@@ -132,16 +120,11 @@ class Dismissal:
     def covers(self, platform: str, account: str) -> bool:
         return self.scope == "global" or (self.platform, self.account) == (platform, account)
 
-    def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "at": iso(self.at)}
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> Dismissal:
-        return cls(**{**d, "at": parse_iso(d["at"])})
+    _TIMES = ("at",)
 
 
 @dataclass(frozen=True)
-class User:
+class User(JsonRecord):
     """A console user. ``password_hash`` is an Argon2id hash; ``token_hash`` the SHA-256 of the user's API
     token (one per user: a new token replaces the old one), None when the user has none."""
 
@@ -152,18 +135,8 @@ class User:
     token_hash: str | None = None
     token_created_at: datetime | None = None
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            **asdict(self),
-            "created_at": iso(self.created_at),
-            "token_created_at": iso(self.token_created_at) if self.token_created_at else None,
-        }
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> User:
-        return cls(
-            **{**d, "created_at": parse_iso(d["created_at"]), "token_created_at": parse_iso(d.get("token_created_at"))}
-        )
+    _TIMES = ("created_at",)
+    _OPTIONAL_TIMES = ("token_created_at",)
 
 
 class CaseNotFound(KeyError):
