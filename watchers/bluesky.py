@@ -286,16 +286,9 @@ class BlueskyWatcher(Watcher):
         handle = author.get("handle")
         who = handle if isinstance(handle, str) and handle and handle != "handle.invalid" else did
         name = account or self._names.get(did) or f"@{who}"
-        return Post(
-            platform=self.platform,
-            account=name,
-            post_id=uri,
-            url=f"https://bsky.app/profile/{who}/post/{m.group(2)}",
-            text=text,
-            created_at=created,
-            media=tuple(self._media(post.get("embed"), record)),
-            raw=post,
-            author_id=did,
+        return self.new_post(
+            name, uri, f"https://bsky.app/profile/{who}/post/{m.group(2)}", text, created,
+            media=self._media(post.get("embed"), record), raw=post, author_id=did,
         )
 
     # ------------------------------------------------------------------ poll

@@ -321,15 +321,8 @@ def to_post(item: Any, account: str) -> Post:
         media += _media(repost.get("attachments"), f"post {owner}_{post_id} (repost)")
         if isinstance(repost.get("text"), str) and repost["text"]:
             text = f"{text}\n\n{repost['text']}" if text else repost["text"]
-    return Post(
-        platform=VkWatcher.platform,
-        account=account,
-        post_id=f"{owner}_{post_id}",
-        url=f"https://vk.com/wall{owner}_{post_id}",
-        text=text,
-        created_at=created,
-        media=tuple(media),
-        raw=item,
+    return VkWatcher.new_post(
+        account, f"{owner}_{post_id}", f"https://vk.com/wall{owner}_{post_id}", text, created, media=media, raw=item,
         author_id=str(owner),
     )
 

@@ -487,17 +487,7 @@ class XWatcher(Watcher):
         raw: dict[str, Any] = {"data": tweet}
         if raw_includes:
             raw["includes"] = raw_includes
-        post = Post(
-            platform=self.platform,
-            account=account or (username or ""),
-            post_id=post_id,
-            url=url,
-            text=text,
-            created_at=created,
-            media=tuple(media),
-            raw=raw,
-            author_id=author,
-        )
+        post = self.new_post(account or (username or ""), post_id, url, text, created, media=media, raw=raw, author_id=author)
         return post, missing
 
     def _learn(self, post: Post, tweet_id: str, index: _Includes) -> None:
