@@ -22,7 +22,7 @@ import logging
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 from datetime import datetime
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar
 from urllib.parse import quote, urlsplit, urlunsplit
 
 import feedparser
@@ -30,7 +30,7 @@ import requests
 from pydantic import SecretStr, field_validator
 from selectolax.lexbor import LexborHTMLParser
 
-from bot.config_base import WatcherConfig, base_url
+from bot.config_base import WatcherConfig, api_root
 from bot.errors import PlatformError, RateLimited
 from bot.models import Media, MediaKind, Post, PostStatus, RejectedItem, StatusKind, iso, parse_iso
 from bot.redact import register_secret
@@ -73,17 +73,12 @@ class YoutubeConfig(WatcherConfig):
     api_base: str = PUBLIC_BASE
     #: optional Data API key for re-checks (videos.list): without it, look-ups use oEmbed
     api_key: SecretStr | None = None
-    data_api_base: str = "https://www.googleapis.com"
+    data_api_base: Annotated[str, api_root("https://www.googleapis.com")] = "https://www.googleapis.com"
 
     @field_validator("accounts")
     @classmethod
     def _channels(cls, v: list[str]) -> list[str]:
         return [channel_account(a) for a in v]
-
-    @field_validator("data_api_base")
-    @classmethod
-    def _data_api_is_url(cls, v: str) -> str:
-        return base_url(v, "https://www.googleapis.com")
 
 
 class YoutubeWatcher(Watcher):
