@@ -30,7 +30,7 @@ from bot.demo.fakes import FakePlatforms, FakePost, FakeWorld
 from bot.demo.scene import ministry_evidence, write_trailer
 from bot.export.rows import ExportFilters
 from bot.export.writers import export_to_file
-from bot.known import add_paths
+from bot.known import AddOptions, add_paths
 from bot.models import utcnow
 from bot.store import open_store
 from bot.store.deletion_log import EventFilter
@@ -133,7 +133,7 @@ def run_demo(out_dir: Path, echo: Callable[[str], None] = print) -> DemoResult:
         echo("1. A 2015 game trailer is added to the known-media store ...")
         trailer = write_trailer(out_dir / TRAILER_FILE)
         with open_store(config.store_url) as store:
-            report = add_paths(store, Archive(config.archive_path), [trailer], label=TRAILER_LABEL, source=TRAILER_SOURCE)
+            report = add_paths(store, Archive(config.archive_path), [trailer], AddOptions(TRAILER_LABEL, TRAILER_SOURCE))
         echo(f"   {len(report.added)} keyframes remembered from {trailer.name}")
 
         echo("2. The ministry posts a cropped, captioned frame on X and on Facebook ...")

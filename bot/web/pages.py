@@ -34,7 +34,7 @@ from bot.errors import AfterimageError
 from bot.export.cases import CASE_FORMATS, render_cases
 from bot.export.rows import ExportFilters, ReadOnlyStore, deletion_log_rows
 from bot.export.writers import FORMATS, render
-from bot.known import add_paths
+from bot.known import AddOptions, add_paths, items_of
 from bot.matching.matcher import Matcher
 from bot.media.fetch import MediaFetcher
 from bot.models import utcnow
@@ -45,7 +45,7 @@ from bot.store.deletion_log import EventFilter
 from bot.store.review import CASE_STATUSES, CASE_TIERS, DISMISS_SCOPES, ROLES, CaseNotFound, CaseQuery
 from bot.users import UserError, add_user
 from bot.web.auth import require_login, role_required
-from bot.web.present import export_filters, known_items
+from bot.web.present import export_filters
 
 bp = Blueprint("pages", __name__)
 bp.before_request(require_login)
@@ -267,7 +267,7 @@ def _download(body: str | bytes, filename: str, mime: str) -> Response:
 # ----------------------------------------------------------------------------- known media
 @bp.get("/known")
 def known() -> str:
-    items = known_items(store().iter_known(KnownKind.KNOWN))
+    items = items_of(store().iter_known(KnownKind.KNOWN))
     return render_template("known.html", items=items[::-1])
 
 
@@ -290,8 +290,8 @@ def known_upload() -> Any:
             f.save(path)
             # one item per file: labelled with its file name unless a label was given; the source says who
             # uploaded it when none was given (never the temporary path)
-            report = add_paths(store(), archive(), [path], label=label or name,
-                               source=source or f"uploaded by {current_user.name}: {name}", note=note)
+            given = AddOptions(label or name, source or f"uploaded by {current_user.name}: {name}", note)
+            report = add_paths(store(), archive(), [path], given)
             added += len(report.added)
             duplicates += len(report.duplicates)
             errors += [(name, error) for _, error in report.errors]
@@ -302,7 +302,7 @@ def known_upload() -> Any:
 
 
 def _item_or_404(key: str) -> Any:
-    for item in known_items(store().iter_known(KnownKind.KNOWN)):
+    for item in items_of(store().iter_known(KnownKind.KNOWN)):
         if item.key == key:
             return item
     abort(404, "no such known item")
@@ -319,7 +319,7 @@ def known_edit(key: str) -> Any:
     source = (request.form.get("source") or "").strip() or None
     note = (request.form.get("note") or "").strip() or None
     for entry in item.entries:
-        entry_label = f"{label} @ {entry.frame_ts:.1f}s" if item.is_video and entry.frame_ts is not None else label
+        entry_label = f"{label} @ {entry.frame_ts:.1f}s" if entry.frame_ts is not None else label
         store().add_known(replace(entry, label=entry_label, source=source, note=note))
     flash(f"Saved {label}.", "ok")
     return redirect(url_for("pages.known"))
