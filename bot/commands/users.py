@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import click
@@ -47,9 +47,16 @@ def add(config_path: str | None, name: str, role: str, password_stdin: bool, rep
     click.echo(f"user {name} ({role}) saved")
 
 
-@users.command("token")
-@CONFIG_OPTION
-@click.argument("name")
+def _one_user_command(command: str) -> Callable[[Callable[..., None]], click.Command]:
+    """A ``users`` subcommand acting on one user: ``--config`` and the user's NAME."""
+
+    def register(fn: Callable[..., None]) -> click.Command:
+        return users.command(command)(CONFIG_OPTION(click.argument("name")(fn)))
+
+    return register
+
+
+@_one_user_command("token")
 def token(config_path: str | None, name: str) -> None:
     """Print a new API token for NAME (shown once; it replaces the user's previous token)."""
     with _user_store(config_path) as store:
@@ -66,9 +73,7 @@ def list_cmd(config_path: str | None) -> None:
             click.echo(f"{user.name}\t{user.role}\t{has_token}\tsince {user.created_at:%Y-%m-%d}")
 
 
-@users.command("remove")
-@CONFIG_OPTION
-@click.argument("name")
+@_one_user_command("remove")
 def remove(config_path: str | None, name: str) -> None:
     """Remove a user (its sessions and API token stop working)."""
     with _user_store(config_path) as store:
