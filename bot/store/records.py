@@ -49,6 +49,8 @@ class Change(StrEnum):
 
 @dataclass(frozen=True)
 class PostChange:
+    """What saving ``post`` did (``change``) and the version it is now."""
+
     post: Post
     change: Change
     version: int
