@@ -28,7 +28,7 @@ import numpy as np  # noqa: E402
 from bench.evalset import scene  # noqa: E402
 from bot.archive import Archive  # noqa: E402
 from bot.hashing.stage import compute_signals  # noqa: E402
-from bot.known import video_frames  # noqa: E402
+from bot.known import AddOptions, video_frames  # noqa: E402
 from bot.media.keyframes import extract_keyframes  # noqa: E402
 
 
@@ -90,7 +90,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         archive = Archive(Path(tmp) / "archive")
         t0 = time.perf_counter()
-        ours = video_frames(archive, data, label="bench")
+        ours = video_frames(archive, data, AddOptions(label="bench"))
         ours_s = time.perf_counter() - t0
         t0 = time.perf_counter()
         base_times = baseline(Archive(Path(tmp) / "archive-base"), data)

@@ -57,6 +57,7 @@ from bot.matching.matcher import Matcher  # noqa: E402
 from bot.models import Media, Post  # noqa: E402
 from bot.store import open_work_queue  # noqa: E402
 from bot.store.queue import POSTS, parse_post_item, post_item  # noqa: E402
+from bot.store.posts import AccountPoll  # noqa: E402
 from bot.store.redis import RedisStore  # noqa: E402
 from bot.hashing.pool import one_library_thread_per_worker  # noqa: E402
 
@@ -317,7 +318,7 @@ def run_daemons(
         redis_cpu0, calls0 = redis_server.cpu_and_calls()
         cpu0 = sum(proc_cpu(pid) for p in procs for pid in descendants(p.pid))
         t0 = time.monotonic()
-        changes = store.record_poll("x", "bench", posts, None)
+        changes = store.record_poll(AccountPoll("x", "bench", posts))
         queue.put(POSTS, [post_item("x", c.post.post_id, c.version) for c in changes])
         while store.pending_posts(1):
             if time.monotonic() - t0 > 900:
@@ -389,7 +390,7 @@ def simulate(redis_server: RedisServer, per_post: float, redis_cpu_per_post: flo
         n = min(posts_needed, int(daemons * seconds / per_post * 1.5) + 50)
         posts = [Post("x", "sim", f"{daemons}-{i}", "https://x.com/s", "t", now, raw={}) for i in range(n)]
         for start in range(0, n, 500):
-            changes = store.record_poll("x", "sim", posts[start : start + 500], None)
+            changes = store.record_poll(AccountPoll("x", "sim", posts[start : start + 500]))
             open_work_queue(store).put(POSTS, [post_item("x", c.post.post_id, c.version) for c in changes])
         done = multiprocessing.Value("i", 0)
         stop_at = time.time() + seconds

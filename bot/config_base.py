@@ -11,7 +11,7 @@ import re
 from typing import Annotated, Any, ClassVar
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, ValidationInfo, field_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, ValidationInfo, field_validator
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)")
 _DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -79,6 +79,12 @@ def base_url(value: str, example: str = "https://api.example.org") -> str:
         root = f"{parts.scheme}://{parts.netloc}"
         raise ValueError(f'"{value}" has a path; give scheme and host only ({root}): the watcher adds the API paths')
     return text.rstrip("/")
+
+
+def api_root(example: str) -> AfterValidator:
+    """A config field's check that it holds an API's scheme and host only (:func:`base_url`), ``example``
+    shown when it does not: ``Annotated[str, api_root("https://plc.directory")]``."""
+    return AfterValidator(lambda value: base_url(value, example))
 
 
 class MediaConfig(ConfigModel):

@@ -81,6 +81,15 @@ class KnownItem:
         return self.first.id
 
     @property
+    def key(self) -> str:
+        """What names the item among those of its kind: its group (a video's SHA-256), else its entry's id."""
+        return self.first.item
+
+    @property
+    def label(self) -> str:
+        return item_label(self.first)
+
+    @property
     def media(self) -> str:
         """``video`` (keyframes), ``image`` (an archived file) or ``hashes`` (an imported hash list row)."""
         if any(e.frame_ts is not None for e in self.entries):
@@ -155,6 +164,23 @@ def _known_item_for_file(store: KnownMediaStore, sha256: str) -> KnownItem | Non
 
 
 # ----------------------------------------------------------------------------- adding
+
+
+@dataclass(frozen=True)
+class AddOptions:
+    """How files and URLs are added: what a person says of them (``label``, ``source``, ``note``; a label or
+    source left None is taken from each file or page) and how a video is sampled (a frame at every shot
+    change and at least one every ``every`` seconds, at most ``max_frames``; ``frame_progress`` is told as
+    the scan goes). ``hash_only``: the imported hash-only entries a new file may attach to (None: read from
+    the store once per add)."""
+
+    label: str | None = None
+    source: str | None = None
+    note: str | None = None
+    every: float = DEFAULT_EVERY
+    max_frames: int = DEFAULT_MAX_FRAMES
+    frame_progress: Callable[[ShotScan], None] | None = None
+    hash_only: HashOnlyEntries | None = None
 
 
 @dataclass
@@ -318,21 +344,11 @@ class VideoFrames:
         )
 
 
-def video_frames(
-    archive: Archive,
-    data: bytes,
-    *,
-    label: str,
-    source: str | None = None,
-    note: str | None = None,
-    file_name: str | None = None,
-    every: float = DEFAULT_EVERY,
-    max_frames: int = DEFAULT_MAX_FRAMES,
-    progress: Callable[[ShotScan], None] | None = None,
-) -> VideoFrames:
-    """Keyframes at shot changes (and every ``every`` seconds), near-duplicates dropped, each archived as PNG
-    (the exact pixels hashed, shown and re-verified later) with its timestamp, grouped by the video's SHA-256.
-    The video file itself is archived too."""
+def video_frames(archive: Archive, data: bytes, options: AddOptions, file_name: str | None = None) -> VideoFrames:
+    """Keyframes at shot changes (and every ``options.every`` seconds), near-duplicates dropped, each archived
+    as PNG (the exact pixels hashed, shown and re-verified later) with its timestamp, grouped by the video's
+    SHA-256, labelled ``options.label`` (else the file name) and its time. The video file is archived too."""
+    label = options.label or file_name or "video"
     group = hashlib.sha256(data).hexdigest()
     sniffed = sniff(data[:SNIFF_BYTES])
     archive.put(data, sniffed.ext if sniffed else "bin")
@@ -340,7 +356,9 @@ def video_frames(
     entries: list[KnownMedia] = []
     seen: set[str] = set()
     last: str | None = None
-    for ts, frame in iter_shot_frames(data, every=every, max_frames=max_frames, scan=scan, progress=progress):
+    for ts, frame in iter_shot_frames(
+        data, every=options.every, max_frames=options.max_frames, scan=scan, progress=options.frame_progress
+    ):
         pdq = PdqSignal.compute(frame)
         if last is not None and PdqSignal.distance(pdq, last) < FRAME_DUPLICATE_DISTANCE:
             continue
@@ -354,8 +372,8 @@ def video_frames(
         seen.add(sha)
         entries.append(
             _image_entry(
-                archive, png, label=f"{label} @ {ts:.1f}s", image=frame, sha256=sha, source=source, note=note,
-                frame_ts=ts, group=group, file_name=file_name,
+                archive, png, label=f"{label} @ {ts:.1f}s", image=frame, sha256=sha, source=options.source,
+                note=options.note, frame_ts=ts, group=group, file_name=file_name,
             )
         )
     return VideoFrames(entries, scan)
@@ -369,21 +387,10 @@ def _is_video(data: bytes, name: str) -> bool:
 
 
 def add_media(
-    store: KnownMediaStore,
-    archive: Archive,
-    data: bytes,
-    *,
-    input: str,
-    file_name: str,
-    label: str,
-    source: str,
-    note: str | None = None,
-    every: float = DEFAULT_EVERY,
-    max_frames: int = DEFAULT_MAX_FRAMES,
-    progress: Callable[[ShotScan], None] | None = None,
-    hash_only: HashOnlyEntries | None = None,
+    store: KnownMediaStore, archive: Archive, data: bytes, options: AddOptions, *, input: str, file_name: str
 ) -> Added:
-    """Add one file's bytes as one item (an image, or a video's keyframes), stored in one transaction.
+    """Add one file's bytes as one item (an image, or a video's keyframes), stored in one transaction,
+    labelled ``options.label`` (else the file name).
 
     A file already known is not added again: the outcome names the item it is known as. An image whose
     SHA-256 or exact PDQ hash is a hash-only entry's (an imported row) is attached to that entry instead."""
@@ -392,18 +399,16 @@ def add_media(
     if known_as is not None:
         return Added(input, known_as=known_as)
     if _is_video(data, file_name):
-        frames = video_frames(
-            archive, data, label=label, source=source, note=note, file_name=file_name, every=every,
-            max_frames=max_frames, progress=progress,
-        )
+        frames = video_frames(archive, data, options, file_name)
         return Added(input, item=KnownItem(store.add_known_many(frames.entries)), warning=frames.warning)
+    label = options.label or file_name
     signals = compute_signals(decode_image(data))
-    hash_only = hash_only or HashOnlyEntries(store)
+    hash_only = options.hash_only or HashOnlyEntries(store)
     twin = hash_only.match(sha, signals.get("pdq"))
     if twin is not None and twin.sha256 and twin.sha256 != sha:
         return _attach(input, store, twin, KnownMedia(label, signals, sha256=sha), hash_only)  # nothing archived
-    entry = _image_entry(archive, data, label=label, source=source, note=note, file_name=file_name, sha256=sha,
-                         signals=signals)
+    entry = _image_entry(archive, data, label=label, source=options.source, note=options.note, file_name=file_name,
+                         sha256=sha, signals=signals)
     if twin is not None:
         return _attach(input, store, twin, entry, hash_only)
     return Added(input, item=KnownItem([store.add_known(entry)]))
@@ -413,32 +418,26 @@ def add_paths(
     store: KnownMediaStore,
     archive: Archive,
     paths: Iterable[str | Path],
+    options: AddOptions = AddOptions(),
     *,
-    label: str | None = None,
-    source: str | None = None,
-    note: str | None = None,
-    every: float = DEFAULT_EVERY,
-    max_frames: int = DEFAULT_MAX_FRAMES,
     on_start: Callable[[str], None] | None = None,
     on_outcome: Callable[[Added], None] | None = None,
-    frame_progress: Callable[[ShotScan], None] | None = None,
-    hash_only: HashOnlyEntries | None = None,
 ) -> AddReport:
     """Add image and video files (folders recursively), one item each. A file that fails is reported, the
     rest go on. An interruption (Ctrl-C) propagates: the file being added is not stored at all, the items
     added before it stay (``on_outcome`` has been told about each).
 
-    Without ``label`` each entry is labelled with its file name; without ``source`` with its path."""
+    Without ``options.label`` each entry is labelled with its file name; without ``options.source`` with its
+    path."""
     report = AddReport()
-    hash_only = hash_only or HashOnlyEntries(store)
+    options = replace(options, hash_only=options.hash_only or HashOnlyEntries(store))
     for f in iter_media_files(paths):
         if on_start is not None:
             on_start(str(f))
         try:
             outcome = add_media(
-                store, archive, f.read_bytes(), input=str(f), file_name=f.name, label=label or f.name,
-                source=source or str(f), note=note, every=every, max_frames=max_frames, progress=frame_progress,
-                hash_only=hash_only,
+                store, archive, f.read_bytes(), replace(options, source=options.source or str(f)), input=str(f),
+                file_name=f.name,
             )
         except MediaError as e:
             outcome = Added(str(f), error=f"{e.reason}: {e}")
@@ -451,28 +450,15 @@ def add_paths(
 
 
 def add_url(
-    store: KnownMediaStore,
-    archive: Archive,
-    fetcher: MediaFetcher,
-    url: str,
-    *,
-    label: str | None = None,
-    source: str | None = None,
-    note: str | None = None,
-    every: float = DEFAULT_EVERY,
-    max_frames: int = DEFAULT_MAX_FRAMES,
-    frame_progress: Callable[[ShotScan], None] | None = None,
-    hash_only: HashOnlyEntries | None = None,
+    store: KnownMediaStore, archive: Archive, fetcher: MediaFetcher, url: str, options: AddOptions = AddOptions()
 ) -> Added:
     """Download a direct image/video link or a video page's video (:mod:`bot.media.pages`) and add it; the
-    URL given (the page, for a video page) is the source unless ``source`` says otherwise."""
+    URL given (the page, for a video page) is the source and the page's title the label unless ``options``
+    say otherwise."""
     try:
         got = download(fetcher, url)
-        return add_media(
-            store, archive, got.media.data, input=url, file_name=got.file_name,
-            label=label or got.title or got.file_name, source=source or got.source, note=note, every=every,
-            max_frames=max_frames, progress=frame_progress, hash_only=hash_only,
-        )
+        given = replace(options, label=options.label or got.title, source=options.source or got.source)
+        return add_media(store, archive, got.media.data, given, input=url, file_name=got.file_name)
     except MediaError as e:
         return Added(url, error=f"{e.reason}: {e}")
 

@@ -236,3 +236,17 @@ class RejectedItem:
     raw: Any
     error: str
     seen_at: datetime = field(default_factory=utcnow)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"platform": self.platform, "account": self.account, "raw": self.raw, "error": self.error,
+                "seen_at": iso(self.seen_at)}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> RejectedItem:
+        return cls(d["platform"], d["account"], d.get("raw"), d["error"], parse_iso(d["seen_at"]))  # type: ignore[arg-type]
+
+    def digest(self) -> str:
+        """The identity of a rejected item: a malformed item a platform keeps serving (no id or date to place
+        it before the cursor) is the same evidence every poll, and is stored once."""
+        identity = {"platform": self.platform, "account": self.account, "raw": self.raw, "error": self.error}
+        return hashlib.sha256(canonical_json(identity)).hexdigest()

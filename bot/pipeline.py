@@ -48,7 +48,7 @@ from bot.store.base import StateStore
 from bot.store.known_media import KnownMediaStore
 from bot.store.media import MediaStore
 from bot.store.outbox import OutboxStore
-from bot.store.posts import PostStore
+from bot.store.posts import AccountPoll, PostStore
 from bot.store.review import CaseStore
 from bot.store.records import KnownMedia, MediaRecord, OutboxAlert, PostChange, PostMediaLink, StoredPost
 from watchers.base import PollResult
@@ -142,7 +142,7 @@ class Pipeline:
         The store write comes first: a full disk must not lose a post. Archiving the raw JSON here is an early
         copy; ``process`` archives it again (idempotent) and keeps the post pending until that succeeds."""
         now = self.clock()
-        changes = self.store.record_poll(platform, account, result.posts, result.cursor, result.rejected, at=now)
+        changes = self.store.record_poll(AccountPoll(platform, account, result.posts, result.cursor, result.rejected, now))
         for post_id in result.still_listed:  # a sighting alive: the lifetime of a later deletion runs to it
             self.store.mark_seen_alive(platform, post_id, now)
         for change in changes:

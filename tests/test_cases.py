@@ -16,6 +16,7 @@ from bot.pipeline import Pipeline
 from bot.store.review import CaseNotFound
 from tests.test_pipeline import NOW, evidence, frame_png, make_post, parts, serve  # noqa: F401 (fixtures)
 from watchers.base import PollResult
+from bot.store.review import CaseQuery
 
 
 def run(pipeline, httpserver, post_id: str, account: str = "MinistryOfDefence", path: str = "/media/a.jpg"):
@@ -64,7 +65,7 @@ def test_dismissal_silences_the_same_picture_and_its_near_duplicates_on_that_acc
     run(pipeline, httpserver, "103", path="/media/b.jpg")  # a re-encoded copy
     for post_id in ("102", "103"):
         assert match_alerts(store, post_id) == []
-        silenced = [c for c in store.list_cases(platform="x", post_id=post_id) if c.kind == "match"][0]
+        silenced = [c for c in store.list_cases(CaseQuery(platform="x", post_id=post_id)) if c.kind == "match"][0]
         assert silenced.status == "dismissed" and silenced.alert_key is None
         assert silenced.history[-1].action == "suppressed" and case.id in silenced.history[-1].note
 
@@ -117,7 +118,7 @@ def test_suggest_tier_waits_for_review_unless_configured(parts, httpserver, evid
         )
         serve(httpserver, "/media/a.jpg", evidence)
         run(pipeline, httpserver, post_id)
-        case = next(c for c in store.list_cases(platform="x", post_id=post_id) if c.kind == "match")
+        case = next(c for c in store.list_cases(CaseQuery(platform="x", post_id=post_id)) if c.kind == "match")
         assert case.tier == "suggest" and case.status == "open"
         alerts = match_alerts(store, post_id)
         if page:
@@ -139,7 +140,7 @@ def test_one_chat_message_per_post_lists_all_its_cases(parts, httpserver, eviden
     post = replace(post, media=(Media(httpserver.url_for("/media/a.jpg")), Media(httpserver.url_for("/media/b.jpg"))))
     pipeline.ingest("x", "MinistryOfDefence", PollResult([post], "109"))
     report = pipeline.process_pending()
-    cases = store.list_cases(platform="x", post_id="109")
+    cases = store.list_cases(CaseQuery(platform="x", post_id="109"))
     assert len(cases) == 2 and report.alerts_enqueued == 1
     [message] = store.list_alerts("x", "109")
     assert message.payload["case_id"] in {c.id for c in cases}
@@ -165,7 +166,7 @@ def test_a_stricter_bar_for_one_list_retiers_its_matches(parts, httpserver, evid
                         cases=CaseDesk(store, archive, thresholds=[ThresholdOverride(**rule)]))
     serve(httpserver, "/media/a.jpg", evidence)
     run(pipeline, httpserver, "110")
-    cases = [c for c in store.list_cases(platform="x", post_id="110") if c.kind == "match"]
+    cases = [c for c in store.list_cases(CaseQuery(platform="x", post_id="110")) if c.kind == "match"]
     assert [c.tier for c in cases] == ([expected] if expected else [])
     assert len(match_alerts(store, "110")) == (1 if expected == "match" else 0)
 

@@ -17,7 +17,7 @@ from bot.archive import Archive
 from bot.config import MatchingConfig, MediaConfig, RecheckConfig
 from bot.demo.scene import ministry_evidence, trailer_frames
 from bot.deletions.tracker import RecheckTracker
-from bot.known import add_paths
+from bot.known import AddOptions, add_paths
 from bot.matching.matcher import Matcher
 from bot.media.fetch import MediaFetcher
 from bot.models import Media, MediaKind, Post
@@ -46,7 +46,7 @@ def evidence() -> bytes:
 def parts(tmp_path, httpserver, frame_png):
     store = SqliteStore(str(tmp_path / "state.db"))
     archive = Archive(tmp_path / "archive")
-    add_paths(store, archive, [frame_png], label="Gunship sim trailer (2015)", source="https://example.org/trailer")
+    add_paths(store, archive, [frame_png], AddOptions("Gunship sim trailer (2015)", "https://example.org/trailer"))
     host = f"{httpserver.host}:{httpserver.port}"
     fetcher = MediaFetcher(MediaConfig(trusted_hosts=[host], retries=0), sleep=lambda s: None)
     tracker = RecheckTracker(store, {"x": RecheckConfig()})
@@ -177,7 +177,7 @@ def test_a_posted_video_matching_a_known_trailer_raises_one_alert(tmp_path, http
     trailer = write_trailer(tmp_path / "trailer.mp4")
     store = SqliteStore(str(tmp_path / "state.db"))
     archive = Archive(tmp_path / "archive")
-    add_paths(store, archive, [trailer], label="Gunship sim trailer (2015)", source="https://example.org/trailer")
+    add_paths(store, archive, [trailer], AddOptions("Gunship sim trailer (2015)", "https://example.org/trailer"))
     fetcher = MediaFetcher(MediaConfig(trusted_hosts=[f"{httpserver.host}:{httpserver.port}"], retries=0))
     pipeline = Pipeline(
         store, archive, fetcher, Matcher(store, archive, MatchingConfig()), RecheckTracker(store, {}), video_keyframes=4, clock=lambda: NOW
@@ -268,7 +268,7 @@ def test_a_bluesky_hls_video_is_archived_as_one_file_sampled_and_matched(video_p
     recorded as stills of that video, and the known trailer in it raises one alert."""
     store, archive, pipeline = video_parts
     (archive.root.parent / "trailer.mp4").write_bytes(trailer_hls["trailer.mp4"])
-    add_paths(store, archive, [archive.root.parent / "trailer.mp4"], label="Gunship sim trailer (2015)")
+    add_paths(store, archive, [archive.root.parent / "trailer.mp4"], AddOptions("Gunship sim trailer (2015)"))
     serve_hls(httpserver, trailer_hls)
     post = bluesky_video_post(httpserver, "3lbvideo0001")
     pipeline.ingest("bluesky", post.account, PollResult([post], None))

@@ -15,7 +15,7 @@ from bot.cli import main
 from bot.config import MatchingConfig, MediaConfig, RecheckConfig
 from bot.demo.scene import ministry_evidence, trailer_frames
 from bot.deletions.tracker import RecheckTracker
-from bot.known import add_paths
+from bot.known import AddOptions, add_paths
 from bot.matching.matcher import Matcher
 from bot.media.fetch import MediaFetcher
 from bot.pipeline import Pipeline
@@ -34,7 +34,7 @@ def refused(tmp_path, httpserver):
     )
     store = SqliteStore(str(tmp_path / "data" / "state.db"))
     archive = Archive(tmp_path / "data" / "archive")
-    add_paths(store, archive, [frame], label="Gunship sim trailer (2015)", source="https://example.org/trailer")
+    add_paths(store, archive, [frame], AddOptions("Gunship sim trailer (2015)", "https://example.org/trailer"))
     fetcher = MediaFetcher(MediaConfig(retries=0))  # no trusted host: the loopback media URL is refused
     pipeline = Pipeline(store, archive, fetcher, Matcher(store, archive, MatchingConfig()), RecheckTracker(store, {"x": RecheckConfig()}))
     old = replace(make_post(httpserver, "1"), created_at=NOW - timedelta(days=3))

@@ -16,6 +16,7 @@ from bot.models import Post
 from bot.status import render_prometheus, take_snapshot
 from bot.store.records import OutboxAlert, Recheck
 from bot.store.sqlite import SqliteStore
+from bot.store.posts import AccountPoll
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=timezone.utc)
 
@@ -25,7 +26,7 @@ def seeded(tmp_path):
     db = tmp_path / "state.db"
     store = SqliteStore(str(db))
     post = Post("x", "MinistryOfDefence", "1", "https://x.com/m/status/1", "t", NOW - timedelta(hours=1), raw={})
-    store.record_poll("x", "MinistryOfDefence", [post], "1", at=NOW - timedelta(minutes=5))
+    store.record_poll(AccountPoll("x", "MinistryOfDefence", [post], "1", at=NOW - timedelta(minutes=5)))
     store.update_account_state("x", "MinistryOfDefence", last_poll_at=NOW - timedelta(minutes=5))
     store.update_account_state(
         "x", "ArmyPress", last_error="x: HTTP 503", last_error_at=NOW, consecutive_errors=3, paused_until=NOW + timedelta(minutes=20)

@@ -19,6 +19,7 @@ from bot.store import open_store, open_work_queue
 from bot.store.queue import POSTS, parse_post_item, post_item
 from bot.store.sqlite import SqliteStore
 from bot.workers import WorkerPool
+from bot.store.posts import AccountPoll
 
 
 def test_threads_share_the_items_and_each_is_handled_once(tmp_path):
@@ -98,7 +99,7 @@ def test_a_poison_post_is_parked_after_max_attempts_shown_and_retried(store_url,
     store = open_store(store_url)
     queue = open_work_queue(store)
     post = Post("x", "MinistryOfDefence", "9", "https://x.com/m/status/9", "t", datetime.now(timezone.utc), raw={})
-    store.record_poll("x", "MinistryOfDefence", [post, replace(post, post_id="10", url="https://x.com/m/status/10")], "10")
+    store.record_poll(AccountPoll("x", "MinistryOfDefence", [post, replace(post, post_id="10", url="https://x.com/m/status/10")], "10"))
     fixed = threading.Event()
     calls: list[str] = []
 

@@ -233,6 +233,18 @@ def parse_time(value: Any) -> datetime:
     return as_utc(datetime.fromisoformat(text))
 
 
+def objects(value: Any, where: str, field: str, each: str) -> list[dict[str, Any]]:
+    """``value``, an item's ``field`` (absent: empty), checked to be a list of objects; otherwise
+    :class:`MalformedItem` naming the item (``where``) and the field, or what ``each`` entry should be."""
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise MalformedItem(f"{where}: {field} is not a list")
+    if not all(isinstance(entry, dict) for entry in value):
+        raise MalformedItem(f"{where}: {each} is not an object")
+    return value
+
+
 def require(mapping: Any, key: str, kind: type | tuple[type, ...] = str) -> Any:
     """``mapping[key]`` checked to be of ``kind``; raises ValueError naming the field otherwise."""
     if not isinstance(mapping, dict):

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import logging
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, ClassVar
 
 from bot.config_base import WatcherConfig
-from bot.models import Post, PostStatus, RejectedItem
+from bot.models import Media, Post, PostStatus, RejectedItem
 from watchers._common import chunks, describe_error, unique
 
 log = logging.getLogger(__name__)
@@ -101,6 +102,23 @@ class Watcher(ABC):
 
     def close(self) -> None:
         """Release network resources (sessions)."""
+
+    @classmethod
+    def new_post(
+        cls,
+        account: str,
+        post_id: str,
+        url: str,
+        text: str,
+        created_at: datetime,
+        *,
+        media: Iterable[Media] = (),
+        raw: Any = None,
+        author_id: str | None = None,
+    ) -> Post:
+        """A post of this watcher's platform, found under ``account``: every watcher builds its posts here,
+        so none names its platform by hand."""
+        return Post(cls.platform, account, post_id, url, text, created_at, tuple(media), raw, author_id)
 
     @classmethod
     def account_key(cls, account: str) -> str:

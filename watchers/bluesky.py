@@ -35,16 +35,16 @@ import re
 from dataclasses import dataclass, field
 from collections.abc import Mapping
 from datetime import datetime, timedelta
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar
 
 from atproto_client import Client, models
-from pydantic import Field, field_validator
+from pydantic import Field
 from atproto_client.exceptions import RateLimitExceededError, RequestErrorBase
 from atproto_client.models.common import XrpcError
 from atproto_client.request import Request
 
 from bot.errors import PlatformError, RateLimited
-from bot.config_base import WatcherConfig, base_url
+from bot.config_base import WatcherConfig, api_root
 from bot.net.client import GuardedClient
 from bot.net.policy import Resolver, system_resolver
 from bot.models import Media, MediaKind, Post, PostStatus, RejectedItem, StatusKind, canonical_json, iso, parse_iso
@@ -136,15 +136,10 @@ class BlueskyConfig(WatcherConfig):
     api_base: str = "https://public.api.bsky.app"
     #: the PLC directory that resolves ``did:plc`` authors to their PDS (where a post missing from the AppView
     #: is confirmed deleted or found hidden by moderation)
-    plc_directory: str = "https://plc.directory"
+    plc_directory: Annotated[str, api_root("https://plc.directory")] = "https://plc.directory"
     #: hosts (or host:port) the DID documents and PDS endpoints may point at even over http or on a private
     #: address (a self-hosted PDS on the intranet, tests); every other one must be https on public addresses
     trusted_hosts: list[str] = Field(default_factory=list)
-
-    @field_validator("plc_directory")
-    @classmethod
-    def _plc_is_url(cls, v: str) -> str:
-        return base_url(v, "https://plc.directory")
 
 
 class BlueskyWatcher(Watcher):
@@ -286,16 +281,9 @@ class BlueskyWatcher(Watcher):
         handle = author.get("handle")
         who = handle if isinstance(handle, str) and handle and handle != "handle.invalid" else did
         name = account or self._names.get(did) or f"@{who}"
-        return Post(
-            platform=self.platform,
-            account=name,
-            post_id=uri,
-            url=f"https://bsky.app/profile/{who}/post/{m.group(2)}",
-            text=text,
-            created_at=created,
-            media=tuple(self._media(post.get("embed"), record)),
-            raw=post,
-            author_id=did,
+        return self.new_post(
+            name, uri, f"https://bsky.app/profile/{who}/post/{m.group(2)}", text, created,
+            media=self._media(post.get("embed"), record), raw=post, author_id=did,
         )
 
     # ------------------------------------------------------------------ poll

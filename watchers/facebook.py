@@ -321,15 +321,8 @@ class FacebookWatcher(Watcher):
         author = item.get("from")
         author_id = _as_str(author.get("id")) if isinstance(author, dict) else None
         media = _media_of(item.get("attachments"), post_id)
-        return Post(
-            platform=self.platform,
-            account=account,
-            post_id=post_id,
-            url=permalink or f"https://www.facebook.com/{post_id}",
-            text=message,
-            created_at=created,
-            media=tuple(media),
-            raw=item,
+        return self.new_post(
+            account, post_id, permalink or f"https://www.facebook.com/{post_id}", message, created, media=media, raw=item,
             author_id=author_id or (post_id.split("_")[0] if "_" in post_id else None),
         )
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
@@ -32,7 +32,6 @@ from mastodon import Mastodon
 from mastodon.errors import (
     MastodonAPIError,
     MastodonError,
-    MastodonNetworkError,
     MastodonNotFoundError,
     MastodonRatelimitError,
 )
@@ -203,17 +202,7 @@ class MastodonWatcher(Watcher):
                     media_id=str(att["id"]) if att.get("id") is not None else None,
                 )
             )
-        return Post(
-            platform=self.platform,
-            account=account,
-            post_id=status_id,
-            url=url,
-            text=text,
-            created_at=created,
-            media=tuple(media),
-            raw=raw,
-            author_id=author_id,
-        )
+        return self.new_post(account, status_id, url, text, created, media=media, raw=raw, author_id=author_id)
 
     # ------------------------------------------------------------------ poll
 
@@ -269,23 +258,37 @@ class MastodonWatcher(Watcher):
         """One status per request; ``state`` holds the account states checked during this lookup."""
         return {post_id: self._lookup_one(post_id, state) for post_id in batch}
 
-    def _lookup_one(self, post_id: str, account_states: dict[str, PostStatus | None]) -> PostStatus:
-        if not _ID.match(post_id):
-            return PostStatus.unknown(f"not a Mastodon status id: {post_id!r}")
+    def _look_up(
+        self, what: str, fn: Callable[[str], Any], ident: str, answers: Mapping[int, Callable[[int], PostStatus]]
+    ) -> PostStatus | None:
+        """Ask the API about one status or account: None when it answered (the answer is in ``self._raw``),
+        else what the failure says of the post. ``answers`` maps an HTTP status to that; a rate limit, a
+        network failure or any other status is unknown."""
         try:
-            self._call(f"status {post_id}", self._api.status, post_id)
+            self._call(what, fn, ident)
         except RateLimited as e:
             return PostStatus.unknown(str(e))
         except PlatformError as e:
             cause = e.__cause__
             code = _status_code(cause) if isinstance(cause, MastodonAPIError) else None
-            if isinstance(cause, MastodonNetworkError) or code is None:
-                return PostStatus.unknown(str(e))
-            if code == 410:
-                return PostStatus.of(StatusKind.AUTHOR_SUSPENDED, "status answered 410 Gone")
-            if code == 404:
-                return self._after_404(post_id, account_states)
-            return PostStatus.unknown(str(e))
+            answer = answers.get(code) if code is not None else None
+            return answer(code) if answer is not None else PostStatus.unknown(str(e))  # type: ignore[arg-type]
+        return None
+
+    def _lookup_one(self, post_id: str, account_states: dict[str, PostStatus | None]) -> PostStatus:
+        if not _ID.match(post_id):
+            return PostStatus.unknown(f"not a Mastodon status id: {post_id!r}")
+        failed = self._look_up(
+            f"status {post_id}",
+            self._api.status,
+            post_id,
+            {
+                410: lambda _: PostStatus.of(StatusKind.AUTHOR_SUSPENDED, "status answered 410 Gone"),
+                404: lambda _: self._after_404(post_id, account_states),
+            },
+        )
+        if failed is not None:
+            return failed
         raw = self._raw.json
         try:
             author = raw.get("account") if isinstance(raw, dict) else None
@@ -304,18 +307,18 @@ class MastodonWatcher(Watcher):
 
     def _account_state(self, account_id: str) -> PostStatus | None:
         """None if the account is fine, else the account-level status of its posts (unknown if unsure)."""
-        try:
-            self._call(f"account {account_id}", self._api.account, account_id)
-        except RateLimited as e:
-            return PostStatus.unknown(str(e))
-        except PlatformError as e:
-            cause = e.__cause__
-            code = _status_code(cause) if isinstance(cause, MastodonAPIError) else None
-            if code == 404:
-                return PostStatus.of(StatusKind.AUTHOR_DELETED, "author account not found")
-            if code in (403, 410):
-                return PostStatus.of(StatusKind.AUTHOR_SUSPENDED, f"author account answered {code}")
-            return PostStatus.unknown(str(e))
+
+        def suspended(code: int) -> PostStatus:
+            return PostStatus.of(StatusKind.AUTHOR_SUSPENDED, f"author account answered {code}")
+
+        failed = self._look_up(
+            f"account {account_id}",
+            self._api.account,
+            account_id,
+            {404: lambda _: PostStatus.of(StatusKind.AUTHOR_DELETED, "author account not found"), 403: suspended, 410: suspended},
+        )
+        if failed is not None:
+            return failed
         raw = self._raw.json
         if not isinstance(raw, dict) or raw.get("id") is None:
             return PostStatus.unknown("malformed account answer")

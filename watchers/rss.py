@@ -388,14 +388,8 @@ class RssWatcher(Watcher):
             body_html = entry["summary"]
         body = html_to_text(body_html)
         text = "\n\n".join(part for part in (title, body) if part)
-        return Post(
-            platform=self.platform,
-            account=feed_url,
-            post_id=post_id,
-            url=url,
-            text=text,
-            created_at=created or utcnow(),
-            media=tuple(self._media(entry, url or feed_url)),
+        return self.new_post(
+            feed_url, post_id, url, text, created or utcnow(), media=self._media(entry, url or feed_url),
             raw=raw if created else {**raw, "afterimage_first_seen": True},
         )
 

@@ -375,15 +375,8 @@ def to_post(node: LexborNode, channel: str) -> tuple[Post, list[int]]:
         "edited": edited,
         "html": node.html,
     }
-    post = Post(
-        platform=TelegramWatcher.platform,
-        account=channel,
-        post_id=f"{author}/{number}",
-        url=f"{PUBLIC_BASE}/{author}/{number}",
-        text=text,
-        created_at=created,
-        media=tuple(media),
-        raw=raw,
+    post = TelegramWatcher.new_post(
+        channel, f"{author}/{number}", f"{PUBLIC_BASE}/{author}/{number}", text, created, media=media, raw=raw,
         author_id=author,
     )
     return post, sorted(set(members))

@@ -32,7 +32,7 @@ from bot.config_base import WatcherConfig
 from bot.errors import PlatformError, RateLimited
 from bot.models import Media, MediaKind, Post, PostStatus, RejectedItem, StatusKind
 from bot.redact import register_secret
-from watchers._common import LookupRun, MalformedItem, RoutedSession, describe_error, epoch_to_datetime, reset_time
+from watchers._common import LookupRun, MalformedItem, RoutedSession, describe_error, epoch_to_datetime, objects, reset_time
 from watchers.base import PollResult, Watcher
 
 log = logging.getLogger(__name__)
@@ -263,14 +263,8 @@ def _largest(images: Any) -> dict[str, Any] | None:
 
 
 def _media(attachments: Any, where: str) -> list[Media]:
-    if attachments is None:
-        return []
-    if not isinstance(attachments, list):
-        raise MalformedItem(f"{where}: attachments is not a list")
     out: list[Media] = []
-    for att in attachments:
-        if not isinstance(att, dict):
-            raise MalformedItem(f"{where}: an attachment is not an object")
+    for att in objects(attachments, where, "attachments", "an attachment"):
         kind = att.get("type")
         body = att.get(kind) if isinstance(kind, str) else None
         if kind == "photo":
@@ -312,24 +306,12 @@ def to_post(item: Any, account: str) -> Post:
     if not isinstance(text, str):
         raise MalformedItem(f"post {owner}_{post_id}: text is not a string")
     media = _media(item.get("attachments"), f"post {owner}_{post_id}")
-    history = item.get("copy_history") or []
-    if not isinstance(history, list):
-        raise MalformedItem(f"post {owner}_{post_id}: copy_history is not a list")
-    for repost in history:
-        if not isinstance(repost, dict):
-            raise MalformedItem(f"post {owner}_{post_id}: a reposted item is not an object")
+    for repost in objects(item.get("copy_history") or [], f"post {owner}_{post_id}", "copy_history", "a reposted item"):
         media += _media(repost.get("attachments"), f"post {owner}_{post_id} (repost)")
         if isinstance(repost.get("text"), str) and repost["text"]:
             text = f"{text}\n\n{repost['text']}" if text else repost["text"]
-    return Post(
-        platform=VkWatcher.platform,
-        account=account,
-        post_id=f"{owner}_{post_id}",
-        url=f"https://vk.com/wall{owner}_{post_id}",
-        text=text,
-        created_at=created,
-        media=tuple(media),
-        raw=item,
+    return VkWatcher.new_post(
+        account, f"{owner}_{post_id}", f"https://vk.com/wall{owner}_{post_id}", text, created, media=media, raw=item,
         author_id=str(owner),
     )
 

@@ -32,7 +32,7 @@ from bot.errors import PlatformError, RateLimited
 from bot.config_base import WatcherConfig
 from bot.models import Media, MediaKind, Post, PostStatus, RejectedItem, StatusKind, parse_iso
 from bot.redact import register_secret
-from watchers._common import MalformedItem, RoutedSession, chunks, describe_error, epoch_to_datetime, unique
+from watchers._common import MalformedItem, RoutedSession, chunks, describe_error, epoch_to_datetime, objects, unique
 from watchers.base import PollResult, Watcher
 
 log = logging.getLogger(__name__)
@@ -440,12 +440,8 @@ class XWatcher(Watcher):
         raw_media: list[Any] = []
         attachment_sources = [tweet]
         referenced_raw: list[Any] = []
-        refs = tweet.get("referenced_tweets") or []
-        if not isinstance(refs, list):
-            raise MalformedItem(f"tweet {tweet_id}: referenced_tweets is not a list")
+        refs = objects(tweet.get("referenced_tweets") or [], f"tweet {tweet_id}", "referenced_tweets", "a referenced tweet")
         for ref in refs:
-            if not isinstance(ref, dict):
-                raise MalformedItem(f"tweet {tweet_id}: a referenced tweet is not an object")
             included = index.tweets.get(str(ref.get("id")))
             if included is not None:
                 referenced_raw.append(included)
@@ -487,17 +483,7 @@ class XWatcher(Watcher):
         raw: dict[str, Any] = {"data": tweet}
         if raw_includes:
             raw["includes"] = raw_includes
-        post = Post(
-            platform=self.platform,
-            account=account or (username or ""),
-            post_id=post_id,
-            url=url,
-            text=text,
-            created_at=created,
-            media=tuple(media),
-            raw=raw,
-            author_id=author,
-        )
+        post = self.new_post(account or (username or ""), post_id, url, text, created, media=media, raw=raw, author_id=author)
         return post, missing
 
     def _learn(self, post: Post, tweet_id: str, index: _Includes) -> None:

@@ -19,10 +19,10 @@ from __future__ import annotations
 
 import io
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from datetime import datetime
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar
 from urllib.parse import quote, urlsplit, urlunsplit
 
 import feedparser
@@ -30,7 +30,7 @@ import requests
 from pydantic import SecretStr, field_validator
 from selectolax.lexbor import LexborHTMLParser
 
-from bot.config_base import WatcherConfig, base_url
+from bot.config_base import WatcherConfig, api_root
 from bot.errors import PlatformError, RateLimited
 from bot.models import Media, MediaKind, Post, PostStatus, RejectedItem, StatusKind, iso, parse_iso
 from bot.redact import register_secret
@@ -73,17 +73,12 @@ class YoutubeConfig(WatcherConfig):
     api_base: str = PUBLIC_BASE
     #: optional Data API key for re-checks (videos.list): without it, look-ups use oEmbed
     api_key: SecretStr | None = None
-    data_api_base: str = "https://www.googleapis.com"
+    data_api_base: Annotated[str, api_root("https://www.googleapis.com")] = "https://www.googleapis.com"
 
     @field_validator("accounts")
     @classmethod
     def _channels(cls, v: list[str]) -> list[str]:
         return [channel_account(a) for a in v]
-
-    @field_validator("data_api_base")
-    @classmethod
-    def _data_api_is_url(cls, v: str) -> str:
-        return base_url(v, "https://www.googleapis.com")
 
 
 class YoutubeWatcher(Watcher):
@@ -208,20 +203,35 @@ class YoutubeWatcher(Watcher):
             return {**out, **self._lookup_data_api(valid, state)}
         return {**out, **{i: self._lookup_oembed(i, state) for i in valid}}
 
-    def _missing(self, video_id: str, state: LookupRun) -> PostStatus:
-        """A video YouTube no longer shows: deleted while its channel still exists."""
+    def _missing(
+        self, video_id: str, state: LookupRun, absent: str, check: Callable[[str], PostStatus | None]
+    ) -> PostStatus:
+        """A video YouTube no longer shows (``absent`` says how it was found missing): deleted while its
+        channel still exists, else gone with its channel. ``check`` asks about the channel (None: it exists),
+        once per run."""
         channel = self._channel_of.get(video_id)
         if channel is None:
-            return PostStatus.unknown("video not found and its channel is not known")
+            return PostStatus.unknown(f"{absent} and its channel is not known")
         if channel not in state.authors:
             try:
-                self._feed(channel)
-                state.authors[channel] = None
-            except ChannelGone as e:
-                state.authors[channel] = PostStatus.of(StatusKind.AUTHOR_DELETED, str(e))
+                state.authors[channel] = check(channel)
             except PlatformError as e:
-                return PostStatus.unknown(f"video not found; channel check failed: {e}")
+                return PostStatus.unknown(f"{absent}; channel check failed: {e}")
         return state.authors[channel] or PostStatus.deleted()
+
+    def _channel_by_feed(self, channel: str) -> PostStatus | None:
+        """None while the channel has a feed; its author status when the feed is gone."""
+        try:
+            self._feed(channel)
+        except ChannelGone as e:
+            return PostStatus.of(StatusKind.AUTHOR_DELETED, str(e))
+        return None
+
+    def _channel_by_api(self, channel: str) -> PostStatus | None:
+        """None while ``channels.list`` lists the channel; its author status when it does not."""
+        answer = self._api(self._client().channels().list(part="id", id=channel), "channels.list")
+        found = any(isinstance(i, dict) and i.get("id") == channel for i in answer.get("items", []))
+        return None if found else PostStatus.of(StatusKind.AUTHOR_DELETED, "channel absent from channels.list")
 
     def _lookup_oembed(self, video_id: str, state: LookupRun) -> PostStatus:
         if state.limited:
@@ -235,7 +245,7 @@ class YoutubeWatcher(Watcher):
         except PlatformError as e:
             return PostStatus.unknown(str(e))
         if response.status_code == 404:
-            return self._missing(video_id, state)
+            return self._missing(video_id, state, "video not found", self._channel_by_feed)
         if response.status_code in (401, 403):
             return PostStatus.of(StatusKind.AUTHOR_PROTECTED, f"oEmbed answered {response.status_code}: private or not embeddable")
         if response.status_code != 200:
@@ -297,7 +307,7 @@ class YoutubeWatcher(Watcher):
         for video_id in ids:
             item = items.get(video_id)
             if item is None:
-                out[video_id] = self._missing_api(video_id, state)
+                out[video_id] = self._missing(video_id, state, "video absent from videos.list", self._channel_by_api)
                 continue
             status = item.get("status") if isinstance(item.get("status"), dict) else {}
             snippet = item.get("snippet") if isinstance(item.get("snippet"), dict) else {}
@@ -312,19 +322,6 @@ class YoutubeWatcher(Watcher):
             else:
                 out[video_id] = PostStatus.unknown(f"unexpected status {status!r}")
         return out
-
-    def _missing_api(self, video_id: str, state: LookupRun) -> PostStatus:
-        channel = self._channel_of.get(video_id)
-        if channel is None:
-            return PostStatus.unknown("video absent from videos.list and its channel is not known")
-        if channel not in state.authors:
-            try:
-                answer = self._api(self._client().channels().list(part="id", id=channel), "channels.list")
-            except PlatformError as e:
-                return PostStatus.unknown(f"video absent; channel check failed: {e}")
-            found = any(isinstance(i, dict) and i.get("id") == channel for i in answer.get("items", []))
-            state.authors[channel] = None if found else PostStatus.of(StatusKind.AUTHOR_DELETED, "channel absent from channels.list")
-        return state.authors[channel] or PostStatus.deleted()
 
 
 class ChannelGone(PlatformError):
@@ -348,16 +345,10 @@ def to_post(entry: Any, account: str) -> Post:
     thumbs = [t for t in entry.get("media_thumbnail") or [] if isinstance(t, dict) and isinstance(t.get("url"), str)]
     media = (Media(url=thumbs[0]["url"], kind=MediaKind.PHOTO, media_id=f"yt:{video_id}"),) if thumbs else ()
     channel = entry.get("yt_channelid") if isinstance(entry.get("yt_channelid"), str) else None
-    return Post(
-        platform=YoutubeWatcher.platform,
-        account=account,
-        post_id=video_id,
-        url=f"https://www.youtube.com/watch?v={video_id}",
-        text="\n\n".join(p for p in (title, description) if p),
-        created_at=created,
-        media=media,
-        raw=to_jsonable(entry),
-        author_id=channel,
+    text = "\n\n".join(p for p in (title, description) if p)
+    return YoutubeWatcher.new_post(
+        account, video_id, f"https://www.youtube.com/watch?v={video_id}", text, created, media=media,
+        raw=to_jsonable(entry), author_id=channel,
     )
 
 

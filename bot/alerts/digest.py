@@ -22,7 +22,7 @@ from bot.alerts.payloads import MATCH_KINDS, digest_key
 from bot.store.records import EVENT_KINDS
 from bot.config import DigestConfig
 from bot.models import as_utc, iso, utcnow
-from bot.store.deletion_log import DeletionLogReader
+from bot.store.deletion_log import DeletionLogReader, EventFilter
 from bot.store.outbox import OutboxReader, OutboxStore
 from bot.store.records import OutboxAlert
 
@@ -85,7 +85,7 @@ def build_digest(store: DigestSource, day: date, at: str = "00:00", now: datetim
     """The digest alert of ``day`` (kind ``digest``, key ``digest:YYYY-MM-DD``): the deletion-log events and
     the match / recycled alerts created in the window, both read from the store."""
     since, until = digest_window(day, at)
-    events = store.list_events(since=since, until=until)
+    events = store.list_events(EventFilter(since=since, until=until))
     alerts = store.alerts_between(since, until, kinds=MATCH_KINDS)
     payload = digest_payload(day, since, until, events, alerts)
     return OutboxAlert(key=digest_key(day.isoformat()), kind="digest", payload=payload, created_at=now or utcnow())

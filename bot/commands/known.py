@@ -16,6 +16,7 @@ from bot.errors import AfterimageError
 from bot.known import (
     DEFAULT_EVERY,
     DEFAULT_MAX_FRAMES,
+    AddOptions,
     Added,
     AddReport,
     HashOnlyEntries,
@@ -139,8 +140,7 @@ def add(
         report.outcomes.append(outcome)
         _echo_outcome(outcome)
 
-    options = dict(label=label, source=source, note=note, every=every, max_frames=max_frames, frame_progress=frames,
-                   hash_only=HashOnlyEntries(store))
+    options = AddOptions(label, source, note, every, max_frames, frame_progress=frames, hash_only=HashOnlyEntries(store))
     fetcher = None
     try:
         with store:
@@ -150,11 +150,11 @@ def add(
 
                     fetcher = fetcher or MediaFetcher(cfg.media)
                     started(given)
-                    done(add_url(store, archive, fetcher, given, **options))  # type: ignore[arg-type]
+                    done(add_url(store, archive, fetcher, given, options))
                 elif not Path(given).exists():
                     done(Added(given, error="no such file or folder"))
                 else:
-                    add_paths(store, archive, [given], on_start=started, on_outcome=done, **options)  # type: ignore[arg-type]
+                    add_paths(store, archive, [given], options, on_start=started, on_outcome=done)
                 current[0] = ""
     except KeyboardInterrupt:
         frames.close()

@@ -48,10 +48,10 @@ from bot.deletions import schedule
 from bot.errors import StoreError
 from bot.models import Post, PostStatus, StatusKind, as_utc, iso
 from bot.store.coordination import CoordinationStore
-from bot.store.deletion_log import DeletionLogStore
+from bot.store.deletion_log import DeletionLogStore, EventFilter
 from bot.store.media import MediaReader
 from bot.store.posts import PostStore
-from bot.store.common import new_id
+from bot.store.common import with_id
 from bot.store.records import Change, OutboxAlert, PostChange, PostEvent, Recheck, StoredPost
 
 if TYPE_CHECKING:  # the daemon hands watchers in; the tracker only calls their lookup
@@ -418,8 +418,7 @@ class RecheckTracker:
     def _record(self, event: PostEvent, nxt: Recheck | None, now: datetime, report: RecheckReport) -> None:
         # the alert key names the event id, so the id is chosen here; the event, the re-check change and the
         # alert are then one store transaction (a crash cannot log the event and lose its alert)
-        if not event.id:
-            event = replace(event, id=new_id())
+        event = with_id(event)
         alert = self._alert_for(event, now)
         event = self.store.record_event(event, nxt, alert)
         report.events.append(event)
@@ -440,7 +439,7 @@ class RecheckTracker:
         key = (platform, account)
         if key not in self._account_state:
             state = StatusKind.ALIVE.value
-            for event in self.store.list_events(platform=platform, account=account, kinds=[*ACCOUNT_KINDS, RESTORED]):
+            for event in self.store.list_events(EventFilter(platform=platform, account=account, kinds=[*ACCOUNT_KINDS, RESTORED])):
                 if event.details.get("scope") == "account":
                     state = event.kind if event.kind in ACCOUNT_KINDS else StatusKind.ALIVE.value
             self._account_state[key] = state

@@ -30,9 +30,10 @@ from bot.demo.fakes import FakePlatforms, FakePost, FakeWorld
 from bot.demo.scene import ministry_evidence, write_trailer
 from bot.export.rows import ExportFilters
 from bot.export.writers import export_to_file
-from bot.known import add_paths
+from bot.known import AddOptions, add_paths
 from bot.models import utcnow
 from bot.store import open_store
+from bot.store.deletion_log import EventFilter
 
 X_POST_ID = "930405181311074304"  # a tweet id of 14 November 2017's size
 FB_POST_ID = "1555000000000001"
@@ -132,7 +133,7 @@ def run_demo(out_dir: Path, echo: Callable[[str], None] = print) -> DemoResult:
         echo("1. A 2015 game trailer is added to the known-media store ...")
         trailer = write_trailer(out_dir / TRAILER_FILE)
         with open_store(config.store_url) as store:
-            report = add_paths(store, Archive(config.archive_path), [trailer], label=TRAILER_LABEL, source=TRAILER_SOURCE)
+            report = add_paths(store, Archive(config.archive_path), [trailer], AddOptions(TRAILER_LABEL, TRAILER_SOURCE))
         echo(f"   {len(report.added)} keyframes remembered from {trailer.name}")
 
         echo("2. The ministry posts a cropped, captioned frame on X and on Facebook ...")
@@ -160,9 +161,9 @@ def run_demo(out_dir: Path, echo: Callable[[str], None] = print) -> DemoResult:
             echo("4. The post is deleted on X; afterimage confirms the deletion ...")
             with world.lock:
                 world.x_posts[0].deleted = True
-            wait_until(lambda: bool(daemon.store.list_events(kinds=["deleted"])), 40, "a confirmed deletion")
-            result.deletions = len(daemon.store.list_events(kinds=["deleted"]))
-            event = daemon.store.list_events(kinds=["deleted"])[0]
+            wait_until(lambda: bool(daemon.store.list_events(EventFilter(kinds=["deleted"]))), 40, "a confirmed deletion")
+            result.deletions = len(daemon.store.list_events(EventFilter(kinds=["deleted"])))
+            event = daemon.store.list_events(EventFilter(kinds=["deleted"]))[0]
             echo(f"   deletion of {event.platform}/{event.post_id} confirmed at {event.detected_at:%H:%M:%S} UTC")
             # the deletion alert is part of the story: the run ends once the chat has it, not with it queued
             wait_until(lambda: daemon.store.outbox_size() == 0, 40, "the deletion alert at the chat webhook")

@@ -36,6 +36,7 @@ from bot.evidence.tsa import TsaClient, TsaError
 from bot.models import iso, parse_iso, utcnow
 from bot.redact import redact
 from bot.store.base import StateStore
+from bot.store.deletion_log import EventFilter
 from bot.store.review import Case, CaseEvent, CaseStore
 
 log = logging.getLogger(__name__)
@@ -59,30 +60,26 @@ class StampReport:
     roots: list[str] = field(default_factory=list)
 
 
+@dataclass(eq=False, repr=False)
 class Stamper:
-    def __init__(
-        self,
-        ledger: EvidenceLedger,
-        client: TsaClient | None,
-        store: StateStore,
-        archive: Archive,
-        clock: Callable[[], datetime] = utcnow,
-        cases: CaseStore | None = None,
-    ):
-        """``client`` None: events are still chained and cards made, nothing is sent to a TSA. ``cases``: the
-        store's case role, whose history is chained too (None: no review loop, only deletion-log events)."""
-        self.ledger = ledger
-        self.cases = cases
-        self.client = client
-        self.store = store
-        self.archive = archive
-        self.clock = clock
-        self._outage: str | None = None
-        self._stamped: dict[str, str] = {}  # sha256 -> batch root, read incrementally from the index
-        self._index_offset = 0
-        self._chained: dict[str, datetime | None] = {}  # event id -> detected_at, read incrementally from the chain
-        self._chain_offset = 0
-        self._chained_cases: dict[str, datetime | None] = {}  # case history line id -> its time
+    """``client`` None: events are still chained and cards made, nothing is sent to a TSA. ``cases``: the
+    store's case role, whose history is chained too (None: no review loop, only deletion-log events)."""
+
+    ledger: EvidenceLedger
+    client: TsaClient | None
+    store: StateStore
+    archive: Archive
+    clock: Callable[[], datetime] = utcnow
+    cases: CaseStore | None = None
+    _outage: str | None = field(default=None, init=False)
+    #: sha256 -> batch root, read incrementally from the index
+    _stamped: dict[str, str] = field(default_factory=dict, init=False)
+    _index_offset: int = field(default=0, init=False)
+    #: event id -> detected_at, read incrementally from the chain
+    _chained: dict[str, datetime | None] = field(default_factory=dict, init=False)
+    _chain_offset: int = field(default=0, init=False)
+    #: case history line id -> its time
+    _chained_cases: dict[str, datetime | None] = field(default_factory=dict, init=False)
 
     def stamped(self) -> dict[str, str]:
         self._stamped, self._index_offset = self.ledger.stamped(self._stamped, self._index_offset)
@@ -105,7 +102,7 @@ class Stamper:
         last = max((t for t in self._chained.values() if t is not None), default=None)
         since = last - EVENT_LOOKBACK if last else None
         added = 0
-        for event in self.store.list_events(since=since):
+        for event in self.store.list_events(EventFilter(since=since)):
             if event.id in self._chained:
                 continue
             record: dict[str, Any] = {

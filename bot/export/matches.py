@@ -21,6 +21,7 @@ from typing import Any
 
 from bot.store.base import StoreReader
 from bot.store.records import KnownKind, KnownMedia
+from bot.store.review import CaseQuery
 
 MATCH_ALERT_KINDS = ("match", "recycled")
 
@@ -66,7 +67,7 @@ def known_media_matches(store: StoreReader, platform: str, post_id: str, media_s
     found: dict[tuple[str, str], dict[str, Any]] = {}
     # every match is a case (bot.cases), also those that paged no chat (suggestions, a post's other cases);
     # a dismissed case is a reviewer saying the picture is not that item: left out, with its alert
-    cases = store.list_cases(platform=platform, post_id=post_id, limit=10_000)
+    cases = store.list_cases(CaseQuery(platform=platform, post_id=post_id, limit=10_000))
     dismissed = {(c.media_sha256, c.known.get("id")) for c in cases if c.status == "dismissed"}
     payloads = [(alert.payload, alert.kind) for alert in store.list_alerts(platform, post_id, kinds=MATCH_ALERT_KINDS)]
     payloads += [(c.payload, c.kind) for c in cases if c.status != "dismissed"]

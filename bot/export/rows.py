@@ -16,6 +16,7 @@ from typing import Any
 from bot.export.matches import known_media_matches
 from bot.models import as_utc, iso
 from bot.store.base import StoreReader
+from bot.store.deletion_log import EventFilter
 from bot.store.records import PostEvent, StoredPost
 from watchers import same_account
 
@@ -197,7 +198,7 @@ def deletion_log_rows(store: StoreReader, filters: ExportFilters | None = None) 
     filters = filters or ExportFilters()
     store = ReadOnlyStore(store)
     kinds: Iterable[str] | None = filters.kinds
-    events = store.list_events(since=filters.since, until=filters.until, platform=filters.platform, kinds=kinds)
+    events = store.list_events(EventFilter(since=filters.since, until=filters.until, platform=filters.platform, kinds=kinds))
     if filters.account is not None:  # compared as each platform compares handles (case, a leading @, ...)
         events = [e for e in events if same_account(e.platform, e.account, filters.account)]
     events = sorted(events, key=lambda e: as_utc(e.detected_at))  # stable: ties keep the log's order

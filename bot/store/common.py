@@ -1,6 +1,6 @@
 """Logic both store backends share, so SQLite and Redis cannot drift apart: the versioning decision of
 ``record_poll``/``save_post_version``, which event kinds set a post's status, id generation, time keys and
-the JSON (de)serialization of posts, versions and rejected items.
+the JSON text of stored values (each record's own dict form is in :mod:`bot.store.records`).
 
 Conventions (both backends):
 - Ids of known media and events are ``uuid4().hex[:12]`` (48 random bits: unique in practice, short enough
@@ -13,16 +13,15 @@ Conventions (both backends):
 
 from __future__ import annotations
 
-import hashlib
 import json
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
-from bot.models import Post, RejectedItem, as_utc, canonical_json, iso, parse_iso, utcnow
-from bot.store.records import AccountState, Change, PostChange, PostVersion, StoredPost
+from bot.models import Post, as_utc, iso, utcnow
+from bot.store.records import AccountState, Change, PostChange, PostVersion
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
@@ -39,9 +38,22 @@ EVENT_STATUS: dict[str, str] = {
 ACCOUNT_FIELDS = frozenset(f.name for f in fields(AccountState)) - {"platform", "account"}
 
 
+class _HasId(Protocol):
+    @property
+    def id(self) -> str: ...
+
+
+_Identified = TypeVar("_Identified", bound=_HasId)
+
+
 def new_id() -> str:
     """A short unique id for known-media entries and events."""
     return uuid.uuid4().hex[:12]
+
+
+def with_id(record: _Identified) -> _Identified:
+    """The record as stored: with its own ``id``, or a new one (:func:`new_id`) when it has none."""
+    return record if record.id else replace(record, id=new_id())  # type: ignore[type-var]
 
 
 def micros(value: datetime) -> int:
@@ -144,75 +156,7 @@ def resolve_at(at: datetime | None) -> datetime:
     return as_utc(at) if at is not None else utcnow()
 
 
-# --------------------------------------------------------------------------- serialization
-
-
-def version_to_dict(v: PostVersion) -> dict[str, Any]:
-    return {
-        "version": v.version,
-        "observed_at": iso(v.observed_at),
-        "fingerprint": v.fingerprint,
-        "raw_sha256": v.raw_sha256,
-        "post": v.post.to_dict(),
-    }
-
-
-def version_from_dict(d: dict[str, Any]) -> PostVersion:
-    observed = parse_iso(d["observed_at"])
-    assert observed is not None
-    return PostVersion(
-        version=int(d["version"]),
-        observed_at=observed,
-        post=Post.from_dict(d["post"]),
-        fingerprint=d["fingerprint"],
-        raw_sha256=d["raw_sha256"],
-    )
-
-
-def stored_post(
-    post: dict[str, Any] | str,
-    version: int | str,
-    first_seen: str,
-    last_seen_alive: str,
-    processed_version: int | str,
-    status: str,
-) -> StoredPost:
-    """Build a :class:`StoredPost` from stored columns/fields (JSON text or dict for the post)."""
-    data = loads(post) if isinstance(post, str) else post
-    first = parse_iso(first_seen)
-    alive = parse_iso(last_seen_alive)
-    assert first is not None and alive is not None
-    return StoredPost(
-        post=Post.from_dict(data),
-        version=int(version),
-        first_seen=first,
-        last_seen_alive=alive,
-        processed_version=int(processed_version),
-        status=status,
-    )
-
-
-def rejected_to_dict(item: RejectedItem) -> dict[str, Any]:
-    return {
-        "platform": item.platform,
-        "account": item.account,
-        "raw": item.raw,
-        "error": item.error,
-        "seen_at": iso(item.seen_at),
-    }
-
-
-def rejected_digest(item: RejectedItem) -> str:
-    """Identity of a rejected item: a malformed item a platform keeps serving (no id or date to place it
-    before the cursor) is the same evidence every poll, and is stored once."""
-    identity = {"platform": item.platform, "account": item.account, "raw": item.raw, "error": item.error}
-    return hashlib.sha256(canonical_json(identity)).hexdigest()
-
-
-def rejected_from_dict(d: dict[str, Any]) -> RejectedItem:
-    return RejectedItem(
-        platform=d["platform"], account=d["account"], raw=d.get("raw"), error=d["error"], seen_at=parse_iso(d["seen_at"])
-    )
+# --------------------------------------------------------------------------- account state
 
 
 def check_account_fields(values: dict[str, Any]) -> dict[str, Any]:
@@ -239,11 +183,7 @@ __all__ = [
     "micros",
     "new_id",
     "plan_versions",
-    "rejected_from_dict",
-    "rejected_to_dict",
     "resolve_at",
     "status_for_event",
-    "stored_post",
-    "version_from_dict",
-    "version_to_dict",
+    "with_id",
 ]

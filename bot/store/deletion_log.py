@@ -8,11 +8,44 @@ Implemented by :mod:`bot.store.sqlite_deletion_log` and :mod:`bot.store.redis_de
 from __future__ import annotations
 
 from abc import abstractmethod
+from dataclasses import dataclass
 from typing import Protocol
-from collections.abc import Iterable
+from collections.abc import Collection
 from datetime import datetime
 
+from bot.models import as_utc
 from bot.store.records import OutboxAlert, PostEvent, Recheck
+
+
+@dataclass(frozen=True)
+class EventFilter:
+    """Which events of the deletion log to read: detected in [``since``, ``until``), of one platform, one
+    account, of some kinds (None: any; empty: none). Each bound left None does not filter."""
+
+    since: datetime | None = None
+    until: datetime | None = None
+    platform: str | None = None
+    account: str | None = None
+    kinds: Collection[str] | None = None
+
+    def __post_init__(self) -> None:
+        if self.kinds is not None:  # any iterable of kinds (a generator too), kept as a set of names
+            object.__setattr__(self, "kinds", frozenset(str(k) for k in self.kinds))
+
+    @property
+    def none_wanted(self) -> bool:
+        """True when no event can match (an empty set of kinds)."""
+        return self.kinds is not None and not self.kinds
+
+    def matches(self, event: PostEvent) -> bool:
+        at = as_utc(event.detected_at)
+        return (
+            (self.since is None or at >= as_utc(self.since))
+            and (self.until is None or at < as_utc(self.until))
+            and (self.platform is None or event.platform == self.platform)
+            and (self.account is None or event.account == self.account)
+            and (self.kinds is None or event.kind in self.kinds)
+        )
 
 
 class DeletionLogReader(Protocol):
@@ -29,15 +62,8 @@ class DeletionLogReader(Protocol):
     def count_rechecks(self, platform: str | None = None) -> int: ...
 
     @abstractmethod
-    def list_events(
-        self,
-        since: datetime | None = None,
-        until: datetime | None = None,
-        platform: str | None = None,
-        account: str | None = None,
-        kinds: Iterable[str] | None = None,
-    ) -> list[PostEvent]:
-        """Events in detection order, filtered by detection time [since, until), platform, account, kind."""
+    def list_events(self, where: EventFilter = EventFilter()) -> list[PostEvent]:
+        """The events ``where`` selects (every event by default), in detection order."""
 
 
 class DeletionLogStore(DeletionLogReader, Protocol):

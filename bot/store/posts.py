@@ -8,12 +8,26 @@ Implemented by :mod:`bot.store.sqlite_posts` and :mod:`bot.store.redis_posts`; c
 from __future__ import annotations
 
 from abc import abstractmethod
+from dataclasses import dataclass
 from typing import Protocol
 from collections.abc import Iterator, Sequence
 from datetime import datetime
 
 from bot.models import Post, RejectedItem
 from bot.store.records import PostChange, PostVersion, StoredPost
+
+
+@dataclass(frozen=True)
+class AccountPoll:
+    """What one poll of one account brings the store: the posts seen, the account's new cursor (None: keep
+    the old one), the raw items that could not be normalized, and when (None: now)."""
+
+    platform: str
+    account: str
+    posts: Sequence[Post]
+    cursor: str | None = None
+    rejected: Sequence[RejectedItem] = ()
+    at: datetime | None = None
 
 
 class PostReader(Protocol):
@@ -47,18 +61,10 @@ class PostStore(PostReader, Protocol):
     """Posts as the watchers and re-checks record them, and the pipeline's progress through them."""
 
     @abstractmethod
-    def record_poll(
-        self,
-        platform: str,
-        account: str,
-        posts: Sequence[Post],
-        cursor: str | None,
-        rejected: Sequence[RejectedItem] = (),
-        at: datetime | None = None,
-    ) -> list[PostChange]:
+    def record_poll(self, poll: AccountPoll) -> list[PostChange]:
         """Persist one poll atomically: every post (new, or a new version if its content fingerprint
-        changed), the account's new cursor (unchanged when ``cursor`` is None) and the rejected raw items.
-        A new or edited post becomes pending for the pipeline. Returns one change per post, in order."""
+        changed), the account's new cursor (unchanged when ``poll.cursor`` is None) and the rejected raw
+        items. A new or edited post becomes pending for the pipeline. Returns one change per post, in order."""
 
     @abstractmethod
     def save_post_version(self, post: Post, at: datetime | None = None) -> PostChange:

@@ -3,16 +3,40 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, ClassVar, Self
 
 from bot.models import Post, as_utc, iso, parse_iso, utcnow
 
 
-def _dt_fields_to_iso(data: dict[str, Any]) -> dict[str, Any]:
-    return {k: iso(v) if isinstance(v, datetime) else v for k, v in data.items()}
+class JsonRecord:
+    """The dict round-trip every stored record shares, so both backends write the same JSON: datetimes become
+    ISO text; reading back, the fields a record names parse again. ``_TIMES`` must be present,
+    ``_OPTIONAL_TIMES`` may be absent or null (None), ``_DICTS`` may be absent or null (an empty dict)."""
+
+    _TIMES: ClassVar[tuple[str, ...]] = ()
+    _OPTIONAL_TIMES: ClassVar[tuple[str, ...]] = ()
+    _DICTS: ClassVar[tuple[str, ...]] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: iso(v) if isinstance(v, datetime) else v for k, v in asdict(self).items()}  # type: ignore[call-overload]
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Self:
+        return cls(**cls._parsed(d))
+
+    @classmethod
+    def _parsed(cls, d: dict[str, Any]) -> dict[str, Any]:
+        """``d`` with the named fields turned back into datetimes and dicts."""
+        return {
+            **d,
+            **{k: parse_iso(d[k]) for k in cls._TIMES},
+            **{k: parse_iso(d.get(k)) for k in cls._OPTIONAL_TIMES},
+            **{k: dict(d.get(k) or {}) for k in cls._DICTS},
+        }
 
 
 class Change(StrEnum):
@@ -25,6 +49,8 @@ class Change(StrEnum):
 
 @dataclass(frozen=True)
 class PostChange:
+    """What saving ``post`` did (``change``) and the version it is now."""
+
     post: Post
     change: Change
     version: int
@@ -40,6 +66,21 @@ class PostVersion:
     fingerprint: str
     raw_sha256: str
 
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "version": self.version,
+            "observed_at": iso(self.observed_at),
+            "fingerprint": self.fingerprint,
+            "raw_sha256": self.raw_sha256,
+            "post": self.post.to_dict(),
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> PostVersion:
+        observed = parse_iso(d["observed_at"])
+        assert observed is not None
+        return cls(int(d["version"]), observed, Post.from_dict(d["post"]), d["fingerprint"], d["raw_sha256"])
+
 
 @dataclass(frozen=True)
 class StoredPost:
@@ -52,6 +93,17 @@ class StoredPost:
     processed_version: int
     status: str = "alive"  # alive | deleted | author_suspended | ... (last confirmed state)
 
+    @classmethod
+    def from_stored(
+        cls, post: dict[str, Any] | str, version: int | str, first_seen: str, last_seen_alive: str,
+        processed_version: int | str, status: str,
+    ) -> StoredPost:
+        """Build from the stored columns or fields (the post as JSON text or a dict)."""
+        first, alive = parse_iso(first_seen), parse_iso(last_seen_alive)
+        assert first is not None and alive is not None
+        data = json.loads(post) if isinstance(post, str) else post
+        return cls(Post.from_dict(data), int(version), first, alive, int(processed_version), status)
+
     @property
     def pending(self) -> bool:
         """True while the pipeline has not finished the latest version (restart resumes it)."""
@@ -59,7 +111,7 @@ class StoredPost:
 
 
 @dataclass(frozen=True)
-class MediaRecord:
+class MediaRecord(JsonRecord):
     """An archived media file, keyed by its SHA-256. ``signals`` maps signal type to serialized hash."""
 
     sha256: str
@@ -70,16 +122,12 @@ class MediaRecord:
     first_seen: datetime = field(default_factory=utcnow)
     signals: dict[str, str] = field(default_factory=dict)
 
-    def to_dict(self) -> dict[str, Any]:
-        return _dt_fields_to_iso(asdict(self))
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> MediaRecord:
-        return cls(**{**d, "first_seen": parse_iso(d["first_seen"]), "signals": dict(d.get("signals") or {})})
+    _TIMES = ("first_seen",)
+    _DICTS = ("signals",)
 
 
 @dataclass(frozen=True)
-class PostMediaLink:
+class PostMediaLink(JsonRecord):
     """Which archived file a post's attachment resolved to (``sha256`` is None while it failed)."""
 
     platform: str
@@ -89,13 +137,6 @@ class PostMediaLink:
     sha256: str | None
     error: str | None = None
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> PostMediaLink:
-        return cls(**d)
-
 
 class KnownKind(StrEnum):
     KNOWN = "known"  # added by a person: game footage, stock photo, debunked image
@@ -103,7 +144,7 @@ class KnownKind(StrEnum):
 
 
 @dataclass(frozen=True)
-class KnownMedia:
+class KnownMedia(JsonRecord):
     """An entry of the known-media store.
 
     ``signals`` maps a signal type name (``pdq``, ``phash``...) to its serialized hash. For a video, each
@@ -134,20 +175,12 @@ class KnownMedia:
         """What one alert is about: the group (a whole video) or the entry itself."""
         return self.group or self.id
 
-    def to_dict(self) -> dict[str, Any]:
-        return _dt_fields_to_iso(asdict(self))
+    _TIMES = ("added_at",)
+    _DICTS = ("signals", "origin")
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> KnownMedia:
-        return cls(
-            **{
-                **d,
-                "kind": KnownKind(d.get("kind", "known")),
-                "added_at": parse_iso(d["added_at"]),
-                "signals": dict(d.get("signals") or {}),
-                "origin": dict(d.get("origin") or {}),
-            }
-        )
+        return cls(**{**cls._parsed(d), "kind": KnownKind(d.get("kind", "known"))})
 
 
 @dataclass(frozen=True)
@@ -165,7 +198,7 @@ class KnownState:
 
 
 @dataclass(frozen=True)
-class OutboxAlert:
+class OutboxAlert(JsonRecord):
     """An alert waiting in (or delivered from) the persistent outbox.
 
     ``key`` is the idempotence key (e.g. ``match:x:123:<sha>:<known_id>``): enqueuing a key twice is a no-op,
@@ -184,23 +217,12 @@ class OutboxAlert:
     sent_at: datetime | None = None
     parked: bool = False  # default: rows written before parking existed load as not parked
 
-    def to_dict(self) -> dict[str, Any]:
-        return _dt_fields_to_iso(asdict(self))
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> OutboxAlert:
-        return cls(
-            **{
-                **d,
-                "created_at": parse_iso(d["created_at"]),
-                "next_attempt_at": parse_iso(d.get("next_attempt_at")),
-                "sent_at": parse_iso(d.get("sent_at")),
-            }
-        )
+    _TIMES = ("created_at",)
+    _OPTIONAL_TIMES = ("next_attempt_at", "sent_at")
 
 
 @dataclass(frozen=True)
-class Recheck:
+class Recheck(JsonRecord):
     """Where a post stands in its re-check schedule.
 
     ``step`` indexes the decaying schedule; ``deleted_streak`` counts consecutive ``deleted`` answers
@@ -216,19 +238,8 @@ class Recheck:
     first_deleted_at: datetime | None = None
     last_status: str | None = None
 
-    def to_dict(self) -> dict[str, Any]:
-        return _dt_fields_to_iso(asdict(self))
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> Recheck:
-        return cls(
-            **{
-                **d,
-                "posted_at": parse_iso(d["posted_at"]),
-                "due_at": parse_iso(d["due_at"]),
-                "first_deleted_at": parse_iso(d.get("first_deleted_at")),
-            }
-        )
+    _TIMES = ("posted_at", "due_at")
+    _OPTIONAL_TIMES = ("first_deleted_at",)
 
 
 #: every kind the deletion log holds: the states a post can be confirmed in, and the changes to it
@@ -244,7 +255,7 @@ EVENT_KINDS: tuple[str, ...] = (
 
 
 @dataclass(frozen=True)
-class PostEvent:
+class PostEvent(JsonRecord):
     """An entry of the deletion log: deleted, author_suspended, author_protected, author_deleted,
     withheld, edited or restored. ``details`` holds kind-specific evidence (before/after for edits)."""
 
@@ -256,12 +267,8 @@ class PostEvent:
     details: dict[str, Any] = field(default_factory=dict)
     id: str = ""
 
-    def to_dict(self) -> dict[str, Any]:
-        return _dt_fields_to_iso(asdict(self))
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> PostEvent:
-        return cls(**{**d, "detected_at": parse_iso(d["detected_at"]), "details": dict(d.get("details") or {})})
+    _TIMES = ("detected_at",)
+    _DICTS = ("details",)
 
     def last_seen_alive(self, stored: StoredPost | None) -> datetime | None:
         """The last time the post was seen standing, by a poll or a look-up, as this event proves it.
@@ -285,7 +292,7 @@ class PostEvent:
 
 
 @dataclass(frozen=True)
-class AccountState:
+class AccountState(JsonRecord):
     """Polling state of one watched account, shown by ``afterimage status``."""
 
     platform: str
@@ -297,10 +304,4 @@ class AccountState:
     consecutive_errors: int = 0
     paused_until: datetime | None = None
 
-    def to_dict(self) -> dict[str, Any]:
-        return _dt_fields_to_iso(asdict(self))
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> AccountState:
-        dt = ("last_poll_at", "next_poll_at", "last_error_at", "paused_until")
-        return cls(**{k: (parse_iso(v) if k in dt else v) for k, v in d.items()})
+    _OPTIONAL_TIMES = ("last_poll_at", "next_poll_at", "last_error_at", "paused_until")

@@ -143,12 +143,9 @@ class RedisStore(
         except (ValueError, TypeError) as exc:
             raise StoreError(f"invalid Redis store URL {self.url}: {redact(str(exc))}") from exc
         self._hset_if_exists = self._r.register_script(_HSET_IF_EXISTS)
-        self._posts_scripts()
-        self._known_media_scripts()
-        self._outbox_scripts()
-        self._deletion_log_scripts()
-        self._coordination_scripts()
-        self._review_scripts()
+        for role in type(self).__mro__:  # each role mixin names its scripts in ``SCRIPTS``
+            for name, source in vars(role).get("SCRIPTS", {}).items():
+                setattr(self, name, self._r.register_script(source))
         self.ping()
         try:
             self._index_old_alerts()

@@ -48,10 +48,8 @@ return 1
 class RedisCoordinationMixin(RedisRole, CoordinationStore):
     """Account states, budgets and locks under the host store's prefix."""
 
-    def _coordination_scripts(self) -> None:
-        self._lock_renew = self._r.register_script(_LOCK_RENEW)
-        self._lock_release = self._r.register_script(_LOCK_RELEASE)
-        self._spend_budget = self._r.register_script(_SPEND_BUDGET)
+    #: the Lua scripts this role runs: the host store registers each as the attribute named
+    SCRIPTS = {"_lock_renew": _LOCK_RENEW, "_lock_release": _LOCK_RELEASE, "_spend_budget": _SPEND_BUDGET}
 
     def update_account_state(self, platform: str, account: str, **fields: Any) -> AccountState:
         values = check_account_fields(fields)

@@ -3,12 +3,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from bot.store.common import dumps, loads, micros, new_id, status_for_event
-from bot.store.deletion_log import DeletionLogStore
+from bot.store.common import dumps, loads, micros, status_for_event, with_id
+from bot.store.deletion_log import DeletionLogStore, EventFilter
 from bot.store.records import OutboxAlert, PostEvent, Recheck
 from bot.store.redis_common import RedisRole, _PAGE, _member
 
@@ -26,8 +25,8 @@ return 1
 class RedisDeletionLogMixin(RedisRole, DeletionLogStore):
     """Re-checks and events under the host store's prefix."""
 
-    def _deletion_log_scripts(self) -> None:
-        self._append_event = self._r.register_script(_APPEND_EVENT)
+    #: the Lua scripts this role runs: the host store registers each as the attribute named
+    SCRIPTS = {"_append_event": _APPEND_EVENT}
 
     def _queue_recheck(self, pipe: Any, recheck: Recheck) -> None:
         pipe.set(self._k("recheck", recheck.platform, recheck.post_id), dumps(recheck.to_dict()))
@@ -70,8 +69,7 @@ class RedisDeletionLogMixin(RedisRole, DeletionLogStore):
     def record_event(
         self, event: PostEvent, next_recheck: Recheck | None, alert: OutboxAlert | None = None
     ) -> PostEvent:
-        if not event.id:
-            event = PostEvent.from_dict({**event.to_dict(), "id": new_id()})
+        event = with_id(event)
         status = status_for_event(event.kind)
         pipe = self._r.pipeline(transaction=True)
         self._append_event(
@@ -92,19 +90,11 @@ class RedisDeletionLogMixin(RedisRole, DeletionLogStore):
         pipe.execute()
         return event
 
-    def list_events(
-        self,
-        since: datetime | None = None,
-        until: datetime | None = None,
-        platform: str | None = None,
-        account: str | None = None,
-        kinds: Iterable[str] | None = None,
-    ) -> list[PostEvent]:
-        wanted = None if kinds is None else {str(k) for k in kinds}
-        if wanted is not None and not wanted:
+    def list_events(self, where: EventFilter = EventFilter()) -> list[PostEvent]:
+        if where.none_wanted:
             return []
-        low = "-inf" if since is None else micros(since)
-        high = "+inf" if until is None else f"({micros(until)}"
+        low = "-inf" if where.since is None else micros(where.since)
+        high = "+inf" if where.until is None else f"({micros(where.until)}"
         members = self._r.zrangebyscore(self._k("events"), low, high)
         events: list[PostEvent] = []
         for start in range(0, len(members), _PAGE):
@@ -113,11 +103,6 @@ class RedisDeletionLogMixin(RedisRole, DeletionLogStore):
                 if value is None:
                     continue
                 event = PostEvent.from_dict(loads(value))
-                if platform is not None and event.platform != platform:
-                    continue
-                if account is not None and event.account != account:
-                    continue
-                if wanted is not None and event.kind not in wanted:
-                    continue
-                events.append(event)
+                if where.matches(event):
+                    events.append(event)
         return events

@@ -4,10 +4,9 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import replace
 from typing import Any
 
-from bot.store.common import dumps, loads, new_id
+from bot.store.common import dumps, loads, with_id
 from bot.store.known_media import KnownMediaStore
 from bot.store.records import KnownKind, KnownMedia, KnownState
 from bot.store.redis_common import RedisRole, _PAGE
@@ -30,8 +29,8 @@ return false
 class RedisKnownMediaMixin(RedisRole, KnownMediaStore):
     """Known-media entries under the host store's prefix."""
 
-    def _known_media_scripts(self) -> None:
-        self._add_seen = self._r.register_script(_ADD_SEEN)
+    #: the Lua scripts this role runs: the host store registers each as the attribute named
+    SCRIPTS = {"_add_seen": _ADD_SEEN}
 
     def _index_old_known_groups(self) -> None:
         """Add known entries stored before the group index existed to it, once per store (flag
@@ -69,7 +68,7 @@ class RedisKnownMediaMixin(RedisRole, KnownMediaStore):
         return [KnownMedia.from_dict(loads(v)) for v in values if v is not None]
 
     def add_known_many(self, entries: Sequence[KnownMedia]) -> list[KnownMedia]:
-        stored = [e if e.id else replace(e, id=new_id()) for e in entries]
+        stored = [with_id(e) for e in entries]
         if not stored:
             return []
         latest = {e.id: e for e in stored}  # an id given twice: the last one is stored, as in SQLite
@@ -104,7 +103,7 @@ class RedisKnownMediaMixin(RedisRole, KnownMediaStore):
     def add_seen(self, entry: KnownMedia) -> tuple[KnownMedia, bool]:
         if not entry.sha256 or entry.kind != KnownKind.SEEN:
             raise ValueError("add_seen takes a seen entry with the file's sha256")
-        stored = entry if entry.id else replace(entry, id=new_id())
+        stored = with_id(entry)
         keys = [
             self._k("known", "sha", entry.sha256),
             self._k("known", "kind", KnownKind.SEEN.value),

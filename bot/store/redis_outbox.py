@@ -59,11 +59,13 @@ return 1
 class RedisOutboxMixin(RedisRole, OutboxStore):
     """The alert outbox under the host store's prefix."""
 
-    def _outbox_scripts(self) -> None:
-        self._enqueue = self._r.register_script(_ENQUEUE)
-        self._alert_sent = self._r.register_script(_ALERT_SENT)
-        self._alert_failed = self._r.register_script(_ALERT_FAILED)
-        self._alert_move = self._r.register_script(_ALERT_MOVE)
+    #: the Lua scripts this role runs: the host store registers each as the attribute named
+    SCRIPTS = {
+        "_enqueue": _ENQUEUE,
+        "_alert_sent": _ALERT_SENT,
+        "_alert_failed": _ALERT_FAILED,
+        "_alert_move": _ALERT_MOVE,
+    }
 
     def _index_old_alerts(self) -> None:
         """Add alerts enqueued before an alert index existed to it (the per-post index, flag ``alerts:indexed``;

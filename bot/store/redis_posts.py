@@ -8,20 +8,8 @@ from datetime import datetime
 from typing import Any
 
 from bot.models import Post, RejectedItem, iso, parse_iso
-from bot.store.common import (
-    dumps,
-    loads,
-    micros,
-    plan_versions,
-    rejected_digest,
-    rejected_from_dict,
-    rejected_to_dict,
-    resolve_at,
-    stored_post,
-    version_from_dict,
-    version_to_dict,
-)
-from bot.store.posts import PostStore
+from bot.store.common import dumps, loads, micros, plan_versions, resolve_at
+from bot.store.posts import AccountPoll, PostStore
 from bot.store.records import Change, PostChange, PostVersion, StoredPost
 from bot.store.redis_common import RedisRole, SEP, _hash_decode, _hash_encode, _member
 
@@ -45,8 +33,8 @@ return 1
 class RedisPostsMixin(RedisRole, PostStore):
     """Posts, versions, cursors and rejected items under the host store's prefix."""
 
-    def _posts_scripts(self) -> None:
-        self._mark_processed = self._r.register_script(_MARK_PROCESSED)
+    #: the Lua scripts this role runs: the host store registers each as the attribute named
+    SCRIPTS = {"_mark_processed": _MARK_PROCESSED}
 
     def _post_indexes(self, platform: str, account: str) -> list[str]:
         return [
@@ -101,7 +89,7 @@ class RedisPostsMixin(RedisRole, PostStore):
                             pipe.zrem(index, member)
                         stored[key]["account"] = post.account
                 pipe.hset(key, mapping=_hash_encode(values))
-                pipe.rpush(self._k("versions", post.platform, post.post_id), dumps(version_to_dict(plan.new_version)))
+                pipe.rpush(self._k("versions", post.platform, post.post_id), dumps(plan.new_version.to_dict()))
                 for index in self._post_indexes(post.platform, post.account):
                     pipe.zadd(index, {member: first_us})
                 pipe.zadd(self._k("pending"), {member: first_us})
@@ -111,30 +99,21 @@ class RedisPostsMixin(RedisRole, PostStore):
 
         return self._r.transaction(attempt, *keys, value_from_callable=True)
 
-    def record_poll(
-        self,
-        platform: str,
-        account: str,
-        posts: Sequence[Post],
-        cursor: str | None,
-        rejected: Sequence[RejectedItem] = (),
-        at: datetime | None = None,
-    ) -> list[PostChange]:
-        at = resolve_at(at)
+    def record_poll(self, poll: AccountPoll) -> list[PostChange]:
         # a rejected item is stored once; checked before the transaction, which is safe because an account is
         # polled by one daemon at a time (poll lock)
-        digests = {rejected_digest(item): item for item in rejected}
+        digests = {item.digest(): item for item in poll.rejected}
         known = self._r.smismember(self._k("rejected:digests"), list(digests)) if digests else []
         fresh = {d: item for (d, item), seen in zip(digests.items(), known) if not seen}
 
         def extra(pipe: Any) -> None:
-            if cursor is not None:
-                pipe.hset(self._k("cursors"), _member(platform, account), cursor)
+            if poll.cursor is not None:
+                pipe.hset(self._k("cursors"), _member(poll.platform, poll.account), poll.cursor)
             if fresh:
                 pipe.sadd(self._k("rejected:digests"), *fresh)
-                pipe.rpush(self._k("rejected"), *(dumps(rejected_to_dict(item)) for item in fresh.values()))
+                pipe.rpush(self._k("rejected"), *(dumps(item.to_dict()) for item in fresh.values()))
 
-        return self._save_posts(posts, at, extra)
+        return self._save_posts(poll.posts, resolve_at(poll.at), extra)
 
     def save_post_version(self, post: Post, at: datetime | None = None) -> PostChange:
         return self._save_posts([post], resolve_at(at), None)[0]
@@ -144,7 +123,7 @@ class RedisPostsMixin(RedisRole, PostStore):
         if not fields or "post" not in fields:
             return None
         d = _hash_decode(fields)
-        return stored_post(
+        return StoredPost.from_stored(
             d["post"], d["version"], d["first_seen"], d["last_seen_alive"], d.get("processed_version", 0),
             d.get("status", "alive"),
         )
@@ -160,7 +139,7 @@ class RedisPostsMixin(RedisRole, PostStore):
         return self._stored(self._r.hgetall(self._post_key(platform, post_id)))
 
     def get_versions(self, platform: str, post_id: str) -> list[PostVersion]:
-        return [version_from_dict(loads(v)) for v in self._r.lrange(self._k("versions", platform, post_id), 0, -1)]
+        return [PostVersion.from_dict(loads(v)) for v in self._r.lrange(self._k("versions", platform, post_id), 0, -1)]
 
     def _posts_index(self, platform: str | None, account: str | None) -> str:
         if platform is not None and account is not None:
@@ -197,7 +176,7 @@ class RedisPostsMixin(RedisRole, PostStore):
     def list_rejected(self, limit: int = 100) -> list[RejectedItem]:
         if limit <= 0:
             return []
-        return [rejected_from_dict(loads(v)) for v in self._r.lrange(self._k("rejected"), -limit, -1)]
+        return [RejectedItem.from_dict(loads(v)) for v in self._r.lrange(self._k("rejected"), -limit, -1)]
 
     def get_cursor(self, platform: str, account: str) -> str | None:
         return self._r.hget(self._k("cursors"), _member(platform, account))

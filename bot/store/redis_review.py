@@ -26,8 +26,8 @@ from typing import TYPE_CHECKING
 
 import redis
 
-from bot.store.common import dumps, loads, micros, new_id
-from bot.store.review import Case, CaseNotFound, CaseStore, Dismissal, User, UserStore, check_case_filters
+from bot.store.common import dumps, loads, micros, with_id
+from bot.store.review import Case, CaseNotFound, CaseQuery, CaseStore, Dismissal, User, UserStore, check_case_filters
 
 # KEYS: cases:key, case:<id>, cases:seq, cases, cases:status:<status>, cases:post:<platform>:<post_id>,
 #       cases:updated
@@ -56,16 +56,15 @@ class RedisReviewMixin(CaseStore, UserStore):
 
         def _k(self, *parts: str) -> str: ...
 
-    def _review_scripts(self) -> None:
-        self._open_case_script = self._r.register_script(_OPEN_CASE)
+    #: the Lua scripts this role runs: the host store registers each as the attribute named
+    SCRIPTS = {"_open_case_script": _OPEN_CASE}
 
     # ----------------------------------------------------------------- cases
     def _case_key(self, case_id: str) -> str:
         return self._k("case", case_id)
 
     def open_case(self, case: Case) -> tuple[Case, bool]:
-        if not case.id:
-            case = Case.from_dict({**case.to_dict(), "id": new_id()})
+        case = with_id(case)
         existing = self._open_case_script(
             keys=[
                 self._k("cases", "key"),
@@ -88,34 +87,16 @@ class RedisReviewMixin(CaseStore, UserStore):
         raw = self._r.get(self._case_key(case_id))
         return Case.from_dict(loads(raw)) if raw else None
 
-    def list_cases(
-        self,
-        status: str | None = None,
-        tier: str | None = None,
-        platform: str | None = None,
-        post_id: str | None = None,
-        limit: int = 100,
-        offset: int = 0,
-    ) -> list[Case]:
-        check_case_filters(status, tier)
-        if platform is not None and post_id is not None:
-            index = self._k("cases", "post", platform, post_id)
-        elif status is not None:
-            index = self._k("cases", "status", status)
+    def list_cases(self, query: CaseQuery = CaseQuery()) -> list[Case]:
+        if query.platform is not None and query.post_id is not None:
+            index = self._k("cases", "post", query.platform, query.post_id)
+        elif query.status is not None:
+            index = self._k("cases", "status", query.status)
         else:
             index = self._k("cases")
-
-        def wanted(c: Case) -> bool:
-            return (
-                (status is None or c.status == status)
-                and (tier is None or c.tier == tier)
-                and (platform is None or c.platform == platform)
-                and (post_id is None or c.post_id == post_id)
-            )
-
         out: list[Case] = []
         skipped, start = 0, 0
-        while len(out) < limit:
+        while len(out) < query.limit:
             ids = self._r.zrevrange(index, start, start + _PAGE - 1)
             if not ids:
                 break
@@ -124,13 +105,13 @@ class RedisReviewMixin(CaseStore, UserStore):
                 if raw is None:
                     continue
                 case = Case.from_dict(loads(raw))
-                if not wanted(case):
+                if not query.matches(case):
                     continue
-                if skipped < offset:
+                if skipped < query.offset:
                     skipped += 1
                     continue
                 out.append(case)
-                if len(out) >= limit:
+                if len(out) >= query.limit:
                     break
         return out
 

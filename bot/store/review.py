@@ -14,11 +14,12 @@ every account. The service deciding with them is :mod:`bot.cases`.
 from __future__ import annotations
 
 from abc import abstractmethod
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Protocol
 
-from bot.models import iso, parse_iso, utcnow
+from bot.models import utcnow
+from bot.store.records import JsonRecord
 
 CASE_STATUSES = ("open", "confirmed", "dismissed")
 CASE_TIERS = ("match", "suggest")
@@ -27,7 +28,7 @@ ROLES = ("viewer", "reviewer", "admin")
 
 
 @dataclass(frozen=True)
-class CaseEvent:
+class CaseEvent(JsonRecord):
     """One line of a case's history: who did what, when (``action``: opened, confirmed, dismissed, reopened,
     suppressed), with the note or reason and, for a dismissal, its scope."""
 
@@ -37,12 +38,7 @@ class CaseEvent:
     note: str | None = None
     scope: str | None = None
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"at": iso(self.at), "by": self.by, "action": self.action, "note": self.note, "scope": self.scope}
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> CaseEvent:
-        return cls(**{**d, "at": parse_iso(d["at"])})
+    _TIMES = ("at",)
 
 
 def case_key(platform: str, post_id: str, media_sha256: str, known_item: str) -> str:
@@ -51,7 +47,7 @@ def case_key(platform: str, post_id: str, media_sha256: str, known_item: str) ->
 
 
 @dataclass(frozen=True)
-class Case:
+class Case(JsonRecord):
     """A match (or recycled hit) and the desk's judgement of it.
 
     ``payload`` is the match payload of :func:`bot.alerts.payloads.match_payload` (post, known entry, tier,
@@ -84,23 +80,15 @@ class Case:
     def known(self) -> dict[str, Any]:
         return dict(self.payload.get("known") or {})
 
+    _TIMES = ("created_at",)
+    _OPTIONAL_TIMES = ("updated_at",)
+
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["created_at"] = iso(self.created_at)
-        d["updated_at"] = iso(self.updated_at) if self.updated_at else None
-        d["history"] = [e.to_dict() for e in self.history]
-        return d
+        return {**super().to_dict(), "history": [e.to_dict() for e in self.history]}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Case:
-        return cls(
-            **{
-                **d,
-                "created_at": parse_iso(d["created_at"]),
-                "updated_at": parse_iso(d.get("updated_at")),
-                "history": tuple(CaseEvent.from_dict(e) for e in d.get("history") or ()),
-            }
-        )
+        return cls(**{**cls._parsed(d), "history": tuple(CaseEvent.from_dict(e) for e in d.get("history") or ())})
 
     @property
     def changed_at(self) -> datetime:
@@ -113,7 +101,7 @@ class Case:
 
 
 @dataclass(frozen=True)
-class Dismissal:
+class Dismissal(JsonRecord):
     """What dismissing case ``case_id`` taught: the posted picture (``media_sha256``, and ``pdq`` for its
     near-duplicates) is not ``known_item``. ``scope`` ``account`` holds for ``platform``/``account`` only,
     ``global`` for every account."""
@@ -132,16 +120,11 @@ class Dismissal:
     def covers(self, platform: str, account: str) -> bool:
         return self.scope == "global" or (self.platform, self.account) == (platform, account)
 
-    def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "at": iso(self.at)}
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> Dismissal:
-        return cls(**{**d, "at": parse_iso(d["at"])})
+    _TIMES = ("at",)
 
 
 @dataclass(frozen=True)
-class User:
+class User(JsonRecord):
     """A console user. ``password_hash`` is an Argon2id hash; ``token_hash`` the SHA-256 of the user's API
     token (one per user: a new token replaces the old one), None when the user has none."""
 
@@ -152,22 +135,45 @@ class User:
     token_hash: str | None = None
     token_created_at: datetime | None = None
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            **asdict(self),
-            "created_at": iso(self.created_at),
-            "token_created_at": iso(self.token_created_at) if self.token_created_at else None,
-        }
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> User:
-        return cls(
-            **{**d, "created_at": parse_iso(d["created_at"]), "token_created_at": parse_iso(d.get("token_created_at"))}
-        )
+    _TIMES = ("created_at",)
+    _OPTIONAL_TIMES = ("token_created_at",)
 
 
 class CaseNotFound(KeyError):
     """No case has this id."""
+
+
+def check_case_filters(status: str | None, tier: str | None) -> None:
+    """A clear error for a status or tier that does not exist (rather than an empty list)."""
+    if status is not None and status not in CASE_STATUSES:
+        raise ValueError(f"status must be one of {', '.join(CASE_STATUSES)}, not {status!r}")
+    if tier is not None and tier not in CASE_TIERS:
+        raise ValueError(f"tier must be one of {', '.join(CASE_TIERS)}, not {tier!r}")
+
+
+@dataclass(frozen=True)
+class CaseQuery:
+    """Which cases to list, newest first: of one status, tier, platform or post (each None: any), a page of
+    ``limit`` after skipping ``offset``. A status or tier that does not exist is a clear error here, not an
+    empty list."""
+
+    status: str | None = None
+    tier: str | None = None
+    platform: str | None = None
+    post_id: str | None = None
+    limit: int = 100
+    offset: int = 0
+
+    def __post_init__(self) -> None:
+        check_case_filters(self.status, self.tier)
+
+    def equal_to(self) -> dict[str, str]:
+        """The case fields this query fixes, and their values."""
+        given = {"status": self.status, "tier": self.tier, "platform": self.platform, "post_id": self.post_id}
+        return {name: value for name, value in given.items() if value is not None}
+
+    def matches(self, case: Case) -> bool:
+        return all(getattr(case, name) == value for name, value in self.equal_to().items())
 
 
 class CaseReader(Protocol):
@@ -177,16 +183,8 @@ class CaseReader(Protocol):
     def get_case(self, case_id: str) -> Case | None: ...
 
     @abstractmethod
-    def list_cases(
-        self,
-        status: str | None = None,
-        tier: str | None = None,
-        platform: str | None = None,
-        post_id: str | None = None,
-        limit: int = 100,
-        offset: int = 0,
-    ) -> list[Case]:
-        """Cases, newest first, optionally of one status, tier or post."""
+    def list_cases(self, query: CaseQuery = CaseQuery()) -> list[Case]:
+        """The cases ``query`` selects, newest first (the first 100 by default)."""
 
     @abstractmethod
     def count_cases(self, status: str | None = None) -> int: ...
@@ -238,10 +236,3 @@ class UserStore(Protocol):
     def remove_user(self, name: str) -> bool:
         """Remove a user and its token; False when there was none."""
 
-
-def check_case_filters(status: str | None, tier: str | None) -> None:
-    """A clear error for a status or tier that does not exist (rather than an empty list)."""
-    if status is not None and status not in CASE_STATUSES:
-        raise ValueError(f"status must be one of {', '.join(CASE_STATUSES)}, not {status!r}")
-    if tier is not None and tier not in CASE_TIERS:
-        raise ValueError(f"tier must be one of {', '.join(CASE_TIERS)}, not {tier!r}")

@@ -4,11 +4,10 @@ and ``events``."""
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable
 from datetime import datetime
 
-from bot.store.common import dumps, loads, micros, new_id, status_for_event
-from bot.store.deletion_log import DeletionLogStore
+from bot.store.common import dumps, loads, micros, status_for_event, with_id
+from bot.store.deletion_log import DeletionLogStore, EventFilter
 from bot.store.records import OutboxAlert, PostEvent, Recheck
 from bot.store.sqlite_common import SqliteRole, equal_to
 
@@ -50,8 +49,7 @@ class SqliteDeletionLogMixin(SqliteRole, DeletionLogStore):
     def record_event(
         self, event: PostEvent, next_recheck: Recheck | None, alert: OutboxAlert | None = None
     ) -> PostEvent:
-        if not event.id:
-            event = PostEvent.from_dict({**event.to_dict(), "id": new_id()})
+        event = with_id(event)
         status = status_for_event(event.kind)
         with self._write() as conn:
             conn.execute(
@@ -82,27 +80,19 @@ class SqliteDeletionLogMixin(SqliteRole, DeletionLogStore):
                 self._insert_alert(conn, alert)
         return event
 
-    def list_events(
-        self,
-        since: datetime | None = None,
-        until: datetime | None = None,
-        platform: str | None = None,
-        account: str | None = None,
-        kinds: Iterable[str] | None = None,
-    ) -> list[PostEvent]:
-        clauses, params = equal_to(platform=platform, account=account)
-        if since is not None:
+    def list_events(self, where: EventFilter = EventFilter()) -> list[PostEvent]:
+        if where.none_wanted:
+            return []
+        clauses, params = equal_to(platform=where.platform, account=where.account)
+        if where.since is not None:
             clauses.append("detected_us >= ?")
-            params.append(micros(since))
-        if until is not None:
+            params.append(micros(where.since))
+        if where.until is not None:
             clauses.append("detected_us < ?")
-            params.append(micros(until))
-        if kinds is not None:
-            kind_list = [str(k) for k in kinds]
-            if not kind_list:
-                return []
-            clauses.append(f"kind IN ({', '.join('?' * len(kind_list))})")
-            params.extend(kind_list)
+            params.append(micros(where.until))
+        if where.kinds is not None:
+            clauses.append(f"kind IN ({', '.join('?' * len(where.kinds))})")
+            params.extend(sorted(where.kinds))
         where = " AND ".join(clauses) or "1"
         rows = self._query(f"SELECT data FROM events WHERE {where} ORDER BY detected_us, seq", params)
         return [PostEvent.from_dict(loads(r[0])) for r in rows]

@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterator, Sequence
-from dataclasses import replace
 
-from bot.store.common import dumps, loads, new_id
+from bot.store.common import dumps, loads, with_id
 from bot.store.known_media import KnownMediaStore
 from bot.store.records import KnownKind, KnownMedia, KnownState
 from bot.store.sqlite_common import SqliteRole
@@ -25,7 +24,7 @@ class SqliteKnownMediaMixin(SqliteRole, KnownMediaStore):
         )
 
     def add_known_many(self, entries: Sequence[KnownMedia]) -> list[KnownMedia]:
-        stored = [e if e.id else replace(e, id=new_id()) for e in entries]
+        stored = [with_id(e) for e in entries]
         if not stored:
             return []
         with self._write() as conn:
@@ -47,7 +46,7 @@ class SqliteKnownMediaMixin(SqliteRole, KnownMediaStore):
     def add_seen(self, entry: KnownMedia) -> tuple[KnownMedia, bool]:
         if not entry.sha256 or entry.kind != KnownKind.SEEN:
             raise ValueError("add_seen takes a seen entry with the file's sha256")
-        stored = entry if entry.id else replace(entry, id=new_id())
+        stored = with_id(entry)
         with self._write() as conn:  # BEGIN IMMEDIATE: a second writer waits for this check and insert
             row = conn.execute(
                 "SELECT data FROM known WHERE sha256 = ? AND kind = ? ORDER BY seq LIMIT 1",

@@ -9,20 +9,8 @@ from datetime import datetime
 from typing import Any
 
 from bot.models import Post, RejectedItem, iso
-from bot.store.common import (
-    dumps,
-    loads,
-    micros,
-    plan_versions,
-    rejected_digest,
-    rejected_from_dict,
-    rejected_to_dict,
-    resolve_at,
-    stored_post,
-    version_from_dict,
-    version_to_dict,
-)
-from bot.store.posts import PostStore
+from bot.store.common import dumps, loads, micros, plan_versions, resolve_at
+from bot.store.posts import AccountPoll, PostStore
 from bot.store.records import PostChange, PostVersion, StoredPost
 from bot.store.sqlite_common import SqliteRole, equal_to
 
@@ -47,7 +35,7 @@ class SqlitePostsMixin(SqliteRole, PostStore):
             if plan.new_version is not None:
                 conn.execute(
                     "INSERT INTO post_versions (platform, post_id, version, data) VALUES (?, ?, ?, ?)",
-                    (post.platform, post.post_id, version, dumps(version_to_dict(plan.new_version))),
+                    (post.platform, post.post_id, version, dumps(plan.new_version.to_dict())),
                 )
                 conn.execute(
                     """INSERT INTO posts (platform, post_id, account, version, fingerprint, first_seen, first_seen_us,
@@ -77,27 +65,18 @@ class SqlitePostsMixin(SqliteRole, PostStore):
             changes.append(plan.change)
         return changes
 
-    def record_poll(
-        self,
-        platform: str,
-        account: str,
-        posts: Sequence[Post],
-        cursor: str | None,
-        rejected: Sequence[RejectedItem] = (),
-        at: datetime | None = None,
-    ) -> list[PostChange]:
-        at = resolve_at(at)
+    def record_poll(self, poll: AccountPoll) -> list[PostChange]:
         with self._write() as conn:
-            changes = self._save_posts(conn, posts, at)
-            if cursor is not None:
+            changes = self._save_posts(conn, poll.posts, resolve_at(poll.at))
+            if poll.cursor is not None:
                 conn.execute(
                     "INSERT INTO cursors (platform, account, cursor) VALUES (?, ?, ?) "
                     "ON CONFLICT (platform, account) DO UPDATE SET cursor = excluded.cursor",
-                    (platform, account, cursor),
+                    (poll.platform, poll.account, poll.cursor),
                 )
             conn.executemany(
                 "INSERT OR IGNORE INTO rejected (data, digest) VALUES (?, ?)",
-                [(dumps(rejected_to_dict(item)), rejected_digest(item)) for item in rejected],
+                [(dumps(item.to_dict()), item.digest()) for item in poll.rejected],
             )
         return changes
 
@@ -110,13 +89,13 @@ class SqlitePostsMixin(SqliteRole, PostStore):
         row = self._one(
             f"SELECT {self._POST_COLUMNS} FROM posts WHERE platform = ? AND post_id = ?", (platform, post_id)
         )
-        return stored_post(*row) if row else None
+        return StoredPost.from_stored(*row) if row else None
 
     def get_versions(self, platform: str, post_id: str) -> list[PostVersion]:
         rows = self._query(
             "SELECT data FROM post_versions WHERE platform = ? AND post_id = ? ORDER BY version", (platform, post_id)
         )
-        return [version_from_dict(loads(r[0])) for r in rows]
+        return [PostVersion.from_dict(loads(r[0])) for r in rows]
 
     @staticmethod
     def _post_filter(platform: str | None, account: str | None) -> tuple[str, list[Any]]:
@@ -134,7 +113,7 @@ class SqlitePostsMixin(SqliteRole, PostStore):
                 [*params, *last],
             )
             for row in rows:
-                yield stored_post(*row[:6])
+                yield StoredPost.from_stored(*row[:6])
             if len(rows) < 500:
                 return
             last = tuple(rows[-1][6:9])  # type: ignore[assignment]
@@ -159,7 +138,7 @@ class SqlitePostsMixin(SqliteRole, PostStore):
             "ORDER BY first_seen_us, platform, post_id LIMIT ?",
             (limit,),
         )
-        return [stored_post(*r) for r in rows]
+        return [StoredPost.from_stored(*r) for r in rows]
 
     def mark_processed(self, platform: str, post_id: str, version: int) -> None:
         with self._write() as conn:
@@ -170,7 +149,7 @@ class SqlitePostsMixin(SqliteRole, PostStore):
 
     def list_rejected(self, limit: int = 100) -> list[RejectedItem]:
         rows = self._query("SELECT data FROM rejected ORDER BY seq DESC LIMIT ?", (limit,))
-        return [rejected_from_dict(loads(r[0])) for r in reversed(rows)]
+        return [RejectedItem.from_dict(loads(r[0])) for r in reversed(rows)]
 
     def get_cursor(self, platform: str, account: str) -> str | None:
         row = self._one("SELECT cursor FROM cursors WHERE platform = ? AND account = ?", (platform, account))

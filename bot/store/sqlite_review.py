@@ -11,8 +11,9 @@ from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from bot.store.common import dumps, loads, micros, new_id
-from bot.store.review import Case, CaseNotFound, CaseStore, Dismissal, User, UserStore, check_case_filters
+from bot.store.common import dumps, loads, micros, with_id
+from bot.store.sqlite_common import equal_to
+from bot.store.review import Case, CaseNotFound, CaseQuery, CaseStore, Dismissal, User, UserStore
 
 #: appended to :data:`bot.store.sqlite.MIGRATIONS`
 REVIEW_MIGRATION = """
@@ -62,8 +63,7 @@ class SqliteReviewMixin(CaseStore, UserStore):
 
     # ----------------------------------------------------------------- cases
     def open_case(self, case: Case) -> tuple[Case, bool]:
-        if not case.id:
-            case = Case.from_dict({**case.to_dict(), "id": new_id()})
+        case = with_id(case)
         with self._write() as conn:
             row = conn.execute("SELECT data FROM cases WHERE key = ?", (case.key,)).fetchone()
             if row:
@@ -81,30 +81,19 @@ class SqliteReviewMixin(CaseStore, UserStore):
         return Case.from_dict(loads(rows[0][0])) if rows else None
 
     @staticmethod
-    def _case_where(status: str | None, tier: str | None, platform: str | None, post_id: str | None) -> tuple[str, list[Any]]:
-        check_case_filters(status, tier)
-        clauses, params = [], []
-        for column, value in (("status", status), ("tier", tier), ("platform", platform), ("post_id", post_id)):
-            if value is not None:
-                clauses.append(f"{column} = ?")
-                params.append(value)
+    def _case_where(query: CaseQuery) -> tuple[str, list[Any]]:
+        clauses, params = equal_to(**query.equal_to())
         return (" AND ".join(clauses) or "1"), params
 
-    def list_cases(
-        self,
-        status: str | None = None,
-        tier: str | None = None,
-        platform: str | None = None,
-        post_id: str | None = None,
-        limit: int = 100,
-        offset: int = 0,
-    ) -> list[Case]:
-        where, params = self._case_where(status, tier, platform, post_id)
-        rows = self._query(f"SELECT data FROM cases WHERE {where} ORDER BY seq DESC LIMIT ? OFFSET ?", [*params, limit, offset])
+    def list_cases(self, query: CaseQuery = CaseQuery()) -> list[Case]:
+        where, params = self._case_where(query)
+        rows = self._query(
+            f"SELECT data FROM cases WHERE {where} ORDER BY seq DESC LIMIT ? OFFSET ?", [*params, query.limit, query.offset]
+        )
         return [Case.from_dict(loads(r[0])) for r in rows]
 
     def count_cases(self, status: str | None = None) -> int:
-        where, params = self._case_where(status, None, None, None)
+        where, params = self._case_where(CaseQuery(status=status))
         return int(self._query(f"SELECT COUNT(*) FROM cases WHERE {where}", params)[0][0])
 
     def update_case(self, case: Case, dismissal: Dismissal | None) -> Case:

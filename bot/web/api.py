@@ -11,7 +11,7 @@ from bot.cases import CaseConflict, CaseDesk
 from bot.matching.check import MAX_BYTES, check_one
 from bot.export.rows import ReadOnlyStore, deletion_log_rows
 from bot.export.writers import COLUMNS
-from bot.store.review import CaseNotFound
+from bot.store.review import CaseNotFound, CaseQuery
 from bot.web.auth import api_user
 from bot.web.present import case_json, export_filters
 
@@ -41,10 +41,12 @@ def cases() -> Any:
     offset = request.args.get("offset", 0, type=int) or 0
     try:
         found = _ctx()["store"].list_cases(
-            status=request.args.get("status") or None,
-            tier=request.args.get("tier") or None,
-            limit=max(1, min(limit, MAX_LIMIT)),
-            offset=max(0, offset),
+            CaseQuery(
+                status=request.args.get("status") or None,
+                tier=request.args.get("tier") or None,
+                limit=max(1, min(limit, MAX_LIMIT)),
+                offset=max(0, offset),
+            )
         )
     except ValueError as e:
         return _error(400, str(e))

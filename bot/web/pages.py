@@ -34,17 +34,18 @@ from bot.errors import AfterimageError
 from bot.export.cases import CASE_FORMATS, render_cases
 from bot.export.rows import ExportFilters, ReadOnlyStore, deletion_log_rows
 from bot.export.writers import FORMATS, render
-from bot.known import add_paths
+from bot.known import AddOptions, add_paths, items_of
 from bot.matching.matcher import Matcher
 from bot.media.fetch import MediaFetcher
 from bot.models import utcnow
 from bot.status import take_snapshot
 from bot.store.base import StateStore
 from bot.store.records import EVENT_KINDS, KnownKind
-from bot.store.review import CASE_STATUSES, CASE_TIERS, DISMISS_SCOPES, ROLES, CaseNotFound
+from bot.store.deletion_log import EventFilter
+from bot.store.review import CASE_STATUSES, CASE_TIERS, DISMISS_SCOPES, ROLES, CaseNotFound, CaseQuery
 from bot.users import UserError, add_user
 from bot.web.auth import require_login, role_required
-from bot.web.present import export_filters, known_items
+from bot.web.present import export_filters
 
 bp = Blueprint("pages", __name__)
 bp.before_request(require_login)
@@ -94,13 +95,13 @@ def dashboard() -> str:
     now = utcnow()
     configured = {p: list(s.accounts) for p, s in config().watchers.enabled().items()}
     snapshot = take_snapshot(store(), configured, now)
-    events = store().list_events(since=now - timedelta(days=30))[-10:][::-1]
+    events = store().list_events(EventFilter(since=now - timedelta(days=30)))[-10:][::-1]
     return render_template(
         "dashboard.html",
         snapshot=snapshot,
         backlog=len(store().pending_posts(1000)),
         open_cases=store().count_cases("open"),
-        cases=store().list_cases(limit=10),
+        cases=store().list_cases(CaseQuery(limit=10)),
         events=events,
         parked=store().parked_alerts()[:10],
     )
@@ -112,7 +113,7 @@ def queue() -> str:
     tier = request.args.get("tier") or None
     if tier not in (None, *CASE_TIERS):
         abort(400, "tier must be match or suggest")
-    cases = store().list_cases(status="open", tier=tier, limit=PAGE_SIZE)
+    cases = store().list_cases(CaseQuery(status="open", tier=tier, limit=PAGE_SIZE))
     return render_template("queue.html", cases=cases, tier=tier, scopes=DISMISS_SCOPES, total=store().count_cases("open"))
 
 
@@ -122,7 +123,7 @@ def cases() -> str:
     tier = request.args.get("tier") or None
     page = max(1, request.args.get("page", 1, type=int) or 1)
     try:
-        found = store().list_cases(status=status, tier=tier, limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE)
+        found = store().list_cases(CaseQuery(status=status, tier=tier, limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE))
     except ValueError as e:
         abort(400, str(e))
     return render_template("cases.html", cases=found, status=status, tier=tier, page=page,
@@ -179,7 +180,7 @@ def matches_export(fmt: str) -> Response:
     status = request.args.get("status") or None
     tier = request.args.get("tier") or None
     try:
-        found = store().list_cases(status=status, tier=tier, limit=1_000_000)
+        found = store().list_cases(CaseQuery(status=status, tier=tier, limit=1_000_000))
     except ValueError as e:
         abort(400, str(e))
     mime = "text/csv" if fmt == "csv" else "application/x-ndjson"
@@ -200,8 +201,8 @@ def post(platform: str, post_id: str) -> str:
         versions=store().get_versions(platform, post_id),
         media=media,
         recheck=store().get_recheck(platform, post_id),
-        events=[e for e in store().list_events(platform=platform, account=stored.post.account) if e.post_id == post_id],
-        cases=store().list_cases(platform=platform, post_id=post_id),
+        events=[e for e in store().list_events(EventFilter(platform=platform, account=stored.post.account)) if e.post_id == post_id],
+        cases=store().list_cases(CaseQuery(platform=platform, post_id=post_id)),
     )
 
 
@@ -266,7 +267,7 @@ def _download(body: str | bytes, filename: str, mime: str) -> Response:
 # ----------------------------------------------------------------------------- known media
 @bp.get("/known")
 def known() -> str:
-    items = known_items(store().iter_known(KnownKind.KNOWN))
+    items = items_of(store().iter_known(KnownKind.KNOWN))
     return render_template("known.html", items=items[::-1])
 
 
@@ -289,8 +290,8 @@ def known_upload() -> Any:
             f.save(path)
             # one item per file: labelled with its file name unless a label was given; the source says who
             # uploaded it when none was given (never the temporary path)
-            report = add_paths(store(), archive(), [path], label=label or name,
-                               source=source or f"uploaded by {current_user.name}: {name}", note=note)
+            given = AddOptions(label or name, source or f"uploaded by {current_user.name}: {name}", note)
+            report = add_paths(store(), archive(), [path], given)
             added += len(report.added)
             duplicates += len(report.duplicates)
             errors += [(name, error) for _, error in report.errors]
@@ -301,7 +302,7 @@ def known_upload() -> Any:
 
 
 def _item_or_404(key: str) -> Any:
-    for item in known_items(store().iter_known(KnownKind.KNOWN)):
+    for item in items_of(store().iter_known(KnownKind.KNOWN)):
         if item.key == key:
             return item
     abort(404, "no such known item")
@@ -318,7 +319,7 @@ def known_edit(key: str) -> Any:
     source = (request.form.get("source") or "").strip() or None
     note = (request.form.get("note") or "").strip() or None
     for entry in item.entries:
-        entry_label = f"{label} @ {entry.frame_ts:.1f}s" if item.is_video and entry.frame_ts is not None else label
+        entry_label = f"{label} @ {entry.frame_ts:.1f}s" if entry.frame_ts is not None else label
         store().add_known(replace(entry, label=entry_label, source=source, note=note))
     flash(f"Saved {label}.", "ok")
     return redirect(url_for("pages.known"))

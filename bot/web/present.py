@@ -1,16 +1,14 @@
-"""What the console and the API show of the store's records: the API's case object, known media as items."""
+"""What the console and the API show of the store's records: the API's case object, the export filters."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import Any
 
 from werkzeug.datastructures import MultiDict
 
 from bot.export.rows import ExportFilters
 from bot.models import iso, parse_iso
-from bot.store.records import EVENT_KINDS, KnownMedia
+from bot.store.records import EVENT_KINDS
 from bot.store.review import Case
 
 
@@ -39,38 +37,6 @@ def case_json(case: Case) -> dict[str, Any]:
         "scope": case.scope,
         "history": [e.to_dict() for e in case.history],
     }
-
-
-@dataclass
-class KnownItem:
-    """What a person adds and removes: one image, or a video with its keyframes (entries sharing a group)."""
-
-    key: str
-    entries: list[KnownMedia]
-
-    @property
-    def first(self) -> KnownMedia:
-        return self.entries[0]
-
-    @property
-    def is_video(self) -> bool:
-        return len(self.entries) > 1 or self.first.frame_ts is not None
-
-    @property
-    def label(self) -> str:
-        """The item's label: a video's frames are labelled ``<label> @ <ts>s`` by ``known add``."""
-        label = self.first.label
-        if self.is_video and " @ " in label:
-            label = label.rsplit(" @ ", 1)[0]
-        return label
-
-
-def known_items(entries: Iterable[KnownMedia]) -> list[KnownItem]:
-    """Entries grouped into items, in the order their first entry was added."""
-    items: dict[str, KnownItem] = {}
-    for entry in entries:
-        items.setdefault(entry.item, KnownItem(entry.item, [])).entries.append(entry)
-    return list(items.values())
 
 
 def export_filters(args: MultiDict[str, str]) -> ExportFilters:

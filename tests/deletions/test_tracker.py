@@ -12,6 +12,8 @@ from bot.errors import StoreError
 from bot.models import PostStatus, StatusKind
 from bot.store.records import PostMediaLink, MediaRecord
 from scripted import T0, ScriptedWatcher, make_post, minutes
+from bot.store.deletion_log import EventFilter
+from bot.store.posts import AccountPoll
 
 FAR = T0 + timedelta(days=400)
 ALIVE = "alive"
@@ -20,7 +22,7 @@ ALIVE = "alive"
 def setup(store, *posts, first_seen=T0 + timedelta(seconds=30), **cfg):
     tracker = RecheckTracker(store, {"x": RecheckConfig(**cfg)})
     for p in posts or (make_post(),):
-        store.record_poll(p.platform, p.account, [p], None, at=first_seen)
+        store.record_poll(AccountPoll(p.platform, p.account, [p], None, at=first_seen))
         tracker.schedule_new(p, first_seen)
     return tracker
 
@@ -65,7 +67,7 @@ def test_deletion_recorded_only_after_second_answer_a_minute_later(store):
     assert ev.details["last_seen_alive"] == "2026-03-01T12:02:00Z"
     assert ev.details["raw_sha256"] == post.raw_sha256()
     assert store.get_post("x", "100").status == "deleted"
-    assert store.list_events(kinds=["deleted"]) == [ev]
+    assert store.list_events(EventFilter(kinds=["deleted"])) == [ev]
 
 
 def test_confirm_after_is_configurable(store):
@@ -207,7 +209,7 @@ def test_post_hidden_by_moderation_is_a_withheld_event_not_a_deletion(store):
     events = drive(tracker, w, store, T0 + timedelta(days=31))
     assert [e.kind for e in events] == ["withheld"]
     assert events[0].details["scope"] == "post" and events[0].details["platform_said"] == said
-    assert store.get_post("x", "100").status == "withheld" and store.list_events(kinds=["deleted"]) == []
+    assert store.get_post("x", "100").status == "withheld" and store.list_events(EventFilter(kinds=["deleted"])) == []
 
 
 def test_withheld_and_deleted_answers_do_not_confirm_each_other(store):
@@ -542,13 +544,13 @@ def test_edit_found_by_a_poll_is_logged_too(store):
     tracker = setup(store, post)
     before = store.get_recheck("x", "100")
     edited = make_post(text="Corrected caption")
-    [change] = store.record_poll("x", post.account, [edited], None, at=T0 + minutes(3))
+    [change] = store.record_poll(AccountPoll("x", post.account, [edited], None, at=T0 + minutes(3)))
     event = tracker.record_edit(change, T0 + minutes(3))
     assert event.kind == "edited" and event.details["before"]["text"] == post.text
     assert event.details["after"]["text"] == "Corrected caption"
     assert store.get_recheck("x", "100") == before  # schedule untouched
     assert store.get_alert(f"edited:x:100:{event.id}") is not None
-    [same] = store.record_poll("x", post.account, [edited], None, at=T0 + minutes(4))
+    [same] = store.record_poll(AccountPoll("x", post.account, [edited], None, at=T0 + minutes(4)))
     assert tracker.record_edit(same, T0 + minutes(4)) is None
 
 

@@ -32,6 +32,7 @@ from bot.demo.fakes import FakePlatforms, FakeWorld
 from bot.demo.scene import ministry_evidence, write_trailer
 from bot.store import open_store
 from tests.e2e.test_daemon import ROOT, TOKEN, alerts_of, post, start_daemon, stop, wait_for, write_config
+from bot.store.review import CaseQuery
 
 pytestmark = pytest.mark.slow
 
@@ -162,7 +163,7 @@ def screenshot(driver, console: Console, name: str) -> None:
 
 def match_case(console: Console, post_id: str):
     with console.store() as store:
-        found = [c for c in store.list_cases(platform="x", post_id=post_id) if c.kind == "match"]
+        found = [c for c in store.list_cases(CaseQuery(platform="x", post_id=post_id)) if c.kind == "match"]
     return found[0] if found else None
 
 

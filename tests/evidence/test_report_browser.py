@@ -28,6 +28,7 @@ from bot.store.records import OutboxAlert, PostMediaLink
 from scripted import T0, ScriptedWatcher, make_post, minutes
 from tests.evidence.local_tsa import start_tsa
 from tests.evidence.raw_versions import archive_raw_versions
+from bot.store.posts import AccountPoll
 
 FEED = "https://www.gov.uk/government/organisations/ministry-of-defence.atom"
 LONG_URL = "https://www.gov.uk/government/news/" + "defence-secretary-statement-on-the-convoy-" * 4 + "final"
@@ -49,7 +50,7 @@ def _deletions(store, platform: str, account: str, post_ids: list[str]) -> None:
     for n, post_id in enumerate(post_ids):
         post = Post(platform, account, post_id, LONG_URL + f"-{n}", f"MinistryOfDefence update {n + 1}: {LONG_URL}",
                     T0 + minutes(5 + n), raw={"author": "Ministry of Defence", "id": post_id})
-        store.record_poll(platform, account, [post], None, at=post.created_at + timedelta(seconds=30))
+        store.record_poll(AccountPoll(platform, account, [post], None, at=post.created_at + timedelta(seconds=30)))
         tracker.schedule_new(post, post.created_at + timedelta(seconds=30))
         answers[post_id] = [PostStatus.alive(post), PostStatus.deleted(), PostStatus.deleted()]
     watcher = ScriptedWatcher(answers)
@@ -68,7 +69,7 @@ def report(store, tmp_path, httpserver):
     # a matched post that is still online and in no event: the "matches" section
     post = make_post("400", account="MinistryOfInfo", text=f"Convoy footage, full story: {LONG_URL}", media=("m400",),
                      created_at=T0 + minutes(4))
-    store.record_poll("x", "MinistryOfInfo", [post], None, at=post.created_at)
+    store.record_poll(AccountPoll("x", "MinistryOfInfo", [post], None, at=post.created_at))
     rec = archive_media(store, Archive(sc.archive_root), "img400", jpeg("#117a65", "img400"), post.media[0].url)
     store.link_post_media(PostMediaLink("x", "400", 0, post.media[0].url, rec.sha256))
     # matched twice (a game frame and a stock photo): three pictures in a row, the last one wraps at 1280 px

@@ -15,6 +15,7 @@ from bot.deletions import RecheckTracker
 from bot.models import PostStatus, StatusKind
 from bot.store.records import KnownMedia, MediaRecord, OutboxAlert, PostMediaLink
 from scripted import T0, ScriptedWatcher, make_post, minutes
+from bot.store.posts import AccountPoll
 
 TRICKY_TEXT = 'Relief convoy arrived, "as promised" <script>alert("x")</script>\nSecond line; 100% real'
 
@@ -58,7 +59,7 @@ def build(store, tmp_path: Path, with_match_alert: bool = True) -> Scenario:
     checks = RecheckConfig(deleted_every=0)
     trackers = RecheckTracker(store, {"x": checks, "mastodon": checks})
     for p in posts.values():
-        store.record_poll(p.platform, p.account, [p], None, at=p.created_at + timedelta(seconds=40))
+        store.record_poll(AccountPoll(p.platform, p.account, [p], None, at=p.created_at + timedelta(seconds=40)))
         trackers.schedule_new(p, p.created_at + timedelta(seconds=40))
 
     for name, color, post in (("img100", "#b03a2e", p100), ("img101", "#1f618d", p101), ("img300", "#196f3d", p300)):

@@ -12,6 +12,7 @@ from bot.export import COLUMNS, ExportFilters, ReadOnlyStore, deletion_log_rows,
 from bot.export.writers import manifest_path
 from scenario import TRICKY_TEXT, build
 from scripted import T0, minutes
+from bot.store.deletion_log import EventFilter
 
 
 @pytest.fixture
@@ -43,7 +44,7 @@ def test_deleted_row_every_column(store, scenario):
     ]  # detection order
     r = by_event(rows, "deleted", "100")
     post = scenario.posts["100"]
-    event = next(e for e in store.list_events(kinds=["deleted"]) if e.post_id == "100")
+    event = next(e for e in store.list_events(EventFilter(kinds=["deleted"])) if e.post_id == "100")
     assert set(r) == set(COLUMNS)
     assert r["event_id"] == event.id
     assert r["scope"] == "post"

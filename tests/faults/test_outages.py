@@ -25,6 +25,7 @@ from .conftest import (
     seed_store,
     wait_for,
 )
+from bot.store.deletion_log import EventFilter
 
 pytestmark = pytest.mark.slow
 
@@ -78,7 +79,7 @@ def test_redis_restarted_and_down_for_a_minute(tmp_path: Path, world, redis_serv
     expected = {shown_key(a.key) for a in alerts}
     assert set(received) == expected and all(n == 1 for n in received.values()), (received, expected)
     assert {a.payload["post_id"] for a in alerts if a.kind == "match"} == set(ids)
-    assert store.list_events(kinds=["deleted"]) == []
+    assert store.list_events(EventFilter(kinds=["deleted"])) == []
     store.close()
     assert not leaked(output)
     print(f"\nredis down {REDIS_OUTAGE:.0f}s: {len(ids)} posts ({len(ids) - 2} during the outage), {len(alerts)} alerts, "

@@ -19,6 +19,7 @@ from bot.demo.fakes import X_USER_ID, FakePost, Fault
 from bot.store import open_store
 
 from .conftest import CAPTURED, FB_TOKEN, X_TOKEN, add_post, leaked, picture
+from bot.store.deletion_log import EventFilter
 
 FB_VERSION = "v24.0"
 RESET = int((datetime.now(timezone.utc) + timedelta(minutes=7)).timestamp())
@@ -176,7 +177,7 @@ def test_platform_fault(tmp_path: Path, world, platform: str, step: str, fault: 
         # and re-checks after recovery see every post alive
         clock.advance(60)
         daemon.run_rechecks(platform)
-        deleted = store.list_events(kinds=["deleted"])
+        deleted = store.list_events(EventFilter(kinds=["deleted"]))
         TOTALS["false_deletions"] += len(deleted)
         assert deleted == [], f"false deletion after {fault} on {step}: {deleted}"
         for post_id in first + more:

@@ -36,6 +36,8 @@ from .conftest import (
     picture,
 )
 from .test_platform_faults import Clock
+from bot.store.deletion_log import EventFilter
+from bot.store.posts import AccountPoll
 
 
 def test_secrets_are_test_specific() -> None:
@@ -127,7 +129,7 @@ def test_redis_password_and_tls(tmp_path: Path, caplog) -> None:
         now = datetime.now(timezone.utc)
         post = Post(platform="x", account="a", post_id="1", url="https://x.com/a/status/1", text="over TLS",
                     created_at=now, raw={"id": "1"})
-        store.record_poll("x", "a", [post], "1", [], at=now)
+        store.record_poll(AccountPoll("x", "a", [post], "1", [], at=now))
         assert store.get_post("x", "1").post.text == "over TLS"
         assert REDIS_PASSWORD not in store.url and REDIS_PASSWORD not in repr(store)
         store.close()
@@ -216,7 +218,7 @@ alerts:
         for _ in range(3):  # deleted, then confirmed
             clock.advance(30)
             daemon.run_rechecks("x")
-        assert daemon.store.list_events(kinds=["deleted"]), "the deletion was not confirmed"
+        assert daemon.store.list_events(EventFilter(kinds=["deleted"])), "the deletion was not confirmed"
         daemon.deliver_alerts()
     finally:
         daemon.stop(timeout=2)

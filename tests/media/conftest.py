@@ -20,12 +20,15 @@ def _cleared(srv: HTTPServer) -> Iterator[HTTPServer]:
     srv.clear()
 
 
-@pytest.fixture(scope="session")
-def _http_server() -> Iterator[HTTPServer]:
-    srv = HTTPServer(host="127.0.0.1", port=0, threaded=True)
+def _running(srv: HTTPServer) -> Iterator[HTTPServer]:
     srv.start()
     yield srv
     srv.stop()
+
+
+@pytest.fixture(scope="session")
+def _http_server() -> Iterator[HTTPServer]:
+    yield from _running(HTTPServer(host="127.0.0.1", port=0, threaded=True))
 
 
 @pytest.fixture
@@ -82,10 +85,7 @@ def tls_files(tmp_path_factory: pytest.TempPathFactory) -> TlsFiles:
 def _tls_server(tls_files: TlsFiles) -> Iterator[HTTPServer]:
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(tls_files.cert, tls_files.key)
-    srv = HTTPServer(host="127.0.0.1", port=0, ssl_context=context, threaded=True)
-    srv.start()
-    yield srv
-    srv.stop()
+    yield from _running(HTTPServer(host="127.0.0.1", port=0, ssl_context=context, threaded=True))
 
 
 @pytest.fixture

@@ -7,13 +7,14 @@ from __future__ import annotations
 from bot.models import RejectedItem
 from bot.store.records import PostMediaLink
 from tests.store.builders import alert, at, event, known, make_post, media_record, post_alert, recheck
+from bot.store.posts import AccountPoll
 
 
 def test_everything_persists_across_reopen(store_opener):
     first = store_opener()
-    first.record_poll("x", "gov", [make_post(text="a")], cursor="c9",
-                      rejected=[RejectedItem("x", "gov", {"r": 1}, "bad", at(0))], at=at(0))
-    first.record_poll("x", "gov", [make_post(text="b")], cursor=None, at=at(1))
+    first.record_poll(AccountPoll("x", "gov", [make_post(text="a")], cursor="c9",
+                      rejected=[RejectedItem("x", "gov", {"r": 1}, "bad", at(0))], at=at(0)))
+    first.record_poll(AccountPoll("x", "gov", [make_post(text="b")], cursor=None, at=at(1)))
     first.mark_processed("x", "1", 1)
     first.put_media(media_record(signals={"pdq": "p"}))
     first.link_post_media(PostMediaLink("x", "1", 0, "https://cdn/a.jpg", "a" * 64))

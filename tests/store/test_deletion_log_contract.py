@@ -8,6 +8,8 @@ import pytest
 
 from bot.store.records import OutboxAlert, PostEvent
 from tests.store.builders import assert_aware, at, event, make_post, post_alert, recheck
+from bot.store.deletion_log import EventFilter
+from bot.store.posts import AccountPoll
 
 
 def test_rechecks(store):
@@ -36,7 +38,7 @@ def test_rechecks(store):
 
 
 def test_record_event_sets_status_and_replaces_recheck(store):
-    store.record_poll("x", "gov", [make_post("1")], cursor=None, at=at(0))
+    store.record_poll(AccountPoll("x", "gov", [make_post("1")], cursor=None, at=at(0)))
     store.schedule_recheck(recheck("1", 100))
 
     nxt = recheck("1", 400, step=2, deleted_streak=1)
@@ -70,11 +72,11 @@ def test_record_event_sets_status_and_replaces_recheck(store):
     # an event for a post the store never saw is still logged, and creates no post
     store.record_event(event("deleted", post_id="ghost", detected=600), None)
     assert store.get_post("x", "ghost") is None
-    assert store.list_events(kinds=["deleted"])[-1].post_id == "ghost"
+    assert store.list_events(EventFilter(kinds=["deleted"]))[-1].post_id == "ghost"
 
 
 def test_record_event_with_its_alert_in_one_transaction_idempotent(store):
-    store.record_poll("x", "gov", [make_post("1")], cursor=None, at=at(0))
+    store.record_poll(AccountPoll("x", "gov", [make_post("1")], cursor=None, at=at(0)))
     store.schedule_recheck(recheck("1", 100))
     deleted = PostEvent(platform="x", account="gov", post_id="1", kind="deleted", detected_at=at(100),
                         details={"n": 1}, id="ev1")
@@ -109,7 +111,7 @@ def test_record_event_with_its_alert_in_one_transaction_idempotent(store):
 
 
 def test_record_event_with_alert_is_all_or_nothing(store):
-    store.record_poll("x", "gov", [make_post("1")], cursor=None, at=at(0))
+    store.record_poll(AccountPoll("x", "gov", [make_post("1")], cursor=None, at=at(0)))
     before = recheck("1", 100)
     store.schedule_recheck(before)
     broken = OutboxAlert(key="deleted:x:1:e", kind="deleted", created_at=at(0),
@@ -131,7 +133,7 @@ def test_list_events_filters(store):
     store.record_event(event("deleted", "5", detected=5), None)  # detected earlier, logged later
 
     def ids(**kw):
-        return [e.post_id for e in store.list_events(**kw)]
+        return [e.post_id for e in store.list_events(EventFilter(**kw))]
 
     assert ids() == ["5", "1", "2", "3", "4"]
     assert ids(since=at(10)) == ["1", "2", "3", "4"]

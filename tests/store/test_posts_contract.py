@@ -10,11 +10,12 @@ from datetime import datetime, timedelta, timezone
 from bot.models import RejectedItem
 from bot.store.records import Change
 from tests.store.builders import assert_aware, at, make_post, photo
+from bot.store.posts import AccountPoll
 
 
 def test_new_post_is_stored_pending_with_verbatim_raw(store):
     post = make_post(media=[photo()])
-    changes = store.record_poll("x", "gov", [post], cursor="c1", at=at(0))
+    changes = store.record_poll(AccountPoll("x", "gov", [post], cursor="c1", at=at(0)))
     assert [(c.change, c.version) for c in changes] == [(Change.NEW, 1)]
     assert changes[0].post == post
 
@@ -37,16 +38,16 @@ def test_new_post_is_stored_pending_with_verbatim_raw(store):
 
 
 def test_same_content_twice_is_unchanged(store):
-    store.record_poll("x", "gov", [make_post()], cursor=None, at=at(0))
-    (change,) = store.record_poll("x", "gov", [make_post(likes=5)], cursor=None, at=at(10))
+    store.record_poll(AccountPoll("x", "gov", [make_post()], cursor=None, at=at(0)))
+    (change,) = store.record_poll(AccountPoll("x", "gov", [make_post(likes=5)], cursor=None, at=at(10)))
     assert (change.change, change.version) == (Change.UNCHANGED, 1)
     assert len(store.get_versions("x", "1")) == 1
     assert store.get_post("x", "1").last_seen_alive == at(10)
 
 
 def test_changed_text_is_edited_v2(store):
-    store.record_poll("x", "gov", [make_post(text="v1")], cursor=None, at=at(0))
-    (change,) = store.record_poll("x", "gov", [make_post(text="v2")], cursor=None, at=at(60))
+    store.record_poll(AccountPoll("x", "gov", [make_post(text="v1")], cursor=None, at=at(0)))
+    (change,) = store.record_poll(AccountPoll("x", "gov", [make_post(text="v2")], cursor=None, at=at(60)))
     assert (change.change, change.version) == (Change.EDITED, 2)
     versions = store.get_versions("x", "1")
     assert [v.version for v in versions] == [1, 2]
@@ -58,26 +59,26 @@ def test_changed_text_is_edited_v2(store):
 
 
 def test_changed_media_is_edited_but_url_query_change_is_not(store):
-    store.record_poll("x", "gov", [make_post(media=[photo("https://cdn/a.jpg?sig=1")])], cursor=None, at=at(0))
-    (same,) = store.record_poll(
+    store.record_poll(AccountPoll("x", "gov", [make_post(media=[photo("https://cdn/a.jpg?sig=1")])], cursor=None, at=at(0)))
+    (same,) = store.record_poll(AccountPoll(
         "x", "gov", [make_post(media=[photo("https://cdn/a.jpg?sig=2")])], cursor=None, at=at(1)
-    )
+    ))
     assert same.change is Change.UNCHANGED
-    (edited,) = store.record_poll(
+    (edited,) = store.record_poll(AccountPoll(
         "x", "gov", [make_post(media=[photo("https://cdn/b.jpg?sig=2")])], cursor=None, at=at(2)
-    )
+    ))
     assert (edited.change, edited.version) == (Change.EDITED, 2)
 
 
 def test_same_post_twice_in_one_poll(store):
-    changes = store.record_poll("x", "gov", [make_post(text="a"), make_post(text="a")], cursor=None, at=at(0))
+    changes = store.record_poll(AccountPoll("x", "gov", [make_post(text="a"), make_post(text="a")], cursor=None, at=at(0)))
     assert [c.change for c in changes] == [Change.NEW, Change.UNCHANGED]
-    changes = store.record_poll("x", "gov", [make_post(text="b"), make_post(text="c")], cursor=None, at=at(1))
+    changes = store.record_poll(AccountPoll("x", "gov", [make_post(text="b"), make_post(text="c")], cursor=None, at=at(1)))
     assert [(c.change, c.version) for c in changes] == [(Change.EDITED, 2), (Change.EDITED, 3)]
 
 
 def test_save_post_version_outside_a_poll(store):
-    store.record_poll("x", "gov", [make_post(text="a")], cursor=None, at=at(0))
+    store.record_poll(AccountPoll("x", "gov", [make_post(text="a")], cursor=None, at=at(0)))
     store.mark_processed("x", "1", 1)
     same = store.save_post_version(make_post(text="a"), at=at(100))
     assert (same.change, same.version) == (Change.UNCHANGED, 1)
@@ -92,8 +93,8 @@ def test_save_post_version_outside_a_poll(store):
 
 
 def test_pending_and_mark_processed(store):
-    store.record_poll("x", "gov", [make_post("1"), make_post("2")], cursor=None, at=at(0))
-    store.record_poll("x", "gov", [make_post("3")], cursor=None, at=at(10))
+    store.record_poll(AccountPoll("x", "gov", [make_post("1"), make_post("2")], cursor=None, at=at(0)))
+    store.record_poll(AccountPoll("x", "gov", [make_post("3")], cursor=None, at=at(10)))
     assert [s.post.post_id for s in store.pending_posts()] == ["1", "2", "3"]
     assert [s.post.post_id for s in store.pending_posts(limit=2)] == ["1", "2"]
 
@@ -102,7 +103,7 @@ def test_pending_and_mark_processed(store):
     assert store.get_post("x", "1").processed_version == 1
 
     # an edit makes it pending again; finishing the old version keeps the new one pending
-    store.record_poll("x", "gov", [make_post("2", text="edited")], cursor=None, at=at(20))
+    store.record_poll(AccountPoll("x", "gov", [make_post("2", text="edited")], cursor=None, at=at(20)))
     store.mark_processed("x", "2", 1)
     stored = store.get_post("x", "2")
     assert stored.version == 2 and stored.processed_version == 1 and stored.pending
@@ -115,9 +116,9 @@ def test_pending_and_mark_processed(store):
 
 
 def test_iter_and_count_posts(store):
-    store.record_poll("x", "gov", [make_post("1"), make_post("2")], cursor=None, at=at(0))
-    store.record_poll("x", "pm", [make_post("3", account="pm")], cursor=None, at=at(1))
-    store.record_poll("mastodon", "gov", [make_post("1", platform="mastodon")], cursor=None, at=at(2))
+    store.record_poll(AccountPoll("x", "gov", [make_post("1"), make_post("2")], cursor=None, at=at(0)))
+    store.record_poll(AccountPoll("x", "pm", [make_post("3", account="pm")], cursor=None, at=at(1)))
+    store.record_poll(AccountPoll("mastodon", "gov", [make_post("1", platform="mastodon")], cursor=None, at=at(2)))
     assert store.count_posts() == 4
     assert store.count_posts(platform="x") == 3
     assert store.count_posts(platform="x", account="gov") == 2
@@ -134,7 +135,7 @@ def test_iter_and_count_posts(store):
 
 
 def test_mark_seen_alive_and_status(store):
-    store.record_poll("x", "gov", [make_post()], cursor=None, at=at(0))
+    store.record_poll(AccountPoll("x", "gov", [make_post()], cursor=None, at=at(0)))
     store.mark_seen_alive("x", "1", at(500))
     store.set_post_status("x", "1", "deleted")
     stored = store.get_post("x", "1")
@@ -147,13 +148,13 @@ def test_mark_seen_alive_and_status(store):
 
 def test_cursor_kept_when_none_and_rejected_items_kept(store):
     assert store.get_cursor("x", "gov") is None
-    store.record_poll("x", "gov", [], cursor="c1", at=at(0))
+    store.record_poll(AccountPoll("x", "gov", [], cursor="c1", at=at(0)))
     assert store.get_cursor("x", "gov") == "c1"
     bad = RejectedItem("x", "gov", raw={"weird": [1, 2]}, error="no id", seen_at=at(1))
-    store.record_poll("x", "gov", [make_post()], cursor=None, rejected=[bad], at=at(1))
+    store.record_poll(AccountPoll("x", "gov", [make_post()], cursor=None, rejected=[bad], at=at(1)))
     assert store.get_cursor("x", "gov") == "c1"
     assert store.get_cursor("x", "other") is None
-    store.record_poll("x", "gov", [], cursor="c2", rejected=[RejectedItem("x", "gov", "raw2", "bad", at(2))])
+    store.record_poll(AccountPoll("x", "gov", [], cursor="c2", rejected=[RejectedItem("x", "gov", "raw2", "bad", at(2))]))
     assert store.get_cursor("x", "gov") == "c2"
     rejected = store.list_rejected()
     assert rejected == [bad, RejectedItem("x", "gov", "raw2", "bad", at(2))]
@@ -165,15 +166,15 @@ def test_a_rejected_item_served_again_is_stored_once(store):
     """X and Graph items with no id or date cannot be placed before the cursor and come back every poll."""
     bad = RejectedItem("x", "gov", raw={"text": "no id"}, error="malformed tweet: no id", seen_at=at(1))
     for minute in range(3):
-        store.record_poll("x", "gov", [], cursor=None, rejected=[replace(bad, seen_at=at(minute))], at=at(minute))
+        store.record_poll(AccountPoll("x", "gov", [], cursor=None, rejected=[replace(bad, seen_at=at(minute))], at=at(minute)))
     other = RejectedItem("x", "gov", raw={"text": "other"}, error="malformed tweet: no id", seen_at=at(4))
-    store.record_poll("x", "gov", [], cursor=None, rejected=[other, other], at=at(4))
+    store.record_poll(AccountPoll("x", "gov", [], cursor=None, rejected=[other, other], at=at(4)))
     assert store.list_rejected() == [replace(bad, seen_at=at(0)), other]
 
 
 def test_default_times_are_now_in_utc(store):
     before = datetime.now(timezone.utc) - timedelta(seconds=1)
-    store.record_poll("x", "gov", [make_post()], cursor=None)
+    store.record_poll(AccountPoll("x", "gov", [make_post()], cursor=None))
     stored = store.get_post("x", "1")
     assert_aware(stored.first_seen)
     assert stored.first_seen >= before

@@ -21,6 +21,7 @@ from bot.store.common import BUDGET_KEEP_MINUTES
 from bot.store.records import Change, KnownMedia, OutboxAlert
 from bot.store.redis import RedisStore, parse_store_url
 from tests.redis_keys import delete_prefix, prefix_of
+from bot.store.posts import AccountPoll
 
 pytestmark = pytest.mark.redis
 
@@ -112,7 +113,7 @@ def test_password_in_url_is_used_and_redacted(redis_url, cleanup):
         store = RedisStore(url)
         assert password not in store.url and f"{user}:***@" in store.url
         assert redact(f"url was {url}") == f"url was {url.replace(password, '***')}"
-        store.record_poll("x", "gov", [post("1")], cursor="c")
+        store.record_poll(AccountPoll("x", "gov", [post("1")], cursor="c"))
         assert store.get_cursor("x", "gov") == "c"
         store.close()
 
@@ -131,7 +132,7 @@ def test_every_key_is_under_the_prefix_and_prefixes_are_isolated(redis_url, clea
     client = raw_client(redis_url)
     before = set(client.scan_iter(match="*"))
     a, b = RedisStore(redis_url), RedisStore(other_url)
-    a.record_poll("x", "gov", [post("1")], cursor="a")
+    a.record_poll(AccountPoll("x", "gov", [post("1")], cursor="a"))
     a.enqueue_alert(OutboxAlert(key="k", kind="match", payload={}))
     a.acquire_lock("l", "me", 30)
     assert b.get_post("x", "1") is None and b.get_cursor("x", "gov") is None
@@ -227,7 +228,7 @@ def test_alerts_enqueued_before_the_creation_time_index_are_indexed_at_open(redi
 def test_errors_during_use_are_store_errors(redis_url, cleanup):
     cleanup(redis_url)
     store = RedisStore(redis_url)
-    store.record_poll("x", "gov", [post("1")], cursor=None)
+    store.record_poll(AccountPoll("x", "gov", [post("1")], cursor=None))
     retry = store._r.get_retry()  # the store's own short retry policy
     store._r.close()
     store._r = redis.Redis(port=free_port(), socket_connect_timeout=0.5, decode_responses=True, retry=retry)
@@ -235,7 +236,7 @@ def test_errors_during_use_are_store_errors(redis_url, cleanup):
     with pytest.raises(StoreError, match="cannot reach"):
         store.get_post("x", "1")
     with pytest.raises(StoreError):
-        store.record_poll("x", "gov", [post("2")], cursor=None)
+        store.record_poll(AccountPoll("x", "gov", [post("2")], cursor=None))
     with pytest.raises(StoreError):
         list(store.iter_posts())
     assert time.monotonic() - started < 5  # the daemon gets the error quickly and does its own waiting
@@ -253,7 +254,7 @@ def test_concurrent_clients_version_one_post_atomically(redis_url, cleanup):
         try:
             barrier.wait()
             for i in range(10):
-                (change,) = stores[n].record_poll("x", "gov", [post("1", text=f"{n}-{i}")], cursor=None)
+                (change,) = stores[n].record_poll(AccountPoll("x", "gov", [post("1", text=f"{n}-{i}")], cursor=None))
                 results.append((change.change, change.version))
         except BaseException as exc:  # pragma: no cover - reported below
             errors.append(exc)

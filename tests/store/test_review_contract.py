@@ -7,6 +7,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from bot.store.review import Case, CaseEvent, CaseNotFound, Dismissal, User
+from bot.store.review import CaseQuery
 
 T0 = datetime(2026, 3, 1, 12, 0, 0, tzinfo=timezone.utc)
 
@@ -37,12 +38,12 @@ def test_open_case_is_idempotent_by_key_and_round_trips(store) -> None:
 def test_list_cases_newest_first_with_filters_and_paging(store) -> None:
     ids = [store.open_case(make_case(post_id=str(i), tier="suggest" if i % 2 else "match"))[0].id for i in range(1, 6)]
     assert [c.id for c in store.list_cases()] == ids[::-1]
-    assert [c.id for c in store.list_cases(tier="suggest")] == [ids[4], ids[2], ids[0]]
-    assert [c.id for c in store.list_cases(status="open", limit=2, offset=1)] == [ids[3], ids[2]]
-    assert [c.id for c in store.list_cases(platform="x", post_id="3")] == [ids[2]]
-    assert store.list_cases(status="dismissed") == []
+    assert [c.id for c in store.list_cases(CaseQuery(tier="suggest"))] == [ids[4], ids[2], ids[0]]
+    assert [c.id for c in store.list_cases(CaseQuery(status="open", limit=2, offset=1))] == [ids[3], ids[2]]
+    assert [c.id for c in store.list_cases(CaseQuery(platform="x", post_id="3"))] == [ids[2]]
+    assert store.list_cases(CaseQuery(status="dismissed")) == []
     with pytest.raises(ValueError, match="status must be one of"):
-        store.list_cases(status="closed")
+        store.list_cases(CaseQuery(status="closed"))
 
 
 def test_update_case_moves_status_and_keeps_the_one_dismissal_it_taught(store) -> None:
@@ -53,8 +54,8 @@ def test_update_case_moves_status_and_keeps_the_one_dismissal_it_taught(store) -
     dismissal = Dismissal(case.id, "trailer", "a" * 64, "f" * 64, "account", "x", "gov", "stock", "ana", at)
     assert store.update_case(dismissed, dismissal) == dismissed
     assert store.get_case(case.id).status == "dismissed"
-    assert [c.id for c in store.list_cases(status="dismissed")] == [case.id]
-    assert store.list_cases(status="open") == [] and store.count_cases("dismissed") == 1
+    assert [c.id for c in store.list_cases(CaseQuery(status="dismissed"))] == [case.id]
+    assert store.list_cases(CaseQuery(status="open")) == [] and store.count_cases("dismissed") == 1
     assert store.dismissals_for("trailer") == [dismissal]
     assert store.dismissals_for("other") == []
     reopened = dismissed.with_event(CaseEvent(at, "bo", "reopened"), status="open", scope=None)

@@ -17,6 +17,7 @@ from bot.store import open_store
 from bot.store.common import BUDGET_KEEP_MINUTES, alert_post, dumps
 from bot.store.records import Change, KnownMedia, OutboxAlert
 from bot.store.sqlite import MIGRATIONS, SCHEMA_VERSION, SqliteStore, _split_statements
+from bot.store.posts import AccountPoll
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 T0 = datetime(2026, 3, 1, tzinfo=timezone.utc)
@@ -274,7 +275,7 @@ def test_reader_process_while_daemon_writes(tmp_path):
     )
     try:
         for i in range(total):
-            store.record_poll("x", "gov", [post(str(i))], cursor=str(i))
+            store.record_poll(AccountPoll("x", "gov", [post(str(i))], cursor=str(i)))
             store.enqueue_alert(OutboxAlert(key=f"k{i}", kind="match", payload={}))
         out, _ = reader.communicate(timeout=30)
     finally:
@@ -293,7 +294,7 @@ def test_several_threads_write_and_read_at_once(tmp_path):
     def worker(n: int) -> None:
         try:
             for i in range(40):
-                (change,) = store.record_poll("x", f"acct{n}", [post(f"{n}-{i}", account=f"acct{n}")], cursor=str(i))
+                (change,) = store.record_poll(AccountPoll("x", f"acct{n}", [post(f"{n}-{i}", account=f"acct{n}")], cursor=str(i)))
                 assert change.change is Change.NEW
                 store.enqueue_alert(OutboxAlert(key=f"{n}-{i}", kind="match", payload={}))
                 store.pending_posts(limit=5)
@@ -316,8 +317,8 @@ def test_several_threads_write_and_read_at_once(tmp_path):
 def test_two_store_objects_on_one_file(tmp_path):
     path = str(tmp_path / "state.db")
     a, b = SqliteStore(path), SqliteStore(path)
-    a.record_poll("x", "gov", [post("1", "one")], cursor=None)
-    (change,) = b.record_poll("x", "gov", [post("1", "two")], cursor=None)
+    a.record_poll(AccountPoll("x", "gov", [post("1", "one")], cursor=None))
+    (change,) = b.record_poll(AccountPoll("x", "gov", [post("1", "two")], cursor=None))
     assert change.change is Change.EDITED
     assert a.acquire_lock("l", "a", 30) and not b.acquire_lock("l", "b", 30)
     a.close()
