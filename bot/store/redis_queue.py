@@ -9,13 +9,16 @@ daemon, each worker thread a consumer of its own.
                                               of an item already there adds nothing)
 ``P q:<topic>:failures``            hash      item -> failures in a row so far (forgotten on success)
 ``P q:<topic>:failed``              hash      item -> JSON {attempts, error, failed_at}: parked items (a
-                                              put skips them until a retry)
+                                              put skips them until a retry): failed every attempt, or
+                                              their holders died with them (delivery count of the
+                                              pending entry over the limit)
 ``P daemons``                       hash      daemon name -> JSON announcement with its expiry
 ==================================  ========  =========================================================
 
 Claims are the group's pending entries list: ``XREADGROUP ... >`` hands out new entries, ``XAUTOCLAIM`` takes
 over entries idle for longer than the lease (their consumer stopped extending them: it died), both in one
-script (one round trip per claim); ``XCLAIM ... JUSTID`` by the owner resets the idle time (a lease
+script (one round trip per claim); the pending entry's delivery count, which XAUTOCLAIM increments, is how
+often its holders died with it; ``XCLAIM ... JUSTID`` by the owner resets the idle time (a lease
 extension), ``XACK`` + ``XDEL`` finish an item.
 """
 
@@ -30,7 +33,7 @@ from typing import Any
 
 import redis
 
-from bot.store.queue import LEASE_SECONDS, Backlog, Claim, DaemonInfo, FailedItem, WorkQueue
+from bot.store.queue import DIED_ERROR, LEASE_SECONDS, Backlog, Claim, DaemonInfo, FailedItem, WorkQueue, report_died
 from bot.store.redis import RedisStore
 
 GROUP = "workers"
@@ -73,36 +76,59 @@ redis.call('HSET', KEYS[4], ARGV[3], cjson.encode(failure))
 return 1
 """
 
-# KEYS: stream; ARGV: group, consumer, lease (ms), count -- up to count claims, in one round trip: entries idle
-# for longer than the lease first (a dead worker's, taken over), then new ones; each as {entry id, item,
-# times delivered}
+# KEYS: stream, items hash, failures hash, parked hash; ARGV: group, consumer, lease (ms), count, max deliveries
+# (0: no limit), now (s), error format (deaths, holder) -- up to count claims, in one round trip: entries idle for
+# longer than the lease first (a dead worker's, taken over), then new ones; each as {entry id, item, times
+# delivered}. A taken-over entry delivered more than the maximum now (its holders died that often) is parked
+# instead, like a failure of _FAIL. Returns {claims, parked: {item, deaths, last holder}}.
 _CLAIM = """
 local count = tonumber(ARGV[4])
-local entries = {}
+local limit = tonumber(ARGV[5])
+local holders = {}
+if limit > 0 then
+  for _, p in ipairs(redis.call('XPENDING', KEYS[1], ARGV[1], 'IDLE', ARGV[3], '-', '+', count)) do holders[p[1]] = p[2] end
+end
+local function item_of(e)
+  for i = 1, #e[2], 2 do
+    if e[2][i] == 'item' then return e[2][i + 1] end
+  end
+  return nil
+end
+local function delivered(id)
+  local p = redis.call('XPENDING', KEYS[1], ARGV[1], id, id, 1)
+  if p[1] then return p[1][4] end
+  return 1
+end
+local claims, parked = {}, {}
 local taken = redis.call('XAUTOCLAIM', KEYS[1], ARGV[1], ARGV[2], ARGV[3], '0-0', 'COUNT', count)
 for _, e in ipairs(taken[2]) do
-  if type(e[2]) == 'table' and #e[2] > 0 then table.insert(entries, e) end
-end
-if #entries < count then
-  local fresh = redis.call('XREADGROUP', 'GROUP', ARGV[1], ARGV[2], 'COUNT', count - #entries, 'STREAMS', KEYS[1], '>')
-  if fresh then
-    for _, e in ipairs(fresh[1][2]) do table.insert(entries, e) end
-  end
-end
-local claims = {}
-for _, e in ipairs(entries) do
-  local item = nil
-  for i = 1, #e[2], 2 do
-    if e[2][i] == 'item' then item = e[2][i + 1] end
-  end
+  local item = type(e[2]) == 'table' and item_of(e) or nil
   if item then
-    local p = redis.call('XPENDING', KEYS[1], ARGV[1], e[1], e[1], 1)
-    local n = 1
-    if p[1] then n = p[1][4] end
-    table.insert(claims, {e[1], item, n})
+    local n = delivered(e[1])
+    if limit > 0 and n > limit then
+      local holder = holders[e[1]] or 'an unknown consumer'
+      redis.call('XACK', KEYS[1], ARGV[1], e[1])
+      redis.call('XDEL', KEYS[1], e[1])
+      if redis.call('HGET', KEYS[2], item) == e[1] then redis.call('HDEL', KEYS[2], item) end
+      redis.call('HDEL', KEYS[3], item)
+      local failure = {attempts = n - 1, error = string.format(ARGV[7], n - 1, holder), failed_at = tonumber(ARGV[6])}
+      redis.call('HSET', KEYS[4], item, cjson.encode(failure))
+      table.insert(parked, {item, n - 1, holder})
+    else
+      table.insert(claims, {e[1], item, n})
+    end
   end
 end
-return claims
+if #claims < count then
+  local fresh = redis.call('XREADGROUP', 'GROUP', ARGV[1], ARGV[2], 'COUNT', count - #claims, 'STREAMS', KEYS[1], '>')
+  if fresh then
+    for _, e in ipairs(fresh[1][2]) do
+      local item = item_of(e)
+      if item then table.insert(claims, {e[1], item, delivered(e[1])}) end
+    end
+  end
+end
+return {claims, parked}
 """
 
 # KEYS: stream; ARGV: group, entry id, consumer -- reset the idle time of a claim only if we still hold it
@@ -163,10 +189,15 @@ class RedisWorkQueue(WorkQueue):
         stream = self._group(topic)
         return int(self._put(keys=[stream, self._items(topic), self._parked(topic)], args=list(items)))
 
-    def claim(self, topic: str, consumer: str, count: int = 1) -> list[Claim]:
+    def claim(self, topic: str, consumer: str, count: int = 1, max_deliveries: int | None = None) -> list[Claim]:
         stream = self._group(topic)
         lease_ms = max(1, int(self.lease_seconds * 1000))
-        rows = self._claim(keys=[stream], args=[GROUP, consumer, lease_ms, max(1, int(count))])
+        rows, parked = self._claim(
+            keys=[stream, self._items(topic), self._failures(topic), self._parked(topic)],
+            args=[GROUP, consumer, lease_ms, max(1, int(count)), max(0, int(max_deliveries or 0)), time.time(), DIED_ERROR],
+        )
+        for item, deaths, holder in parked:
+            report_died(topic, item, int(deaths), holder)
         return [Claim(topic, item, entry_id, _entry_time(entry_id), int(n)) for entry_id, item, n in rows]
 
     def extend(self, claim: Claim, consumer: str) -> bool:

@@ -2,7 +2,8 @@
 
 An item is a row; a claim sets its ``consumer`` and ``lease_until_us`` in one write transaction (SQLite
 serializes writers, so two workers never claim the same row); a row whose lease ran out is claimable again
-(taken over, its ``deliveries`` counted); acknowledging deletes the row. Failures of an item are counted in
+(taken over, its ``deliveries`` counted: a claim given ``max_deliveries`` parks a row taken over that often
+instead, its holders having died with it); acknowledging deletes the row. Failures of an item are counted in
 ``work_failures`` (a row per item, ``parked`` once it reached the maximum; a parked item is not inserted
 again by ``put``). Times are the wall clock, as for the store's locks.
 """
@@ -15,7 +16,7 @@ from collections.abc import Sequence
 from datetime import datetime, timezone
 from typing import Any
 
-from bot.store.queue import LEASE_SECONDS, Backlog, Claim, DaemonInfo, FailedItem, WorkQueue
+from bot.store.queue import DIED_ERROR, LEASE_SECONDS, Backlog, Claim, DaemonInfo, FailedItem, WorkQueue, report_died
 from bot.store.sqlite import SqliteStore
 
 
@@ -47,21 +48,40 @@ class SqliteWorkQueue(WorkQueue):
             )
             return conn.total_changes - before
 
-    def claim(self, topic: str, consumer: str, count: int = 1) -> list[Claim]:
+    def claim(self, topic: str, consumer: str, count: int = 1, max_deliveries: int | None = None) -> list[Claim]:
         now, lease = _now_us(), int(self.lease_seconds * 1_000_000)
+        claims: list[Claim] = []
+        died: list[tuple[str, int, str]] = []
         with self._store._write() as conn:
-            # taken-over claims (a consumer set, its lease run out) first, then never-claimed rows, oldest first
-            rows = conn.execute(
-                "SELECT seq, item, enqueued_us, deliveries FROM work_items "
-                "WHERE topic = ? AND lease_until_us < ? ORDER BY consumer IS NULL, seq LIMIT ?",
-                (topic, now, count),
-            ).fetchall()
-            conn.executemany(
-                "UPDATE work_items SET consumer = ?, lease_until_us = ?, lease_us = ?, deliveries = deliveries + 1 "
-                "WHERE seq = ?",
-                [(consumer, now + lease, lease, seq) for seq, *_ in rows],
-            )
-        return [Claim(topic, item, str(seq), _dt(enq), deliveries + 1) for seq, item, enq, deliveries in rows]
+            while len(claims) < count:
+                # taken-over claims (a consumer set, its lease run out) first, then never-claimed rows, oldest first
+                rows = conn.execute(
+                    "SELECT seq, item, enqueued_us, deliveries, consumer FROM work_items "
+                    "WHERE topic = ? AND lease_until_us < ? ORDER BY consumer IS NULL, seq LIMIT ?",
+                    (topic, now, count - len(claims)),
+                ).fetchall()
+                dead = [r for r in rows if max_deliveries and r[4] is not None and r[3] >= max_deliveries]
+                for seq, item, _, deliveries, holder in dead:  # its holders died with it that often: park it
+                    conn.execute("DELETE FROM work_items WHERE seq = ?", (seq,))
+                    conn.execute(
+                        "INSERT INTO work_failures (topic, item, failures, error, failed_us, parked) VALUES (?, ?, ?, ?, ?, 1) "
+                        "ON CONFLICT (topic, item) DO UPDATE SET failures = excluded.failures, error = excluded.error, "
+                        "failed_us = excluded.failed_us, parked = 1",
+                        (topic, item, deliveries, DIED_ERROR % (deliveries, holder), now),
+                    )
+                    died.append((item, deliveries, holder))
+                live = [r for r in rows if r not in dead]
+                conn.executemany(
+                    "UPDATE work_items SET consumer = ?, lease_until_us = ?, lease_us = ?, deliveries = deliveries + 1 "
+                    "WHERE seq = ?",
+                    [(consumer, now + lease, lease, seq) for seq, *_ in live],
+                )
+                claims += [Claim(topic, item, str(seq), _dt(enq), n + 1) for seq, item, enq, n, _ in live]
+                if not dead:
+                    break
+        for item, deaths, holder in died:
+            report_died(topic, item, deaths, holder)
+        return claims
 
     def extend(self, claim: Claim, consumer: str) -> bool:
         with self._store._write() as conn:
