@@ -20,7 +20,10 @@ matched, so more threads, daemons or machines added nothing. Items are instead *
   next worker takes it over, and would crash in turn, forever. So a claim counts its deliveries, and a
   :meth:`WorkQueue.claim` given ``max_deliveries`` parks, instead of handing out, an item whose holders
   died that many times (its claim taken over each time), with the error :data:`DIED_ERROR`. One takeover
-  after a daemon died for another reason is just a redelivery.
+  after a daemon died for another reason is just a redelivery. A crash kills every claim of its daemon,
+  not only the guilty one's; so such a claim also takes over one item at a time, and none while another
+  taken-over item is being worked on: after a crash, the dead daemon's items are retried one by one (next
+  to fresh work), the deadly one dies alone, and the others are not blamed for its crashes.
 - **Leases.** A claim lasts the queue's ``lease_seconds`` (one value for every daemon on a store: with Redis
   it is the idle time after which any claimer takes an entry over); a long job (a video) extends its claims
   regularly (:meth:`WorkQueue.extend`) so it is not taken over while its worker is alive.
@@ -125,8 +128,9 @@ class WorkQueue(ABC):
         taken over), then items nobody claimed yet, oldest first. Never blocks.
 
         ``max_deliveries``: an item whose claim ran out that many times already (each holder died with it)
-        is parked (:meth:`failed`, error :data:`DIED_ERROR`) instead of being handed out once more; None:
-        no limit."""
+        is parked (:meth:`failed`, error :data:`DIED_ERROR`) instead of being handed out once more, and at
+        most one taken-over item is handed out, none while another one is being worked on (by any
+        consumer). None: no limit, and every claim whose lease ran out may be taken over at once."""
 
     @abstractmethod
     def extend(self, claim: Claim, consumer: str) -> bool:

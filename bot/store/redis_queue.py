@@ -79,15 +79,14 @@ return 1
 # KEYS: stream, items hash, failures hash, parked hash; ARGV: group, consumer, lease (ms), count, max deliveries
 # (0: no limit), now (s), error format (deaths, holder) -- up to count claims, in one round trip: entries idle for
 # longer than the lease first (a dead worker's, taken over), then new ones; each as {entry id, item, times
-# delivered}. A taken-over entry delivered more than the maximum now (its holders died that often) is parked
-# instead, like a failure of _FAIL. Returns {claims, parked: {item, deaths, last holder}}.
+# delivered}. With a maximum: a taken-over entry delivered more than the maximum now (its holders died that
+# often) is parked instead, like a failure of _FAIL; and taken-over entries go out one at a time (none while
+# another one is being worked on), so the next death is blamed on that entry alone, not on the others its
+# dead daemon held. Returns {claims, parked: {item, deaths, last holder}}.
 _CLAIM = """
 local count = tonumber(ARGV[4])
 local limit = tonumber(ARGV[5])
-local holders = {}
-if limit > 0 then
-  for _, p in ipairs(redis.call('XPENDING', KEYS[1], ARGV[1], 'IDLE', ARGV[3], '-', '+', count)) do holders[p[1]] = p[2] end
-end
+local lease = tonumber(ARGV[3])
 local function item_of(e)
   for i = 1, #e[2], 2 do
     if e[2][i] == 'item' then return e[2][i + 1] end
@@ -100,22 +99,39 @@ local function delivered(id)
   return 1
 end
 local claims, parked = {}, {}
-local taken = redis.call('XAUTOCLAIM', KEYS[1], ARGV[1], ARGV[2], ARGV[3], '0-0', 'COUNT', count)
-for _, e in ipairs(taken[2]) do
-  local item = type(e[2]) == 'table' and item_of(e) or nil
-  if item then
-    local n = delivered(e[1])
-    if limit > 0 and n > limit then
-      local holder = holders[e[1]] or 'an unknown consumer'
-      redis.call('XACK', KEYS[1], ARGV[1], e[1])
-      redis.call('XDEL', KEYS[1], e[1])
-      if redis.call('HGET', KEYS[2], item) == e[1] then redis.call('HDEL', KEYS[2], item) end
+local function take_over(n_max)
+  local taken = redis.call('XAUTOCLAIM', KEYS[1], ARGV[1], ARGV[2], ARGV[3], '0-0', 'COUNT', n_max)
+  local got = {}
+  for _, e in ipairs(taken[2]) do
+    local item = type(e[2]) == 'table' and item_of(e) or nil
+    if item then table.insert(got, {e[1], item, delivered(e[1])}) end
+  end
+  return got
+end
+if limit == 0 then
+  for _, c in ipairs(take_over(count)) do table.insert(claims, c) end
+else
+  local holders, busy = {}, false
+  for _, p in ipairs(redis.call('XPENDING', KEYS[1], ARGV[1], '-', '+', 10000)) do
+    holders[p[1]] = p[2]
+    if p[3] < lease and p[4] > 1 then busy = true end
+  end
+  while not busy do
+    local got = take_over(1)
+    if #got == 0 then break end
+    local id, item, n = got[1][1], got[1][2], got[1][3]
+    if n > limit then
+      local holder = holders[id] or 'an unknown consumer'
+      redis.call('XACK', KEYS[1], ARGV[1], id)
+      redis.call('XDEL', KEYS[1], id)
+      if redis.call('HGET', KEYS[2], item) == id then redis.call('HDEL', KEYS[2], item) end
       redis.call('HDEL', KEYS[3], item)
       local failure = {attempts = n - 1, error = string.format(ARGV[7], n - 1, holder), failed_at = tonumber(ARGV[6])}
       redis.call('HSET', KEYS[4], item, cjson.encode(failure))
       table.insert(parked, {item, n - 1, holder})
     else
-      table.insert(claims, {e[1], item, n})
+      table.insert(claims, got[1])
+      busy = true
     end
   end
 end
@@ -124,7 +140,7 @@ if #claims < count then
   if fresh then
     for _, e in ipairs(fresh[1][2]) do
       local item = item_of(e)
-      if item then table.insert(claims, {e[1], item, delivered(e[1])}) end
+      if item then table.insert(claims, {e[1], item, 1}) end
     end
   end
 end

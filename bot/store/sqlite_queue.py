@@ -2,8 +2,8 @@
 
 An item is a row; a claim sets its ``consumer`` and ``lease_until_us`` in one write transaction (SQLite
 serializes writers, so two workers never claim the same row); a row whose lease ran out is claimable again
-(taken over, its ``deliveries`` counted: a claim given ``max_deliveries`` parks a row taken over that often
-instead, its holders having died with it); acknowledging deletes the row. Failures of an item are counted in
+(taken over, its ``deliveries`` counted: a claim given ``max_deliveries`` takes over one row at a time and
+parks a row taken over that often instead, its holders having died with it); acknowledging deletes the row. Failures of an item are counted in
 ``work_failures`` (a row per item, ``parked`` once it reached the maximum; a parked item is not inserted
 again by ``put``). Times are the wall clock, as for the store's locks.
 """
@@ -50,38 +50,58 @@ class SqliteWorkQueue(WorkQueue):
 
     def claim(self, topic: str, consumer: str, count: int = 1, max_deliveries: int | None = None) -> list[Claim]:
         now, lease = _now_us(), int(self.lease_seconds * 1_000_000)
-        claims: list[Claim] = []
         died: list[tuple[str, int, str]] = []
         with self._store._write() as conn:
-            while len(claims) < count:
-                # taken-over claims (a consumer set, its lease run out) first, then never-claimed rows, oldest first
-                rows = conn.execute(
-                    "SELECT seq, item, enqueued_us, deliveries, consumer FROM work_items "
-                    "WHERE topic = ? AND lease_until_us < ? ORDER BY consumer IS NULL, seq LIMIT ?",
-                    (topic, now, count - len(claims)),
+            if max_deliveries:
+                rows = self._take_over_one(conn, topic, now, max_deliveries, died)
+                rows += conn.execute(
+                    "SELECT seq, item, enqueued_us, deliveries FROM work_items "
+                    "WHERE topic = ? AND lease_until_us < ? AND consumer IS NULL ORDER BY seq LIMIT ?",
+                    (topic, now, count - len(rows)),
                 ).fetchall()
-                dead = [r for r in rows if max_deliveries and r[4] is not None and r[3] >= max_deliveries]
-                for seq, item, _, deliveries, holder in dead:  # its holders died with it that often: park it
-                    conn.execute("DELETE FROM work_items WHERE seq = ?", (seq,))
-                    conn.execute(
-                        "INSERT INTO work_failures (topic, item, failures, error, failed_us, parked) VALUES (?, ?, ?, ?, ?, 1) "
-                        "ON CONFLICT (topic, item) DO UPDATE SET failures = excluded.failures, error = excluded.error, "
-                        "failed_us = excluded.failed_us, parked = 1",
-                        (topic, item, deliveries, DIED_ERROR % (deliveries, holder), now),
-                    )
-                    died.append((item, deliveries, holder))
-                live = [r for r in rows if r not in dead]
-                conn.executemany(
-                    "UPDATE work_items SET consumer = ?, lease_until_us = ?, lease_us = ?, deliveries = deliveries + 1 "
-                    "WHERE seq = ?",
-                    [(consumer, now + lease, lease, seq) for seq, *_ in live],
-                )
-                claims += [Claim(topic, item, str(seq), _dt(enq), n + 1) for seq, item, enq, n, _ in live]
-                if not dead:
-                    break
+            else:  # taken-over claims (a consumer set, its lease run out) first, then never-claimed rows, oldest first
+                rows = conn.execute(
+                    "SELECT seq, item, enqueued_us, deliveries FROM work_items "
+                    "WHERE topic = ? AND lease_until_us < ? ORDER BY consumer IS NULL, seq LIMIT ?",
+                    (topic, now, count),
+                ).fetchall()
+            conn.executemany(
+                "UPDATE work_items SET consumer = ?, lease_until_us = ?, lease_us = ?, deliveries = deliveries + 1 "
+                "WHERE seq = ?",
+                [(consumer, now + lease, lease, seq) for seq, *_ in rows],
+            )
         for item, deaths, holder in died:
             report_died(topic, item, deaths, holder)
-        return claims
+        return [Claim(topic, item, str(seq), _dt(enq), deliveries + 1) for seq, item, enq, deliveries in rows]
+
+    @staticmethod
+    def _take_over_one(conn: Any, topic: str, now: int, limit: int, died: list[tuple[str, int, str]]) -> list[Any]:
+        """At most one row whose holder died, and none while another taken-over row is being worked on (so a
+        death is blamed on that row alone); rows taken over ``limit`` times already are parked on the way
+        (appended to ``died``)."""
+        if conn.execute(
+            "SELECT 1 FROM work_items WHERE topic = ? AND lease_until_us >= ? AND deliveries > 1 LIMIT 1", (topic, now)
+        ).fetchone():
+            return []
+        while True:
+            row = conn.execute(
+                "SELECT seq, item, enqueued_us, deliveries, consumer FROM work_items "
+                "WHERE topic = ? AND lease_until_us < ? AND consumer IS NOT NULL ORDER BY seq LIMIT 1",
+                (topic, now),
+            ).fetchone()
+            if row is None:
+                return []
+            seq, item, _, deliveries, holder = row
+            if deliveries < limit:
+                return [row[:4]]
+            conn.execute("DELETE FROM work_items WHERE seq = ?", (seq,))
+            conn.execute(
+                "INSERT INTO work_failures (topic, item, failures, error, failed_us, parked) VALUES (?, ?, ?, ?, ?, 1) "
+                "ON CONFLICT (topic, item) DO UPDATE SET failures = excluded.failures, error = excluded.error, "
+                "failed_us = excluded.failed_us, parked = 1",
+                (topic, item, deliveries, DIED_ERROR % (deliveries, holder), now),
+            )
+            died.append((item, deliveries, holder))
 
     def extend(self, claim: Claim, consumer: str) -> bool:
         with self._store._write() as conn:

@@ -248,3 +248,18 @@ def test_a_dead_item_parked_after_earlier_raises_keeps_one_record(store):
     assert q.retry("posts", "mixed")
     (claim,) = q.claim("posts", "w3", max_deliveries=1)
     assert q.fail(claim, "ValueError: bad", max_attempts=2) is False  # the earlier raise was forgotten too
+
+
+def test_with_a_limit_taken_over_items_go_out_one_at_a_time(store):
+    """A crash kills every claim of its daemon: the items it held are retried one by one (fresh items still go
+    out beside them), so the next crash is blamed on the one item being retried, not on the bystanders."""
+    q = queue_of(store, lease_seconds=60)
+    q.put("posts", ["a", "b", "c", "d"])
+    q.claim("posts", "host:1:dead/w0", count=2)  # a and b die with their daemon
+    q.expire_claims("posts", "host:1:dead/w0")
+    first = q.claim("posts", "host:2:new/w0", count=3, max_deliveries=5)
+    assert [(c.item, c.deliveries) for c in first] == [("a", 2), ("c", 1), ("d", 1)]  # one takeover, then fresh
+    assert q.claim("posts", "host:2:new/w1", max_deliveries=5) == []  # b waits while a is being retried
+    q.ack(first[0])
+    (b,) = q.claim("posts", "host:2:new/w1", max_deliveries=5)
+    assert (b.item, b.deliveries) == ("b", 2)
