@@ -7,6 +7,7 @@ keys are redacted here, once, for every place that shows them."""
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -34,6 +35,11 @@ class ParkedItem:
     error: str
     #: the post it concerns, when known: (platform, post_id)
     post: tuple[str, str] | None
+
+    @property
+    def ref(self) -> str:
+        """A stand-in for ``key`` in web forms (a digest): the page never carries a raw alert key."""
+        return hashlib.sha256(self.key.encode()).hexdigest()[:24]
 
     def line(self) -> str:
         """The item on one line, as the command line lists it."""
@@ -96,3 +102,12 @@ ALERTS_KIND = ParkedKind(
 )  # fmt: skip
 #: every kind, in the order the console shows them
 KINDS = {kind.group: kind for kind in (POSTS_KIND, ALERTS_KIND)}
+
+
+def retry_refs(store: StateStore, kind: ParkedKind, refs: set[str] | None) -> tuple[int, int]:
+    """Retry the parked items of ``kind`` whose :attr:`ParkedItem.ref` is in ``refs`` (every one: None).
+    Returns (retried, asked for but no longer parked)."""
+    items = [item for item in kind.list_items(store) if refs is None or item.ref in refs]
+    retried = sum(1 for item in items if kind.retry(store, item.key))
+    wanted = len(items) if refs is None else len(refs)
+    return retried, wanted - retried
