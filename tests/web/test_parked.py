@@ -66,6 +66,8 @@ def test_the_page_lists_failed_posts_and_parked_alerts_redacted_and_is_linked_fr
     login(client, "ana", "ana-password-1")
     home = client.get("/", base_url=URL).get_data(as_text=True)
     assert 'href="/parked"' in home and "Parked work" in home
+    assert "match x/1: json://hooks.example/***: not accepted (400)" in home  # the dashboard's list: redacted too
+    assert SECRET not in home and "[delivered" not in home
     page = client.get("/parked", base_url=URL).get_data(as_text=True)
     assert "x:1:100" in page and "x:1:200" in page
     assert "the worker processing it died 1 time(s); last taken over from host:2:dead/w0" in page
