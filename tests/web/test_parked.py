@@ -9,27 +9,15 @@ from datetime import datetime, timezone
 
 import pytest
 
-from bot.config import parse_config
 from bot.redact import register_secret
 from bot.store import open_work_queue
 from bot.store.queue import POSTS
 from bot.store.records import OutboxAlert
-from bot.users import add_user
-from bot.web import create_app
 
-URL = "https://review.example.org"
+from .conftest import URL, make_app
+
 SECRET = "hook-token-PARKED-5512"
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc)
-
-
-def make_app(tmp_path, csrf: bool):
-    config = parse_config(f"data_dir: {tmp_path}\nwatchers: {{}}\nweb: {{base_url: '{URL}'}}\n")
-    app = create_app(config)
-    app.config.update(TESTING=True, WTF_CSRF_ENABLED=csrf)
-    store = app.extensions["afterimage"]["store"]
-    add_user(store, "ana", "reviewer", "ana-password-1")
-    add_user(store, "vic", "viewer", "vic-password-1")
-    return app, store
 
 
 def park_work(store) -> None:
