@@ -56,8 +56,8 @@ class SqliteWorkQueue(WorkQueue):
                 rows = self._take_over_one(conn, topic, now, max_deliveries, died)
                 rows += conn.execute(
                     "SELECT seq, item, enqueued_us, deliveries FROM work_items "
-                    "WHERE topic = ? AND lease_until_us < ? AND consumer IS NULL ORDER BY seq LIMIT ?",
-                    (topic, now, count - len(rows)),
+                    "WHERE topic = ? AND lease_until_us = 0 AND consumer IS NULL ORDER BY seq LIMIT ?",  # never claimed
+                    (topic, count - len(rows)),
                 ).fetchall()
             else:  # taken-over claims (a consumer set, its lease run out) first, then never-claimed rows, oldest first
                 rows = conn.execute(
