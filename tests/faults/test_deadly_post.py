@@ -5,7 +5,7 @@ Such a post never raises: its daemon just vanishes, the claim runs out (or is re
 restarted on the same host) and the next worker takes it over. No decoder in the stack crashes on a known
 input (one that did would be a bug to fix), so the death is the real thing done from outside: a real
 ``afterimage run`` process is sent SIGKILL each time the queue shows its worker holding the deadly post
-(read from the Redis stream's pending entries). Its picture is served slowly, so the claim is seen while
+(read from the Redis stream's pending entries, or the SQLite store's leased rows: both stores are run). Its picture is served slowly, so the claim is seen while
 the post is being worked on. After the limit, the next daemon parks it at its first claim, processes every
 other post, and ``afterimage posts failed`` lists it with the deaths and the last holder;
 ``afterimage posts retry`` queues it again and, the cause gone, it is processed and alerted."""
@@ -13,9 +13,12 @@ other post, and ``afterimage posts failed`` lists it with the deaths and the las
 from __future__ import annotations
 
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Callable
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -45,14 +48,31 @@ MAX_ATTEMPTS = 3
 KNOWN = 4
 
 
-def holder_of(client: redis.Redis, item: str) -> str | None:
-    """The consumer holding a claim on ``item`` now, from the posts stream's pending entries (XPENDING)."""
+def redis_holder(url: str) -> Callable[[str], str | None]:
+    """The consumer holding a claim on an item now, from the posts stream's pending entries (XPENDING)."""
+    client = redis.Redis.from_url(url, decode_responses=True)
     stream = "afterimage:q:posts"
-    items = {entry_id: fields.get("item") for entry_id, fields in client.xrange(stream)}
-    for row in client.xpending_range(stream, "workers", "-", "+", 1000):
-        if items.get(row["message_id"]) == item:
-            return row["consumer"]
-    return None
+
+    def holder_of(item: str) -> str | None:
+        items = {entry_id: fields.get("item") for entry_id, fields in client.xrange(stream)}
+        for row in client.xpending_range(stream, "workers", "-", "+", 1000):
+            if items.get(row["message_id"]) == item:
+                return row["consumer"]
+        return None
+
+    return holder_of
+
+
+def sqlite_holder(path: Path) -> Callable[[str], str | None]:
+    """The consumer holding a claim on an item now, from the SQLite store's leased rows."""
+
+    def holder_of(item: str) -> str | None:
+        with closing(sqlite3.connect(path, timeout=10)) as db:
+            row = db.execute("SELECT consumer FROM work_items WHERE topic = 'posts' AND item = ? AND lease_until_us >= ?",
+                             (item, int(time.time() * 1_000_000))).fetchone()  # fmt: skip
+        return row[0] if row else None
+
+    return holder_of
 
 
 def cli(config: Path, url: str, *args: str) -> subprocess.CompletedProcess[str]:
@@ -62,9 +82,17 @@ def cli(config: Path, url: str, *args: str) -> subprocess.CompletedProcess[str]:
     )  # fmt: skip
 
 
-def test_a_post_that_kills_every_worker_is_parked_and_the_others_are_processed(tmp_path: Path, world, redis_server) -> None:
+@pytest.mark.parametrize("backend", ["redis", "sqlite"])
+def test_a_post_that_kills_every_worker_is_parked_and_the_others_are_processed(
+    tmp_path: Path, world, backend: str, request: pytest.FixtureRequest
+) -> None:
     w, server = world
-    url = redis_server.url
+    if backend == "redis":
+        url = request.getfixturevalue("redis_server").url
+        holder_of = redis_holder(url)
+    else:
+        url = f"sqlite:///{tmp_path / 'data' / 'state.db'}"
+        holder_of = sqlite_holder(tmp_path / "data" / "state.db")
     seed_store(tmp_path, server, url, range(8100, 8100 + KNOWN), source="https://example.org/d{k}")
     config = write_config(
         tmp_path / "cfg.yaml", server, url, tmp_path / "data",
@@ -72,7 +100,6 @@ def test_a_post_that_kills_every_worker_is_parked_and_the_others_are_processed(t
     )  # fmt: skip
     store = open_store(url)
     queue = open_work_queue(store)
-    client = redis.Redis.from_url(url, decode_responses=True)
     deadly = "1867000000000000000"
     item = post_item("x", deadly, 1)
     w.inject(f"/media/{deadly}.jpg", Fault("delay", seconds=4.0, sticky=True))
@@ -82,47 +109,44 @@ def test_a_post_that_kills_every_worker_is_parked_and_the_others_are_processed(t
 
     log_file = tmp_path / "daemon.log"
     holders = []
-    try:
-        for kill in range(MAX_ATTEMPTS):
-            proc = start_daemon(config, url, log_file)
-            try:
-                wait_for(lambda: (holder_of(client, item) or "").split(":")[1:2] == [str(proc.pid)], 90,
-                         f"a worker of daemon {kill + 1} holding the deadly post", every=0.05)  # fmt: skip
-                holders.append(holder_of(client, item))
-            finally:
-                proc.send_signal(signal.SIGKILL)
-                proc.wait(10)
-            add_post(w, others[kill + 1], picture(8000 + kill, variant=0), minutes_ago=5 - kill)  # posts keep coming
-            assert store.get_post("x", deadly).pending
-
-        proc = start_daemon(config, url, log_file)  # parks it at once, works through the rest
-        started = time.monotonic()
+    for kill in range(MAX_ATTEMPTS):
+        proc = start_daemon(config, url, log_file)
         try:
-            wait_for(lambda: [f.item for f in queue.failed(POSTS)] == [item], 90, "the deadly post parked")
-            parked_after = time.monotonic() - started
-            wait_for(lambda: all(store.get_post("x", i) is not None and not store.get_post("x", i).pending
-                                 for i in others[: MAX_ATTEMPTS + 1]), 120, "every other post processed")  # fmt: skip
-            assert store.get_post("x", deadly).pending  # kept, unprocessed, not lost
-            assert holder_of(client, item) is None and queue.backlog(POSTS).failed == 1
-
-            listed = cli(config, url, "failed")
-            assert listed.returncode == 0, listed.stderr
-            line = next(line for line in listed.stdout.splitlines() if line.startswith(item))
-            assert f"{MAX_ATTEMPTS} attempt(s)" in line
-            assert f"the worker processing it died {MAX_ATTEMPTS} time(s); last taken over from {holders[-1]}" in line
-            assert "1 failed post(s)" in listed.stderr
-
-            with w.lock:  # the cause is fixed (say, the decoder upgraded): retried, it goes through
-                w.faults.clear()
-            retried = cli(config, url, "retry", item)
-            assert retried.returncode == 0 and f"queued {item}" in retried.stdout, retried.stderr
-            wait_for(lambda: not store.get_post("x", deadly).pending, 60, "the retried post processed")
-            wait_for(lambda: store.outbox_size() == 0, 60, "its alert delivered")
-            assert queue.failed(POSTS) == []
+            wait_for(lambda: (holder_of(item) or "").split(":")[1:2] == [str(proc.pid)], 90,
+                     f"a worker of daemon {kill + 1} holding the deadly post", every=0.05)  # fmt: skip
+            holders.append(holder_of(item))
         finally:
-            code = stop_daemon(proc)
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(10)
+        add_post(w, others[kill + 1], picture(8000 + kill, variant=0), minutes_ago=5 - kill)  # posts keep coming
+        assert store.get_post("x", deadly).pending
+
+    proc = start_daemon(config, url, log_file)  # parks it at once, works through the rest
+    started = time.monotonic()
+    try:
+        wait_for(lambda: [f.item for f in queue.failed(POSTS)] == [item], 90, "the deadly post parked")
+        parked_after = time.monotonic() - started
+        wait_for(lambda: all(store.get_post("x", i) is not None and not store.get_post("x", i).pending
+                             for i in others[: MAX_ATTEMPTS + 1]), 120, "every other post processed")  # fmt: skip
+        assert store.get_post("x", deadly).pending  # kept, unprocessed, not lost
+        assert holder_of(item) is None and queue.backlog(POSTS).failed == 1
+
+        listed = cli(config, url, "failed")
+        assert listed.returncode == 0, listed.stderr
+        line = next(line for line in listed.stdout.splitlines() if line.startswith(item))
+        assert f"{MAX_ATTEMPTS} attempt(s)" in line
+        assert f"the worker processing it died {MAX_ATTEMPTS} time(s); last taken over from {holders[-1]}" in line
+        assert "1 failed post(s)" in listed.stderr
+
+        with w.lock:  # the cause is fixed (say, the decoder upgraded): retried, it goes through
+            w.faults.clear()
+        retried = cli(config, url, "retry", item)
+        assert retried.returncode == 0 and f"queued {item}" in retried.stdout, retried.stderr
+        wait_for(lambda: not store.get_post("x", deadly).pending, 60, "the retried post processed")
+        wait_for(lambda: store.outbox_size() == 0, 60, "its alert delivered")
+        assert queue.failed(POSTS) == []
     finally:
-        client.close()
+        code = stop_daemon(proc)
     text = capture("deadly post daemon log", log_file.read_text(errors="replace"))
     matched = {c.post_id for c in store.list_cases(platform="x")}
     store.close()
