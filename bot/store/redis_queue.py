@@ -99,29 +99,24 @@ local function delivered(id)
   return 1
 end
 local claims, parked = {}, {}
-local function take_over(n_max)
-  local taken = redis.call('XAUTOCLAIM', KEYS[1], ARGV[1], ARGV[2], ARGV[3], '0-0', 'COUNT', n_max)
-  local got = {}
+if limit == 0 then
+  local taken = redis.call('XAUTOCLAIM', KEYS[1], ARGV[1], ARGV[2], ARGV[3], '0-0', 'COUNT', count)
   for _, e in ipairs(taken[2]) do
     local item = type(e[2]) == 'table' and item_of(e) or nil
-    if item then table.insert(got, {e[1], item, delivered(e[1])}) end
+    if item then table.insert(claims, {e[1], item, delivered(e[1])}) end
   end
-  return got
-end
-if limit == 0 then
-  for _, c in ipairs(take_over(count)) do table.insert(claims, c) end
 else
-  local holders, busy = {}, false
+  -- the whole pending list (claims in progress and dead ones: about one per worker), oldest entry first
+  local dead, busy = {}, false
   for _, p in ipairs(redis.call('XPENDING', KEYS[1], ARGV[1], '-', '+', 10000)) do
-    holders[p[1]] = p[2]
-    if p[3] < lease and p[4] > 1 then busy = true end
+    if p[3] >= lease then table.insert(dead, p) elseif p[4] > 1 then busy = true end
   end
-  while not busy do
-    local got = take_over(1)
-    if #got == 0 then break end
-    local id, item, n = got[1][1], got[1][2], got[1][3]
-    if n > limit then
-      local holder = holders[id] or 'an unknown consumer'
+  for _, p in ipairs(dead) do
+    if busy then break end
+    local id, holder, n = p[1], p[2], p[4] + 1
+    local e = redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], ARGV[3], id)[1]  -- counts a delivery
+    local item = e and type(e[2]) == 'table' and item_of(e) or nil
+    if item and n > limit then
       redis.call('XACK', KEYS[1], ARGV[1], id)
       redis.call('XDEL', KEYS[1], id)
       if redis.call('HGET', KEYS[2], item) == id then redis.call('HDEL', KEYS[2], item) end
@@ -129,8 +124,8 @@ else
       local failure = {attempts = n - 1, error = string.format(ARGV[7], n - 1, holder), failed_at = tonumber(ARGV[6])}
       redis.call('HSET', KEYS[4], item, cjson.encode(failure))
       table.insert(parked, {item, n - 1, holder})
-    else
-      table.insert(claims, got[1])
+    elseif item then
+      table.insert(claims, {id, item, n})
       busy = true
     end
   end

@@ -263,3 +263,15 @@ def test_with_a_limit_taken_over_items_go_out_one_at_a_time(store):
     q.ack(first[0])
     (b,) = q.claim("posts", "host:2:new/w1", max_deliveries=5)
     assert (b.item, b.deliveries) == ("b", 2)
+
+
+def test_a_dead_claim_behind_many_live_ones_is_taken_over(store):
+    """Many workers' live claims ahead of a dead one (a busy cluster) do not hide it from a claim with a limit."""
+    q = queue_of(store, lease_seconds=60)
+    q.put("posts", [f"i{n:02d}" for n in range(25)])
+    for n in range(24):
+        q.claim("posts", f"host:{n}:live/w0")
+    q.claim("posts", "host:99:dead/w0")
+    q.expire_claims("posts", "host:99:dead/w0")
+    (taken,) = q.claim("posts", "host:100:new/w0", max_deliveries=5)
+    assert (taken.item, taken.deliveries) == ("i24", 2)
