@@ -11,6 +11,7 @@ again by ``put``). Times are the wall clock, as for the store's locks.
 from __future__ import annotations
 
 import json
+import sqlite3
 import time
 from collections.abc import Sequence
 from datetime import datetime, timezone
@@ -75,7 +76,9 @@ class SqliteWorkQueue(WorkQueue):
         return [Claim(topic, item, str(seq), _dt(enq), deliveries + 1) for seq, item, enq, deliveries in rows]
 
     @staticmethod
-    def _take_over_one(conn: Any, topic: str, now: int, limit: int, died: list[tuple[str, int, str]]) -> list[Any]:
+    def _take_over_one(
+        conn: sqlite3.Connection, topic: str, now: int, limit: int, died: list[tuple[str, int, str]]
+    ) -> list[Any]:
         """At most one row whose holder died, and none while another taken-over row is being worked on (so a
         death is blamed on that row alone); rows taken over ``limit`` times already are parked on the way
         (appended to ``died``)."""
