@@ -136,8 +136,9 @@ class PipelineConfig(ConfigModel):
     workers_mode: Literal["threads", "processes"] = "threads"
     #: a post claimed by a daemon that died is taken over by another after this long (same on every daemon)
     lease: Duration = Field(default=30.0, ge=1.0)
-    #: a post whose processing raises this many times in a row is parked as failed (``afterimage posts
-    #: failed``, ``afterimage posts retry``) instead of being retried forever
+    #: a post whose processing raises this many times in a row, or kills the daemon processing it (its
+    #: claim taken over) this many times, is parked as failed (``afterimage posts failed``, ``afterimage
+    #: posts retry``, the console's Parked work page) instead of being retried forever
     max_attempts: int = Field(default=5, ge=1, le=1000)
     #: threads polling accounts (waiting on the network, not the CPU)
     poll_threads: int = Field(default=8, ge=1, le=256)

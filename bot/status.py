@@ -115,7 +115,7 @@ def render_text(snapshot: Snapshot) -> str:
     b = snapshot.backlog
     age = f", oldest waiting {snapshot.oldest_waiting_seconds:.0f}s" if b.oldest_enqueued_at else ""
     lines.append(f"posts queued for processing: {b.waiting} waiting, {b.in_progress} in progress{age}")
-    hint = " (processing raised every attempt: see `afterimage posts failed`)" if b.failed else ""
+    hint = " (processing raised, or killed its worker, every attempt: see `afterimage posts failed`)" if b.failed else ""
     lines.append(f"failed posts: {b.failed}{hint}")
     for d in snapshot.daemons:
         workers, busy = d.info.get("workers", 0), d.info.get("busy", 0)
@@ -187,7 +187,7 @@ def render_prometheus(snapshot: Snapshot) -> str:
            [({}, snapshot.backlog.waiting)])
     metric("afterimage_posts_in_progress", "gauge", "Posts claimed by a worker and not finished.",
            [({}, snapshot.backlog.in_progress)])
-    metric("afterimage_posts_failed", "gauge", "Posts parked as failed after their processing raised every attempt.",
+    metric("afterimage_posts_failed", "gauge", "Posts parked as failed after their processing raised (or killed its worker) every attempt.",
            [({}, snapshot.backlog.failed)])
     metric("afterimage_oldest_waiting_post_seconds", "gauge", "Age of the oldest queued, unfinished post.",
            [({}, snapshot.oldest_waiting_seconds)])

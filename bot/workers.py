@@ -91,7 +91,8 @@ class WorkerPool:
     # ------------------------------------------------------------------ work
     def work_one(self, consumer: str) -> bool:
         """Claim one item and handle it in the calling thread. False when nothing was claimable."""
-        claims = self.queue.claim(self.topic, consumer)
+        # an item taken over from ``max_attempts`` workers that died with it (it crashes the process) is parked
+        claims = self.queue.claim(self.topic, consumer, max_deliveries=self.max_attempts)
         if not claims:
             return False
         claim = claims[0]

@@ -126,7 +126,7 @@ def test_a_poison_post_is_parked_after_max_attempts_shown_and_retried(store_url,
     config.write_text(f"data_dir: {tmp_path}\nstore: {store_url}\n")
     runner = CliRunner()
     status = runner.invoke(main, ["status", "-c", str(config)])
-    assert status.exit_code == 0 and "failed posts: 1 (processing raised every attempt" in status.output
+    assert status.exit_code == 0 and "failed posts: 1 (processing raised, or killed its worker, every attempt" in status.output
     assert "afterimage_posts_failed 1" in render_prometheus(take_snapshot(store, {}, datetime.now(timezone.utc)))
     listed = runner.invoke(main, ["posts", "failed", "-c", str(config)])
     assert listed.exit_code == 0 and "x:1:9" in listed.output and "3 attempt(s)" in listed.output

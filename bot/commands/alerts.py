@@ -4,20 +4,18 @@ a target refused for good (``alerts parked``, ``alerts retry``; see :mod:`bot.al
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import click
 
-from bot.alerts.sender import shown_error
 from bot.alerts.targets import DEFAULT_TIMEOUT, ConsoleTarget, Target, build_targets
 from bot.commands.config_cmd import CONFIG_OPTION
 from bot.commands.daemon_cmds import load_or_exit
+from bot.commands.parked_cmds import list_parked, retry_parked
 from bot.config import Config
-from bot.errors import ConfigError, StoreError
+from bot.errors import ConfigError
 from bot.models import iso, utcnow
+from bot.parked import ALERTS_KIND
 from bot.redact import MASK, redact, setup_logging
-from bot.store import StateStore
 
 TEST_TITLE = "afterimage test message"
 
@@ -80,35 +78,11 @@ def _try_send(target: Target, body: str) -> str | None:
     return None
 
 
-@contextmanager
-def _store_or_exit(config_path: str | None) -> Iterator[StateStore | None]:
-    """The configured store (exit 2 when it cannot be opened, like ``afterimage status``), or None when
-    there is none yet: nothing can be parked there, and none is created just to say so."""
-    from bot.store import NoStoreHere, open_store
-
-    cfg = load_or_exit(config_path)
-    try:
-        store = open_store(cfg.store_url, create=False)
-    except NoStoreHere as e:
-        click.echo(str(e), err=True)
-        yield None
-        return
-    except StoreError as e:
-        click.echo(f"cannot open the state store: {e}", err=True)
-        sys.exit(2)
-    with store:
-        yield store
-
-
 @alerts.command("parked")
 @CONFIG_OPTION
 def parked(config_path: str | None) -> None:
     """List the alerts a target refused (parked out of the queue), oldest first."""
-    with _store_or_exit(config_path) as store:
-        found = store.parked_alerts() if store is not None else []
-    for a in found:
-        click.echo(f"{redact(a.key)}  {a.kind}  created {iso(a.created_at)}  {a.attempts} attempt(s)  {redact(shown_error(a))}")
-    click.echo(f"{len(found)} parked alert(s)" + (": requeue with `afterimage alerts retry KEY` or `--all`" if found else ""), err=True)
+    list_parked(ALERTS_KIND, config_path)
 
 
 @alerts.command("retry")
@@ -117,14 +91,4 @@ def parked(config_path: str | None) -> None:
 @click.option("--all", "all_parked", is_flag=True, help="Requeue every parked alert.")
 def retry(config_path: str | None, keys: tuple[str, ...], all_parked: bool) -> None:
     """Put parked alerts back into the queue at their place, due now (exit 1 if a KEY was not parked)."""
-    if bool(keys) == all_parked:
-        raise click.UsageError("give the KEYs of parked alerts, or --all")
-    missing = 0
-    with _store_or_exit(config_path) as store:
-        for key in keys or ([a.key for a in store.parked_alerts()] if store is not None else []):
-            if store is not None and store.unpark_alert(key):
-                click.echo(f"requeued {redact(key)}")
-            else:
-                missing += 1
-                click.echo(f"{redact(key)}: not a parked alert", err=True)
-    sys.exit(1 if missing else 0)
+    retry_parked(ALERTS_KIND, config_path, keys, all_parked)

@@ -15,6 +15,15 @@ matched, so more threads, daemons or machines added nothing. Items are instead *
   :meth:`WorkQueue.put`, until :meth:`WorkQueue.retry` (``afterimage posts retry``) queues it again. A
   success forgets the count. So a post that makes processing raise every time is not retried forever, and
   is not lost either: it stays unprocessed in the store, listed.
+- **Items that kill their worker are parked too.** Work that crashes the whole process (a native library's
+  segfault, the kernel's OOM killer) never reaches :meth:`WorkQueue.fail`: its claim just runs out and the
+  next worker takes it over, and would crash in turn, forever. So a claim counts its deliveries, and a
+  :meth:`WorkQueue.claim` given ``max_deliveries`` parks, instead of handing out, an item whose holders
+  died that many times (its claim taken over each time), with the error :data:`DIED_ERROR`. One takeover
+  after a daemon died for another reason is just a redelivery. A crash kills every claim of its daemon,
+  not only the guilty one's; so such a claim also takes over one item at a time, and none while another
+  taken-over item is being worked on: after a crash, the dead daemon's items are retried one by one (next
+  to fresh work), the deadly one dies alone, and the others are not blamed for its crashes.
 - **Leases.** A claim lasts the queue's ``lease_seconds`` (one value for every daemon on a store: with Redis
   it is the idle time after which any claimer takes an entry over); a long job (a video) extends its claims
   regularly (:meth:`WorkQueue.extend`) so it is not taken over while its worker is alive.
@@ -27,11 +36,14 @@ leased rows in the SQLite store (:mod:`bot.store.sqlite_queue`). Daemons also an
 
 from __future__ import annotations
 
+import logging
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
+
+log = logging.getLogger(__name__)
 
 #: topic of the posts waiting for the pipeline (items: :func:`post_item`)
 POSTS = "posts"
@@ -84,6 +96,19 @@ class DaemonInfo:
     seen_at: datetime
 
 
+#: the error of an item parked by :meth:`WorkQueue.claim` (``max_deliveries``): how often its holders died,
+#: and the consumer it was last taken over from
+DIED_ERROR = "the worker processing it died %d time(s); last taken over from %s"
+
+
+def report_died(topic: str, item: str, deaths: int, holder: str) -> None:
+    """Log an item parked because its workers kept dying (the queue's own record says the same)."""
+    log.error(
+        "%s: %s parked as failed: %s (`afterimage posts failed`; retry with `afterimage posts retry`)",
+        topic, item, DIED_ERROR % (deaths, holder),
+    )  # fmt: skip
+
+
 #: default lease of a claim: a dead daemon's posts are taken over this long after its last extension
 LEASE_SECONDS = 30.0
 
@@ -98,9 +123,14 @@ class WorkQueue(ABC):
         """Queue each item unless it is queued or claimed already. Returns how many were added."""
 
     @abstractmethod
-    def claim(self, topic: str, consumer: str, count: int = 1) -> list[Claim]:
+    def claim(self, topic: str, consumer: str, count: int = 1, max_deliveries: int | None = None) -> list[Claim]:
         """Hand up to ``count`` items to ``consumer``: first claims whose lease ran out (a dead worker's,
-        taken over), then items nobody claimed yet, oldest first. Never blocks."""
+        taken over), then items nobody claimed yet, oldest first. Never blocks.
+
+        ``max_deliveries``: an item whose claim ran out that many times already (each holder died with it)
+        is parked (:meth:`failed`, error :data:`DIED_ERROR`) instead of being handed out once more, and at
+        most one taken-over item is handed out, none while another one is being worked on (by any
+        consumer). None: no limit, and every claim whose lease ran out may be taken over at once."""
 
     @abstractmethod
     def extend(self, claim: Claim, consumer: str) -> bool:

@@ -9,13 +9,16 @@ daemon, each worker thread a consumer of its own.
                                               of an item already there adds nothing)
 ``P q:<topic>:failures``            hash      item -> failures in a row so far (forgotten on success)
 ``P q:<topic>:failed``              hash      item -> JSON {attempts, error, failed_at}: parked items (a
-                                              put skips them until a retry)
+                                              put skips them until a retry): failed every attempt, or
+                                              their holders died with them (delivery count of the
+                                              pending entry over the limit)
 ``P daemons``                       hash      daemon name -> JSON announcement with its expiry
 ==================================  ========  =========================================================
 
 Claims are the group's pending entries list: ``XREADGROUP ... >`` hands out new entries, ``XAUTOCLAIM`` takes
 over entries idle for longer than the lease (their consumer stopped extending them: it died), both in one
-script (one round trip per claim); ``XCLAIM ... JUSTID`` by the owner resets the idle time (a lease
+script (one round trip per claim); the pending entry's delivery count, which XAUTOCLAIM increments, is how
+often its holders died with it; ``XCLAIM ... JUSTID`` by the owner resets the idle time (a lease
 extension), ``XACK`` + ``XDEL`` finish an item.
 """
 
@@ -30,7 +33,7 @@ from typing import Any
 
 import redis
 
-from bot.store.queue import LEASE_SECONDS, Backlog, Claim, DaemonInfo, FailedItem, WorkQueue
+from bot.store.queue import DIED_ERROR, LEASE_SECONDS, Backlog, Claim, DaemonInfo, FailedItem, WorkQueue, report_died
 from bot.store.redis import RedisStore
 
 GROUP = "workers"
@@ -73,36 +76,70 @@ redis.call('HSET', KEYS[4], ARGV[3], cjson.encode(failure))
 return 1
 """
 
-# KEYS: stream; ARGV: group, consumer, lease (ms), count -- up to count claims, in one round trip: entries idle
-# for longer than the lease first (a dead worker's, taken over), then new ones; each as {entry id, item,
-# times delivered}
+# KEYS: stream, items hash, failures hash, parked hash; ARGV: group, consumer, lease (ms), count, max deliveries
+# (0: no limit), now (s), error format (deaths, holder) -- up to count claims, in one round trip: entries idle for
+# longer than the lease first (a dead worker's, taken over), then new ones; each as {entry id, item, times
+# delivered}. With a maximum: a taken-over entry delivered more than the maximum now (its holders died that
+# often) is parked instead, like a failure of _FAIL; and taken-over entries go out one at a time (none while
+# another one is being worked on), so the next death is blamed on that entry alone, not on the others its
+# dead daemon held. Returns {claims, parked: {item, deaths, last holder}}.
 _CLAIM = """
 local count = tonumber(ARGV[4])
-local entries = {}
-local taken = redis.call('XAUTOCLAIM', KEYS[1], ARGV[1], ARGV[2], ARGV[3], '0-0', 'COUNT', count)
-for _, e in ipairs(taken[2]) do
-  if type(e[2]) == 'table' and #e[2] > 0 then table.insert(entries, e) end
-end
-if #entries < count then
-  local fresh = redis.call('XREADGROUP', 'GROUP', ARGV[1], ARGV[2], 'COUNT', count - #entries, 'STREAMS', KEYS[1], '>')
-  if fresh then
-    for _, e in ipairs(fresh[1][2]) do table.insert(entries, e) end
-  end
-end
-local claims = {}
-for _, e in ipairs(entries) do
-  local item = nil
+local limit = tonumber(ARGV[5])
+local lease = tonumber(ARGV[3])
+local function item_of(e)
   for i = 1, #e[2], 2 do
-    if e[2][i] == 'item' then item = e[2][i + 1] end
+    if e[2][i] == 'item' then return e[2][i + 1] end
   end
-  if item then
-    local p = redis.call('XPENDING', KEYS[1], ARGV[1], e[1], e[1], 1)
-    local n = 1
-    if p[1] then n = p[1][4] end
-    table.insert(claims, {e[1], item, n})
+  return nil
+end
+local function delivered(id)
+  local p = redis.call('XPENDING', KEYS[1], ARGV[1], id, id, 1)
+  if p[1] then return p[1][4] end
+  return 1
+end
+local claims, parked = {}, {}
+if limit == 0 then
+  local taken = redis.call('XAUTOCLAIM', KEYS[1], ARGV[1], ARGV[2], ARGV[3], '0-0', 'COUNT', count)
+  for _, e in ipairs(taken[2]) do
+    local item = type(e[2]) == 'table' and item_of(e) or nil
+    if item then table.insert(claims, {e[1], item, delivered(e[1])}) end
+  end
+else
+  -- the whole pending list (claims in progress and dead ones: about one per worker), oldest entry first
+  local dead, busy = {}, false
+  for _, p in ipairs(redis.call('XPENDING', KEYS[1], ARGV[1], '-', '+', 10000)) do
+    if p[3] >= lease then table.insert(dead, p) elseif p[4] > 1 then busy = true end
+  end
+  for _, p in ipairs(dead) do
+    if busy then break end
+    local id, holder, n = p[1], p[2], p[4] + 1
+    local e = redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], ARGV[3], id)[1]  -- counts a delivery
+    local item = e and type(e[2]) == 'table' and item_of(e) or nil
+    if item and n > limit then
+      redis.call('XACK', KEYS[1], ARGV[1], id)
+      redis.call('XDEL', KEYS[1], id)
+      if redis.call('HGET', KEYS[2], item) == id then redis.call('HDEL', KEYS[2], item) end
+      redis.call('HDEL', KEYS[3], item)
+      local failure = {attempts = n - 1, error = string.format(ARGV[7], n - 1, holder), failed_at = tonumber(ARGV[6])}
+      redis.call('HSET', KEYS[4], item, cjson.encode(failure))
+      table.insert(parked, {item, n - 1, holder})
+    elseif item then
+      table.insert(claims, {id, item, n})
+      busy = true
+    end
   end
 end
-return claims
+if #claims < count then
+  local fresh = redis.call('XREADGROUP', 'GROUP', ARGV[1], ARGV[2], 'COUNT', count - #claims, 'STREAMS', KEYS[1], '>')
+  if fresh then
+    for _, e in ipairs(fresh[1][2]) do
+      local item = item_of(e)
+      if item then table.insert(claims, {e[1], item, 1}) end
+    end
+  end
+end
+return {claims, parked}
 """
 
 # KEYS: stream; ARGV: group, entry id, consumer -- reset the idle time of a claim only if we still hold it
@@ -163,10 +200,15 @@ class RedisWorkQueue(WorkQueue):
         stream = self._group(topic)
         return int(self._put(keys=[stream, self._items(topic), self._parked(topic)], args=list(items)))
 
-    def claim(self, topic: str, consumer: str, count: int = 1) -> list[Claim]:
+    def claim(self, topic: str, consumer: str, count: int = 1, max_deliveries: int | None = None) -> list[Claim]:
         stream = self._group(topic)
         lease_ms = max(1, int(self.lease_seconds * 1000))
-        rows = self._claim(keys=[stream], args=[GROUP, consumer, lease_ms, max(1, int(count))])
+        rows, parked = self._claim(
+            keys=[stream, self._items(topic), self._failures(topic), self._parked(topic)],
+            args=[GROUP, consumer, lease_ms, max(1, int(count)), max(0, int(max_deliveries or 0)), time.time(), DIED_ERROR],
+        )
+        for item, deaths, holder in parked:
+            report_died(topic, item, int(deaths), holder)
         return [Claim(topic, item, entry_id, _entry_time(entry_id), int(n)) for entry_id, item, n in rows]
 
     def extend(self, claim: Claim, consumer: str) -> bool:

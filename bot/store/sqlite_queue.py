@@ -2,7 +2,8 @@
 
 An item is a row; a claim sets its ``consumer`` and ``lease_until_us`` in one write transaction (SQLite
 serializes writers, so two workers never claim the same row); a row whose lease ran out is claimable again
-(taken over, its ``deliveries`` counted); acknowledging deletes the row. Failures of an item are counted in
+(taken over, its ``deliveries`` counted: a claim given ``max_deliveries`` takes over one row at a time and
+parks a row taken over that often instead, its holders having died with it); acknowledging deletes the row. Failures of an item are counted in
 ``work_failures`` (a row per item, ``parked`` once it reached the maximum; a parked item is not inserted
 again by ``put``). Times are the wall clock, as for the store's locks.
 """
@@ -10,12 +11,13 @@ again by ``put``). Times are the wall clock, as for the store's locks.
 from __future__ import annotations
 
 import json
+import sqlite3
 import time
 from collections.abc import Sequence
 from datetime import datetime, timezone
 from typing import Any
 
-from bot.store.queue import LEASE_SECONDS, Backlog, Claim, DaemonInfo, FailedItem, WorkQueue
+from bot.store.queue import DIED_ERROR, LEASE_SECONDS, Backlog, Claim, DaemonInfo, FailedItem, WorkQueue, report_died
 from bot.store.sqlite import SqliteStore
 
 
@@ -47,21 +49,62 @@ class SqliteWorkQueue(WorkQueue):
             )
             return conn.total_changes - before
 
-    def claim(self, topic: str, consumer: str, count: int = 1) -> list[Claim]:
+    def claim(self, topic: str, consumer: str, count: int = 1, max_deliveries: int | None = None) -> list[Claim]:
         now, lease = _now_us(), int(self.lease_seconds * 1_000_000)
+        died: list[tuple[str, int, str]] = []
         with self._store._write() as conn:
-            # taken-over claims (a consumer set, its lease run out) first, then never-claimed rows, oldest first
-            rows = conn.execute(
-                "SELECT seq, item, enqueued_us, deliveries FROM work_items "
-                "WHERE topic = ? AND lease_until_us < ? ORDER BY consumer IS NULL, seq LIMIT ?",
-                (topic, now, count),
-            ).fetchall()
+            if max_deliveries:
+                rows = self._take_over_one(conn, topic, now, max_deliveries, died)
+                rows += conn.execute(
+                    "SELECT seq, item, enqueued_us, deliveries FROM work_items "
+                    "WHERE topic = ? AND lease_until_us = 0 AND consumer IS NULL ORDER BY seq LIMIT ?",  # never claimed
+                    (topic, count - len(rows)),
+                ).fetchall()
+            else:  # taken-over claims (a consumer set, its lease run out) first, then never-claimed rows, oldest first
+                rows = conn.execute(
+                    "SELECT seq, item, enqueued_us, deliveries FROM work_items "
+                    "WHERE topic = ? AND lease_until_us < ? ORDER BY consumer IS NULL, seq LIMIT ?",
+                    (topic, now, count),
+                ).fetchall()
             conn.executemany(
                 "UPDATE work_items SET consumer = ?, lease_until_us = ?, lease_us = ?, deliveries = deliveries + 1 "
                 "WHERE seq = ?",
                 [(consumer, now + lease, lease, seq) for seq, *_ in rows],
             )
+        for item, deaths, holder in died:
+            report_died(topic, item, deaths, holder)
         return [Claim(topic, item, str(seq), _dt(enq), deliveries + 1) for seq, item, enq, deliveries in rows]
+
+    @staticmethod
+    def _take_over_one(
+        conn: sqlite3.Connection, topic: str, now: int, limit: int, died: list[tuple[str, int, str]]
+    ) -> list[Any]:
+        """At most one row whose holder died, and none while another taken-over row is being worked on (so a
+        death is blamed on that row alone); rows taken over ``limit`` times already are parked on the way
+        (appended to ``died``)."""
+        if conn.execute(
+            "SELECT 1 FROM work_items WHERE topic = ? AND lease_until_us >= ? AND deliveries > 1 LIMIT 1", (topic, now)
+        ).fetchone():
+            return []
+        while True:
+            row = conn.execute(
+                "SELECT seq, item, enqueued_us, deliveries, consumer FROM work_items "
+                "WHERE topic = ? AND lease_until_us < ? AND consumer IS NOT NULL ORDER BY seq LIMIT 1",
+                (topic, now),
+            ).fetchone()
+            if row is None:
+                return []
+            seq, item, _, deliveries, holder = row
+            if deliveries < limit:
+                return [row[:4]]
+            conn.execute("DELETE FROM work_items WHERE seq = ?", (seq,))
+            conn.execute(
+                "INSERT INTO work_failures (topic, item, failures, error, failed_us, parked) VALUES (?, ?, ?, ?, ?, 1) "
+                "ON CONFLICT (topic, item) DO UPDATE SET failures = excluded.failures, error = excluded.error, "
+                "failed_us = excluded.failed_us, parked = 1",
+                (topic, item, deliveries, DIED_ERROR % (deliveries, holder), now),
+            )
+            died.append((item, deliveries, holder))
 
     def extend(self, claim: Claim, consumer: str) -> bool:
         with self._store._write() as conn:

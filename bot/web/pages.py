@@ -38,6 +38,7 @@ from bot.known import AddOptions, add_paths, items_of
 from bot.matching.matcher import Matcher
 from bot.media.fetch import MediaFetcher
 from bot.models import utcnow
+from bot.parked import KINDS, retry_refs
 from bot.status import take_snapshot
 from bot.store.base import StateStore
 from bot.store.records import EVENT_KINDS, KnownKind
@@ -103,7 +104,7 @@ def dashboard() -> str:
         open_cases=store().count_cases("open"),
         cases=store().list_cases(CaseQuery(limit=10)),
         events=events,
-        parked=store().parked_alerts()[:10],
+        parked=KINDS["alerts"].list_items(store())[:10],  # errors redacted, delivery progress left out
     )
 
 
@@ -397,3 +398,31 @@ def users_remove(name: str) -> Any:
     else:
         abort(404, f"no user {name}")
     return redirect(url_for("pages.users"))
+
+
+# ----------------------------------------------------------------------------- parked work
+@bp.get("/parked")
+def parked() -> str:
+    """Failed posts (the work queue) and parked alerts (the outbox), each with its last error (redacted)."""
+    sections = [(kind, kind.list_items(store())) for kind in KINDS.values()]
+    return render_template("parked.html", sections=sections)
+
+
+@bp.post("/parked/<group>/retry")
+@role_required("reviewer")
+def parked_retry(group: str) -> Any:
+    """Retry one parked item (form field ``ref``, as the page lists it) or all of a kind (``all``)."""
+    kind = KINDS.get(group)
+    if kind is None:
+        abort(404)
+    ref = request.form.get("ref")
+    if not ref and not request.form.get("all"):
+        abort(400, "give an item to retry, or all")
+    retried, gone = retry_refs(store(), kind, {ref} if ref else None)
+    if retried:
+        flash(f"{retried} {kind.noun}(s) {kind.done}: a running daemon picks them up at once.", "ok")
+    if gone:
+        flash(f"{gone} {kind.noun}(s) no longer parked (retried meanwhile?).", "error")
+    if not retried and not gone:
+        flash(f"No {kind.noun}s to retry.", "ok")
+    return redirect(url_for("pages.parked"))

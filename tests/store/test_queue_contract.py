@@ -189,3 +189,89 @@ def test_a_success_forgets_earlier_failures(store):
     q.put("posts", ["flaky"])  # a later version of the work, say
     (claim,) = q.claim("posts", "w1")
     assert q.fail(claim, "TimeoutError", max_attempts=2) is False
+
+
+def test_an_item_whose_workers_keep_dying_is_parked_instead_of_handed_out_again(store_opener):
+    """A post that crashes its worker's process never reaches ``fail``: its claim runs out each time. The
+    claim after ``max_deliveries`` such deaths parks it, naming the last holder, and hands out the rest."""
+    q = queue_of(store_opener(), lease_seconds=0.2)
+    q.put("posts", ["deadly", "fine"])
+    for n in range(1, 4):
+        (claim,) = q.claim("posts", f"host:{n}:d/w0", max_deliveries=3)
+        assert (claim.item, claim.deliveries) == ("deadly", n)  # taken over first, each time by a new daemon
+        q.expire_claims("posts", f"host:{n}:d/w0")  # its daemon was killed
+    (claim,) = q.claim("posts", "host:4:d/w0", max_deliveries=3)
+    assert claim.item == "fine"  # the dead item is parked, the claim goes on to the next one
+    (failed,) = queue_of(store_opener()).failed("posts")
+    assert failed.item == "deadly" and failed.attempts == 3
+    assert failed.error == "the worker processing it died 3 time(s); last taken over from host:3:d/w0"
+    assert q.backlog("posts").failed == 1 and q.backlog("posts").in_progress == 1
+    assert q.put("posts", ["deadly"]) == 0  # sweeps leave it alone
+
+    assert q.retry("posts", "deadly") is True
+    (again,) = q.claim("posts", "host:4:d/w0", max_deliveries=3)
+    assert (again.item, again.deliveries) == ("deadly", 1)  # its count starts again
+    q.ack(again)
+    assert q.failed("posts") == []
+
+
+def test_one_takeover_after_a_dead_daemon_is_a_plain_redelivery(store):
+    q = queue_of(store, lease_seconds=0.2)
+    q.put("posts", ["a"])
+    q.claim("posts", "dead/w0", max_deliveries=2)
+    time.sleep(0.3)  # its lease ran out: taken over, under the limit
+    (taken,) = q.claim("posts", "alive/w0", max_deliveries=2)
+    assert (taken.item, taken.deliveries) == ("a", 2)
+    q.ack(taken)
+    assert q.failed("posts") == [] and q.backlog("posts").in_progress == 0
+    # without a limit (re-check runs) an item is handed out however often its holders died
+    q.put("rechecks", ["x"])
+    for n in range(1, 5):
+        (claim,) = q.claim("rechecks", f"d{n}")
+        assert claim.deliveries == n
+        q.expire_claims("rechecks", f"d{n}")
+    assert q.failed("rechecks") == []
+
+
+def test_a_dead_item_parked_after_earlier_raises_keeps_one_record(store):
+    """Failures by raising and by dying end in the same list, one entry per item, counts reset on retry."""
+    q = queue_of(store, lease_seconds=60)
+    q.put("posts", ["mixed"])
+    (claim,) = q.claim("posts", "w1", max_deliveries=1)
+    assert q.fail(claim, "ValueError: bad", max_attempts=5) is False
+    q.put("posts", ["mixed"])
+    q.claim("posts", "host:9:gone/w0", max_deliveries=1)
+    q.expire_claims("posts", "host:9:gone/w0")
+    assert q.claim("posts", "w2", max_deliveries=1) == []
+    (failed,) = q.failed("posts")
+    assert failed.attempts == 1 and "died 1 time(s); last taken over from host:9:gone/w0" in failed.error
+    assert q.retry("posts", "mixed")
+    (claim,) = q.claim("posts", "w3", max_deliveries=1)
+    assert q.fail(claim, "ValueError: bad", max_attempts=2) is False  # the earlier raise was forgotten too
+
+
+def test_with_a_limit_taken_over_items_go_out_one_at_a_time(store):
+    """A crash kills every claim of its daemon: the items it held are retried one by one (fresh items still go
+    out beside them), so the next crash is blamed on the one item being retried, not on the bystanders."""
+    q = queue_of(store, lease_seconds=60)
+    q.put("posts", ["a", "b", "c", "d"])
+    q.claim("posts", "host:1:dead/w0", count=2)  # a and b die with their daemon
+    q.expire_claims("posts", "host:1:dead/w0")
+    first = q.claim("posts", "host:2:new/w0", count=3, max_deliveries=5)
+    assert [(c.item, c.deliveries) for c in first] == [("a", 2), ("c", 1), ("d", 1)]  # one takeover, then fresh
+    assert q.claim("posts", "host:2:new/w1", max_deliveries=5) == []  # b waits while a is being retried
+    q.ack(first[0])
+    (b,) = q.claim("posts", "host:2:new/w1", max_deliveries=5)
+    assert (b.item, b.deliveries) == ("b", 2)
+
+
+def test_a_dead_claim_behind_many_live_ones_is_taken_over(store):
+    """Many workers' live claims ahead of a dead one (a busy cluster) do not hide it from a claim with a limit."""
+    q = queue_of(store, lease_seconds=60)
+    q.put("posts", [f"i{n:02d}" for n in range(25)])
+    for n in range(24):
+        q.claim("posts", f"host:{n}:live/w0")
+    q.claim("posts", "host:99:dead/w0")
+    q.expire_claims("posts", "host:99:dead/w0")
+    (taken,) = q.claim("posts", "host:100:new/w0", max_deliveries=5)
+    assert (taken.item, taken.deliveries) == ("i24", 2)

@@ -9,11 +9,11 @@ from datetime import datetime, timezone
 
 import pytest
 
-from bot.config import parse_config
 from bot.store.review import Case, CaseEvent
 from bot.users import add_user
-from bot.web import create_app
 from bot.web.auth import MAX_FAILURES
+
+from .conftest import make_app
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc)
 HOSTILE = '<img src=x onerror="alert(1)"> @channel'
@@ -21,12 +21,7 @@ HOSTILE = '<img src=x onerror="alert(1)"> @channel'
 
 @pytest.fixture
 def app(tmp_path):
-    config = parse_config(f"data_dir: {tmp_path}\nwatchers: {{}}\nweb: {{base_url: 'https://review.example.org'}}\n")
-    app = create_app(config)
-    app.config.update(TESTING=True, WTF_CSRF_ENABLED=False)
-    store = app.extensions["afterimage"]["store"]
-    add_user(store, "ana", "reviewer", "ana-password-1")
-    add_user(store, "vic", "viewer", "vic-password-1")
+    app, store = make_app(tmp_path)
     yield app
     store.close()
 
