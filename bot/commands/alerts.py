@@ -10,7 +10,7 @@ import click
 from bot.alerts.targets import DEFAULT_TIMEOUT, ConsoleTarget, Target, build_targets
 from bot.commands.config_cmd import CONFIG_OPTION
 from bot.commands.daemon_cmds import load_or_exit
-from bot.commands.parked_cmds import list_parked, retry_parked
+from bot.commands.parked_cmds import add_parked_commands
 from bot.config import Config
 from bot.errors import ConfigError
 from bot.models import iso, utcnow
@@ -78,17 +78,8 @@ def _try_send(target: Target, body: str) -> str | None:
     return None
 
 
-@alerts.command("parked")
-@CONFIG_OPTION
-def parked(config_path: str | None) -> None:
-    """List the alerts a target refused (parked out of the queue), oldest first."""
-    list_parked(ALERTS_KIND, config_path)
-
-
-@alerts.command("retry")
-@CONFIG_OPTION
-@click.argument("keys", nargs=-1)
-@click.option("--all", "all_parked", is_flag=True, help="Requeue every parked alert.")
-def retry(config_path: str | None, keys: tuple[str, ...], all_parked: bool) -> None:
-    """Put parked alerts back into the queue at their place, due now (exit 1 if a KEY was not parked)."""
-    retry_parked(ALERTS_KIND, config_path, keys, all_parked)
+add_parked_commands(
+    alerts, ALERTS_KIND, list_name="parked",
+    list_help="List the alerts a target refused (parked out of the queue), oldest first.",
+    retry_help="Put parked alerts back into the queue at their place, due now (exit 1 if a KEY was not parked).",
+    all_help="Requeue every parked alert.")

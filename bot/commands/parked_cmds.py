@@ -1,6 +1,6 @@
 """The one shape of the commands that list and retry parked work (``afterimage posts failed|retry``,
-``afterimage alerts parked|retry``): each group's commands hold their options and help, and call these with
-their :class:`bot.parked.ParkedKind`."""
+``afterimage alerts parked|retry``): :func:`add_parked_commands` declares both commands of a group for its
+:class:`bot.parked.ParkedKind`; each group gives only its command name and help texts."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from contextlib import contextmanager
 
 import click
 
+from bot.commands.config_cmd import CONFIG_OPTION
 from bot.commands.daemon_cmds import load_or_exit
 from bot.errors import StoreError
 from bot.parked import ParkedKind
@@ -59,3 +60,20 @@ def retry_parked(kind: ParkedKind, config_path: str | None, keys: tuple[str, ...
                 missing += 1
                 click.echo(f"{kind.show_key(key)}: not a {kind.noun}", err=True)
     sys.exit(1 if missing else 0)
+
+
+def add_parked_commands(group: click.Group, kind: ParkedKind, *, list_name: str, list_help: str, retry_help: str,
+                        all_help: str) -> None:
+    """Declare ``<group> <list_name>`` (list the parked items of ``kind``) and ``<group> retry KEY... | --all``."""
+
+    @group.command(list_name, help=list_help)
+    @CONFIG_OPTION
+    def list_command(config_path: str | None) -> None:
+        list_parked(kind, config_path)
+
+    @group.command("retry", help=retry_help)
+    @CONFIG_OPTION
+    @click.argument("keys", nargs=-1, metavar=f"[{kind.key_name}]...")
+    @click.option("--all", "every", is_flag=True, help=all_help)
+    def retry_command(config_path: str | None, keys: tuple[str, ...], every: bool) -> None:
+        retry_parked(kind, config_path, keys, every)

@@ -6,8 +6,7 @@ from __future__ import annotations
 
 import click
 
-from bot.commands.config_cmd import CONFIG_OPTION
-from bot.commands.parked_cmds import list_parked, retry_parked
+from bot.commands.parked_cmds import add_parked_commands
 from bot.parked import POSTS_KIND
 
 
@@ -16,19 +15,10 @@ def posts() -> None:
     """Posts whose processing failed: list them and queue them again."""
 
 
-@posts.command("failed")
-@CONFIG_OPTION
-def failed(config_path: str | None) -> None:
-    """List the posts parked after their processing raised, or killed its worker, `pipeline.max_attempts`
-    times, oldest first."""
-    list_parked(POSTS_KIND, config_path)
-
-
-@posts.command("retry")
-@CONFIG_OPTION
-@click.argument("items", nargs=-1)
-@click.option("--all", "all_failed", is_flag=True, help="Queue every failed post again.")
-def retry(config_path: str | None, items: tuple[str, ...], all_failed: bool) -> None:
-    """Queue failed posts (ITEM as listed: platform:version:post_id) for processing again, their failures
-    forgotten; a running daemon picks them up at once (exit 1 if an ITEM was not a failed post)."""
-    retry_parked(POSTS_KIND, config_path, items, all_failed)
+add_parked_commands(
+    posts, POSTS_KIND, list_name="failed",
+    list_help="List the posts parked after their processing raised, or killed its worker, `pipeline.max_attempts` "
+              "times, oldest first.",
+    retry_help="Queue failed posts (ITEM as listed: platform:version:post_id) for processing again, their failures "
+               "forgotten; a running daemon picks them up at once (exit 1 if an ITEM was not a failed post).",
+    all_help="Queue every failed post again.")

@@ -27,6 +27,7 @@ import redis
 from bot.demo.fakes import Fault
 from bot.store import open_store, open_work_queue
 from bot.store.queue import POSTS, post_item
+from bot.store.review import CaseQuery
 
 from .conftest import (
     ROOT,
@@ -148,7 +149,7 @@ def test_a_post_that_kills_every_worker_is_parked_and_the_others_are_processed(
     finally:
         code = stop_daemon(proc)
     text = capture("deadly post daemon log", log_file.read_text(errors="replace"))
-    matched = {c.post_id for c in store.list_cases(platform="x")}
+    matched = {c.post_id for c in store.list_cases(CaseQuery(platform="x"))}
     store.close()
     print(f"\ndeadly post: held by {holders} (each killed); parked {parked_after:.1f}s after the next daemon started "
           f"(its start-up included); retried and matched: {deadly in matched}")
