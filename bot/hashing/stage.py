@@ -102,6 +102,23 @@ def hash_image(image: Image.Image | bytes, *, size: tuple[int, int] | None = Non
     return HashedImage(work, size, signals, queries, quality, features, data)
 
 
+def hash_region(image: Image.Image) -> HashedImage:
+    """What checking an embedded picture (a region of a query, already at working size) needs, and nothing
+    else: each signal type's hash as is (no mirrored or rotated variants: a picture inside a screenshot is
+    checked upright, and each extra hash is one more index search), of the region with its borders
+    stripped too (a letterboxed picture inside a screenshot), and the local features; no stored signals: a
+    region is never stored. This keeps the region pass, which only a query that matched nothing whole
+    runs, cheap."""
+    stripped, box = strip_borders(image)
+    queries: dict[str, list[tuple[str, int]]] = {}
+    quality: dict[str, int | None] = {}
+    for name, sig in SIGNAL_TYPES.items():
+        queries[name], quality[name] = sig.query_hashes(image, variants=False)
+        if box != (0, 0, image.width, image.height):
+            queries[name] += sig.query_hashes(stripped, variants=False)[0]
+    return HashedImage(image, image.size, {}, queries, quality, extract(image))
+
+
 def compute_signals(image: Image.Image | bytes) -> dict[str, str]:
     """The signals stored for an image (``KnownMedia.signals``): :func:`hash_image`'s ``signals``."""
     return hash_image(image).signals

@@ -44,7 +44,7 @@ from bot.hashing.local import FEATURES_VERSION, LocalFeatures, Verification, ext
 from bot.hashing.index import HammingIndex
 from bot.hashing.regions import Box, propose
 from bot.hashing.signals import MIRRORED_VARIANTS, ORB_DESCRIPTORS, SIGNAL_TYPES, SignalType
-from bot.hashing.stage import HashedImage, hash_image
+from bot.hashing.stage import HashedImage, hash_image, hash_region
 from bot.matching.descriptors import DescriptorIndex
 from bot.matching.snapshot import DescriptorSnapshots
 from bot.store.base import StateStore
@@ -58,6 +58,10 @@ _K_GLOBAL = 8
 _VOTE_SHARE = 0.5
 #: votes from the image as is that make it worth verifying before voting with the mirrored image
 _STRONG_VOTES = 40
+#: query descriptors (a prefix of the spread order) that vote mirrored: the mirrored vote runs for every
+#: query that matched nothing as is, so mostly for unrelated images, and its cost grows with the voters; a
+#: mirrored copy's votes concentrate on one entry, so half the voters still put it first
+MIRRORED_VOTERS = 250
 #: proposed regions (embedded pictures) checked when the whole image matched nothing known, and the
 #: candidates verified per region
 MAX_REGIONS = 3
@@ -317,7 +321,7 @@ class Matcher:
             # an embedded picture (a screenshot of a post, a meme panel, a paste): each proposed region is
             # checked as an image of its own, as is only (a mirrored picture inside a screenshot is rare)
             for box in propose(work, MAX_REGIONS):
-                view = self._view(hash_image(hashed.region(box)), box)
+                view = self._view(hash_region(hashed.region(box)), box)
                 self._check(view, work, out_size, excluded, results, [REGION_CANDIDATES], False)
                 if self._known_match(results):
                     break
@@ -383,8 +387,9 @@ class Matcher:
 
     def _vote(self, view: _View, mirrored: bool) -> list[_Candidate]:
         """The entries that the view's descriptors (mirrored or not) vote for, with their votes."""
-        feats = self._features(view, mirrored)
-        votes = self._descriptors.vote(feats.descriptors).most_common(self.config.max_candidates)
+        descriptors = self._features(view, mirrored).descriptors
+        votes = self._descriptors.vote(descriptors[:MIRRORED_VOTERS] if mirrored else descriptors)
+        votes = votes.most_common(self.config.max_candidates)
         return [_Candidate(owner, 999, 4 if mirrored else 0, None, n) for owner, n in votes]
 
     def _shortlist(
