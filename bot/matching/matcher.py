@@ -40,7 +40,7 @@ from bot.archive import Archive
 from bot.config import MatchingConfig
 from bot.errors import AfterimageError
 from bot.hashing.decode import decode_image
-from bot.hashing.local import FEATURES_VERSION, LocalFeatures, Verification, extract, unpack, verify
+from bot.hashing.local import FEATURES_VERSION, LocalFeatures, Verification, extract, unpack, verify, within
 from bot.hashing.index import HammingIndex
 from bot.hashing.regions import Box, propose
 from bot.hashing.signals import MIRRORED_VARIANTS, ORB_DESCRIPTORS, SIGNAL_TYPES, SignalType
@@ -141,9 +141,21 @@ class _View:
     box: Box | None  # where the view lies in the working image (None: all of it)
     hashes: dict[str, list[tuple[str, int]]]  # signal type -> (hash, dihedral variant) of the query
     quality: dict[str, int | None]  # signal type -> quality of the query's hash
+    #: the part of the view that is picture, not bars or a caption band (None: all of it): only its
+    #: keypoints vote and are verified
+    content: Box | None = None
     features: dict[bool, LocalFeatures] = field(default_factory=dict)
     #: features of the view brought down to a candidate's scale, by (mirrored, scale in quarter steps)
     rescaled: dict[tuple[bool, int], LocalFeatures] = field(default_factory=dict)
+
+    def picture(self, feats: LocalFeatures, mirrored: bool, scale: float = 1.0) -> LocalFeatures:
+        """The keypoints of the view's content (features of the view mirrored or shrunk ``scale`` times)."""
+        if self.content is None:
+            return feats
+        left, top, right, bottom = self.content
+        if mirrored:
+            left, right = self.image.width - right, self.image.width - left
+        return within(feats, (left / scale, top / scale, right / scale, bottom / scale))
 
     def hash_of(self, signal: str, variant: int) -> str | None:
         return next((h for h, v in self.hashes.get(signal, ()) if v == variant), None)
@@ -335,7 +347,9 @@ class Matcher:
     @staticmethod
     def _view(hashed: HashedImage, box: Box | None) -> _View:
         """A view of a hashed image (the whole query, or a region of it hashed on its own)."""
-        return _View(hashed.image, box, hashed.queries, hashed.quality, {False: hashed.features})
+        view = _View(hashed.image, box, hashed.queries, hashed.quality, hashed.content)
+        view.features[False] = view.picture(hashed.features, False)
+        return view
 
     def _check(
         self,
@@ -499,7 +513,7 @@ class Matcher:
         """The view's local features in one orientation, extracted once per check (votes and every
         verification of that orientation share them)."""
         if mirrored not in view.features:
-            view.features[mirrored] = extract(self._orient(view.image, mirrored))
+            view.features[mirrored] = view.picture(extract(self._orient(view.image, mirrored)), mirrored)
         return view.features[mirrored]
 
     @staticmethod
@@ -541,7 +555,7 @@ class Matcher:
         if key not in view.rescaled:
             image = self._orient(view.image, mirrored)
             size = (max(1, round(image.width / f)), max(1, round(image.height / f)))
-            view.rescaled[key] = extract(image.resize(size, Image.Resampling.BILINEAR))
+            view.rescaled[key] = view.picture(extract(image.resize(size, Image.Resampling.BILINEAR)), mirrored, f)
         again = verify(view.rescaled[key], known)
         if again is None or again.inliers <= check.inliers and not again.passes(self.config.min_inliers_match):
             return check
