@@ -389,11 +389,11 @@ class Matcher:
         # once it verifies the mirrored vote (a second ORB pass and index search) is not needed
         voted = self._vote(view, False)
         if max((c.votes for c in voted), default=0) >= _STRONG_VOTES or not mirrored_votes:
-            self._decide(self._shortlist(voted, results, *excluded), view, work, out_size, results, done, budget)
+            self._decide(self._shortlist(voted, results, done, *excluded), view, work, out_size, results, done, budget)
         if mirrored_votes and not self._known_match(results):
             # both orientations together: a mirrored copy gets few, random votes as is, many mirrored
             voted += self._vote(view, True)
-            self._decide(self._shortlist(voted, results, *excluded), view, work, out_size, results, done, budget)
+            self._decide(self._shortlist(voted, results, done, *excluded), view, work, out_size, results, done, budget)
 
     @staticmethod
     def _known_match(results: list[Match]) -> bool:
@@ -410,6 +410,7 @@ class Matcher:
         self,
         voted: list[_Candidate],
         results: list[Match],
+        done: set[tuple[int, bool]],
         exclude_sha256: str | None,
         exclude_origin: dict[str, Any] | None,
     ) -> list[_Candidate]:
@@ -417,13 +418,15 @@ class Matcher:
 
         Copies get 40-140 votes, unrelated images a flat spread of 10-35 (measured at 1 k and 100 k
         entries): only candidates within half of the best vote count are worth a verification. Entries
-        already decided (an identical earlier post matched whole gets every vote) must not set that bar."""
+        already matched (an identical earlier post matched whole gets every vote) or verified in this view
+        must not set that bar; an entry suggested by another view stays a candidate (a picture under big
+        text is suggested whole and matched as the region a proposal cuts out)."""
         cfg = self.config
-        decided = {r.known.id for r in results}
+        decided = {r.known.id for r in results if r.tier == "match"}
         voted = [
             c
             for c in voted
-            if self._entries[c.owner].id not in decided
+            if self._entries[c.owner].id not in decided and (c.owner, c.variant in MIRRORED_VARIANTS) not in done
             and not self._excluded(self._entries[c.owner], exclude_sha256, exclude_origin)
         ]
         top = max((c.votes for c in voted), default=0)
