@@ -45,10 +45,11 @@ class SignalType(ABC):
     agree: ClassVar[int] = 0
 
     @classmethod
-    def query_hashes(cls, image: Image.Image) -> tuple[list[tuple[str, int]], int | None]:
+    def query_hashes(cls, image: Image.Image, variants: bool = True) -> tuple[list[tuple[str, int]], int | None]:
         """Hashes an image is searched with, each with the dihedral variant it stands for (0: as is, 4:
         mirrored; see :meth:`PdqSignal.dihedral`), and the quality of its hash (None: not scored). The
-        variant-0 hash is the one stored."""
+        variant-0 hash is the one stored. ``variants=False``: the image as is only (a picture embedded in a
+        screenshot is checked upright, and every extra hash is one more index search)."""
         return [(cls.compute(image), 0)], None
 
     @classmethod
@@ -114,8 +115,11 @@ class PdqSignal(SignalType):
     CONFIRMED = 31
 
     @classmethod
-    def query_hashes(cls, image: Image.Image) -> tuple[list[tuple[str, int]], int | None]:
+    def query_hashes(cls, image: Image.Image, variants: bool = True) -> tuple[list[tuple[str, int]], int | None]:
         """All 8 rotations/mirrors of the image (one DCT: about the cost of one hash)."""
+        if not variants:
+            hexstr, quality = cls.compute_with_quality(image)
+            return [(hexstr, 0)], quality
         hashes, quality = cls.dihedral(image)
         return [(h, variant) for variant, h in enumerate(hashes)], quality
 
@@ -167,9 +171,11 @@ class PhashSignal(SignalType):
     agree = 6
 
     @classmethod
-    def query_hashes(cls, image: Image.Image) -> tuple[list[tuple[str, int]], int | None]:
-        mirrored = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
-        return [(cls.compute(image), 0), (cls.compute(mirrored), 4)], None
+    def query_hashes(cls, image: Image.Image, variants: bool = True) -> tuple[list[tuple[str, int]], int | None]:
+        as_is = [(cls.compute(image), 0)]
+        if not variants:
+            return as_is, None
+        return as_is + [(cls.compute(image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)), 4)], None
 
     @classmethod
     def candidate_radius(cls, config: MatchingConfig) -> int:

@@ -45,6 +45,10 @@ class HashedImage:
     features: LocalFeatures
     #: the encoded source, when known: an embedded picture is cut from a sharper decode of it
     data: bytes | None = field(default=None, repr=False)
+    #: the working image without its uniform bars and caption bars (:func:`strip_borders`), None when it
+    #: has none: a caption's or meme band's words are not the picture's keypoints, and letters in one font
+    #: resemble letters in a logo
+    content: tuple[int, int, int, int] | None = None
     _sharp: list[Image.Image] = field(default_factory=list, repr=False, compare=False)
 
     def region(self, box: tuple[int, int, int, int]) -> Image.Image:
@@ -99,7 +103,25 @@ def hash_image(image: Image.Image | bytes, *, size: tuple[int, int] | None = Non
                 signals[sig.keys[1]] = next(h for h, variant in more if variant == 0)
     features = extract(work)
     signals[ORB_DESCRIPTORS] = pack(retrieval_descriptors(features))
-    return HashedImage(work, size, signals, queries, quality, features, data)
+    return HashedImage(work, size, signals, queries, quality, features, data, box if borderless is not None else None)
+
+
+def hash_region(image: Image.Image) -> HashedImage:
+    """What checking an embedded picture (a region of a query, already at working size) needs, and nothing
+    else: each signal type's hash as is (no mirrored or rotated variants: a picture inside a screenshot is
+    checked upright, and each extra hash is one more index search), of the region with its borders
+    stripped too (a letterboxed picture inside a screenshot), and the local features; no stored signals: a
+    region is never stored. This keeps the region pass, which only a query that matched nothing whole
+    runs, cheap."""
+    stripped, box = strip_borders(image)
+    bars = box != (0, 0, image.width, image.height)
+    queries: dict[str, list[tuple[str, int]]] = {}
+    quality: dict[str, int | None] = {}
+    for name, sig in SIGNAL_TYPES.items():
+        queries[name], quality[name] = sig.query_hashes(image, variants=False)
+        if bars:
+            queries[name] += sig.query_hashes(stripped, variants=False)[0]
+    return HashedImage(image, image.size, {}, queries, quality, extract(image), content=box if bars else None)
 
 
 def compute_signals(image: Image.Image | bytes) -> dict[str, str]:

@@ -40,11 +40,11 @@ from bot.archive import Archive
 from bot.config import MatchingConfig
 from bot.errors import AfterimageError
 from bot.hashing.decode import decode_image
-from bot.hashing.local import FEATURES_VERSION, LocalFeatures, Verification, extract, unpack, verify
+from bot.hashing.local import FEATURES_VERSION, LocalFeatures, Verification, extract, unpack, verify, within
 from bot.hashing.index import HammingIndex
 from bot.hashing.regions import Box, propose
 from bot.hashing.signals import MIRRORED_VARIANTS, ORB_DESCRIPTORS, SIGNAL_TYPES, SignalType
-from bot.hashing.stage import HashedImage, hash_image
+from bot.hashing.stage import HashedImage, hash_image, hash_region
 from bot.matching.descriptors import DescriptorIndex
 from bot.matching.snapshot import DescriptorSnapshots
 from bot.store.base import StateStore
@@ -58,6 +58,12 @@ _K_GLOBAL = 8
 _VOTE_SHARE = 0.5
 #: votes from the image as is that make it worth verifying before voting with the mirrored image
 _STRONG_VOTES = 40
+#: query descriptors (a prefix of the spread order) that vote mirrored: the mirrored vote runs for every
+#: query that matched nothing as is, so mostly for unrelated images, and its cost grows with the voters; a
+#: mirrored copy's votes concentrate on one entry, so half the voters still put it first
+MIRRORED_VOTERS = 250
+#: voted candidates as is verified beyond the shortlist when it found no match
+EXTRA_CANDIDATES = 2
 #: proposed regions (embedded pictures) checked when the whole image matched nothing known, and the
 #: candidates verified per region
 MAX_REGIONS = 3
@@ -137,9 +143,21 @@ class _View:
     box: Box | None  # where the view lies in the working image (None: all of it)
     hashes: dict[str, list[tuple[str, int]]]  # signal type -> (hash, dihedral variant) of the query
     quality: dict[str, int | None]  # signal type -> quality of the query's hash
+    #: the part of the view that is picture, not bars or a caption band (None: all of it): only its
+    #: keypoints vote and are verified
+    content: Box | None = None
     features: dict[bool, LocalFeatures] = field(default_factory=dict)
     #: features of the view brought down to a candidate's scale, by (mirrored, scale in quarter steps)
     rescaled: dict[tuple[bool, int], LocalFeatures] = field(default_factory=dict)
+
+    def picture(self, feats: LocalFeatures, mirrored: bool, scale: float = 1.0) -> LocalFeatures:
+        """The keypoints of the view's content (features of the view mirrored or shrunk ``scale`` times)."""
+        if self.content is None:
+            return feats
+        left, top, right, bottom = self.content
+        if mirrored:
+            left, right = self.image.width - right, self.image.width - left
+        return within(feats, (left / scale, top / scale, right / scale, bottom / scale))
 
     def hash_of(self, signal: str, variant: int) -> str | None:
         return next((h for h, v in self.hashes.get(signal, ()) if v == variant), None)
@@ -317,7 +335,7 @@ class Matcher:
             # an embedded picture (a screenshot of a post, a meme panel, a paste): each proposed region is
             # checked as an image of its own, as is only (a mirrored picture inside a screenshot is rare)
             for box in propose(work, MAX_REGIONS):
-                view = self._view(hash_image(hashed.region(box)), box)
+                view = self._view(hash_region(hashed.region(box)), box)
                 self._check(view, work, out_size, excluded, results, [REGION_CANDIDATES], False)
                 if self._known_match(results):
                     break
@@ -331,7 +349,9 @@ class Matcher:
     @staticmethod
     def _view(hashed: HashedImage, box: Box | None) -> _View:
         """A view of a hashed image (the whole query, or a region of it hashed on its own)."""
-        return _View(hashed.image, box, hashed.queries, hashed.quality, {False: hashed.features})
+        view = _View(hashed.image, box, hashed.queries, hashed.quality, hashed.content)
+        view.features[False] = view.picture(hashed.features, False)
+        return view
 
     def _check(
         self,
@@ -371,11 +391,17 @@ class Matcher:
         # once it verifies the mirrored vote (a second ORB pass and index search) is not needed
         voted = self._vote(view, False)
         if max((c.votes for c in voted), default=0) >= _STRONG_VOTES or not mirrored_votes:
-            self._decide(self._shortlist(voted, results, *excluded), view, work, out_size, results, done, budget)
+            self._decide(self._shortlist(voted, results, done, *excluded), view, work, out_size, results, done, budget)
         if mirrored_votes and not self._known_match(results):
             # both orientations together: a mirrored copy gets few, random votes as is, many mirrored
             voted += self._vote(view, True)
-            self._decide(self._shortlist(voted, results, *excluded), view, work, out_size, results, done, budget)
+            self._decide(self._shortlist(voted, results, done, *excluded), view, work, out_size, results, done, budget)
+        if mirrored_votes and not self._known_match(results):
+            # a picture pasted onto another scene of its kind: the background takes the votes and the true
+            # entry comes 4th-7th; the next candidates as is, by votes, get a verification too
+            rest = [c for c in sorted(voted, key=lambda c: -c.votes) if c.variant == 0 and c.votes >= self.config.min_votes
+                    and (c.owner, False) not in done and not self._excluded(self._entries[c.owner], *excluded)]
+            self._decide(rest[:EXTRA_CANDIDATES], view, work, out_size, results, done, budget)
 
     @staticmethod
     def _known_match(results: list[Match]) -> bool:
@@ -383,14 +409,16 @@ class Matcher:
 
     def _vote(self, view: _View, mirrored: bool) -> list[_Candidate]:
         """The entries that the view's descriptors (mirrored or not) vote for, with their votes."""
-        feats = self._features(view, mirrored)
-        votes = self._descriptors.vote(feats.descriptors).most_common(self.config.max_candidates)
+        descriptors = self._features(view, mirrored).descriptors
+        votes = self._descriptors.vote(descriptors[:MIRRORED_VOTERS] if mirrored else descriptors)
+        votes = votes.most_common(self.config.max_candidates)
         return [_Candidate(owner, 999, 4 if mirrored else 0, None, n) for owner, n in votes]
 
     def _shortlist(
         self,
         voted: list[_Candidate],
         results: list[Match],
+        done: set[tuple[int, bool]],
         exclude_sha256: str | None,
         exclude_origin: dict[str, Any] | None,
     ) -> list[_Candidate]:
@@ -398,13 +426,15 @@ class Matcher:
 
         Copies get 40-140 votes, unrelated images a flat spread of 10-35 (measured at 1 k and 100 k
         entries): only candidates within half of the best vote count are worth a verification. Entries
-        already decided (an identical earlier post matched whole gets every vote) must not set that bar."""
+        already matched (an identical earlier post matched whole gets every vote) or verified in this view
+        must not set that bar; an entry suggested by another view stays a candidate (a picture under big
+        text is suggested whole and matched as the region a proposal cuts out)."""
         cfg = self.config
-        decided = {r.known.id for r in results}
+        decided = {r.known.id for r in results if r.tier == "match"}
         voted = [
             c
             for c in voted
-            if self._entries[c.owner].id not in decided
+            if self._entries[c.owner].id not in decided and (c.owner, c.variant in MIRRORED_VARIANTS) not in done
             and not self._excluded(self._entries[c.owner], exclude_sha256, exclude_origin)
         ]
         top = max((c.votes for c in voted), default=0)
@@ -494,7 +524,7 @@ class Matcher:
         """The view's local features in one orientation, extracted once per check (votes and every
         verification of that orientation share them)."""
         if mirrored not in view.features:
-            view.features[mirrored] = extract(self._orient(view.image, mirrored))
+            view.features[mirrored] = view.picture(extract(self._orient(view.image, mirrored)), mirrored)
         return view.features[mirrored]
 
     @staticmethod
@@ -523,7 +553,8 @@ class Matcher:
         known = self.known_features(entry)
         if known is None:
             return None
-        check = verify(self._features(view, mirrored), known)
+        enough = self.config.min_inliers_match
+        check = verify(self._features(view, mirrored), known, enough)
         if check is None or check.inliers < RESCALE_MIN_INLIERS or check.passes(self.config.min_inliers_match):
             return check
         if check.scale >= RESCALE_ABOVE:
@@ -536,8 +567,8 @@ class Matcher:
         if key not in view.rescaled:
             image = self._orient(view.image, mirrored)
             size = (max(1, round(image.width / f)), max(1, round(image.height / f)))
-            view.rescaled[key] = extract(image.resize(size, Image.Resampling.BILINEAR))
-        again = verify(view.rescaled[key], known)
+            view.rescaled[key] = view.picture(extract(image.resize(size, Image.Resampling.BILINEAR)), mirrored, f)
+        again = verify(view.rescaled[key], known, enough)
         if again is None or again.inliers <= check.inliers and not again.passes(self.config.min_inliers_match):
             return check
         # back to the view's pixels

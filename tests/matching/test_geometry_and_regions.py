@@ -4,13 +4,15 @@ own index."""
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import cv2
 import numpy as np
-from PIL import Image, ImageFilter
+from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
 from bot.config import MatchingConfig
+from bot.hashing import local
 from bot.hashing.local import sane_homography
 from bot.hashing.regions import propose
 from bot.hashing.signals import SIGNAL_TYPES, SignalType
@@ -145,3 +147,48 @@ def test_a_copy_under_big_text_matches_and_a_look_alike_under_the_same_text_does
     best = matcher.best(texted(left))
     assert best is not None and best.tier == "match" and best.known.id == entry.id
     assert not [m for m in matcher.match(texted(right)) if m.tier == "match"]
+
+
+def _noisy(img: Image.Image, seed: int) -> Image.Image:
+    """Blur, strong grain and JPEG q15: what a re-shared, re-filmed copy goes through."""
+    rng = np.random.default_rng(seed)
+    a = np.asarray(img.filter(ImageFilter.GaussianBlur(2)), np.float32)
+    a = (a + rng.normal(0, 30, a.shape)).clip(0, 255).astype(np.uint8)
+    return Image.open(io.BytesIO(encode(Image.fromarray(a), quality=15)))
+
+
+def test_guided_matching_recovers_the_keypoints_a_degraded_copy_shares_and_no_more() -> None:
+    original = hash_image(encode(scene(41, 1024, 640), "PNG")).features
+    copy = hash_image(encode(_noisy(scene(41, 1024, 640), 1))).features
+    unrelated = hash_image(encode(_noisy(scene(42, 1024, 640), 2))).features
+    guided = local.verify(copy, original)
+    plain_min = local.GUIDED_MIN_INLIERS
+    try:
+        local.GUIDED_MIN_INLIERS = 10**6  # the ratio-test fit alone
+        plain = local.verify(copy, original)
+    finally:
+        local.GUIDED_MIN_INLIERS = plain_min
+    assert guided is not None and plain is not None
+    assert guided.inliers >= 1.3 * plain.inliers and guided.passes(MatchingConfig().min_inliers_match), (plain, guided)
+    other = local.verify(unrelated, original)
+    assert other is None or not other.passes(MatchingConfig().min_inliers_suggest)
+
+
+def test_a_caption_bands_words_neither_vote_nor_verify(store, archive, tmp_path) -> None:
+    picture = scene(43, 800, 500)
+    meme = Image.new("RGB", (800, 650), "white")
+    meme.paste(picture, (0, 150))
+    font = ImageFont.load_default(size=90)
+    ImageDraw.Draw(meme).text((30, 25), "FOOTAGE ARMY", fill="black", font=font)
+    hashed = hash_image(encode(meme, quality=90))
+    assert hashed.content is not None
+    band = hashed.content[1]  # where the picture starts, in working-image pixels
+    assert band > 0.15 * hashed.image.height
+    assert (hashed.features.points[:, 1] < band - 2).any()  # the words have keypoints ...
+    m = _matcher(store, archive, tmp_path)
+    view = m._view(hashed, None)
+    for mirrored in (False, True):  # ... which the check does not use, as is or mirrored
+        assert (m._features(view, mirrored).points[:, 1] >= band).all()
+    entry = add_image(store, archive, encode(picture, "PNG"), label="picture")
+    found = m.match(encode(meme, quality=90))
+    assert found and found[0].known.id == entry.id and found[0].tier == "match"
