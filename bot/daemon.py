@@ -447,6 +447,10 @@ class Daemon:
         except StoreError as e:  # not fatal: the locks expire on their own
             log.warning("cannot check for stale locks: %s", e)
         self.hasher.start()
+        try:  # the index is loaded before the first post waits for it (a second or more at 100 k entries)
+            self.matcher.refresh()
+        except StoreError as e:  # not fatal: the first post loads it
+            log.warning("cannot load the matching index yet: %s", e)
         self.workers.start()
         self.scheduler = self.build_scheduler()
         self.scheduler.start()
