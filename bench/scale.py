@@ -60,7 +60,7 @@ from bot.models import Media, Post  # noqa: E402
 from bot.store import open_work_queue  # noqa: E402
 from bot.store.queue import POSTS, parse_post_item, post_item  # noqa: E402
 from bot.store.redis import RedisStore  # noqa: E402
-from bot.hashing.pool import one_library_thread_per_worker  # noqa: E402
+from bot.hashing.pool import keep_freed_memory, one_library_thread_per_worker  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SIZE = (1640, 1230)  # ~2 MP
@@ -286,6 +286,7 @@ def check_cost(corpus: Corpus, redis_server: RedisServer, tmp: Path) -> float:
     store = RedisStore(url)
     matcher = Matcher(store, Archive(tmp / "check" / "archive"))
     one_library_thread_per_worker()  # as in a daemon's worker
+    keep_freed_memory()  # as in a daemon
     matcher.match(corpus.post_bytes[0])  # loads the index, caches the known images' local features
     times, walls, found = [], [], 0
     for data in corpus.post_bytes:
