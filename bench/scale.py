@@ -539,7 +539,7 @@ def main() -> None:
             last = results[args.runs.split(",")[-1]] if results else {"cpu_per_post": cost, "redis_cpu_per_post": 0.0}
             if results:
                 print(f"per-post CPU / check cost: {last['cpu_per_post'] / cost:.2f} (a post is one check plus download, "
-                      "archive, remembering the image for recycling)")
+                      "archive, remembering the image for recycling" + (", delivering its alert)" if args.deliver_alerts else ")"))
                 print("cores busy is what the daemons got of the machine (shared: other jobs ran); cores of matching "
                       "per core used, the share of the CPU that went into matching work:")
                 print("  " + ", ".join(f"{spec}: {r['posts_s'] * cost / r['cores_busy']:.2f}"
