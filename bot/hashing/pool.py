@@ -88,9 +88,10 @@ MMAP_THRESHOLD = 32 << 20
 def keep_freed_memory() -> bool:
     """Let glibc's malloc keep the memory a post's work frees, for the next post (a daemon, a hashing
     process). Why: a still's working buffers (a decoded 2 MP photo, PDQ's 2.4 MB float luma planes, OpenCV
-    pyramids) are freed after each post; by default a block over 128 KB is mapped for itself and unmapped when
-    freed, and a heap whose free top exceeds 128 KB is trimmed, so every post faulted the same pages in (and
-    zeroed them) again. Measured by ``bench/scale.py``: a one-worker daemon used 45-52 ms of CPU per post
+    pyramids) are freed after each post; by default glibc maps a block over its threshold (128 KB, raised to
+    the largest mapped block freed so far) for itself and unmaps it when freed, and trims a heap whose free top
+    exceeds twice that threshold, so every post faulted the same pages in (and zeroed them) again: ~2,600-2,900
+    minor faults per post, 80-170 with this. Measured by ``bench/scale.py``: a one-worker daemon used 45-52 ms of CPU per post
     against 27-30 ms for a check; with this, 37-40 ms (PDQ alone 9.5 -> 4.3 ms in a hashing process). The cost
     is memory the process keeps at its peak (up to :data:`TRIM_THRESHOLD` free per heap). False where the C
     library is not glibc (nothing changed)."""
