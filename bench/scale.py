@@ -7,7 +7,9 @@ Everything runs in one go, against a redis-server of its own and real ``afterima
 1. **check cost**: the per-image cost of ``afterimage check`` (decode + match, one thread) on the posts'
    images, against the same known set: the unit of "cores' worth of matching".
 2. **throughput**: N posts (each a ~2 MP edited copy of a known image, served over HTTP) are stored and queued
-   at once; the time until every one is processed gives posts/s for: 1 daemon x 1 worker (the BASELINE: what
+   at once; the time until every one is processed (its match alert queued) gives posts/s (``--deliver-alerts``:
+   until every alert, with its comparison picture, has also reached a chat webhook on a local server: every
+   post here is a match, so this is the worst case of the outbox's share) for: 1 daemon x 1 worker (the BASELINE: what
    the old pipeline lock allowed), 1 daemon x 2 worker threads, 2 daemons x 1 worker (processes), 2 daemons x
    2 workers. Printed: posts/s, cores' worth of matching (posts/s x check cost), the CPU the daemons used
    (cores busy), Redis CPU and commands per post, and the ratio to the baseline.
@@ -59,7 +61,7 @@ from bot.store import open_work_queue  # noqa: E402
 from bot.store.queue import POSTS, parse_post_item, post_item  # noqa: E402
 from bot.store.posts import AccountPoll  # noqa: E402
 from bot.store.redis import RedisStore  # noqa: E402
-from bot.hashing.pool import one_library_thread_per_worker  # noqa: E402
+from bot.hashing.pool import keep_freed_memory, one_library_thread_per_worker  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SIZE = (1640, 1230)  # ~2 MP
@@ -230,8 +232,11 @@ class Corpus:
 
 
 def write_config(
-    path: Path, store_url: str, data_dir: Path, files: Files, workers: int, extra: str = "", mode: str = "threads"
+    path: Path, store_url: str, data_dir: Path, files: Files, workers: int, extra: str = "", mode: str = "threads",
+    hook: bool = False,
 ) -> Path:
+    """A daemon's configuration; ``hook``: alerts go to the local server's ``/hook`` (a JSON webhook)."""
+    targets = f'\n  targets: ["json://{files.host}/hook"]' if hook else ""
     path.write_text(
         f"""
 data_dir: {data_dir}
@@ -241,7 +246,7 @@ media:
   trusted_hosts: ["{files.host}"]
   retries: 0
 alerts:
-  console: false
+  console: false{targets}
 pipeline:
   workers: {workers}
   workers_mode: {mode}
@@ -282,6 +287,7 @@ def check_cost(corpus: Corpus, redis_server: RedisServer, tmp: Path) -> float:
     store = RedisStore(url)
     matcher = Matcher(store, Archive(tmp / "check" / "archive"))
     one_library_thread_per_worker()  # as in a daemon's worker
+    keep_freed_memory()  # as in a daemon
     matcher.match(corpus.post_bytes[0])  # loads the index, caches the known images' local features
     times, walls, found = [], [], 0
     for data in corpus.post_bytes:
@@ -298,13 +304,16 @@ def check_cost(corpus: Corpus, redis_server: RedisServer, tmp: Path) -> float:
 
 # ------------------------------------------------------------------------------------------------ 2. runs
 def run_daemons(
-    corpus: Corpus, redis_server: RedisServer, tmp: Path, daemons: int, workers: int, files: Files, mode: str
+    corpus: Corpus, redis_server: RedisServer, tmp: Path, daemons: int, workers: int, files: Files, mode: str,
+    deliver: bool = False,
 ) -> dict[str, float]:
+    """One run; ``deliver``: done when every post is processed and its alert reached the webhook (else when
+    every post is processed, its alert queued)."""
     name = f"d{daemons}w{workers}{mode[0]}"
     url = redis_server.url(f"bench-{name}")
     data_dir = tmp / name
     corpus.seed(url, data_dir)
-    config = write_config(tmp / f"{name}.yaml", url, data_dir, files, workers, mode=mode)
+    config = write_config(tmp / f"{name}.yaml", url, data_dir, files, workers, mode=mode, hook=deliver)
     procs = start_daemons(config, daemons, tmp / f"{name}.log")
     store = RedisStore(url)
     queue = open_work_queue(store)
@@ -317,10 +326,11 @@ def run_daemons(
         posts = corpus.posts(name)
         redis_cpu0, calls0 = redis_server.cpu_and_calls()
         cpu0 = sum(proc_cpu(pid) for p in procs for pid in descendants(p.pid))
+        hooks0 = len(files.hooks)
         t0 = time.monotonic()
         changes = store.record_poll(AccountPoll("x", "bench", posts))
         queue.put(POSTS, [post_item("x", c.post.post_id, c.version) for c in changes])
-        while store.pending_posts(1):
+        while store.pending_posts(1) or (deliver and store.outbox_size()):
             if time.monotonic() - t0 > 900:
                 raise RuntimeError("posts not processed within 15 minutes")
             time.sleep(0.05)
@@ -329,7 +339,7 @@ def run_daemons(
         cpu = sum(proc_cpu(pid) for pid in pids) - cpu0
         memory = pss_mb(pids) / daemons
         redis_cpu1, calls1 = redis_server.cpu_and_calls()
-        alerts = store.outbox_size()
+        alerts = len(files.hooks) - hooks0 if deliver else store.outbox_size()
     finally:
         stop_daemons(procs)
         store.close()
@@ -441,9 +451,7 @@ def latency(corpus: Corpus, redis_server: RedisServer, tmp: Path, files: Files, 
     accounts:
 {feeds}
 """
-    config = write_config(tmp / "latency.yaml", url, data_dir, files, 2, extra)
-    text = config.read_text().replace("alerts:\n  console: false", f"alerts:\n  console: false\n  targets: [\"json://{files.host}/hook\"]")
-    config.write_text(text)
+    config = write_config(tmp / "latency.yaml", url, data_dir, files, 2, extra, hook=True)
     procs = start_daemons(config, 1, tmp / "latency.log")
     store = RedisStore(url)
     try:
@@ -496,6 +504,8 @@ def main() -> None:
                     "the first is the baseline")
     ap.add_argument("--workers-mode", default="threads", choices=["threads", "processes"],
                     help="pipeline.workers_mode of the daemons (hashing in the worker threads or in processes)")
+    ap.add_argument("--deliver-alerts", action="store_true", help="throughput runs end when every post's alert (with "
+                    "its comparison picture) reached a webhook, not when every post is processed and its alert queued")
     ap.add_argument("--skip-throughput", action="store_true", help="only the simulation and the latency run")
     ap.add_argument("--skip-sim", action="store_true")
     ap.add_argument("--skip-latency", action="store_true")
@@ -513,23 +523,24 @@ def main() -> None:
             cost = check_cost(corpus, redis_server, tmp)
             if args.skip_throughput:
                 args.runs = ""
-            print(f"\n== throughput: {args.posts} posts, ~2 MP edited copies of {args.known} known images, Redis store")
+            print(f"\n== throughput: {args.posts} posts, ~2 MP edited copies of {args.known} known images, Redis store, "
+                  + ("each post's alert delivered to a webhook" if args.deliver_alerts else "alerts queued"))
             print(f"{'run':24} {'posts/s':>8} {'cores of matching':>18} {'cores busy':>11} {'CPU/post':>9} "
-                  f"{'Redis us/post':>14} {'Redis cmds/post':>16} {'MB/daemon':>10} {'vs baseline':>12}")
+                  f"{'Redis us/post':>14} {'Redis cmds/post':>16} {'MB/daemon':>10} {'alerts':>7} {'vs baseline':>12}")
             results = {}
             for spec in filter(None, args.runs.split(",")):
                 daemons, workers, mode = parse_run(spec, args.workers_mode)
-                r = run_daemons(corpus, redis_server, tmp, daemons, workers, files, mode)
+                r = run_daemons(corpus, redis_server, tmp, daemons, workers, files, mode, args.deliver_alerts)
                 results[spec] = r
                 base = results[args.runs.split(",")[0]]["posts_s"]
                 label = f"{daemons} daemon(s) x {workers} {'thr.' if mode == 'threads' else 'proc.'}"
                 print(f"{label:24} {r['posts_s']:8.2f} {r['posts_s'] * cost:18.2f} {r['cores_busy']:11.2f} "
                       f"{r['cpu_per_post'] * 1000:7.0f}ms {r['redis_cpu_per_post'] * 1e6:14.0f} {r['redis_calls_per_post']:16.0f} "
-                      f"{r['pss_mb']:10.0f} {r['posts_s'] / base:11.2f}x", flush=True)
+                      f"{r['pss_mb']:10.0f} {r['alerts']:7.0f} {r['posts_s'] / base:11.2f}x", flush=True)
             last = results[args.runs.split(",")[-1]] if results else {"cpu_per_post": cost, "redis_cpu_per_post": 0.0}
             if results:
                 print(f"per-post CPU / check cost: {last['cpu_per_post'] / cost:.2f} (a post is one check plus download, "
-                      "archive, remembering the image for recycling)")
+                      "archive, remembering the image for recycling" + (", delivering its alert)" if args.deliver_alerts else ")"))
                 print("cores busy is what the daemons got of the machine (shared: other jobs ran); cores of matching "
                       "per core used, the share of the CPU that went into matching work:")
                 print("  " + ", ".join(f"{spec}: {r['posts_s'] * cost / r['cores_busy']:.2f}"

@@ -51,7 +51,7 @@ from bot.config import Config
 from bot.evidence.ledger import EvidenceLedger
 from bot.evidence.stamper import Stamper
 from bot.evidence.tsa import TsaClient
-from bot.hashing.pool import build_hasher, one_library_thread_per_worker
+from bot.hashing.pool import build_hasher, keep_freed_memory, one_library_thread_per_worker
 from bot.errors import PlatformError, RateLimited, StoreError
 from bot.models import utcnow
 from bot.pipeline import ProcessReport, build_pipeline
@@ -138,6 +138,7 @@ class Daemon:
         # then delivers at its next outbox tick
         self.sender = AlertSender(self.store, self.archive, config.alerts, owner=self.owner, lock_ttl=config.pipeline.lease)
         one_library_thread_per_worker()
+        keep_freed_memory()
         self.queue = open_work_queue(self.store, config.pipeline.lease)
         self.workers = WorkerPool(
             self.queue,
@@ -447,6 +448,10 @@ class Daemon:
         except StoreError as e:  # not fatal: the locks expire on their own
             log.warning("cannot check for stale locks: %s", e)
         self.hasher.start()
+        try:  # the index is loaded before the first post waits for it (a second or more at 100 k entries)
+            self.matcher.refresh()
+        except StoreError as e:  # not fatal: the first post loads it
+            log.warning("cannot load the matching index yet: %s", e)
         self.workers.start()
         self.scheduler = self.build_scheduler()
         self.scheduler.start()

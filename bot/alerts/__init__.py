@@ -21,7 +21,7 @@ _EXPORTS = {
     "DeliveryReport": "sender",
     "alert_key": "payloads",
     "build_digest": "digest",
-    "comparison_png": "picture",
+    "comparison_picture": "picture",
     "enqueue_digest_if_due": "digest",
     "event_alert": "payloads",
     "event_payload": "payloads",

@@ -58,7 +58,7 @@ from pathlib import Path
 from typing import Literal, Protocol
 
 from bot.alerts.messages import render
-from bot.alerts.picture import archived_picture_png, comparison_png
+from bot.alerts.picture import PICTURE_EXT, archived_picture, comparison_picture
 from bot.alerts.targets import DEFAULT_TIMEOUT, ConsoleTarget, Target, build_targets
 from bot.archive import Archive
 from bot.config import AlertsConfig
@@ -379,22 +379,24 @@ class AlertSender:
         return None
 
     def _attachment(self, alert: OutboxAlert, todo: list[Target], tmp: Path) -> Path | None:
-        """The picture in ``tmp`` for targets other than the console: the comparison PNG of a match/recycled
+        """The picture in ``tmp`` for targets other than the console: the comparison picture of a match/recycled
         alert; for a deletion-log alert the post card (the post as it looked; an edit: both versions), or the
         archived picture when no card can be made."""
         if all(isinstance(t, ConsoleTarget) for t in todo):
             return None
         try:
             data: bytes | None = None
+            ext = PICTURE_EXT
             if alert.kind in ATTACH_KINDS:
-                data, name, ident = comparison_png(self.archive, alert.payload), "comparison", alert.payload.get("media_sha256")
+                data, name, ident = comparison_picture(self.archive, alert.payload), "comparison", alert.payload.get("media_sha256")
             elif alert.kind in CARD_KINDS:
-                data, name, ident = self._card(alert), "post", alert.payload.get("post_id")
+                data, name, ident, ext = self._card(alert), "post", alert.payload.get("post_id"), "png"
             if data is None and alert.kind not in ATTACH_KINDS and isinstance(alert.payload.get("media"), list):
-                data, name, ident = archived_picture_png(self.archive, alert.payload["media"]), "archived", alert.payload.get("media_sha256")
+                data, name, ident = archived_picture(self.archive, alert.payload["media"]), "archived", alert.payload.get("media_sha256")
+                ext = PICTURE_EXT
             if data is None:
                 return None
-            path = tmp / f"{name}-{re.sub(r'[^A-Za-z0-9]', '', str(ident or alert.kind))[:40] or 'image'}.png"
+            path = tmp / f"{name}-{re.sub(r'[^A-Za-z0-9]', '', str(ident or alert.kind))[:40] or 'image'}.{ext}"
             path.write_bytes(data)
         except Exception:  # e.g. no space for the temp file: deliver the text without the picture
             log.exception("alert %s: cannot prepare its picture; sending without it", redact(alert.key))

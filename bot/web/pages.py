@@ -25,7 +25,7 @@ from flask import (
 from flask_login import current_user
 from werkzeug.utils import secure_filename
 
-from bot.alerts.picture import comparison_png
+from bot.alerts.picture import PICTURE_EXT, PICTURE_TYPE, comparison_picture
 from bot.archive import Archive
 from bot.cases import ACTIONS, CaseConflict, CaseDesk
 from bot.matching.check import MAX_BYTES, check_one
@@ -144,10 +144,10 @@ def case_raw(case_id: str) -> Response:
     return _download(current_app.json.dumps(found.to_dict(), indent=2), f"case-{found.id}.json", "application/json")
 
 
-@bp.get("/cases/<case_id>/comparison.png")
+@bp.get(f"/cases/<case_id>/comparison.{PICTURE_EXT}")
 def comparison(case_id: str) -> Response:
     found = _case_or_404(case_id)
-    response = Response(comparison_png(archive(), found.payload), mimetype="image/png")
+    response = Response(comparison_picture(archive(), found.payload), mimetype=PICTURE_TYPE)
     response.headers["Cache-Control"] = "private, max-age=3600"
     return response
 

@@ -35,7 +35,7 @@ def make_sender(store, archive, *urls: str, console: bool = False, **kw: Any) ->
     return AlertSender(store, archive, alerts_config(*urls, console=console), **kw)
 
 
-def decode_attachment(body: dict[str, Any]) -> Image.Image:
+def decode_attachment(body: dict[str, Any], mimetype: str = "image/jpeg") -> Image.Image:
     (att,) = body["attachments"]
-    assert att["mimetype"] == "image/png"
+    assert att["mimetype"] == mimetype
     return Image.open(io.BytesIO(base64.b64decode(att["base64"])))

@@ -23,7 +23,7 @@ def json_url(httpserver, path: str, auth: str = "") -> str:
     return f"json://{auth}127.0.0.1:{httpserver.port}{path}"
 
 
-def test_match_alert_reaches_json_webhook_with_fields_and_comparison_png(httpserver, receiver, store, archive, make_alert):
+def test_match_alert_reaches_json_webhook_with_fields_and_comparison_picture(httpserver, receiver, store, archive, make_alert):
     hook = receiver("/hook")
     alert = make_alert()
     report = make_sender(store, archive, json_url(httpserver, "/hook")).deliver_due(T0)
@@ -48,7 +48,7 @@ def test_match_alert_reaches_json_webhook_with_fields_and_comparison_png(httpser
         assert expected in text, expected
 
     png = decode_attachment(body)
-    assert png.format == "PNG"
+    assert png.format == "JPEG"
     width, height = png.size
     assert 480 <= height <= 520  # panels scaled to the same height, plus a label strip
     # posted (400x300 red) scaled to 480 high is 640 wide on the left; known (300x300 blue) 480 wide on the right
@@ -278,7 +278,7 @@ def test_missing_images_still_deliver_with_placeholder_panels(httpserver, receiv
     assert RED not in colors and BLUE not in colors
 
 
-def test_mattermost_bot_mode_uploads_the_comparison_png(httpserver, store, archive, make_alert):
+def test_mattermost_bot_mode_uploads_the_comparison_picture(httpserver, store, archive, make_alert):
     uploads, posts = [], []
 
     def upload(request):
@@ -297,8 +297,8 @@ def test_mattermost_bot_mode_uploads_the_comparison_png(httpserver, store, archi
     assert make_sender(store, archive, url).deliver_due(T0).ok
     ((auth, channel, filename, data),) = uploads
     assert auth == "Bearer botTokenSecret123" and channel == "chan1234567890"
-    assert filename.startswith("comparison-") and filename.endswith(".png")
-    assert data.startswith(b"\x89PNG")
+    assert filename.startswith("comparison-") and filename.endswith(".jpg")
+    assert data.startswith(b"\xff\xd8\xff")  # a JPEG
     (message,) = posts
     assert message["channel_id"] == "chan1234567890" and message["file_ids"] == ["file-1"]
     assert "https://x.com/mod_gov/status/1001" in message["message"]

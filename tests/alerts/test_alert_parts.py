@@ -12,7 +12,7 @@ from PIL import Image
 
 from bot.alerts.digest import build_digest, digest_window, enqueue_digest_if_due
 from bot.alerts.payloads import alert_key, event_alert, match_alert
-from bot.alerts.picture import comparison_png
+from bot.alerts.picture import comparison_picture
 from bot.alerts.sender import backoff_delay, delivered_targets, progress_error
 from bot.config import DigestConfig
 from bot.models import Post
@@ -73,14 +73,14 @@ def test_progress_marker_round_trips():
 # ------------------------------------------------------------------ picture
 def _open(data: bytes) -> Image.Image:
     im = Image.open(io.BytesIO(data))
-    assert im.format == "PNG"
+    assert im.format == "JPEG"
     return im.convert("RGB")
 
 
 def test_picture_scales_both_to_the_same_height(archive):
     tall = archive.put(png_bytes((100, 400), RED), "png")
     wide = archive.put(png_bytes((1000, 250), BLUE), "png")
-    im = _open(comparison_png(archive, {"media_archive_path": tall.relpath, "known": {"archive_path": wide.relpath}}))
+    im = _open(comparison_picture(archive, {"media_archive_path": tall.relpath, "known": {"archive_path": wide.relpath}}))
     assert im.size == (120 + 8 + 1600, 480 + 22) or im.width <= 1800
     # both panels fill the full height (same height)
     assert im.getpixel((10, im.height - 2))[0] > 180
@@ -91,12 +91,12 @@ def test_picture_survives_video_files_and_bogus_regions(archive):
     video = archive.put(b"\x00\x00\x00\x18ftypmp42" + b"\x00" * 100, "mp4")
     img = archive.put(png_bytes((50, 50), RED), "png")
     for region in (None, [[1, 2]], "nonsense", [[0, 0], [10, 0], ["a", "b"]], [[-5, -5], [9999, 0], [9999, 9999]]):
-        data = comparison_png(
+        data = comparison_picture(
             archive, {"media_archive_path": img.relpath, "known": {"archive_path": video.relpath}, "region": region}
         )
         assert _open(data).height > 100
-    assert _open(comparison_png(archive, {})).height > 100
-    assert _open(comparison_png(archive, {"media_archive_path": "../../etc/passwd", "known": None})).height > 100
+    assert _open(comparison_picture(archive, {})).height > 100
+    assert _open(comparison_picture(archive, {"media_archive_path": "../../etc/passwd", "known": None})).height > 100
 
 
 # ------------------------------------------------------------------ digest
@@ -232,7 +232,7 @@ def test_picture_shows_the_matched_frame_of_videos(archive):
         "media_frame_ts": 0.2,
         "known": {"archive_path": video.relpath, "frame_ts": 1.5, "label": "clip"},
     }
-    im = _open(comparison_png(archive, payload))
+    im = _open(comparison_picture(archive, payload))
     left, right = im.getpixel((20, im.height // 2)), im.getpixel((im.width - 20, im.height // 2))
     assert left[0] > 180 and left[2] < 80, left
     assert right[2] > 180 and right[0] < 80, right

@@ -152,7 +152,7 @@ def test_matching_post_alerts_once_with_picture_and_stops_on_sigterm(tmp_path, w
     assert "MinistryOfDefence" in text and "Proof #1859000000000000001" in text
     picture = alert["attachments"][0]
     image = Image.open(io.BytesIO(base64.b64decode(picture["base64"])))
-    assert image.format == "PNG" and image.width > image.height  # side by side
+    assert image.format == "JPEG" and image.width > image.height  # side by side
     assert code == 0 and stop_seconds < 10, output
     assert TOKEN not in output
     print(f"alert latency {latency:.1f}s after start (poll interval 2s); SIGTERM to exit {stop_seconds:.1f}s")
