@@ -62,8 +62,6 @@ _STRONG_VOTES = 40
 #: query that matched nothing as is, so mostly for unrelated images, and its cost grows with the voters; a
 #: mirrored copy's votes concentrate on one entry, so half the voters still put it first
 MIRRORED_VOTERS = 250
-#: voted candidates as is verified beyond the shortlist when it found no match
-EXTRA_CANDIDATES = 2
 #: proposed regions (embedded pictures) checked when the whole image matched nothing known, and the
 #: candidates verified per region
 MAX_REGIONS = 3
@@ -396,12 +394,6 @@ class Matcher:
             # both orientations together: a mirrored copy gets few, random votes as is, many mirrored
             voted += self._vote(view, True)
             self._decide(self._shortlist(voted, results, done, *excluded), view, work, out_size, results, done, budget)
-        if mirrored_votes and not self._known_match(results):
-            # a picture pasted onto another scene of its kind: the background takes the votes and the true
-            # entry comes 4th-7th; the next candidates as is, by votes, get a verification too
-            rest = [c for c in sorted(voted, key=lambda c: -c.votes) if c.variant == 0 and c.votes >= self.config.min_votes
-                    and (c.owner, False) not in done and not self._excluded(self._entries[c.owner], *excluded)]
-            self._decide(rest[:EXTRA_CANDIDATES], view, work, out_size, results, done, budget)
 
     @staticmethod
     def _known_match(results: list[Match]) -> bool:
