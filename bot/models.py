@@ -65,6 +65,9 @@ def canonical_json(value: Any) -> bytes:
 
 
 class MediaKind(StrEnum):
+    """What an attachment is, as the platform reported it: a video or GIF also has its preview still
+    fetched, besides the keyframes of the file itself."""
+
     PHOTO = "photo"
     VIDEO = "video"
     GIF = "gif"

@@ -24,7 +24,7 @@ import io
 import logging
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import KW_ONLY, dataclass, field
 from datetime import datetime, timedelta
 from typing import Protocol
 
@@ -100,33 +100,29 @@ class PipelineStore(PostStore, MediaStore, KnownMediaStore, OutboxStore, CaseSto
     it remembers seen images in, the outbox its alerts go to and the cases its matches open."""
 
 
+@dataclass(eq=False, repr=False)
 class Pipeline:
-    def __init__(
-        self,
-        store: PipelineStore,
-        archive: Archive,
-        fetcher: MediaFetcher,
-        matcher: Matcher,
-        tracker: RecheckTracker,
-        *,
-        video_keyframes: int = 8,
-        clock: Callable[[], datetime] = utcnow,
-        stop: threading.Event | None = None,
-        cases: CaseDesk | None = None,
-        hasher: InlineHasher | None = None,
-    ):
-        """``hasher``: where stills are decoded and hashed (:mod:`bot.hashing.pool`; default: the calling
-        thread)."""
-        self.store = store
-        self.archive = archive
-        self.fetcher = fetcher
-        self.matcher = matcher
-        self.tracker = tracker
-        self.video_keyframes = video_keyframes
-        self.clock = clock
-        self.stop = stop or threading.Event()
-        self.cases = cases or CaseDesk(store, archive, clock=clock)
-        self.hasher = hasher or InlineHasher()
+    """Ingests polls and processes their posts (see the module docstring for the steps).
+
+    ``hasher``: where stills are decoded and hashed (:mod:`bot.hashing.pool`; default: the calling thread);
+    ``cases``: the desk that opens a case per match (default: one with the default thresholds); ``stop``:
+    set to stop between posts."""
+
+    store: PipelineStore
+    archive: Archive
+    fetcher: MediaFetcher
+    matcher: Matcher
+    tracker: RecheckTracker
+    _: KW_ONLY
+    video_keyframes: int = 8
+    clock: Callable[[], datetime] = utcnow
+    stop: threading.Event = field(default_factory=threading.Event)
+    cases: CaseDesk = None  # type: ignore[assignment]  # None: __post_init__ makes the default desk
+    hasher: InlineHasher = field(default_factory=InlineHasher)
+
+    def __post_init__(self) -> None:
+        if self.cases is None:
+            self.cases = CaseDesk(self.store, self.archive, clock=self.clock)
         self._attempts: dict[str, int] = {}
         # worker threads process posts in parallel (the matcher is safe for concurrent checks); one post is
         # processed by one thread at a time (two queued versions of it must not interleave)
@@ -356,8 +352,8 @@ def build_pipeline(
         RecheckTracker(store, {p: s.recheck for p, s in config.watchers.enabled().items()}),
         video_keyframes=config.media.video_keyframes,
         clock=clock,
-        stop=stop,
-        hasher=hasher,
+        stop=stop or threading.Event(),
+        hasher=hasher or InlineHasher(),
         cases=CaseDesk(
             store,
             archive,
