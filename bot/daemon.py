@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
 import socket
 import threading
 import time
@@ -56,6 +55,7 @@ from bot.errors import PlatformError, RateLimited, StoreError
 from bot.models import utcnow
 from bot.pipeline import ProcessReport, build_pipeline
 from bot.store import StateStore, open_store, open_work_queue
+from bot.stopping import stop_on_signals
 from bot.store.queue import POSTS, RECHECKS, Claim, parse_post_item, post_item
 from bot.workers import WorkerPool
 from watchers import build_watcher
@@ -498,17 +498,13 @@ class Daemon:
             self.store.close()
         return clean
 
-    def run_forever(self) -> int:
-        """Run until SIGTERM or SIGINT; exit code 0 after a clean or safely abandoned stop."""
-        stop_requested = threading.Event()
-
-        def on_signal(signum: int, _frame: object) -> None:
-            log.info("received %s, stopping", signal.Signals(signum).name)
-            stop_requested.set()
-
-        signal.signal(signal.SIGTERM, on_signal)
-        signal.signal(signal.SIGINT, on_signal)
-        self.start()
+    def run_forever(self, stop_requested: threading.Event | None = None) -> int:
+        """Run until SIGTERM or SIGINT (or ``stop_requested`` is set); exit code 0 after a clean or safely
+        abandoned stop. A caller that takes a while before this (imports, opening the store) passes the
+        event of :func:`bot.stopping.stop_on_signals` installed first, so a stop sent meanwhile is clean."""
+        stop_requested = stop_requested or stop_on_signals()
+        if not stop_requested.is_set():
+            self.start()
         while not stop_requested.wait(1.0):
             pass
         clean = self.stop()

@@ -47,8 +47,10 @@ def build_or_exit(cfg: Config) -> Daemon:
 @CONFIG_OPTION
 def run(config_path: str | None) -> None:
     """Run the daemon: poll, archive, match, alert and re-check until SIGTERM/SIGINT."""
+    from bot.stopping import stop_on_signals  # first: a stop while the daemon starts ends it cleanly
     from bot.health import HealthServer
 
+    stop_requested = stop_on_signals()
     cfg = load_or_exit(config_path)
     setup_logging(cfg.log_level)
     daemon = build_or_exit(cfg)
@@ -61,7 +63,7 @@ def run(config_path: str | None) -> None:
             lambda: daemon.scheduler is not None and daemon.scheduler.running,
         )
         health.start()
-    code = daemon.run_forever()
+    code = daemon.run_forever(stop_requested)
     if health:
         health.stop()
     sys.exit(code)
