@@ -211,7 +211,7 @@ def test_reviewer_dismisses_the_case_and_the_same_picture_never_alerts_again_for
     history = browser.find_element(By.CSS_SELECTOR, ".history").text
     assert "ana dismissed (account): only looks like the trailer <script>alert(1)</script>" in history  # shown, escaped
     screenshot(browser, console, "case-dismissed")
-    for name, path in (("dashboard", "/"), ("known", "/known"), ("deletions", "/deletions")):
+    for name, path in (("dashboard", "/"), ("known", "/known"), ("deletions", "/deletions"), ("parked", "/parked")):
         browser.get(console.base + path)
         assert "Internal Server Error" not in browser.page_source
         screenshot(browser, console, name)
