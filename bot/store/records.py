@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from enum import StrEnum
 from typing import Any, ClassVar, Self
@@ -22,7 +22,10 @@ class JsonRecord:
     _DICTS: ClassVar[tuple[str, ...]] = ()
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: iso(v) if isinstance(v, datetime) else v for k, v in asdict(self).items()}  # type: ignore[call-overload]
+        """The fields by name, datetimes as ISO text. Shallow: dict and list values are the record's own (the
+        stores serialize the result at once; ``dataclasses.asdict`` deep-copied every alert payload and
+        signal dict, about 1 ms of a post's CPU). A record with nested records converts them itself."""
+        return {f.name: _plain(getattr(self, f.name)) for f in fields(self)}  # type: ignore[arg-type]
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Self:
@@ -37,6 +40,10 @@ class JsonRecord:
             **{k: parse_iso(d.get(k)) for k in cls._OPTIONAL_TIMES},
             **{k: dict(d.get(k) or {}) for k in cls._DICTS},
         }
+
+
+def _plain(value: Any) -> Any:
+    return iso(value) if isinstance(value, datetime) else value
 
 
 class Change(StrEnum):
