@@ -483,9 +483,10 @@ def latency(corpus: Corpus, redis_server: RedisServer, tmp: Path, files: Files, 
 
 # ------------------------------------------------------------------------------------------------ main
 def parse_run(spec: str, default_mode: str) -> tuple[int, int, str]:
-    """``daemons x workers`` with an optional ``t`` (hashing in threads) or ``p`` (in processes): 2x2p."""
-    mode = {"t": "threads", "p": "processes"}.get(spec[-1], default_mode)
-    daemons, workers = (int(x) for x in spec.rstrip("tp").split("x"))
+    """``daemons x workers`` with an optional ``t`` (worker threads), ``p`` (threads, hashing in processes) or
+    ``f`` (forked worker processes): 2x2p."""
+    mode = {"t": "threads", "p": "processes", "f": "forked"}.get(spec[-1], default_mode)
+    daemons, workers = (int(x) for x in spec.rstrip("tpf").split("x"))
     return daemons, workers, mode
 
 
@@ -502,7 +503,7 @@ def main() -> None:
     )
     ap.add_argument("--runs", default="1x1t,1x2t,1x2p,2x1p,2x2t,2x2p", help="daemons x workers per run (suffix t: hashing in threads, p: in processes; default --workers-mode); "
                     "the first is the baseline")
-    ap.add_argument("--workers-mode", default="threads", choices=["threads", "processes"],
+    ap.add_argument("--workers-mode", default="threads", choices=["threads", "processes", "forked"],
                     help="pipeline.workers_mode of the daemons (hashing in the worker threads or in processes)")
     ap.add_argument("--deliver-alerts", action="store_true", help="throughput runs end when every post's alert (with "
                     "its comparison picture) reached a webhook, not when every post is processed and its alert queued")

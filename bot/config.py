@@ -131,9 +131,10 @@ class PipelineConfig(ConfigModel):
 
     #: worker threads processing posts (archive, hash, match); default: one per core
     workers: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1, le=256)
-    #: where stills are decoded and hashed: in the worker threads, or in as many worker processes (the GIL
-    #: then never serialises hashing; matching stays in the threads, against one index per daemon)
-    workers_mode: Literal["threads", "processes"] = "threads"
+    #: how the workers run: ``threads``; ``processes`` (threads, with stills decoded and hashed in as many
+    #: processes: the GIL never serialises hashing); ``forked`` (each worker a process forked from the daemon
+    #: once its matching index is loaded, running whole posts: every core busy, the index shared; Linux)
+    workers_mode: Literal["threads", "processes", "forked"] = "threads"
     #: a post claimed by a daemon that died is taken over by another after this long (same on every daemon)
     lease: Duration = Field(default=30.0, ge=1.0)
     #: a post whose processing raises this many times in a row, or kills the daemon processing it (its

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import socket
 import threading
 import time
@@ -57,6 +58,7 @@ from bot.pipeline import ProcessReport, build_pipeline
 from bot.store import StateStore, open_store, open_work_queue
 from bot.stopping import stop_on_signals
 from bot.store.queue import POSTS, RECHECKS, Claim, parse_post_item, post_item
+from bot.worker_processes import WorkerProcesses
 from bot.workers import WorkerPool
 from watchers import build_watcher
 from watchers.base import PollResult, Watcher
@@ -140,16 +142,23 @@ class Daemon:
         one_library_thread_per_worker()
         keep_freed_memory()
         self.queue = open_work_queue(self.store, config.pipeline.lease)
+        forked = config.pipeline.workers_mode == "forked"
+        # forked: the daemon's own pool has no worker thread (it still extends the re-check runs' claims and
+        # drains the queue for one-shot commands); each worker process runs a copy of it
         self.workers = WorkerPool(
             self.queue,
             POSTS,
             self.process_claim,
             name=self.owner,
-            threads=config.pipeline.workers,
+            threads=0 if forked else config.pipeline.workers,
             stop=self.stop_event,
             max_attempts=config.pipeline.max_attempts,
             on_start=one_library_thread_per_worker,
         )
+        self.processes = (
+            WorkerProcesses(self.workers, config.pipeline.workers, after_fork=self._in_worker_process) if forked else None
+        )
+        self._daemon_pid: int | None = None  # set in a worker process: the daemon to wake for alerts
         self.scheduler: BackgroundScheduler | None = None
         self._paused_until: dict[str, datetime] = {}
         self._running_jobs = 0
@@ -253,7 +262,14 @@ class Daemon:
             )
 
     def _deliver_soon(self) -> None:
-        """Run the outbox job now instead of at its next 2-second tick: an alert should not wait for it."""
+        """Run the outbox job now instead of at its next 2-second tick: an alert should not wait for it. A
+        worker process asks its daemon (SIGUSR1)."""
+        if self._daemon_pid is not None:
+            try:
+                os.kill(self._daemon_pid, signal.SIGUSR1)
+            except OSError:
+                pass
+            return
         job = self.scheduler.get_job("outbox") if self.scheduler is not None and self.scheduler.running else None
         if job is not None:
             job.modify(next_run_time=datetime.now(timezone.utc))
@@ -287,13 +303,14 @@ class Daemon:
 
     def announce(self) -> None:
         """Tell the store this daemon's workers (shown by ``afterimage status`` and /metrics)."""
+        workers = self.processes or self.workers
         self.queue.announce(
             self.owner,
             {
-                "workers": self.workers.size,
+                "workers": workers.size,
                 "mode": self.config.pipeline.workers_mode,
-                "busy": self.workers.busy,
-                "done": self.workers.done,
+                "busy": workers.busy,
+                "done": workers.done,
             },
             ttl_seconds=ANNOUNCE_SECONDS * 3,
         )
@@ -452,16 +469,27 @@ class Daemon:
             self.matcher.refresh()
         except StoreError as e:  # not fatal: the first post loads it
             log.warning("cannot load the matching index yet: %s", e)
+        if self.processes is not None:  # before any thread of ours starts (see bot.worker_processes)
+            self.processes.start()
+            if threading.current_thread() is threading.main_thread():
+                signal.signal(signal.SIGUSR1, lambda *_: self._deliver_soon())
         self.workers.start()
         self.scheduler = self.build_scheduler()
         self.scheduler.start()
         log.info(
-            "afterimage running: %d account(s) on %s, %d worker(s), store %s",
+            "afterimage running: %d account(s) on %s, %d worker(s)%s, store %s",
             sum(len(a) for a in self.accounts.values()),
             ", ".join(self.accounts) or "no platform",
-            self.workers.size,
+            (self.processes or self.workers).size,
+            " (processes)" if self.processes is not None else "",
             self.store.url,
         )
+
+    def _in_worker_process(self) -> None:
+        """First thing in a forked worker process: a connection of its own, and the daemon to wake."""
+        assert self.processes is not None
+        self._daemon_pid = self.processes.daemon_pid
+        self.store.after_fork()
 
     def stop(self, timeout: float = STOP_TIMEOUT_SECONDS) -> bool:
         """Ask running jobs to stop, wait up to ``timeout``, close the store. True when nothing was abandoned."""
@@ -475,6 +503,8 @@ class Daemon:
                     break
             time.sleep(0.05)
         workers_done = self.workers.join(max(0.0, deadline - time.monotonic()))
+        if self.processes is not None:
+            workers_done = self.processes.join(max(0.0, deadline - time.monotonic())) and workers_done
         with self._jobs_lock:
             clean = self._running_jobs == 0 and workers_done
         if clean:

@@ -174,6 +174,14 @@ class WorkerPool:
                 except StoreError as e:
                     log.warning("%s: cannot extend the claim on %s: %s", consumer, claim.item, e)
 
+    def run_worker(self, index: int) -> None:
+        """Work as worker ``index`` in the calling thread until stopped, with the lease-extending thread beside
+        it (the main thread of a worker process, :mod:`bot.worker_processes`)."""
+        leases = threading.Thread(target=self._extend_leases, name=f"leases-{self.topic}", daemon=True)
+        self._threads = [leases]
+        leases.start()
+        self._run(index)
+
     def start(self) -> None:
         self._threads = [
             threading.Thread(target=self._run, args=(i,), name=f"worker-{self.topic}-{i}", daemon=True)

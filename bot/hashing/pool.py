@@ -32,7 +32,7 @@ from bot.hashing.stage import HashedImage, hash_image
 
 log = logging.getLogger(__name__)
 
-WorkersMode = Literal["threads", "processes"]
+WorkersMode = Literal["threads", "processes", "forked"]
 
 
 class InlineHasher:

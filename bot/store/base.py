@@ -74,6 +74,10 @@ class StateStore(
     @abstractmethod
     def close(self) -> None: ...
 
+    def after_fork(self) -> None:
+        """Called first in a process forked from the one that opened this store (a daemon's worker process):
+        reopen what a fork must not share. Redis's client reconnects in a new process by itself."""
+
     def __enter__(self) -> StateStore:
         return self
 

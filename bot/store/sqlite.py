@@ -269,6 +269,15 @@ class SqliteStore(
     def __init__(self, path: str):
         self.path = str(path)
         self.url = redact_url(f"sqlite:///{self.path}")
+        self._connect()
+        try:
+            self._migrate()
+        except BaseException:
+            self._conn.close()
+            raise
+
+    # ----------------------------------------------------------------- plumbing
+    def _connect(self) -> None:
         self._lock = threading.RLock()
         try:
             if self.path != ":memory:":
@@ -283,13 +292,13 @@ class SqliteStore(
             self._conn.create_function("afterimage_micros", 1, _iso_micros, deterministic=True)
         except (sqlite3.Error, OSError) as exc:
             raise StoreError(f"cannot open SQLite store {self.path}: {exc}") from exc
-        try:
-            self._migrate()
-        except BaseException:
-            self._conn.close()
-            raise
 
-    # ----------------------------------------------------------------- plumbing
+    def after_fork(self) -> None:
+        """A connection must not be used on both sides of a fork (SQLite's rule): open one of our own. The
+        inherited one is kept, never used nor closed (closing it could disturb the parent's file state)."""
+        self._inherited = self._conn
+        self._connect()
+
     def _enable_wal(self) -> None:
         """Switch to WAL. While another process converts the same new file, SQLite answers "locked" at once
         instead of waiting (the busy handler is not used for this step): retry within the busy timeout."""
