@@ -79,6 +79,8 @@ RESCALE_MIN_INLIERS = 18
 COARSE_ABOVE, COARSE = 0.75, 2.0
 #: the descriptor index is saved again once this many entries (or 5 %) were added since the last save
 SNAPSHOT_EVERY = 1_000
+#: entries appended from one read of the store at a refresh (more, rarer: read page by page)
+_APPEND_PAGE = 200
 
 
 @dataclass(frozen=True)
@@ -214,12 +216,13 @@ class Matcher:
             return False  # the common case, without waiting for the checks in progress
         with self._lock.write_lock():
             if not force and self._generation is not None:
-                state = self.store.known_state()
-                if state.generation == self._generation:
+                after, new = self.store.known_since(self._last_seq, _APPEND_PAGE)  # one read, mostly
+                if after.generation == self._generation:
                     return False
-                if state.epoch == self._epoch:
-                    new = list(self.store.iter_known_since(self._last_seq))
-                    after = self.store.known_state()
+                if after.epoch == self._epoch:
+                    if new is None:  # many at once: read them all, then check that nothing else moved
+                        new = list(self.store.iter_known_since(self._last_seq))
+                        after = self.store.known_state()
                     if after.epoch == self._epoch and self._stored + len(new) == after.count:
                         self._append([entry for _, entry in new])
                         self._stored += len(new)

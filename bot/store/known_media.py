@@ -7,6 +7,8 @@ Implemented by :mod:`bot.store.sqlite_known_media` and :mod:`bot.store.redis_kno
 
 from __future__ import annotations
 
+import itertools
+
 from abc import abstractmethod
 from typing import Protocol
 from collections.abc import Iterator, Sequence
@@ -46,6 +48,18 @@ class KnownMediaReader(Protocol):
     def known_state(self) -> KnownState:
         """Generation, epoch and entry count read together: what an index needs to decide between
         appending the entries added since it loaded (:meth:`iter_known_since`) and reloading everything."""
+
+    def known_since(self, seq: int, limit: int) -> tuple[KnownState, list[tuple[int, KnownMedia]] | None]:
+        """The known state and the entries inserted after ``seq`` (as :meth:`iter_known_since`), read together
+        so that the count checks against them; None for the entries when there are more than ``limit``, or
+        when a writer changed the store between the reads (a store that cannot read them in one go).
+
+        Why: a daemon's matcher refreshes before every check, and every post adds an entry (its image, seen):
+        one consistent read instead of state, entries, state again."""
+        before = self.known_state()
+        entries = list(itertools.islice(self.iter_known_since(seq), limit + 1))
+        after = self.known_state()
+        return after, (entries if after == before and len(entries) <= limit else None)
 
     @abstractmethod
     def iter_known_since(self, seq: int) -> Iterator[tuple[int, KnownMedia]]:

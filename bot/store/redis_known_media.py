@@ -26,11 +26,29 @@ return false
 """
 
 
+# KEYS: generation counter, epoch counter, order index; ARGV: insertion number, page size, entry key prefix --
+# the known state and the entries inserted after that number, read together (a matcher's refresh after each
+# post: one round trip instead of five), or no entries (false) when there are more than a page of them
+_KNOWN_SINCE = """
+local state = {redis.call('GET', KEYS[1]), redis.call('GET', KEYS[2]), redis.call('ZCARD', KEYS[3])}
+if ARGV[1] == '' then return state end
+local page = redis.call('ZRANGEBYSCORE', KEYS[3], '(' .. ARGV[1], '+inf', 'WITHSCORES', 'LIMIT', 0, tonumber(ARGV[2]) + 1)
+if #page > 2 * tonumber(ARGV[2]) then state[4] = false return state end
+local entries = {}
+for i = 1, #page, 2 do
+  entries[#entries + 1] = page[i + 1]
+  entries[#entries + 1] = redis.call('GET', ARGV[3] .. page[i])
+end
+state[4] = entries
+return state
+"""
+
+
 class RedisKnownMediaMixin(RedisRole, KnownMediaStore):
     """Known-media entries under the host store's prefix."""
 
     #: the Lua scripts this role runs: the host store registers each as the attribute named
-    SCRIPTS = {"_add_seen": _ADD_SEEN}
+    SCRIPTS = {"_add_seen": _ADD_SEEN, "_known_since": _KNOWN_SINCE}
 
     def _index_old_known_groups(self) -> None:
         """Add known entries stored before the group index existed to it, once per store (flag
@@ -189,12 +207,24 @@ class RedisKnownMediaMixin(RedisRole, KnownMediaStore):
         return int(self._r.transaction(attempt, group_key, value_from_callable=True))
 
     def known_state(self) -> KnownState:
-        pipe = self._r.pipeline(transaction=True)  # MULTI/EXEC: the three read together
-        pipe.get(self._k("known", "gen"))
-        pipe.get(self._k("known", "epoch"))
-        pipe.zcard(self._k("known", "order"))
-        generation, epoch, count = pipe.execute()
-        return KnownState(int(generation or 0), int(epoch or 0), int(count))
+        return self._read_known_since(None, 0)[0]
+
+    def known_since(self, seq: int, limit: int) -> tuple[KnownState, list[tuple[int, KnownMedia]] | None]:
+        return self._read_known_since(seq, limit)
+
+    def _read_known_since(self, seq: int | None, limit: int) -> tuple[KnownState, list[tuple[int, KnownMedia]] | None]:
+        keys = [self._k("known", "gen"), self._k("known", "epoch"), self._k("known", "order")]
+        reply = self._known_since(keys=keys, args=["" if seq is None else seq, limit, self._k("known", "")])
+        state = KnownState(int(reply[0] or 0), int(reply[1] or 0), int(reply[2]))
+        if seq is None or reply[3] is None:
+            return state, None
+        pairs = reply[3]
+        entries = [
+            (int(float(pairs[i])), KnownMedia.from_dict(loads(pairs[i + 1])))
+            for i in range(0, len(pairs), 2)
+            if pairs[i + 1] is not None
+        ]
+        return state, entries
 
     def iter_known_since(self, seq: int) -> Iterator[tuple[int, KnownMedia]]:
         last = seq

@@ -147,6 +147,19 @@ def test_known_state_lets_an_index_append_new_entries_and_notice_replacements(st
     assert removed.epoch != replaced.epoch and removed.count == 2
 
 
+def test_known_since_reads_the_state_with_the_entries_after_a_number(store):
+    a = store.add_known(known("a"))
+    [(seq_a, _)] = store.iter_known_since(0)
+    b, c = store.add_known(known("b")), store.add_known(known("c"))
+    state, new = store.known_since(seq_a, 10)
+    assert state == store.known_state() and state.count == 3
+    assert [e.id for _, e in new] == [b.id, c.id] and [e.label for _, e in new] == ["b", "c"]
+    assert [seq for seq, _ in new] == [seq for seq, _ in store.iter_known_since(seq_a)]
+    assert store.known_since(new[-1][0], 10) == (state, [])
+    assert store.known_since(0, 2) == (state, None)  # more than the limit: the caller reads page by page
+    assert store.known_since(0, 3)[1][0][1].id == a.id
+
+
 def test_iter_known_since_pages_through_a_large_store(store):
     added = [store.add_known(known(f"k{i}")) for i in range(2_050)]
     got = list(store.iter_known_since(0))
