@@ -482,6 +482,10 @@ def latency(corpus: Corpus, redis_server: RedisServer, tmp: Path, files: Files, 
 
 
 # ------------------------------------------------------------------------------------------------ main
+#: how each pipeline.workers_mode is named in the table
+MODE_LABELS = {"threads": "threads", "processes": "thr.+hashing pr.", "forked": "forked pr."}
+
+
 def parse_run(spec: str, default_mode: str) -> tuple[int, int, str]:
     """``daemons x workers`` with an optional ``t`` (worker threads), ``p`` (threads, hashing in processes) or
     ``f`` (forked worker processes): 2x2p."""
@@ -526,7 +530,7 @@ def main() -> None:
                 args.runs = ""
             print(f"\n== throughput: {args.posts} posts, ~2 MP edited copies of {args.known} known images, Redis store, "
                   + ("each post's alert delivered to a webhook" if args.deliver_alerts else "alerts queued"))
-            print(f"{'run':24} {'posts/s':>8} {'cores of matching':>18} {'cores busy':>11} {'CPU/post':>9} "
+            print(f"{'run':34} {'posts/s':>8} {'cores of matching':>18} {'cores busy':>11} {'CPU/post':>9} "
                   f"{'Redis us/post':>14} {'Redis cmds/post':>16} {'MB/daemon':>10} {'alerts':>7} {'vs baseline':>12}")
             results = {}
             for spec in filter(None, args.runs.split(",")):
@@ -534,8 +538,8 @@ def main() -> None:
                 r = run_daemons(corpus, redis_server, tmp, daemons, workers, files, mode, args.deliver_alerts)
                 results[spec] = r
                 base = results[args.runs.split(",")[0]]["posts_s"]
-                label = f"{daemons} daemon(s) x {workers} {'thr.' if mode == 'threads' else 'proc.'}"
-                print(f"{label:24} {r['posts_s']:8.2f} {r['posts_s'] * cost:18.2f} {r['cores_busy']:11.2f} "
+                label = f"{daemons} daemon(s) x {workers} {MODE_LABELS[mode]}"
+                print(f"{label:34} {r['posts_s']:8.2f} {r['posts_s'] * cost:18.2f} {r['cores_busy']:11.2f} "
                       f"{r['cpu_per_post'] * 1000:7.0f}ms {r['redis_cpu_per_post'] * 1e6:14.0f} {r['redis_calls_per_post']:16.0f} "
                       f"{r['pss_mb']:10.0f} {r['alerts']:7.0f} {r['posts_s'] / base:11.2f}x", flush=True)
             last = results[args.runs.split(",")[-1]] if results else {"cpu_per_post": cost, "redis_cpu_per_post": 0.0}
