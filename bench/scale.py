@@ -9,9 +9,10 @@ Everything runs in one go, against a redis-server of its own and real ``afterima
 2. **throughput**: N posts (each a ~2 MP edited copy of a known image, served over HTTP) are stored and queued
    at once; the time until every one is processed (its match alert queued) gives posts/s (``--deliver-alerts``:
    until every alert, with its comparison picture, has also reached a chat webhook on a local server: every
-   post here is a match, so this is the worst case of the outbox's share) for: 1 daemon x 1 worker (the BASELINE: what
-   the old pipeline lock allowed), 1 daemon x 2 worker threads, 2 daemons x 1 worker (processes), 2 daemons x
-   2 workers. Printed: posts/s, cores' worth of matching (posts/s x check cost), the CPU the daemons used
+   post here is a match, so this is the worst case of the outbox's share) for: 1 daemon x 1 worker thread (the
+   BASELINE: what the old pipeline lock allowed), 1 daemon x 2 worker threads, x 2 threads hashing in processes,
+   x 2 and x 3 forked worker processes, 2 daemons x 2 threads, 2 daemons x 2 forked processes (``--runs``).
+   Printed: posts/s, cores' worth of matching (posts/s x check cost), the CPU the daemons used
    (cores busy), Redis CPU and commands per post, and the ratio to the baseline.
 3. **scale-out simulation** (``--skip-sim`` to skip): 1, 2, 4 and 8 simulated daemons, each a process that
    claims posts from the real Redis work queue and does the real store round trips of a post, with the
@@ -425,7 +426,9 @@ def simulate(redis_server: RedisServer, per_post: float, redis_cpu_per_post: flo
 
 
 # ------------------------------------------------------------------------------------------------ 4. latency
-def latency(corpus: Corpus, redis_server: RedisServer, tmp: Path, files: Files, accounts: int, interval: int) -> None:
+def latency(
+    corpus: Corpus, redis_server: RedisServer, tmp: Path, files: Files, accounts: int, interval: int, mode: str
+) -> None:
     print(f"\n== alert latency: one daemon watching {accounts} RSS feeds, poll interval {interval}s")
     url = redis_server.url("bench-latency")
     data_dir = tmp / "latency"
@@ -451,7 +454,7 @@ def latency(corpus: Corpus, redis_server: RedisServer, tmp: Path, files: Files, 
     accounts:
 {feeds}
 """
-    config = write_config(tmp / "latency.yaml", url, data_dir, files, 2, extra, hook=True)
+    config = write_config(tmp / "latency.yaml", url, data_dir, files, 2, extra, mode=mode, hook=True)
     procs = start_daemons(config, 1, tmp / "latency.log")
     store = RedisStore(url)
     try:
@@ -505,10 +508,10 @@ def main() -> None:
         "copies of each other, and each post is then also verified against the earlier posts' copies, work "
         "the check cost does not include)",
     )
-    ap.add_argument("--runs", default="1x1t,1x2t,1x2p,2x1p,2x2t,2x2p", help="daemons x workers per run (suffix t: hashing in threads, p: in processes; default --workers-mode); "
+    ap.add_argument("--runs", default="1x1t,1x2t,1x2p,1x2f,1x3f,2x2t,2x2f", help="daemons x workers per run (suffix t: threads, p: threads hashing in processes, f: forked processes; default --workers-mode); "
                     "the first is the baseline")
-    ap.add_argument("--workers-mode", default="threads", choices=["threads", "processes", "forked"],
-                    help="pipeline.workers_mode of the daemons (hashing in the worker threads or in processes)")
+    ap.add_argument("--workers-mode", default="forked", choices=["threads", "processes", "forked"],
+                    help="pipeline.workers_mode of runs without a suffix, and of the latency run")
     ap.add_argument("--deliver-alerts", action="store_true", help="throughput runs end when every post's alert (with "
                     "its comparison picture) reached a webhook, not when every post is processed and its alert queued")
     ap.add_argument("--skip-throughput", action="store_true", help="only the simulation and the latency run")
@@ -553,7 +556,7 @@ def main() -> None:
             if not args.skip_sim:
                 simulate(redis_server, last["cpu_per_post"], last["redis_cpu_per_post"])
             if not args.skip_latency:
-                latency(corpus, redis_server, tmp, files, args.accounts, args.interval)
+                latency(corpus, redis_server, tmp, files, args.accounts, args.interval, args.workers_mode)
         finally:
             redis_server.stop()
 
