@@ -92,6 +92,10 @@ def take_snapshot(
     )
 
 
+#: how each ``pipeline.workers_mode`` reads in a daemon's status line
+_WORKER_MODES = {"threads": "threads", "processes": "threads, hashing in processes", "forked": "worker processes"}
+
+
 def render_text(snapshot: Snapshot) -> str:
     lines = [f"{'ACCOUNT':32} {'LAST POLL':21} {'NEXT POLL':21} {'POSTS':>6}  LAST ERROR"]
     for a in snapshot.accounts:
@@ -119,7 +123,7 @@ def render_text(snapshot: Snapshot) -> str:
     lines.append(f"failed posts: {b.failed}{hint}")
     for d in snapshot.daemons:
         workers, busy = d.info.get("workers", 0), d.info.get("busy", 0)
-        mode = f" (hashing in {d.info['mode']})" if d.info.get("mode") else ""
+        mode = f" ({_WORKER_MODES.get(d.info['mode'], d.info['mode'])})" if d.info.get("mode") else ""
         lines.append(f"daemon {d.name}: {busy}/{workers} worker(s) busy{mode}, {d.info.get('done', 0)} post(s) done")
     if not snapshot.daemons:
         lines.append("daemons: none running")

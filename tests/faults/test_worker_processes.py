@@ -122,6 +122,9 @@ def test_killed_worker_processes_are_replaced_and_lose_nothing(
         )  # fmt: skip
         time.sleep(2)  # more polls and outbox runs: nothing may be sent again
         assert proc.poll() is None  # the daemon itself never went down
+        # what `afterimage status` shows: the daemon's worker processes and the posts they did (kills included)
+        wait_for(lambda: [(d.info["workers"], d.info["mode"]) for d in queue.daemons()] == [(WORKERS, "forked")]
+                 and queue.daemons()[0].info["done"] >= len(ids), 15, "the daemon's announcement")  # fmt: skip
 
         # the daemon killed: its worker processes do not outlive it
         workers = worker_processes(proc.pid)
