@@ -154,3 +154,38 @@ def test_killed_worker_processes_are_replaced_and_lose_nothing(
     matched = {a.payload.get("post_id") for a in alerts if a.kind == "match"}
     assert {p for k, p in enumerate(ids, 1) if k % 3 == 0} <= matched
     assert not leaked(output) and not any(leaked(str(p)) for p in w.received_alerts)
+
+
+def test_a_stopped_daemon_stops_its_worker_processes_cleanly(tmp_path: Path, world, redis_server) -> None:
+    """SIGTERM (systemd's stop, Docker's): the workers finish or put back their posts, the daemon exits 0, and
+    no worker process is left behind; a later daemon finishes whatever was in progress."""
+    w, server = world
+    url = redis_server.url
+    seed_store(tmp_path, server, url, range(8500, 8502))
+    config = write_config(tmp_path / "cfg.yaml", server, url, tmp_path / "data",
+                          extra_media=f"pipeline:\n  workers: {WORKERS}\n  workers_mode: forked\n")  # fmt: skip
+    ids = [str(1868500000000000000 + k) for k in range(4)]
+    for k, post_id in enumerate(ids):
+        w.inject(f"/media/{post_id}.jpg", Fault("delay", seconds=1.0, sticky=True))
+        add_post(w, post_id, picture(8500 + k % 2, variant=k + 1), minutes_ago=10 - k)
+    store = open_store(url)
+    queue = open_work_queue(store)
+    log_file = tmp_path / "daemon.log"
+    proc = start_daemon(config, url, log_file)
+    try:
+        wait_for(lambda: queue.backlog(POSTS).in_progress > 0, 60, "posts in progress", every=0.05)
+        processes = worker_processes(proc.pid) + children(proc.pid)
+        assert len(processes) == WORKERS + 1
+        started = time.monotonic()
+        assert stop_daemon(proc) == 0
+        stopped_in = time.monotonic() - started
+        assert not any(alive(p) for p in processes), "a worker process outlived its stopped daemon"
+        print(f"\nforked daemon stopped in {stopped_in:.1f}s with posts in progress")
+        proc = start_daemon(config, url, log_file)  # the next daemon finishes the work
+        wait_for(lambda: all(store.get_post("x", i) is not None and not store.get_post("x", i).pending for i in ids)
+                 and store.outbox_size() == 0, 90, "every post processed and alerted")  # fmt: skip
+    finally:
+        if proc.poll() is None:
+            assert stop_daemon(proc) == 0
+        store.close()
+    assert len(footer_keys(w)) == len(set(footer_keys(w))) == len(ids)  # each post's match alert, once
