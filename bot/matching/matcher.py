@@ -212,11 +212,17 @@ class Matcher:
         New entries are appended (the daemon adds a *seen* entry for every archived image, so a full reload
         per post would stall matching at 100 k entries); a replaced or removed entry, or a count that does
         not add up (a writer committed an older insertion number late), reloads everything."""
-        if not force and self._generation is not None and self.store.known_state().generation == self._generation:
-            return False  # the common case, without waiting for the checks in progress
+        read_after, read = self._last_seq, None
+        if not force and self._generation is not None:
+            # one read, without waiting for the checks in progress: mostly unchanged, or an entry or two to add
+            read = self.store.known_since(read_after, _APPEND_PAGE)
+            if read[0].generation == self._generation:
+                return False
         with self._lock.write_lock():
             if not force and self._generation is not None:
-                after, new = self.store.known_since(self._last_seq, _APPEND_PAGE)  # one read, mostly
+                if read is None or self._last_seq != read_after:  # another thread moved the index meanwhile
+                    read = self.store.known_since(self._last_seq, _APPEND_PAGE)
+                after, new = read
                 if after.generation == self._generation:
                     return False
                 if after.epoch == self._epoch:
