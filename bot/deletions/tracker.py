@@ -194,12 +194,9 @@ class RecheckTracker:
 
         Idempotent: an existing schedule is kept (a retried pipeline step does not restart it). Returns the
         re-check, or None when the post is already older than the horizon."""
-        existing = self.store.get_recheck(post.platform, post.post_id)
-        if existing is not None:
-            return existing
         nxt = schedule.next_step(post.created_at, self._config(post.platform), -1, now)
         if nxt is None:
-            return None
+            return self.store.get_recheck(post.platform, post.post_id)
         step, due = nxt
         recheck = Recheck(
             platform=post.platform,
@@ -209,8 +206,7 @@ class RecheckTracker:
             due_at=due,
             step=step,
         )
-        self.store.schedule_recheck(recheck)
-        return recheck
+        return self.store.start_recheck(recheck)
 
     def record_edit(self, change: PostChange, now: datetime) -> PostEvent | None:
         """Log an edit the pipeline found by polling (``record_poll`` returned ``Change.EDITED``): the same

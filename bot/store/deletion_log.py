@@ -74,6 +74,11 @@ class DeletionLogStore(DeletionLogReader, Protocol):
         """Insert or replace the re-check state of a post."""
 
     @abstractmethod
+    def start_recheck(self, recheck: Recheck) -> Recheck:
+        """The post's re-check state if it has one, else ``recheck``, stored: in one atomic step, so a post
+        processed again (a redelivery) keeps its schedule and its start costs one round trip."""
+
+    @abstractmethod
     def remove_recheck(self, platform: str, post_id: str) -> None: ...
 
     @abstractmethod

@@ -22,11 +22,23 @@ return 1
 """
 
 
+# KEYS: the post's re-check key, the platform's due index, the set of every re-check; ARGV: the re-check JSON,
+# its due time, the post id, its member in the set -- the existing state, or the new one stored (false)
+_START_RECHECK = """
+local existing = redis.call('GET', KEYS[1])
+if existing then return existing end
+redis.call('SET', KEYS[1], ARGV[1])
+redis.call('ZADD', KEYS[2], ARGV[2], ARGV[3])
+redis.call('SADD', KEYS[3], ARGV[4])
+return false
+"""
+
+
 class RedisDeletionLogMixin(RedisRole, DeletionLogStore):
     """Re-checks and events under the host store's prefix."""
 
     #: the Lua scripts this role runs: the host store registers each as the attribute named
-    SCRIPTS = {"_append_event": _APPEND_EVENT}
+    SCRIPTS = {"_append_event": _APPEND_EVENT, "_start_recheck": _START_RECHECK}
 
     def _queue_recheck(self, pipe: Any, recheck: Recheck) -> None:
         pipe.set(self._k("recheck", recheck.platform, recheck.post_id), dumps(recheck.to_dict()))
@@ -42,6 +54,12 @@ class RedisDeletionLogMixin(RedisRole, DeletionLogStore):
         pipe = self._r.pipeline(transaction=True)
         self._queue_recheck(pipe, recheck)
         pipe.execute()
+
+    def start_recheck(self, recheck: Recheck) -> Recheck:
+        keys = [self._k("recheck", recheck.platform, recheck.post_id), self._k("rechecks", recheck.platform), self._k("rechecks")]
+        args = [dumps(recheck.to_dict()), micros(recheck.due_at), recheck.post_id, _member(recheck.platform, recheck.post_id)]
+        existing = self._start_recheck(keys=keys, args=args)
+        return Recheck.from_dict(loads(existing)) if existing is not None else recheck
 
     def get_recheck(self, platform: str, post_id: str) -> Recheck | None:
         value = self._r.get(self._k("recheck", platform, post_id))

@@ -26,6 +26,16 @@ class SqliteDeletionLogMixin(SqliteRole, DeletionLogStore):
         with self._write() as conn:
             self._put_recheck(conn, recheck)
 
+    def start_recheck(self, recheck: Recheck) -> Recheck:
+        with self._write() as conn:
+            row = conn.execute(
+                "SELECT data FROM rechecks WHERE platform = ? AND post_id = ?", (recheck.platform, recheck.post_id)
+            ).fetchone()
+            if row is not None:
+                return Recheck.from_dict(loads(row[0]))
+            self._put_recheck(conn, recheck)
+        return recheck
+
     def get_recheck(self, platform: str, post_id: str) -> Recheck | None:
         row = self._one("SELECT data FROM rechecks WHERE platform = ? AND post_id = ?", (platform, post_id))
         return Recheck.from_dict(loads(row[0])) if row else None

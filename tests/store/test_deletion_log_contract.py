@@ -37,6 +37,18 @@ def test_rechecks(store):
     assert [r.post_id for r in store.due_rechecks("x", at(10_000))] == ["1", "2"]
 
 
+def test_start_recheck_keeps_an_existing_schedule(store):
+    first = recheck("1", 300)
+    assert store.start_recheck(first) == first
+    assert store.get_recheck("x", "1") == first and [r.post_id for r in store.due_rechecks("x", at(300))] == ["1"]
+    assert store.count_rechecks("x") == 1
+    advanced = recheck("1", 900, step=2)
+    store.schedule_recheck(advanced)  # the post was re-checked meanwhile
+    assert store.start_recheck(recheck("1", 100)) == advanced  # processed again: its schedule is kept
+    assert store.get_recheck("x", "1") == advanced and store.due_rechecks("x", at(500)) == []
+    assert store.count_rechecks() == 1
+
+
 def test_record_event_sets_status_and_replaces_recheck(store):
     store.record_poll(AccountPoll("x", "gov", [make_post("1")], cursor=None, at=at(0)))
     store.schedule_recheck(recheck("1", 100))
