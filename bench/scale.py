@@ -33,6 +33,7 @@ import io
 import json
 import multiprocessing
 import os
+import re
 import shutil
 import signal
 import socket
@@ -250,7 +251,8 @@ alerts:
   console: false{targets}
 pipeline:
   workers: {workers}
-  workers_mode: {mode}
+  workers_mode: {mode.split(":")[0]}
+  worker_threads: {mode.split(":")[1] if ":" in mode else 1}
   lease: 30s
 {extra}
 """
@@ -310,7 +312,7 @@ def run_daemons(
 ) -> dict[str, float]:
     """One run; ``deliver``: done when every post is processed and its alert reached the webhook (else when
     every post is processed, its alert queued)."""
-    name = f"d{daemons}w{workers}{mode[0]}"
+    name = f"d{daemons}w{workers}{mode[0]}{mode.partition(':')[2]}"
     url = redis_server.url(f"bench-{name}")
     data_dir = tmp / name
     corpus.seed(url, data_dir)
@@ -491,10 +493,14 @@ MODE_LABELS = {"threads": "threads", "processes": "thr.+hashing pr.", "forked": 
 
 def parse_run(spec: str, default_mode: str) -> tuple[int, int, str]:
     """``daemons x workers`` with an optional ``t`` (worker threads), ``p`` (threads, hashing in processes) or
-    ``f`` (forked worker processes): 2x2p."""
-    mode = {"t": "threads", "p": "processes", "f": "forked"}.get(spec[-1], default_mode)
-    daemons, workers = (int(x) for x in spec.rstrip("tpf").split("x"))
-    return daemons, workers, mode
+    ``f`` (forked worker processes, optionally with a number of threads each): 2x2p, 1x2f2."""
+    match = re.fullmatch(r"(\d+)x(\d+)([tpf]?)(\d*)", spec)
+    if match is None:
+        raise SystemExit(f"--runs: {spec!r} is not DAEMONSxWORKERS[t|p|f[THREADS]]")
+    mode = {"t": "threads", "p": "processes", "f": "forked"}.get(match[3], default_mode)
+    if match[4]:  # forked with this many threads per worker process
+        mode += f":{match[4]}"
+    return int(match[1]), int(match[2]), mode
 
 
 def main() -> None:
@@ -541,7 +547,8 @@ def main() -> None:
                 r = run_daemons(corpus, redis_server, tmp, daemons, workers, files, mode, args.deliver_alerts)
                 results[spec] = r
                 base = results[args.runs.split(",")[0]]["posts_s"]
-                label = f"{daemons} daemon(s) x {workers} {MODE_LABELS[mode]}"
+                base_mode, _, threads = mode.partition(":")
+                label = f"{daemons} daemon(s) x {workers} {MODE_LABELS[base_mode]}" + (f" x {threads} thr." if threads else "")
                 print(f"{label:34} {r['posts_s']:8.2f} {r['posts_s'] * cost:18.2f} {r['cores_busy']:11.2f} "
                       f"{r['cpu_per_post'] * 1000:7.0f}ms {r['redis_cpu_per_post'] * 1e6:14.0f} {r['redis_calls_per_post']:16.0f} "
                       f"{r['pss_mb']:10.0f} {r['alerts']:7.0f} {r['posts_s'] / base:11.2f}x", flush=True)

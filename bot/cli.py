@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import sys
 from importlib import import_module
 
-import click
+from bot import stopping
 
-from bot import __version__
+if sys.argv[1:2] == ["run"]:  # the daemon: a stop while the commands below are imported ends it cleanly
+    stopping.stop_early()
+
+import click  # noqa: E402
+
+from bot import __version__  # noqa: E402
 
 #: "module:attribute" of every click command or group added to ``afterimage``
 COMMANDS: list[str] = [

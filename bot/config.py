@@ -135,6 +135,9 @@ class PipelineConfig(ConfigModel):
     #: processes: the GIL never serialises hashing); ``forked`` (each worker a process forked from the daemon
     #: once its matching index is loaded, running whole posts: every core busy, the index shared; Linux)
     workers_mode: Literal["threads", "processes", "forked"] = "threads"
+    #: ``forked`` only: threads in each worker process, so that one's waits (the store, the disk, the media
+    #: host) overlap another's CPU work
+    worker_threads: int = Field(default=1, ge=1, le=16)
     #: a post claimed by a daemon that died is taken over by another after this long (same on every daemon)
     lease: Duration = Field(default=30.0, ge=1.0)
     #: a post whose processing raises this many times in a row, or kills the daemon processing it (its

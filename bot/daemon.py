@@ -156,7 +156,8 @@ class Daemon:
             on_start=one_library_thread_per_worker,
         )
         self.processes = (
-            WorkerProcesses(self.workers, config.pipeline.workers, after_fork=self._in_worker_process) if forked else None
+            WorkerProcesses(self.workers, config.pipeline.workers, after_fork=self._in_worker_process,
+                            threads=config.pipeline.worker_threads) if forked else None
         )
         self._daemon_pid: int | None = None  # set in a worker process: the daemon to wake for alerts
         self.scheduler: BackgroundScheduler | None = None
@@ -307,7 +308,7 @@ class Daemon:
         self.queue.announce(
             self.owner,
             {
-                "workers": workers.size,
+                "workers": self.processes.size * self.processes.threads if self.processes else self.workers.size,
                 "mode": self.config.pipeline.workers_mode,
                 "busy": workers.busy,
                 "done": workers.done,

@@ -11,8 +11,25 @@ import threading
 log = logging.getLogger(__name__)
 
 
+#: the event :func:`stop_early` installed, until a command takes it over with :func:`stop_on_signals`
+_early: threading.Event | None = None
+
+
+def stop_early() -> None:
+    """Handle SIGTERM and SIGINT from now on, before the console command imports its modules (all of
+    afterimage's commands and libraries: seconds on a busy machine); the command's own
+    :func:`stop_on_signals` then gets the same event, with any stop that came meanwhile."""
+    global _early
+    _early = stop_on_signals()
+
+
 def stop_on_signals() -> threading.Event:
-    """An event that SIGTERM and SIGINT set from now on, instead of ending the process."""
+    """An event that SIGTERM and SIGINT set from now on, instead of ending the process (the one
+    :func:`stop_early` installed, the first time after it)."""
+    global _early
+    if _early is not None:
+        early, _early = _early, None
+        return early
     stop_requested = threading.Event()
 
     def on_signal(signum: int, _frame: object) -> None:

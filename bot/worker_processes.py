@@ -54,9 +54,10 @@ class WorkerProcesses:
     ``after_fork`` runs first in each worker (reopen what must not be shared across a fork: the store's
     connection). ``busy`` and ``done`` are read from counters the workers keep in shared memory."""
 
-    def __init__(self, pool: WorkerPool, size: int, *, after_fork: Callable[[], None]):
+    def __init__(self, pool: WorkerPool, size: int, *, after_fork: Callable[[], None], threads: int = 1):
         self.pool = pool
         self.size = size
+        self.threads = threads
         self.after_fork = after_fork
         self._busy = multiprocessing.RawArray("i", size)  # shared memory: set up before any fork
         self._done = multiprocessing.RawArray("q", size)
@@ -166,21 +167,24 @@ class WorkerProcesses:
             signal.signal(signal.SIGTERM, lambda *_: pool.stop_event.set())
             signal.signal(signal.SIGINT, signal.SIG_IGN)
             self.after_fork()
-            consumer = pool.consumer(index)
-            if replacing:  # the post its predecessor died with is taken over now, not after the lease
-                pool.queue.expire_claims(pool.topic, consumer)
-            handle = pool.handle
+            names = [str(index)] if self.threads == 1 else [f"{index}.{t}" for t in range(self.threads)]
+            if replacing:  # the posts its predecessor died with are taken over now, not after the lease
+                for name in names:
+                    pool.queue.expire_claims(pool.topic, pool.consumer(name))
+            handle, lock = pool.handle, threading.Lock()
 
             def counted(claim: Claim) -> None:
-                self._busy[index] = 1
+                with lock:
+                    self._busy[index] += 1
                 try:
                     handle(claim)
                 finally:
-                    self._busy[index] = 0
-                    self._done[index] += 1
+                    with lock:
+                        self._busy[index] -= 1
+                        self._done[index] += 1
 
             pool.handle = counted
-            pool.run_worker(index)
+            pool.run_worker(names)
             code = 0
         except BaseException:
             log.exception("worker process %s failed", self.pool.consumer(index))

@@ -148,7 +148,7 @@ class WorkerPool:
         """New items were queued by this daemon: idle workers look at once instead of after their wait."""
         self._wake.set()
 
-    def _run(self, index: int) -> None:
+    def _run(self, index: int | str) -> None:
         consumer = self.consumer(index)
         if self.on_start is not None:
             self.on_start()
@@ -174,13 +174,20 @@ class WorkerPool:
                 except StoreError as e:
                     log.warning("%s: cannot extend the claim on %s: %s", consumer, claim.item, e)
 
-    def run_worker(self, index: int) -> None:
-        """Work as worker ``index`` in the calling thread until stopped, with the lease-extending thread beside
-        it (the main thread of a worker process, :mod:`bot.worker_processes`)."""
-        leases = threading.Thread(target=self._extend_leases, name=f"leases-{self.topic}", daemon=True)
-        self._threads = [leases]
-        leases.start()
-        self._run(index)
+    def run_worker(self, names: list[str]) -> None:
+        """Work as the workers ``names`` until stopped: the first in the calling thread (the main thread of a
+        worker process, :mod:`bot.worker_processes`), the others in threads beside it, with the
+        lease-extending thread."""
+        self._threads = [threading.Thread(target=self._extend_leases, name=f"leases-{self.topic}", daemon=True)]
+        self._threads += [
+            threading.Thread(target=self._run, args=(name,), name=f"worker-{self.topic}-{name}", daemon=True)
+            for name in names[1:]
+        ]
+        for t in self._threads:
+            t.start()
+        self._run(names[0])
+        for t in self._threads[1:]:
+            t.join()
 
     def start(self) -> None:
         self._threads = [
