@@ -11,7 +11,8 @@ Everything runs in one go, against a redis-server of its own and real ``afterima
    until every alert, with its comparison picture, has also reached a chat webhook on a local server: every
    post here is a match, so this is the worst case of the outbox's share) for: 1 daemon x 1 worker thread (the
    BASELINE: what the old pipeline lock allowed), 1 daemon x 2 worker threads, x 2 threads hashing in processes,
-   x 2 and x 3 forked worker processes, 2 daemons x 2 threads, 2 daemons x 2 forked processes (``--runs``).
+   x 2 forked worker processes (of one thread, then of two threads each), 2 daemons x 2 threads, x 2 forked
+   processes, x 1 forked process of two threads (``--runs``).
    Printed: posts/s, cores' worth of matching (posts/s x check cost), the CPU the daemons used
    (cores busy), Redis CPU and commands per post, and the ratio to the baseline.
 3. **scale-out simulation** (``--skip-sim`` to skip): 1, 2, 4 and 8 simulated daemons, each a process that
@@ -516,7 +517,7 @@ def main() -> None:
         "copies of each other, and each post is then also verified against the earlier posts' copies, work "
         "the check cost does not include)",
     )
-    ap.add_argument("--runs", default="1x1t,1x2t,1x2p,1x2f,1x3f,2x2t,2x2f", help="daemons x workers per run (suffix t: threads, p: threads hashing in processes, f: forked processes; default --workers-mode); "
+    ap.add_argument("--runs", default="1x1t,1x2t,1x2p,1x2f,1x2f2,2x2t,2x2f,2x1f2", help="daemons x workers per run (suffix t: threads, p: threads hashing in processes, f: forked processes; default --workers-mode); "
                     "the first is the baseline")
     ap.add_argument("--workers-mode", default="forked", choices=["threads", "processes", "forked"],
                     help="pipeline.workers_mode of runs without a suffix, and of the latency run")
