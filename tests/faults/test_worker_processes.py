@@ -1,4 +1,5 @@
-"""Forked worker processes (``pipeline.workers_mode: forked``) under kill -9, on both stores.
+"""Forked worker processes (``pipeline.workers_mode: forked``) under kill -9, on both stores, with one thread
+per process and (Redis) two.
 
 A real ``afterimage run`` daemon runs its posts in two worker processes. While posts (a third of them
 recycling known pictures, their pictures served slowly so that kills land mid-post) keep coming, worker
@@ -74,17 +75,18 @@ def alive(pid: int) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
-@pytest.mark.parametrize("backend", ["redis", "sqlite"])
+@pytest.mark.parametrize(("backend", "threads"), [("redis", 1), ("sqlite", 1), ("redis", 2)])
 def test_killed_worker_processes_are_replaced_and_lose_nothing(
-    tmp_path: Path, world, backend: str, request: pytest.FixtureRequest
+    tmp_path: Path, world, backend: str, threads: int, request: pytest.FixtureRequest
 ) -> None:
     w, server = world
-    rng = seeded(f"worker-processes-{backend}")
+    rng = seeded(f"worker-processes-{backend}-{threads}")
     url = request.getfixturevalue("redis_server").url if backend == "redis" else f"sqlite:///{tmp_path / 'data' / 'state.db'}"
     seed_store(tmp_path, server, url, range(8300, 8300 + KNOWN), source="https://example.org/w{k}")
     config = write_config(
         tmp_path / "cfg.yaml", server, url, tmp_path / "data",
-        extra_media=f"pipeline:\n  workers: {WORKERS}\n  workers_mode: forked\n  lease: 30s\n  max_attempts: 1000\n",
+        extra_media=f"pipeline:\n  workers: {WORKERS}\n  workers_mode: forked\n  worker_threads: {threads}\n"
+                    "  lease: 30s\n  max_attempts: 1000\n",
     )  # fmt: skip
     store = open_store(url)
     queue = open_work_queue(store)
@@ -123,7 +125,7 @@ def test_killed_worker_processes_are_replaced_and_lose_nothing(
         time.sleep(2)  # more polls and outbox runs: nothing may be sent again
         assert proc.poll() is None  # the daemon itself never went down
         # what `afterimage status` shows: the daemon's worker processes and the posts they did (kills included)
-        wait_for(lambda: [(d.info["workers"], d.info["mode"]) for d in queue.daemons()] == [(WORKERS, "forked")]
+        wait_for(lambda: [(d.info["workers"], d.info["mode"]) for d in queue.daemons()] == [(WORKERS * threads, "forked")]
                  and queue.daemons()[0].info["done"] >= len(ids), 15, "the daemon's announcement")  # fmt: skip
 
         # the daemon killed: its worker processes do not outlive it
@@ -135,7 +137,7 @@ def test_killed_worker_processes_are_replaced_and_lose_nothing(
     finally:
         if proc.poll() is None:
             stop_daemon(proc)
-    output = capture(f"worker processes daemon log ({backend})", log_file.read_text(errors="replace"))
+    output = capture(f"worker processes daemon log ({backend}, {threads} thread(s) each)", log_file.read_text(errors="replace"))
     assert output.count("died (signal SIGKILL): starting another") == KILLS, output[-3000:]
 
     archive = Archive(tmp_path / "data" / "archive")
