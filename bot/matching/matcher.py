@@ -448,7 +448,8 @@ class Matcher:
                 continue
             mine = view.hash_of(name, cand.variant)
             stored = [entry.signals[k] for k in sig.keys if entry.signals.get(k)]
-            if mine and any(sig.distance(mine, theirs) <= sig.agree for theirs in stored):
+            agree = min(sig.agree, sig.candidate_radius(self.config))  # a stricter profile narrows it
+            if mine and any(sig.distance(mine, theirs) <= agree for theirs in stored):
                 return True
         return False
 

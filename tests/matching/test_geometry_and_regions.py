@@ -76,6 +76,22 @@ def test_a_low_detail_copy_matches_when_phash_agrees_and_a_different_one_does_no
     assert not [m for m in matcher.match(encode(_low_detail(42), quality=20)) if m.tier == "match"]
 
 
+def test_a_noisy_low_detail_copy_beyond_the_pdq_match_radius_matches_when_phash_agrees(store, archive, tmp_path) -> None:
+    """Noise and a JPEG q15 re-save move a dark scene's low-quality PDQ hash past ``pdq_match``, and ORB
+    finds nothing stable; PDQ within ``pdq_suggest`` and pHash within 6 bits together still name it."""
+    original = _low_detail(43)
+    entry = add_image(store, archive, encode(original, "PNG"), label="night")
+    noisy = np.asarray(original, np.float32) / 255 + np.random.default_rng(43).normal(0, 0.02**0.5, (640, 1024, 3))
+    query = encode(Image.fromarray((noisy.clip(0, 1) * 255).astype(np.uint8)), quality=15)
+    pdq = SIGNAL_TYPES["pdq"]
+    assert pdq.distance(hash_image(query).signals["pdq"], entry.signals["pdq"]) > MatchingConfig().pdq_match
+    found = _matcher(store, archive, tmp_path).match(query)
+    assert found and found[0].tier == "match" and found[0].known.id == entry.id and found[0].signal != "orb"
+    strict = MatchingConfig(pdq_match=16, pdq_suggest=31)  # a stricter profile keeps its narrower radius
+    found = Matcher(store, archive, strict, features_dir=tmp_path / "features").match(query)
+    assert not [m for m in found if m.tier == "match"]
+
+
 class ToySignal(SignalType):
     """A signal type defined outside the registry module: a 64-bit mean hash."""
 
