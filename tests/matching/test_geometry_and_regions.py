@@ -208,3 +208,18 @@ def test_a_caption_bands_words_neither_vote_nor_verify(store, archive, tmp_path)
     entry = add_image(store, archive, encode(picture, "PNG"), label="picture")
     found = m.match(encode(meme, quality=90))
     assert found and found[0].known.id == entry.id and found[0].tier == "match"
+
+
+def test_inliers_along_one_ridge_pass_when_they_cover_most_of_the_known_image() -> None:
+    """A sunset gradient's keypoints lie along its skyline, so a true copy's inliers form a thin hull; they
+    pass when they reach most of the known image's keypoint cells. The same count bunched on a shared HUD
+    (few known cells) does not."""
+    ridge = local.Verification(inliers=40, scale=1.0, coverage=0.23, region=[], share=0.04, spread=0.025,
+                               known_coverage=0.58)
+    assert ridge.passes(MatchingConfig().min_inliers_match)
+    hud = local.Verification(inliers=43, scale=1.0, coverage=0.08, region=[], share=0.04, spread=0.006,
+                             known_coverage=0.10)
+    assert not hud.passes(MatchingConfig().min_inliers_match)
+    half = local.Verification(inliers=25, scale=1.0, coverage=0.30, region=[], share=0.05, spread=0.011,
+                              known_coverage=0.42)  # the neighbouring half of the same photograph
+    assert not half.passes(MatchingConfig().min_inliers_match)
