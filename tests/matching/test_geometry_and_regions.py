@@ -223,3 +223,23 @@ def test_inliers_along_one_ridge_pass_when_they_cover_most_of_the_known_image() 
     half = local.Verification(inliers=25, scale=1.0, coverage=0.30, region=[], share=0.05, spread=0.011,
                               known_coverage=0.42)  # the neighbouring half of the same photograph
     assert not half.passes(MatchingConfig().min_inliers_match)
+
+
+def test_a_pasted_picture_whose_lower_half_blends_into_the_background_is_proposed_whole() -> None:
+    """Only the picture's top, its horizon and one full side stand out: the lower half (ground) has the
+    background's colour. The side running past the horizon gives the picture's full height, not only its
+    sky band."""
+    rng = np.random.default_rng(3)
+    page = np.zeros((450, 600, 3), np.float32)
+    page[:] = (90, 120, 60)
+    page += rng.normal(0, 12, page.shape)
+    ground = (40, 40, 120)
+    page[220:, :460] = ground + rng.normal(0, 6, (230, 460, 3))
+    page[330:, :] = ground + rng.normal(0, 6, (120, 600, 3))
+    picture = np.zeros((180, 320, 3), np.float32)
+    picture[:70] = (120, 170, 230)
+    picture[70:] = ground
+    page[150:330, 140:460] = picture + rng.normal(0, 6, picture.shape)
+    hashed = hash_image(encode(Image.fromarray(page.clip(0, 255).astype(np.uint8)), quality=90))
+    found = propose(hashed.image)
+    assert any(all(abs(b[i] - want) <= 6 for i, want in enumerate((140, 150, 460, 330))) for b in found), found
