@@ -8,8 +8,9 @@ Two stages, so a check costs about the same at 100 k known images as at 1 k:
    image; as is, then mirrored unless that already found a match) vote in the descriptor index
    (:mod:`bot.matching.descriptors`), which finds crops and composites no whole-image hash can.
 2. Decision. A hash within its type's match radius (PDQ: ``pdq_match``, both hashes of trustworthy
-   quality) is a match on its own; a low-quality hash (a smooth, dark or blurred picture) within a
-   smaller radius is a match when a second signal type agrees (pHash). Every other candidate is verified
+   quality) is a match on its own; a low-quality hash (a smooth, dark or blurred picture), or one beyond
+   the match radius, is a match within ``pdq_suggest`` when a second signal type agrees (pHash within 6
+   bits; a pHash candidate likewise when PDQ agrees). Every other candidate is verified
    with local features and RANSAC (:mod:`bot.hashing.local`: a similarity, or a sane homography for
    perspective): ``match`` or ``suggest`` by inlier count; a hash within the candidate radius that fails
    verification is still a ``suggest`` (for review, never an alert).
