@@ -78,3 +78,24 @@ def _bar_length(rows: np.ndarray) -> int:
                 break
     length = last + 1
     return length if length >= MIN_BAR else 0
+
+
+#: grey levels from the stripped area's median that make a pixel a mark (a caption's letters, UI), and the
+#: share of marked pixels above which the area holds marks: a dark or hazy sky taken for a bar has none
+#: (its own faint detail, which CLAHE turns into real keypoints, stays within a few levels); caption and
+#: meme bands measured 0.2-0.98, screenshot UI 0.03-0.05 (bench/disc.py)
+MARK_LEVELS = 40
+MARK_SHARE = 0.005
+
+
+def marked(image: Image.Image, box: Box) -> bool:
+    """Whether the part of ``image`` outside ``box`` (what :func:`strip_borders` cut off) holds marks such
+    as a caption's words, whose keypoints are not the picture's; a uniform bar or a flat sky holds none."""
+    gray = np.asarray(image.convert("L"), dtype=np.int16)
+    left, top, right, bottom = box
+    outside = np.ones(gray.shape, bool)
+    outside[top:bottom, left:right] = False
+    cut = gray[outside]
+    if cut.size == 0:
+        return False
+    return bool((np.abs(cut - np.median(cut)) > MARK_LEVELS).mean() > MARK_SHARE)

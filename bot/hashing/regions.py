@@ -176,10 +176,17 @@ def _closed_pairs(parallel: list[tuple[float, float, float]], across: list[tuple
             if hi - lo < 0.6 * max(a1 - a0, b1 - b0):
                 continue  # the two edges do not span the same stretch
             twins = abs(a0 - b0) <= tol and abs(a1 - b1) <= tol  # same start and end: a frame's two sides
-            closing = twins or any(c[0] <= lo_pos + tol and c[1] >= hi_pos - tol
-                                   and (abs(c[2] - lo) <= tol or abs(c[2] - hi) <= tol) for c in across)
-            if closing:
+            closers = [c for c in across if c[0] <= lo_pos + tol and c[1] >= hi_pos - tol
+                       and (abs(c[2] - lo) <= tol or abs(c[2] - hi) <= tol)]
+            if twins or closers:
                 out.append((lo_pos, hi_pos, lo, hi))
+            # an edge across that runs on past the pair: one of the two is an edge inside the picture (a
+            # horizon), and the picture's own side reaches its far border
+            for c0, c1, _ in closers:
+                if c1 - hi_pos >= MIN_SIDE:
+                    out.append((lo_pos, c1, lo, hi))
+                if lo_pos - c0 >= MIN_SIDE:
+                    out.append((c0, hi_pos, lo, hi))
     return out
 
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from PIL import Image
 
-from bot.hashing.borders import strip_borders
+from bot.hashing.borders import marked, strip_borders
 from bot.hashing.decode import WORK_SIDE, decode_image, prepare, upright_size
 from bot.hashing.local import LocalFeatures, extract, pack, retrieval_descriptors
 from bot.hashing.signals import ORB_DESCRIPTORS, SIGNAL_TYPES
@@ -46,8 +46,9 @@ class HashedImage:
     #: the encoded source, when known: an embedded picture is cut from a sharper decode of it
     data: bytes | None = field(default=None, repr=False)
     #: the working image without its uniform bars and caption bars (:func:`strip_borders`), None when it
-    #: has none: a caption's or meme band's words are not the picture's keypoints, and letters in one font
-    #: resemble letters in a logo
+    #: has none or they hold no marks (:func:`bot.hashing.borders.marked`: a dark sky taken for a bar keeps
+    #: its keypoints): a caption's or meme band's words are not the picture's keypoints, and letters in one
+    #: font resemble letters in a logo
     content: tuple[int, int, int, int] | None = None
     _sharp: list[Image.Image] = field(default_factory=list, repr=False, compare=False)
 
@@ -103,7 +104,8 @@ def hash_image(image: Image.Image | bytes, *, size: tuple[int, int] | None = Non
                 signals[sig.keys[1]] = next(h for h, variant in more if variant == 0)
     features = extract(work)
     signals[ORB_DESCRIPTORS] = pack(retrieval_descriptors(features))
-    return HashedImage(work, size, signals, queries, quality, features, data, box if borderless is not None else None)
+    content = box if borderless is not None and marked(work, box) else None
+    return HashedImage(work, size, signals, queries, quality, features, data, content)
 
 
 def hash_region(image: Image.Image) -> HashedImage:
@@ -121,7 +123,7 @@ def hash_region(image: Image.Image) -> HashedImage:
         queries[name], quality[name] = sig.query_hashes(image, variants=False)
         if bars:
             queries[name] += sig.query_hashes(stripped, variants=False)[0]
-    return HashedImage(image, image.size, {}, queries, quality, extract(image), content=box if bars else None)
+    return HashedImage(image, image.size, {}, queries, quality, extract(image), content=box if bars and marked(image, box) else None)
 
 
 def compute_signals(image: Image.Image | bytes) -> dict[str, str]:

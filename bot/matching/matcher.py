@@ -8,8 +8,9 @@ Two stages, so a check costs about the same at 100 k known images as at 1 k:
    image; as is, then mirrored unless that already found a match) vote in the descriptor index
    (:mod:`bot.matching.descriptors`), which finds crops and composites no whole-image hash can.
 2. Decision. A hash within its type's match radius (PDQ: ``pdq_match``, both hashes of trustworthy
-   quality) is a match on its own; a low-quality hash (a smooth, dark or blurred picture) within a
-   smaller radius is a match when a second signal type agrees (pHash). Every other candidate is verified
+   quality) is a match on its own; a low-quality hash (a smooth, dark or blurred picture), or one beyond
+   the match radius, is a match within ``pdq_suggest`` when a second signal type agrees (pHash within 6
+   bits; a pHash candidate likewise when PDQ agrees). Every other candidate is verified
    with local features and RANSAC (:mod:`bot.hashing.local`: a similarity, or a sane homography for
    perspective): ``match`` or ``suggest`` by inlier count; a hash within the candidate radius that fails
    verification is still a ``suggest`` (for review, never an alert).
@@ -449,17 +450,20 @@ class Matcher:
         minimum = self.config.min_quality
         return (q is None or q >= minimum) and (stored is None or int(stored[owner]) >= minimum)
 
-    def _confirmed(self, cand: _Candidate, view: _View) -> bool:
-        """Another signal type agrees that the candidate is the same picture (same orientation)."""
+    def _confirmed(self, cand: _Candidate, view: _View) -> tuple[str, int] | None:
+        """Another signal type that agrees the candidate is the same picture (same orientation), and its
+        distance; None when none does."""
         entry = self._entries[cand.owner]
         for name, sig in SIGNAL_TYPES.items():
             if name == cand.signal or not sig.agree:
                 continue
             mine = view.hash_of(name, cand.variant)
             stored = [entry.signals[k] for k in sig.keys if entry.signals.get(k)]
-            if mine and any(sig.distance(mine, theirs) <= sig.agree for theirs in stored):
-                return True
-        return False
+            agree = min(sig.agree, sig.candidate_radius(self.config))  # a stricter profile narrows it
+            distance = min((sig.distance(mine, theirs) for theirs in stored), default=None) if mine else None
+            if distance is not None and distance <= agree:
+                return name, distance
+        return None
 
     def _decide(
         self,
@@ -485,10 +489,12 @@ class Matcher:
             trusted = sig is not None and self._trusted(sig.name, cand.owner, view)
             if sig is not None:
                 alone, confirmed = sig.match_radius(cfg), sig.confirmed_radius(cfg)
-                if (alone is not None and cand.distance <= alone and trusted) or (
-                    confirmed is not None and cand.distance <= confirmed and self._confirmed(cand, view)
-                ):
-                    results.append(Match(entry, "match", sig.name, cand.distance, None, self._box_region(view, work, out_size), mirrored))
+                agreeing = self._confirmed(cand, view) if confirmed is not None and cand.distance <= confirmed else None
+                if (alone is not None and cand.distance <= alone and trusted) or agreeing is not None:
+                    # reported as the signal with a match radius of its own (PDQ for a pHash candidate), so
+                    # an item's stricter ``pdq_match`` applies to the distance it is written for
+                    name, distance = (sig.name, cand.distance) if alone is not None or agreeing is None else agreeing
+                    results.append(Match(entry, "match", name, distance, None, self._box_region(view, work, out_size), mirrored))
                     continue
             check = None
             if budget[0] > 0:

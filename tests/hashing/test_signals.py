@@ -42,3 +42,22 @@ def test_plain_picture_keeps_its_pixels() -> None:
     img = prepare(scene(13))
     _, box = strip_borders(img)
     assert box[2] - box[0] >= img.width * 0.9
+
+
+def test_a_dark_sky_taken_for_a_bar_keeps_its_keypoints_and_a_caption_band_does_not() -> None:
+    """strip_borders cuts a dark scene's flat sky like a bar (right for its hashes); its faint detail still
+    gives the copy's keypoints, so only a band holding marks (a caption's words) is left out of them."""
+    import numpy as np
+    from PIL import Image, ImageDraw, ImageFont
+
+    from bot.hashing.stage import hash_image
+    from tests.images import encode
+
+    dark = Image.fromarray((np.asarray(scene(50001, 1080, 720), np.float32) * 0.18).astype(np.uint8))
+    hashed = hash_image(encode(dark, quality=15))
+    assert strip_borders(hashed.image)[1][1] > 100  # the sky is cut off for hashing ...
+    assert hashed.content is None  # ... and its keypoints stay the picture's
+    captioned = Image.new("RGB", (1080, 900), "white")
+    captioned.paste(dark, (0, 180))
+    ImageDraw.Draw(captioned).text((30, 40), "SHARE BEFORE", fill="black", font=ImageFont.load_default(size=90))
+    assert hash_image(encode(captioned, quality=85)).content is not None

@@ -76,6 +76,24 @@ def test_a_low_detail_copy_matches_when_phash_agrees_and_a_different_one_does_no
     assert not [m for m in matcher.match(encode(_low_detail(42), quality=20)) if m.tier == "match"]
 
 
+def test_a_noisy_low_detail_copy_beyond_the_pdq_match_radius_matches_when_phash_agrees(store, archive, tmp_path) -> None:
+    """Noise and a JPEG q15 re-save move a dark scene's low-quality PDQ hash past ``pdq_match``, and ORB
+    finds nothing stable; PDQ within ``pdq_suggest`` and pHash within 6 bits together still name it."""
+    original = _low_detail(43)
+    entry = add_image(store, archive, encode(original, "PNG"), label="night")
+    noisy = np.asarray(original, np.float32) / 255 + np.random.default_rng(43).normal(0, 0.02**0.5, (640, 1024, 3))
+    query = encode(Image.fromarray((noisy.clip(0, 1) * 255).astype(np.uint8)), quality=15)
+    pdq = SIGNAL_TYPES["pdq"]
+    assert pdq.distance(hash_image(query).signals["pdq"], entry.signals["pdq"]) > MatchingConfig().pdq_match
+    found = _matcher(store, archive, tmp_path).match(query)
+    assert found and found[0].tier == "match" and found[0].known.id == entry.id
+    # reported as the PDQ distance it is, so an item's stricter pdq_match applies to it
+    assert found[0].signal == "pdq" and found[0].distance > MatchingConfig().pdq_match
+    strict = MatchingConfig(pdq_match=16, pdq_suggest=31)  # a stricter profile keeps its narrower radius
+    found = Matcher(store, archive, strict, features_dir=tmp_path / "features").match(query)
+    assert not [m for m in found if m.tier == "match"]
+
+
 class ToySignal(SignalType):
     """A signal type defined outside the registry module: a 64-bit mean hash."""
 
@@ -192,3 +210,38 @@ def test_a_caption_bands_words_neither_vote_nor_verify(store, archive, tmp_path)
     entry = add_image(store, archive, encode(picture, "PNG"), label="picture")
     found = m.match(encode(meme, quality=90))
     assert found and found[0].known.id == entry.id and found[0].tier == "match"
+
+
+def test_inliers_along_one_ridge_pass_when_they_cover_most_of_the_known_image() -> None:
+    """A sunset gradient's keypoints lie along its skyline, so a true copy's inliers form a thin hull; they
+    pass when they reach most of the known image's keypoint cells. The same count bunched on a shared HUD
+    (few known cells) does not."""
+    ridge = local.Verification(inliers=40, scale=1.0, coverage=0.23, region=[], share=0.04, spread=0.025,
+                               known_coverage=0.58)
+    assert ridge.passes(MatchingConfig().min_inliers_match)
+    hud = local.Verification(inliers=43, scale=1.0, coverage=0.08, region=[], share=0.04, spread=0.006,
+                             known_coverage=0.10)
+    assert not hud.passes(MatchingConfig().min_inliers_match)
+    half = local.Verification(inliers=25, scale=1.0, coverage=0.30, region=[], share=0.05, spread=0.011,
+                              known_coverage=0.42)  # the neighbouring half of the same photograph
+    assert not half.passes(MatchingConfig().min_inliers_match)
+
+
+def test_a_pasted_picture_whose_lower_half_blends_into_the_background_is_proposed_whole() -> None:
+    """Only the picture's top, its horizon and one full side stand out: the lower half (ground) has the
+    background's colour. The side running past the horizon gives the picture's full height, not only its
+    sky band."""
+    rng = np.random.default_rng(3)
+    page = np.zeros((450, 600, 3), np.float32)
+    page[:] = (90, 120, 60)
+    page += rng.normal(0, 12, page.shape)
+    ground = (40, 40, 120)
+    page[220:, :460] = ground + rng.normal(0, 6, (230, 460, 3))
+    page[330:, :] = ground + rng.normal(0, 6, (120, 600, 3))
+    picture = np.zeros((180, 320, 3), np.float32)
+    picture[:70] = (120, 170, 230)
+    picture[70:] = ground
+    page[150:330, 140:460] = picture + rng.normal(0, 6, picture.shape)
+    hashed = hash_image(encode(Image.fromarray(page.clip(0, 255).astype(np.uint8)), quality=90))
+    found = propose(hashed.image)
+    assert any(all(abs(b[i] - want) <= 6 for i, want in enumerate((140, 150, 460, 330))) for b in found), found
