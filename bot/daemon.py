@@ -308,7 +308,7 @@ class Daemon:
         self.queue.announce(
             self.owner,
             {
-                "workers": self.processes.size * self.processes.threads if self.processes else self.workers.size,
+                "workers": workers.size,
                 "mode": self.config.pipeline.workers_mode,
                 "busy": workers.busy,
                 "done": workers.done,
@@ -482,7 +482,7 @@ class Daemon:
             sum(len(a) for a in self.accounts.values()),
             ", ".join(self.accounts) or "no platform",
             (self.processes or self.workers).size,
-            " (processes)" if self.processes is not None else "",
+            f" in {self.processes.processes} processes" if self.processes is not None else "",
             self.store.url,
         )
 

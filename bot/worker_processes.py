@@ -49,20 +49,22 @@ def _die_with_parent() -> None:
 
 
 class WorkerProcesses:
-    """``size`` processes, each running ``pool`` (a one-thread :class:`WorkerPool`) until told to stop.
+    """``processes`` processes, each running ``threads`` workers of ``pool`` until told to stop (``size``
+    workers in all, as a :class:`WorkerPool` counts them).
 
     ``after_fork`` runs first in each worker (reopen what must not be shared across a fork: the store's
     connection). ``busy`` and ``done`` are read from counters the workers keep in shared memory."""
 
-    def __init__(self, pool: WorkerPool, size: int, *, after_fork: Callable[[], None], threads: int = 1):
+    def __init__(self, pool: WorkerPool, processes: int, *, after_fork: Callable[[], None], threads: int = 1):
         self.pool = pool
-        self.size = size
+        self.processes = processes
         self.threads = threads
+        self.size = processes * threads
         self.after_fork = after_fork
-        self._busy = multiprocessing.RawArray("i", size)  # shared memory: set up before any fork
-        self._done = multiprocessing.RawArray("q", size)
+        self._busy = multiprocessing.RawArray("i", processes)  # shared memory: set up before any fork
+        self._done = multiprocessing.RawArray("q", processes)
         self.zygote: int | None = None
-        self.daemon_pid = os.getpid()  # the process that forks the zygote (set again at start)
+        self.daemon_pid = os.getpid()  # the process that forks the zygote: the daemon's workers wake it
 
     # ------------------------------------------------------------------ the daemon's side
     @property
@@ -87,7 +89,6 @@ class WorkerProcesses:
         """Fork the zygote, which forks the workers. Call before the daemon starts any thread."""
         if threading.active_count() > 1:
             log.warning("forking worker processes while %d threads run", threading.active_count())
-        self.daemon_pid = os.getpid()
         pid = os.fork()
         if pid == 0:
             self._zygote()  # never returns
@@ -133,7 +134,7 @@ class WorkerProcesses:
 
             signal.signal(signal.SIGTERM, stop)
             signal.signal(signal.SIGINT, signal.SIG_IGN)  # a terminal's Ctrl-C: the daemon stops us
-            for index in range(self.size):
+            for index in range(self.processes):
                 workers[self._fork_worker(index, replacing=False)] = index
             while workers:
                 try:

@@ -148,7 +148,7 @@ class WorkerPool:
         """New items were queued by this daemon: idle workers look at once instead of after their wait."""
         self._wake.set()
 
-    def _run(self, index: int | str) -> None:
+    def _run(self, index: str) -> None:
         consumer = self.consumer(index)
         if self.on_start is not None:
             self.on_start()
@@ -176,23 +176,20 @@ class WorkerPool:
 
     def run_worker(self, names: list[str]) -> None:
         """Work as the workers ``names`` until stopped: the first in the calling thread (the main thread of a
-        worker process, :mod:`bot.worker_processes`), the others in threads beside it, with the
-        lease-extending thread."""
-        self._threads = [threading.Thread(target=self._extend_leases, name=f"leases-{self.topic}", daemon=True)]
-        self._threads += [
-            threading.Thread(target=self._run, args=(name,), name=f"worker-{self.topic}-{name}", daemon=True)
-            for name in names[1:]
-        ]
-        for t in self._threads:
-            t.start()
+        worker process, :mod:`bot.worker_processes`), the others in threads beside it."""
+        self._start_threads(names[1:])
         self._run(names[0])
-        for t in self._threads[1:]:
+        for t in self._threads:  # the others end at the same stop
             t.join()
 
     def start(self) -> None:
+        self._start_threads([str(i) for i in range(self.size)])
+
+    def _start_threads(self, names: list[str]) -> None:
+        """A thread per worker name, and the lease-extending thread."""
         self._threads = [
-            threading.Thread(target=self._run, args=(i,), name=f"worker-{self.topic}-{i}", daemon=True)
-            for i in range(self.size)
+            threading.Thread(target=self._run, args=(name,), name=f"worker-{self.topic}-{name}", daemon=True)
+            for name in names
         ]
         self._threads.append(threading.Thread(target=self._extend_leases, name=f"leases-{self.topic}", daemon=True))
         for t in self._threads:
