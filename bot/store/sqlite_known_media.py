@@ -121,12 +121,27 @@ class SqliteKnownMediaMixin(SqliteRole, KnownMediaStore):
         return removed
 
     def known_state(self) -> KnownState:
-        row = self._one(  # one statement: one consistent snapshot
-            "SELECT (SELECT value FROM meta WHERE key = 'known_generation'), "
-            "(SELECT value FROM meta WHERE key = 'known_epoch'), (SELECT COUNT(*) FROM known)"
-        )
+        row = self._one(_KNOWN_STATE)  # one statement: one consistent snapshot
         assert row is not None
         return KnownState(int(row[0] or 0), int(row[1] or 0), int(row[2]))
 
+    def known_since(self, seq: int, limit: int) -> tuple[KnownState, list[tuple[int, KnownMedia]] | None]:
+        """The state and the entries after ``seq`` in one read transaction: a matcher refreshes before every
+        check, so the default's state, entries, state again would be three reads per post."""
+        with self._snapshot() as conn:
+            generation, epoch, count = conn.execute(_KNOWN_STATE).fetchone()
+            rows = conn.execute("SELECT seq, data FROM known WHERE seq > ? ORDER BY seq LIMIT ?", (seq, limit + 1)).fetchall()
+        state = KnownState(int(generation or 0), int(epoch or 0), int(count))
+        if len(rows) > limit:
+            return state, None
+        return state, [(int(row[0]), KnownMedia.from_dict(loads(row[1]))) for row in rows]
+
     def iter_known_since(self, seq: int) -> Iterator[tuple[int, KnownMedia]]:
         return self._iter_known(None, seq)
+
+
+#: the known-media generation, epoch and entry count, in one statement
+_KNOWN_STATE = (
+    "SELECT (SELECT value FROM meta WHERE key = 'known_generation'), "
+    "(SELECT value FROM meta WHERE key = 'known_epoch'), (SELECT COUNT(*) FROM known)"
+)

@@ -148,6 +148,8 @@ def screenshot(driver, console: Console, name: str) -> None:
     """Desktop (1280 px) and phone (400 px, mobile viewport) screenshots of the whole page."""
     import base64
 
+    from selenium.webdriver.common.by import By
+
     for label, width in (("desktop", 1280), ("phone", 400)):
         metrics = {"width": width, "height": 900, "deviceScaleFactor": 1, "mobile": width < 600}
         driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", metrics)
@@ -158,6 +160,8 @@ def screenshot(driver, console: Console, name: str) -> None:
         path = console.shots / f"{name}-{label}.png"
         path.write_bytes(base64.b64decode(shot["data"]))
         assert path.stat().st_size > 10_000
+        # a page's explanation is part of the page on a phone too (only keyboard hints are left out there)
+        assert all(p.is_displayed() for p in driver.find_elements(By.CSS_SELECTOR, "p.intro")), f"{name}: intro hidden ({label})"
     driver.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
 
 
@@ -215,6 +219,7 @@ def test_reviewer_dismisses_the_case_and_the_same_picture_never_alerts_again_for
         browser.get(console.base + path)
         assert "Internal Server Error" not in browser.page_source
         screenshot(browser, console, name)
+    assert browser.find_elements(By.CSS_SELECTOR, "p.intro")  # the parked page explains what it lists
     with console.store() as store:
         assert store.get_case(case.id).status == "dismissed"
 
