@@ -5,7 +5,8 @@
 Everything runs in one go, against a redis-server of its own and real ``afterimage run`` daemons:
 
 1. **check cost**: the per-image cost of ``afterimage check`` (decode + match, one thread) on the posts'
-   images, against the same known set: the unit of "cores' worth of matching".
+   images, against the same known set: the unit of "cores' worth of matching". Measured again after every
+   run; a run's figure uses the mean of the checks just before and after it (:class:`CheckCost`).
 2. **throughput**: N posts (each a ~2 MP edited copy of a known image, served over HTTP) are stored and queued
    at once; the time until every one is processed (its match alert queued) gives posts/s (``--deliver-alerts``:
    until every alert, with its comparison picture, has also reached a chat webhook on a local server: every
@@ -13,8 +14,9 @@ Everything runs in one go, against a redis-server of its own and real ``afterima
    BASELINE: what the old pipeline lock allowed), 1 daemon x 2 worker threads, x 2 threads hashing in processes,
    x 2 forked worker processes (of one thread, then of two threads each), 2 daemons x 2 threads, x 2 forked
    processes, x 1 forked process of two threads (``--runs``).
-   Printed: posts/s, cores' worth of matching (posts/s x check cost), the CPU the daemons used
-   (cores busy), Redis CPU and commands per post, and the ratio to the baseline.
+   Printed: posts/s, the check cost around the run, cores' worth of matching (posts/s x check cost), the
+   CPU the daemons used (cores busy), the cores nothing used (idle) and this script's own share (its media
+   server), Redis CPU and commands per post, and the ratio of cores of matching to the baseline's.
 3. **scale-out simulation** (``--skip-sim`` to skip): 1, 2, 4 and 8 simulated daemons, each a process that
    claims posts from the real Redis work queue and does the real store round trips of a post, with the
    matching replaced by a sleep of one measured per-post cost (as if every daemon had a machine of its own).
@@ -197,6 +199,12 @@ def pss_mb(pids: list[int]) -> float:
     return total / 1024
 
 
+def machine_idle() -> float:
+    """Seconds the machine's cores spent idle (idle + iowait) so far, summed over cores: what no process used."""
+    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()
+    return (int(fields[4]) + int(fields[5])) / os.sysconf("SC_CLK_TCK")
+
+
 def proc_cpu(pid: int) -> float:
     """CPU seconds (user + system) a process used so far."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -283,39 +291,53 @@ def stop_daemons(procs: list[subprocess.Popen[bytes]]) -> None:
 
 
 # ------------------------------------------------------------------------------------------------ 1. check
-def check_cost(corpus: Corpus, redis_server: RedisServer, tmp: Path) -> float:
+class CheckCost:
     """Mean CPU seconds per image of ``afterimage check`` (decode + match, one thread) on the posts' images.
+
     CPU time, not wall time: on a shared machine the wall time also counts the waits for a core. The mean,
     not the median: posts/s is the inverse of the mean cost of a post, so "cores' worth of matching" (posts/s
-    x this) compares like with like (a few slow images weigh on both)."""
-    url = redis_server.url("bench-check")
-    corpus.seed(url, tmp / "check")
-    store = RedisStore(url)
-    matcher = Matcher(store, Archive(tmp / "check" / "archive"))
-    one_library_thread_per_worker()  # as in a daemon's worker
-    keep_freed_memory()  # as in a daemon
-    matcher.match(corpus.post_bytes[0])  # loads the index, caches the known images' local features
-    times, walls, found = [], [], 0
-    for data in corpus.post_bytes:
-        t, w = time.thread_time(), time.perf_counter()
-        found += bool(matcher.match(data))
-        times.append(time.thread_time() - t)
-        walls.append(time.perf_counter() - w)
-    store.close()
-    cost = statistics.mean(times)
-    print(f"check cost: mean {cost * 1000:.1f} ms CPU per ~2 MP image (median {statistics.median(times) * 1000:.1f} ms; "
-          f"wall {statistics.median(walls) * 1000:.0f} ms), {found}/{len(times)} matched, one thread")
-    return cost
+    x this) compares like with like (a few slow images weigh on both). Measured again between runs (the
+    matcher stays loaded and warm): this machine's speed drifts by up to a third within minutes (other
+    virtual machines on the host), so each run is paired with the mean of the checks just before and after
+    it, not with one figure from the start."""
+
+    def __init__(self, corpus: Corpus, redis_server: RedisServer, tmp: Path) -> None:
+        url = redis_server.url("bench-check")
+        corpus.seed(url, tmp / "check")
+        self.images = corpus.post_bytes
+        self.store = RedisStore(url)
+        self.matcher = Matcher(self.store, Archive(tmp / "check" / "archive"))
+        one_library_thread_per_worker()  # as in a daemon's worker
+        keep_freed_memory()  # as in a daemon
+        self.matcher.match(self.images[0])  # loads the index, caches the known images' local features
+
+    def measure(self, show: bool = False) -> float:
+        times, walls, found = [], [], 0
+        for data in self.images:
+            t, w = time.thread_time(), time.perf_counter()
+            found += bool(self.matcher.match(data))
+            times.append(time.thread_time() - t)
+            walls.append(time.perf_counter() - w)
+        cost = statistics.mean(times)
+        if show:
+            print(f"check cost: mean {cost * 1000:.1f} ms CPU per ~2 MP image (median {statistics.median(times) * 1000:.1f} "
+                  f"ms; wall {statistics.median(walls) * 1000:.0f} ms), {found}/{len(times)} matched, one thread; measured "
+                  "again after every run")
+        return cost
+
+    def close(self) -> None:
+        self.store.close()
 
 
 # ------------------------------------------------------------------------------------------------ 2. runs
 def run_daemons(
     corpus: Corpus, redis_server: RedisServer, tmp: Path, daemons: int, workers: int, files: Files, mode: str,
-    deliver: bool = False,
+    deliver: bool = False, run: int = 0,
 ) -> dict[str, float]:
-    """One run; ``deliver``: done when every post is processed and its alert reached the webhook (else when
-    every post is processed, its alert queued)."""
-    name = f"d{daemons}w{workers}{mode[0]}{mode.partition(':')[2]}"
+    """Run number ``run``; ``deliver``: done when every post is processed and its alert reached the webhook
+    (else when every post is processed, its alert queued). A run has a store prefix and posts of its own, so
+    a spec may be repeated (to see the run-to-run spread)."""
+    name = f"r{run}d{daemons}w{workers}{mode[0]}{mode.partition(':')[2]}"
     url = redis_server.url(f"bench-{name}")
     data_dir = tmp / name
     corpus.seed(url, data_dir)
@@ -332,6 +354,7 @@ def run_daemons(
         posts = corpus.posts(name)
         redis_cpu0, calls0 = redis_server.cpu_and_calls()
         cpu0 = sum(proc_cpu(pid) for p in procs for pid in descendants(p.pid))
+        idle0, harness0 = machine_idle(), proc_cpu(os.getpid())
         hooks0 = len(files.hooks)
         t0 = time.monotonic()
         changes = store.record_poll(AccountPoll("x", "bench", posts))
@@ -343,6 +366,7 @@ def run_daemons(
         wall = time.monotonic() - t0
         pids = [pid for p in procs for pid in descendants(p.pid)]
         cpu = sum(proc_cpu(pid) for pid in pids) - cpu0
+        idle, harness = machine_idle() - idle0, proc_cpu(os.getpid()) - harness0
         memory = pss_mb(pids) / daemons
         redis_cpu1, calls1 = redis_server.cpu_and_calls()
         alerts = len(files.hooks) - hooks0 if deliver else store.outbox_size()
@@ -354,6 +378,8 @@ def run_daemons(
         "posts_s": n / wall,
         "wall": wall,
         "cores_busy": cpu / wall,
+        "cores_idle": idle / wall,
+        "cores_harness": harness / wall,
         "cpu_per_post": cpu / n,
         "redis_cpu_per_post": (redis_cpu1 - redis_cpu0) / n,
         "redis_calls_per_post": (calls1 - calls0) / n,
@@ -517,7 +543,7 @@ def main() -> None:
         "copies of each other, and each post is then also verified against the earlier posts' copies, work "
         "the check cost does not include)",
     )
-    ap.add_argument("--runs", default="1x1t,1x2t,1x2p,1x2f,1x2f2,2x2t,2x2f,2x1f2", help="daemons x workers per run (suffix t: threads, p: threads hashing in processes, f: forked processes; default --workers-mode); "
+    ap.add_argument("--runs", default="1x1t,1x2t,1x2p,1x2f,1x3f,1x2f2,2x2t,2x2f,2x3f,2x1f2", help="daemons x workers per run (suffix t: threads, p: threads hashing in processes, f: forked processes; default --workers-mode); "
                     "the first is the baseline")
     ap.add_argument("--workers-mode", default="forked", choices=["threads", "processes", "forked"],
                     help="pipeline.workers_mode of runs without a suffix, and of the latency run")
@@ -537,32 +563,38 @@ def main() -> None:
         redis_server = RedisServer(tmp)
         try:
             corpus = Corpus(args.known, args.posts, files)
-            cost = check_cost(corpus, redis_server, tmp)
+            checker = CheckCost(corpus, redis_server, tmp)
+            cost = checker.measure(show=True)
             if args.skip_throughput:
                 args.runs = ""
             print(f"\n== throughput: {args.posts} posts, ~2 MP edited copies of {args.known} known images, Redis store, "
                   + ("each post's alert delivered to a webhook" if args.deliver_alerts else "alerts queued"))
-            print(f"{'run':34} {'posts/s':>8} {'cores of matching':>18} {'cores busy':>11} {'CPU/post':>9} "
-                  f"{'Redis us/post':>14} {'Redis cmds/post':>16} {'MB/daemon':>10} {'alerts':>7} {'vs baseline':>12}")
-            results = {}
-            for spec in filter(None, args.runs.split(",")):
+            print(f"{'run':34} {'posts/s':>8} {'check':>6} {'cores of matching':>18} {'cores busy':>11} {'idle':>5} {'bench':>6} "
+                  f"{'CPU/post':>9} {'Redis us/post':>14} {'Redis cmds/post':>16} {'MB/daemon':>10} {'alerts':>7} {'vs baseline':>12}")
+            results: list[tuple[str, dict[str, float]]] = []
+            for i, spec in enumerate(filter(None, args.runs.split(","))):
                 daemons, workers, mode = parse_run(spec, args.workers_mode)
-                r = run_daemons(corpus, redis_server, tmp, daemons, workers, files, mode, args.deliver_alerts)
-                results[spec] = r
-                base = results[args.runs.split(",")[0]]["posts_s"]
+                r = run_daemons(corpus, redis_server, tmp, daemons, workers, files, mode, args.deliver_alerts, run=i)
+                after = checker.measure()
+                r["check"], cost = (cost + after) / 2, after  # the check cost around this run
+                r["matching"] = r["posts_s"] * r["check"]
+                results.append((spec, r))
+                base = results[0][1]["matching"]
                 base_mode, _, threads = mode.partition(":")
                 label = f"{daemons} daemon(s) x {workers} {MODE_LABELS[base_mode]}" + (f" x {threads} thr." if threads else "")
-                print(f"{label:34} {r['posts_s']:8.2f} {r['posts_s'] * cost:18.2f} {r['cores_busy']:11.2f} "
-                      f"{r['cpu_per_post'] * 1000:7.0f}ms {r['redis_cpu_per_post'] * 1e6:14.0f} {r['redis_calls_per_post']:16.0f} "
-                      f"{r['pss_mb']:10.0f} {r['alerts']:7.0f} {r['posts_s'] / base:11.2f}x", flush=True)
-            last = results[args.runs.split(",")[-1]] if results else {"cpu_per_post": cost, "redis_cpu_per_post": 0.0}
+                print(f"{label:34} {r['posts_s']:8.2f} {r['check'] * 1000:4.1f}ms {r['matching']:18.2f} {r['cores_busy']:11.2f} "
+                      f"{r['cores_idle']:5.2f} {r['cores_harness']:6.2f} {r['cpu_per_post'] * 1000:7.0f}ms "
+                      f"{r['redis_cpu_per_post'] * 1e6:14.0f} {r['redis_calls_per_post']:16.0f} {r['pss_mb']:10.0f} "
+                      f"{r['alerts']:7.0f} {r['matching'] / base:11.2f}x", flush=True)
+            checker.close()
+            last = results[-1][1] if results else {"cpu_per_post": cost, "redis_cpu_per_post": 0.0}
             if results:
-                print(f"per-post CPU / check cost: {last['cpu_per_post'] / cost:.2f} (a post is one check plus download, "
-                      "archive, remembering the image for recycling" + (", delivering its alert)" if args.deliver_alerts else ")"))
-                print("cores busy is what the daemons got of the machine (shared: other jobs ran); cores of matching "
-                      "per core used, the share of the CPU that went into matching work:")
-                print("  " + ", ".join(f"{spec}: {r['posts_s'] * cost / r['cores_busy']:.2f}"
-                                       for spec, r in results.items() if r["cores_busy"]))
+                print(f"per-post CPU / check cost: {last['cpu_per_post'] / last['check']:.2f} (a post is one check plus "
+                      "download, archive, remembering the image for recycling" + (", delivering its alert)" if args.deliver_alerts else ")"))
+                print("check: the check cost around the run (mean of the checks just before and after it); cores busy: the "
+                      "daemons' CPU; idle: cores no process used; bench: this script's own CPU (the media server); cores of "
+                      "matching per core the daemons used, the share of their CPU that went into matching:")
+                print("  " + ", ".join(f"{spec}: {r['matching'] / r['cores_busy']:.2f}" for spec, r in results if r["cores_busy"]))
             if not args.skip_sim:
                 simulate(redis_server, last["cpu_per_post"], last["redis_cpu_per_post"])
             if not args.skip_latency:
