@@ -227,18 +227,21 @@ class Pipeline:
                     self.store.link_post_media(PostMediaLink(post.platform, post.post_id, index, url, None, f"{e.reason}: {e}"))
                 continue
             fetched = attachment.media
-            record = self._archive(fetched.data, fetched.ext, fetched.content_type, fetched.url)
+            record = self._archive(fetched.data, fetched.ext, fetched.content_type, fetched.url,
+                                   linked=(post, index, url) if role == "main" else None)
             for playlist in attachment.playlists:
                 self._archive(playlist.data, playlist.ext, playlist.content_type, playlist.url)
             archived += 1
-            if role == "main":
-                self.store.link_post_media(PostMediaLink(post.platform, post.post_id, index, url, record.sha256))
             with self._media_locks[int(record.sha256[:8], 16) % _LOCK_STRIPES]:  # see __init__
                 for still in self._stills_of(fetched, record, post, index):
                     self._match_and_remember(post, record, still, paged)
         return archived
 
-    def _archive(self, data: bytes, ext: str, content_type: str, url: str) -> MediaRecord:
+    def _archive(
+        self, data: bytes, ext: str, content_type: str, url: str, linked: tuple[Post, int, str] | None = None
+    ) -> MediaRecord:
+        """Archive a file and record it; ``linked``: the post, attachment index and posted URL it is the file
+        of (linked in the same store write)."""
         stored = self.archive.put(data, ext)
         record = MediaRecord(
             sha256=stored.sha256,
@@ -248,7 +251,11 @@ class Pipeline:
             first_url=url,
             first_seen=self.clock(),
         )
-        return self.store.put_media(record)
+        link = None
+        if linked is not None:
+            post, index, posted_url = linked
+            link = PostMediaLink(post.platform, post.post_id, index, posted_url, stored.sha256)
+        return self.store.put_media(record, link)
 
     def _stills_of(self, fetched: FetchedMedia, record: MediaRecord, post: Post, index: int) -> list[Still]:
         """The still images to match: the picture itself, or sampled frames of a video. A frame is archived

@@ -27,9 +27,11 @@ class MediaStore(MediaReader, Protocol):
     """Media records and post-media links, as the archive and hashing stages write them."""
 
     @abstractmethod
-    def put_media(self, record: MediaRecord) -> MediaRecord:
+    def put_media(self, record: MediaRecord, link: PostMediaLink | None = None) -> MediaRecord:
         """Insert a media record if its sha256 is new; returns the stored record (the first one wins,
-        except that ``signals`` are merged)."""
+        except that ``signals`` are merged). With ``link`` (an attachment that resolved to this file), also
+        record the link as :meth:`link_post_media` does, in the same write: one store round trip per
+        archived attachment, not two."""
 
     @abstractmethod
     def set_media_signals(self, sha256: str, signals: dict[str, str]) -> None:

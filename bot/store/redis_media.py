@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import redis
+
 from bot.store.common import dumps, loads
 from bot.store.media import MediaStore
 from bot.store.records import MediaRecord, PostMediaLink
@@ -20,7 +22,7 @@ class RedisMediaMixin(RedisRole, MediaStore):
         data["signals"] = {k[4:]: v for k, v in fields.items() if k.startswith("sig:")}
         return MediaRecord.from_dict(data)
 
-    def put_media(self, record: MediaRecord) -> MediaRecord:
+    def put_media(self, record: MediaRecord, link: PostMediaLink | None = None) -> MediaRecord:
         key = self._k("media", record.sha256)
         data = record.to_dict()
         data.pop("signals")
@@ -28,6 +30,8 @@ class RedisMediaMixin(RedisRole, MediaStore):
         pipe.hsetnx(key, "record", dumps(data))
         if record.signals:
             pipe.hset(key, mapping={f"sig:{k}": v for k, v in record.signals.items()})
+        if link is not None:
+            self._link(pipe, link)
         pipe.hgetall(key)
         stored = self._media(pipe.execute()[-1])
         assert stored is not None
@@ -42,7 +46,10 @@ class RedisMediaMixin(RedisRole, MediaStore):
             self._hset_if_exists(keys=[self._k("media", sha256)], args=args)
 
     def link_post_media(self, link: PostMediaLink) -> None:
-        self._r.hset(self._k("post_media", link.platform, link.post_id), str(link.index), dumps(link.to_dict()))
+        self._link(self._r, link)
+
+    def _link(self, client: redis.Redis | redis.client.Pipeline, link: PostMediaLink) -> None:
+        client.hset(self._k("post_media", link.platform, link.post_id), str(link.index), dumps(link.to_dict()))
 
     def get_post_media(self, platform: str, post_id: str) -> list[PostMediaLink]:
         fields = self._r.hgetall(self._k("post_media", platform, post_id))

@@ -13,13 +13,15 @@ from bot.store.sqlite_common import SqliteRole
 class SqliteMediaMixin(SqliteRole, MediaStore):
     """Media records and post-media links in the host store's database."""
 
-    def put_media(self, record: MediaRecord) -> MediaRecord:
+    def put_media(self, record: MediaRecord, link: PostMediaLink | None = None) -> MediaRecord:
         with self._write() as conn:
             conn.execute(
                 "INSERT OR IGNORE INTO media (sha256, data) VALUES (?, ?)", (record.sha256, dumps(record.to_dict()))
             )
             if record.signals:
                 self._merge_signals(conn, record.sha256, record.signals)
+            if link is not None:
+                self._link(conn, link)
             row = conn.execute("SELECT data FROM media WHERE sha256 = ?", (record.sha256,)).fetchone()
         return MediaRecord.from_dict(loads(row[0]))
 
@@ -42,10 +44,14 @@ class SqliteMediaMixin(SqliteRole, MediaStore):
 
     def link_post_media(self, link: PostMediaLink) -> None:
         with self._write() as conn:
-            conn.execute(
-                "INSERT OR REPLACE INTO post_media (platform, post_id, idx, data) VALUES (?, ?, ?, ?)",
-                (link.platform, link.post_id, link.index, dumps(link.to_dict())),
-            )
+            self._link(conn, link)
+
+    @staticmethod
+    def _link(conn: sqlite3.Connection, link: PostMediaLink) -> None:
+        conn.execute(
+            "INSERT OR REPLACE INTO post_media (platform, post_id, idx, data) VALUES (?, ?, ?, ?)",
+            (link.platform, link.post_id, link.index, dumps(link.to_dict())),
+        )
 
     def get_post_media(self, platform: str, post_id: str) -> list[PostMediaLink]:
         rows = self._query(

@@ -32,3 +32,16 @@ def test_post_media_links(store):
     store.link_post_media(PostMediaLink("x", "1", 1, "https://cdn/2.jpg", "b" * 64))  # replaces
     assert store.get_post_media("x", "1")[1] == PostMediaLink("x", "1", 1, "https://cdn/2.jpg", "b" * 64)
     assert store.get_post_media("x", "none") == []
+
+
+def test_a_media_record_and_its_post_link_are_written_together(store):
+    failed = PostMediaLink("x", "1", 0, "https://cdn/a.jpg", None, error="timeout: first try")
+    store.link_post_media(failed)
+    link = PostMediaLink("x", "1", 0, "https://cdn/a.jpg", "a" * 64)
+    stored = store.put_media(media_record(), link)
+    assert stored == media_record()
+    assert store.get_post_media("x", "1") == [link]  # replaces the earlier outcome of that attachment
+    # the same file posted again by another post: the first record stays, the new post gets its link
+    store.put_media(media_record(first_url="https://other/b.jpg"), PostMediaLink("x", "2", 3, "https://other/b.jpg", "a" * 64))
+    assert store.get_media("a" * 64).first_url == "https://cdn/a.jpg"
+    assert store.get_post_media("x", "2") == [PostMediaLink("x", "2", 3, "https://other/b.jpg", "a" * 64)]
