@@ -245,3 +245,27 @@ def test_a_pasted_picture_whose_lower_half_blends_into_the_background_is_propose
     hashed = hash_image(encode(Image.fromarray(page.clip(0, 255).astype(np.uint8)), quality=90))
     found = propose(hashed.image)
     assert any(all(abs(b[i] - want) <= 6 for i, want in enumerate((140, 150, 460, 330))) for b in found), found
+
+
+def _blurred(seed: int) -> Image.Image:
+    """A motion-blurred scene: its working image keeps few corners, its source a few more."""
+    return scene(seed, 1080, 720).filter(ImageFilter.BoxBlur(6)).filter(ImageFilter.GaussianBlur(3))
+
+
+def _crop_30(image: Image.Image, fx: float, fy: float) -> Image.Image:
+    """An off-centre window holding 30 % of the image's area."""
+    w, h = round(image.width * 0.3**0.5), round(image.height * 0.3**0.5)
+    x, y = round((image.width - w) * fx), round((image.height - h) * fy)
+    return image.crop((x, y, x + w, y + h))
+
+
+def test_a_magnified_crop_of_a_low_texture_picture_matches_through_the_sharper_source(store, archive, tmp_path) -> None:
+    """A 30 % crop of a blurred scene, shown at about twice the known working image's scale, has corners
+    the known working image lost; the known source, decoded sharper, still has them."""
+    ids = {seed: add_image(store, archive, encode(_blurred(seed), quality=95), label=str(seed)).id for seed in (1, 4)}
+    matcher = _matcher(store, archive, tmp_path)
+    for seed in (1, 4):
+        found = matcher.match(encode(_crop_30(_blurred(seed), 0.1, 0.2), quality=88))
+        assert found and found[0].tier == "match" and found[0].known.id == ids[seed], seed
+    # the same kind of crop of another blurred scene has no counterpart in either source
+    assert not [m for m in matcher.match(encode(_crop_30(_blurred(2001), 0.5, 0.5), quality=88)) if m.tier == "match"]
