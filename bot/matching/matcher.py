@@ -41,7 +41,9 @@ from bot.archive import Archive
 from bot.config import MatchingConfig
 from bot.errors import AfterimageError
 from bot.hashing.decode import decode_image
-from bot.hashing.local import FEATURES_VERSION, FEW_KEYPOINTS, LocalFeatures, Verification, extract, unpack, verify, within
+from bot.hashing.local import (
+    FEATURES_VERSION, FEW_KEYPOINTS, GRAIN, LocalFeatures, Verification, extract, extract_coarse, grain, unpack, verify, within,
+)
 from bot.hashing.index import HammingIndex
 from bot.hashing.regions import Box, propose
 from bot.hashing.signals import MIRRORED_VARIANTS, ORB_DESCRIPTORS, SIGNAL_TYPES, SignalType
@@ -353,6 +355,13 @@ class Matcher:
                 self._check(view, work, out_size, excluded, results, [REGION_CANDIDATES], False)
                 if self._known_match(results):
                     break
+        if not self._known_match(results) and grain(work) >= GRAIN:
+            # a grainy copy (a noisy photo of a screen): its keypoints are grain; voted and verified again
+            # with the keypoints of a smoothed-out copy. Only as a retry: at full size the grain-free part
+            # of a noisy copy often matches already, and smoothing would lose it
+            view = _View(work, None, {name: [] for name in SIGNAL_TYPES}, {}, hashed.content)
+            view.features[False] = view.picture(extract_coarse(work), False)
+            self._check(view, work, out_size, excluded, results, [REGION_CANDIDATES], False)
         # a near-identical whole-image hash is the strongest evidence, then the most inliers
         results.sort(key=lambda m: (m.tier != "match", m.signal == "orb", -(m.inliers or 0), m.distance or 0))
         unique: dict[str, Match] = {}

@@ -269,3 +269,28 @@ def test_a_magnified_crop_of_a_low_texture_picture_matches_through_the_sharper_s
         assert found and found[0].tier == "match" and found[0].known.id == ids[seed], seed
     # the same kind of crop of another blurred scene has no counterpart in either source
     assert not [m for m in matcher.match(encode(_crop_30(_blurred(2001), 0.5, 0.5), quality=88)) if m.tier == "match"]
+
+
+def _grainy_photo_of_screen(image: Image.Image, seed: int) -> bytes:
+    """A blurred, tilted, noisy copy saved at JPEG q15: a phone photo of a screen in poor light."""
+    pixels = np.asarray(image.filter(ImageFilter.GaussianBlur(4)), np.float32)
+    h, w = pixels.shape[:2]
+    corners = np.float32([[0, 0], [w, 0], [w, h], [0, h]])
+    tilted = np.float32([[40, 30], [w - 10, 0], [w - 50, h - 20], [0, h]])
+    pixels = cv2.warpPerspective(pixels, cv2.getPerspectiveTransform(corners, tilted), (w, h)) / 255
+    pixels = pixels + np.random.default_rng(seed).normal(0, 0.05**0.5, pixels.shape)
+    return encode(Image.fromarray((pixels.clip(0, 1) * 255).astype(np.uint8)), quality=15)
+
+
+def test_a_grainy_copy_is_matched_on_the_keypoints_of_its_smoothed_out_copy(store, archive, tmp_path) -> None:
+    """Noise grain takes every keypoint of the copy at full size; box-averaged 3 x 3 the picture's corners
+    come back. A grainy look-alike gains nothing from it."""
+    entry = add_image(store, archive, encode(scene(7, 1024, 640), quality=95), label="scene")
+    add_image(store, archive, encode(scene(1007, 1024, 640), quality=95), label="other")
+    query = _grainy_photo_of_screen(scene(7, 1024, 640), 7)
+    assert local.grain(hash_image(query).image) >= local.GRAIN
+    matcher = _matcher(store, archive, tmp_path)
+    found = matcher.match(query)
+    assert found and found[0].tier == "match" and found[0].known.id == entry.id
+    look_alike = _grainy_photo_of_screen(scene(2007, 1024, 640), 7)
+    assert not [m for m in matcher.match(look_alike) if m.tier == "match"]
