@@ -154,9 +154,11 @@ GRAIN_SHRINK = 3
 
 
 def grain(image: Image.Image) -> float:
-    """How grainy an image is: the median absolute Laplacian of its grey levels."""
-    gray = np.asarray(image.convert("L"), np.float32)
-    return float(np.median(np.abs(cv2.Laplacian(gray, cv2.CV_32F))))
+    """How grainy an image is: the median absolute Laplacian of its grey levels (from a histogram of the
+    8-bit values: ~1 ms, every query that matches nothing pays it)."""
+    lap = cv2.convertScaleAbs(cv2.Laplacian(np.asarray(image.convert("L")), cv2.CV_16S))
+    counts = np.cumsum(cv2.calcHist([lap], [0], None, [256], [0, 256]).ravel())
+    return float(np.searchsorted(counts, lap.size / 2))
 
 
 def extract_coarse(image: Image.Image, factor: int = GRAIN_SHRINK) -> LocalFeatures:
