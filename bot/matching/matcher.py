@@ -82,8 +82,11 @@ RESCALE_MIN_INLIERS = 18
 COARSE_ABOVE, COARSE = 0.75, 2.0
 #: a known image's source at least this many times the working size holds detail its working image lost:
 #: a low-texture view (fewer than FEW_KEYPOINTS keypoints: a magnified crop of sky, haze or a blurred
-#: scene) that fails verification is verified once more against the known source's sharper keypoints
+#: scene) that fails verification is verified once more against the known source's sharper keypoints,
+#: for at most SHARP_CANDIDATES candidates per view (each decodes a source the first time; the first
+#: candidates verified are often a hash's near neighbours, the voted true entry comes after them)
 SHARP_ABOVE = 1.25
+SHARP_CANDIDATES = 2
 #: the descriptor index is saved again once this many entries (or 5 %) were added since the last save
 SNAPSHOT_EVERY = 1_000
 #: entries appended from one read of the store at a refresh (more, rarer: read page by page)
@@ -154,8 +157,8 @@ class _View:
     #: keypoints vote and are verified
     content: Box | None = None
     features: dict[bool, LocalFeatures] = field(default_factory=dict)
-    #: whether a verification against a known source's sharper keypoints was spent on this view (one per view)
-    sharpened: bool = False
+    #: verifications against a known source's sharper keypoints spent on this view
+    sharpened: int = 0
     #: features of the view brought down to a candidate's scale, by (mirrored, scale in quarter steps)
     rescaled: dict[tuple[bool, int], LocalFeatures] = field(default_factory=dict)
 
@@ -573,14 +576,15 @@ class Matcher:
         when it fails, it is verified again brought down to the known image's scale; a degraded copy at
         about the known image's scale is verified again at a coarser one (:data:`COARSE`). A low-texture view
         that still fails is verified once against the known source's sharper keypoints
-        (:meth:`sharp_known_features`): one such retry per view, since it decodes the source."""
+        (:meth:`sharp_known_features`): :data:`SHARP_CANDIDATES` such retries per view, since each decodes a
+        source the first time."""
         check = self._verify_scaled(entry, view, mirrored)
-        if (check is not None and check.passes(self.config.min_inliers_match)) or view.sharpened:
+        if (check is not None and check.passes(self.config.min_inliers_match)) or view.sharpened >= SHARP_CANDIDATES:
             return check
         query = self._features(view, mirrored)
         if len(query) >= FEW_KEYPOINTS:
             return check
-        view.sharpened = True
+        view.sharpened += 1
         known = self.sharp_known_features(entry)
         if known is None:
             return check
