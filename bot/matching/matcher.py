@@ -41,11 +41,13 @@ from bot.archive import Archive
 from bot.config import MatchingConfig
 from bot.errors import AfterimageError
 from bot.hashing.decode import decode_image
-from bot.hashing.local import FEATURES_VERSION, LocalFeatures, Verification, extract, unpack, verify, within
+from bot.hashing.local import (
+    FEATURES_VERSION, FEW_KEYPOINTS, GRAIN, LocalFeatures, Verification, extract, extract_coarse, grain, unpack, verify, within,
+)
 from bot.hashing.index import HammingIndex
 from bot.hashing.regions import Box, propose
 from bot.hashing.signals import MIRRORED_VARIANTS, ORB_DESCRIPTORS, SIGNAL_TYPES, SignalType
-from bot.hashing.stage import HashedImage, hash_image, hash_region
+from bot.hashing.stage import REGION_SOURCE_SIDE, HashedImage, hash_image, hash_region
 from bot.matching.descriptors import DescriptorIndex
 from bot.matching.snapshot import DescriptorSnapshots
 from bot.store.base import StateStore
@@ -78,6 +80,13 @@ RESCALE_MIN_INLIERS = 18
 #: retried with the view shrunk COARSE times: noise grain, JPEG blocks and blur take the fine corners, and
 #: the coarse structure the known image's pyramid also holds survives them
 COARSE_ABOVE, COARSE = 0.75, 2.0
+#: a known image's source at least this many times the working size holds detail its working image lost:
+#: a low-texture view (fewer than FEW_KEYPOINTS keypoints: a magnified crop of sky, haze or a blurred
+#: scene) that fails verification is verified once more against the known source's sharper keypoints,
+#: for at most SHARP_CANDIDATES candidates per view (each decodes a source the first time; the first
+#: candidates verified are often a hash's near neighbours, the voted true entry comes after them)
+SHARP_ABOVE = 1.25
+SHARP_CANDIDATES = 2
 #: the descriptor index is saved again once this many entries (or 5 %) were added since the last save
 SNAPSHOT_EVERY = 1_000
 #: entries appended from one read of the store at a refresh (more, rarer: read page by page)
@@ -148,6 +157,8 @@ class _View:
     #: keypoints vote and are verified
     content: Box | None = None
     features: dict[bool, LocalFeatures] = field(default_factory=dict)
+    #: verifications against a known source's sharper keypoints spent on this view
+    sharpened: int = 0
     #: features of the view brought down to a candidate's scale, by (mirrored, scale in quarter steps)
     rescaled: dict[tuple[bool, int], LocalFeatures] = field(default_factory=dict)
 
@@ -347,6 +358,13 @@ class Matcher:
                 self._check(view, work, out_size, excluded, results, [REGION_CANDIDATES], False)
                 if self._known_match(results):
                     break
+        if not self._known_match(results) and grain(work) >= GRAIN:
+            # a grainy copy (a noisy photo of a screen): its keypoints are grain; voted and verified again
+            # with the keypoints of a smoothed-out copy. Only as a retry: at full size the grain-free part
+            # of a noisy copy often matches already, and smoothing would lose it
+            view = _View(work, None, {name: [] for name in SIGNAL_TYPES}, {}, hashed.content)
+            view.features[False] = view.picture(extract_coarse(work), False)
+            self._check(view, work, out_size, excluded, results, [REGION_CANDIDATES], False)
         # a near-identical whole-image hash is the strongest evidence, then the most inliers
         results.sort(key=lambda m: (m.tier != "match", m.signal == "orb", -(m.inliers or 0), m.distance or 0))
         unique: dict[str, Match] = {}
@@ -556,7 +574,27 @@ class Matcher:
         """Verify the view against an entry. A small crop shown larger than in the known image (scale >=
         :data:`RESCALE_ABOVE`) has most of its keypoints at a finer scale than any of the known image's:
         when it fails, it is verified again brought down to the known image's scale; a degraded copy at
-        about the known image's scale is verified again at a coarser one (:data:`COARSE`)."""
+        about the known image's scale is verified again at a coarser one (:data:`COARSE`). A low-texture view
+        that still fails is verified once against the known source's sharper keypoints
+        (:meth:`sharp_known_features`): :data:`SHARP_CANDIDATES` such retries per view, since each decodes a
+        source the first time."""
+        check = self._verify_scaled(entry, view, mirrored)
+        if (check is not None and check.passes(self.config.min_inliers_match)) or view.sharpened >= SHARP_CANDIDATES:
+            return check
+        query = self._features(view, mirrored)
+        if len(query) >= FEW_KEYPOINTS:
+            return check
+        view.sharpened += 1
+        known = self.sharp_known_features(entry)
+        if known is None:
+            return check
+        again = verify(query, known, self.config.min_inliers_match)
+        if again is None or (check is not None and again.inliers <= check.inliers):
+            return check
+        return again
+
+    def _verify_scaled(self, entry: KnownMedia, view: _View, mirrored: bool) -> Verification | None:
+        """Verify the view against the entry's cached keypoints, retried at another scale of the view."""
         known = self.known_features(entry)
         if known is None:
             return None
@@ -599,8 +637,41 @@ class Matcher:
         self.cache_features(entry.sha256, feats)
         return feats
 
-    def cache_features(self, sha256: str, feats: LocalFeatures) -> None:
-        cache = self._cache_path(sha256)
+    def sharp_known_features(self, entry: KnownMedia) -> LocalFeatures | None:
+        """Keypoints of an entry's archived source decoded at up to :data:`REGION_SOURCE_SIDE` (positions in
+        its working image's pixels, like :meth:`known_features`), or None when the source is not
+        :data:`SHARP_ABOVE` times larger than the working image (it holds no finer detail) or not archived.
+
+        A magnified crop of a low-texture picture (30 % of a hazy sky) shows detail finer than the known
+        working image kept: its corners have no counterpart among the known image's, at any scale of the
+        crop, but the source's own pixels have them. Cached beside the working features (an empty file
+        marks a source with nothing finer)."""
+        if not entry.sha256 or not entry.archive_path:
+            return None
+        cache = self._cache_path(entry.sha256, "sharp")
+        try:
+            feats = LocalFeatures.from_bytes(cache.read_bytes())
+            return feats if len(feats) else None
+        except (OSError, ValueError, KeyError):
+            pass
+        try:
+            source = decode_image(self.archive.get(entry.archive_path), max_side=REGION_SOURCE_SIDE)
+        except AfterimageError as e:
+            log.warning("cannot compute sharp local features of %s: %s", entry.id, e)
+            return None
+        working = self.known_features(entry)
+        if working is None:
+            return None
+        f = working.size[0] / source.width  # source pixels -> working-image pixels
+        feats = LocalFeatures(np.zeros((0, 2), np.float32), np.zeros((0, 32), np.uint8), working.size)
+        if f * SHARP_ABOVE <= 1:
+            sharp = extract(source)
+            feats = LocalFeatures((sharp.points * f).astype(np.float32), sharp.descriptors, working.size)
+        self.cache_features(entry.sha256, feats, "sharp")
+        return feats if len(feats) else None
+
+    def cache_features(self, sha256: str, feats: LocalFeatures, kind: str = "") -> None:
+        cache = self._cache_path(sha256, kind)
         try:
             cache.parent.mkdir(parents=True, exist_ok=True)
             tmp = cache.with_suffix(f".{threading.get_ident()}.tmp")  # worker threads may cache one file at once
@@ -609,8 +680,9 @@ class Matcher:
         except OSError as e:  # a read-only data folder only costs speed
             log.debug("cannot cache features: %s", e)
 
-    def _cache_path(self, sha256: str) -> Path:
-        return self.features_dir / sha256[:2] / f"{sha256}.v{FEATURES_VERSION}.npz"
+    def _cache_path(self, sha256: str, kind: str = "") -> Path:
+        suffix = f".{kind}" if kind else ""
+        return self.features_dir / sha256[:2] / f"{sha256}{suffix}.v{FEATURES_VERSION}.npz"
 
     def _box_region(self, view: _View, work: Image.Image, size: tuple[int, int] | None) -> list[tuple[float, float]] | None:
         """The outline of a region view in the input's pixels (None for the whole image: nothing to outline)."""

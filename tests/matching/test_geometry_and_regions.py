@@ -245,3 +245,52 @@ def test_a_pasted_picture_whose_lower_half_blends_into_the_background_is_propose
     hashed = hash_image(encode(Image.fromarray(page.clip(0, 255).astype(np.uint8)), quality=90))
     found = propose(hashed.image)
     assert any(all(abs(b[i] - want) <= 6 for i, want in enumerate((140, 150, 460, 330))) for b in found), found
+
+
+def _blurred(seed: int) -> Image.Image:
+    """A motion-blurred scene: its working image keeps few corners, its source a few more."""
+    return scene(seed, 1080, 720).filter(ImageFilter.BoxBlur(6)).filter(ImageFilter.GaussianBlur(3))
+
+
+def _crop_30(image: Image.Image, fx: float, fy: float) -> Image.Image:
+    """An off-centre window holding 30 % of the image's area."""
+    w, h = round(image.width * 0.3**0.5), round(image.height * 0.3**0.5)
+    x, y = round((image.width - w) * fx), round((image.height - h) * fy)
+    return image.crop((x, y, x + w, y + h))
+
+
+def test_a_magnified_crop_of_a_low_texture_picture_matches_through_the_sharper_source(store, archive, tmp_path) -> None:
+    """A 30 % crop of a blurred scene, shown at about twice the known working image's scale, has corners
+    the known working image lost; the known source, decoded sharper, still has them."""
+    ids = {seed: add_image(store, archive, encode(_blurred(seed), quality=95), label=str(seed)).id for seed in (1, 4)}
+    matcher = _matcher(store, archive, tmp_path)
+    for seed in (1, 4):
+        found = matcher.match(encode(_crop_30(_blurred(seed), 0.1, 0.2), quality=88))
+        assert found and found[0].tier == "match" and found[0].known.id == ids[seed], seed
+    # the same kind of crop of another blurred scene has no counterpart in either source
+    assert not [m for m in matcher.match(encode(_crop_30(_blurred(2001), 0.5, 0.5), quality=88)) if m.tier == "match"]
+
+
+def _grainy_photo_of_screen(image: Image.Image, seed: int) -> bytes:
+    """A blurred, tilted, noisy copy saved at JPEG q15: a phone photo of a screen in poor light."""
+    pixels = np.asarray(image.filter(ImageFilter.GaussianBlur(4)), np.float32)
+    h, w = pixels.shape[:2]
+    corners = np.float32([[0, 0], [w, 0], [w, h], [0, h]])
+    tilted = np.float32([[40, 30], [w - 10, 0], [w - 50, h - 20], [0, h]])
+    pixels = cv2.warpPerspective(pixels, cv2.getPerspectiveTransform(corners, tilted), (w, h)) / 255
+    pixels = pixels + np.random.default_rng(seed).normal(0, 0.05**0.5, pixels.shape)
+    return encode(Image.fromarray((pixels.clip(0, 1) * 255).astype(np.uint8)), quality=15)
+
+
+def test_a_grainy_copy_is_matched_on_the_keypoints_of_its_smoothed_out_copy(store, archive, tmp_path) -> None:
+    """Noise grain takes every keypoint of the copy at full size; box-averaged 3 x 3 the picture's corners
+    come back. A grainy look-alike gains nothing from it."""
+    entry = add_image(store, archive, encode(scene(7, 1024, 640), quality=95), label="scene")
+    add_image(store, archive, encode(scene(1007, 1024, 640), quality=95), label="other")
+    query = _grainy_photo_of_screen(scene(7, 1024, 640), 7)
+    assert local.grain(hash_image(query).image) >= local.GRAIN
+    matcher = _matcher(store, archive, tmp_path)
+    found = matcher.match(query)
+    assert found and found[0].tier == "match" and found[0].known.id == entry.id
+    look_alike = _grainy_photo_of_screen(scene(2007, 1024, 640), 7)
+    assert not [m for m in matcher.match(look_alike) if m.tier == "match"]
