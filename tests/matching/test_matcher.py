@@ -113,6 +113,13 @@ class _LateCommitStore(SqliteStore):
 
     hide_next = False
 
+    def known_since(self, seq, limit):  # the matcher's refresh reads here first
+        state, rows = super().known_since(seq, limit)
+        if self.hide_next and rows:
+            self.hide_next = False
+            return state, rows[:-1]
+        return state, rows
+
     def iter_known_since(self, seq):
         rows = list(super().iter_known_since(seq))
         if self.hide_next and rows:
