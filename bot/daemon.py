@@ -232,11 +232,9 @@ class Daemon:
         return outcome
 
     def _work_queued(self) -> None:
-        """Posts were queued: wake the worker threads, or, when they are not running (``poll --once``, a
-        daemon used as a library), process the queue in the calling thread."""
-        if self.workers.running:
-            self.workers.wake()
-        else:
+        """Posts were queued: the workers, waiting on the queue, claim them; when they are not running
+        (``poll --once``, a daemon used as a library), the calling thread processes the queue."""
+        if not self.workers.running:
             self.workers.drain()
 
     def process_claim(self, claim: Claim) -> None:

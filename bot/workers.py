@@ -25,7 +25,8 @@ from bot.store.queue import Claim, WorkQueue
 
 log = logging.getLogger(__name__)
 
-#: how long an idle worker waits before asking the queue again (a local enqueue wakes it at once)
+#: how long an idle worker waits on the queue for a new item before it looks again (for claims whose lease ran
+#: out, and whether it was stopped); a new item queued meanwhile, by anyone, is claimed at once
 IDLE_WAIT_SECONDS = 0.5
 
 
@@ -57,7 +58,6 @@ class WorkerPool:
         self.stop_event = stop or threading.Event()
         self.on_start = on_start
         self.done = 0  # items finished by this pool since it started
-        self._wake = threading.Event()
         self._lock = threading.Lock()
         self._working: dict[str, tuple[Claim, str]] = {}  # claim token -> (claim, consumer)
         self._threads: list[threading.Thread] = []
@@ -89,10 +89,11 @@ class WorkerPool:
         return f"{self.name}/w{index}"
 
     # ------------------------------------------------------------------ work
-    def work_one(self, consumer: str) -> bool:
-        """Claim one item and handle it in the calling thread. False when nothing was claimable."""
+    def work_one(self, consumer: str, wait: float = 0.0) -> bool:
+        """Claim one item (waiting up to ``wait`` seconds for one) and handle it in the calling thread. False
+        when nothing was claimable."""
         # an item taken over from ``max_attempts`` workers that died with it (it crashes the process) is parked
-        claims = self.queue.claim(self.topic, consumer, max_deliveries=self.max_attempts)
+        claims = self.queue.claim_waiting(self.topic, consumer, wait, max_deliveries=self.max_attempts)
         if not claims:
             return False
         claim = claims[0]
@@ -144,22 +145,16 @@ class WorkerPool:
             handled += 1
         return handled
 
-    def wake(self) -> None:
-        """New items were queued by this daemon: idle workers look at once instead of after their wait."""
-        self._wake.set()
-
     def _run(self, index: str) -> None:
         consumer = self.consumer(index)
         if self.on_start is not None:
             self.on_start()
         while not self.stop_event.is_set():
             try:
-                if self.work_one(consumer):
-                    continue
+                self.work_one(consumer, wait=IDLE_WAIT_SECONDS)
             except StoreError as e:
                 log.warning("%s: cannot claim work: %s", consumer, e)
-            self._wake.wait(IDLE_WAIT_SECONDS)
-            self._wake.clear()
+                self.stop_event.wait(IDLE_WAIT_SECONDS)
 
     def _extend_leases(self) -> None:
         """Keep the claims being worked on alive: extend each every third of the lease."""
@@ -198,7 +193,6 @@ class WorkerPool:
     def join(self, timeout: float) -> bool:
         """Wait for the threads after ``stop`` was set; True when all ended."""
         deadline = time.monotonic() + timeout
-        self._wake.set()
         for t in self._threads:
             t.join(max(0.0, deadline - time.monotonic()))
         return not self.running

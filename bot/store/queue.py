@@ -37,6 +37,7 @@ leased rows in the SQLite store (:mod:`bot.store.sqlite_queue`). Daemons also an
 from __future__ import annotations
 
 import logging
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -112,6 +113,9 @@ def report_died(topic: str, item: str, deaths: int, holder: str) -> None:
 #: default lease of a claim: a dead daemon's posts are taken over this long after its last extension
 LEASE_SECONDS = 30.0
 
+#: how often :meth:`WorkQueue.claim_waiting` asks again on a store that cannot block on its queue (SQLite)
+POLL_SECONDS = 0.05
+
 
 class WorkQueue(ABC):
     """Claimable work items per topic, shared by every daemon on one store."""
@@ -131,6 +135,19 @@ class WorkQueue(ABC):
         is parked (:meth:`failed`, error :data:`DIED_ERROR`) instead of being handed out once more, and at
         most one taken-over item is handed out, none while another one is being worked on (by any
         consumer). None: no limit, and every claim whose lease ran out may be taken over at once."""
+
+    def claim_waiting(self, topic: str, consumer: str, wait: float, max_deliveries: int | None = None) -> list[Claim]:
+        """:meth:`claim` one item, and when there is none, wait up to ``wait`` seconds for one queued by anyone
+        (another daemon, a worker process, a command) and claim it: an idle worker starts on a new item at
+        once, not at its next look. This default asks again every :data:`POLL_SECONDS`; a store with a
+        blocking read on its queue overrides it."""
+        deadline = time.monotonic() + wait
+        while True:
+            claims = self.claim(topic, consumer, max_deliveries=max_deliveries)
+            left = deadline - time.monotonic()
+            if claims or left <= 0:
+                return claims
+            time.sleep(min(POLL_SECONDS, left))
 
     @abstractmethod
     def extend(self, claim: Claim, consumer: str) -> bool:

@@ -211,6 +211,20 @@ class RedisWorkQueue(WorkQueue):
             report_died(topic, item, int(deaths), holder)
         return [Claim(topic, item, entry_id, _entry_time(entry_id), int(n)) for entry_id, item, n in rows]
 
+    def claim_waiting(self, topic: str, consumer: str, wait: float, max_deliveries: int | None = None) -> list[Claim]:
+        """A blocking ``XREADGROUP`` after an empty claim: Redis hands the next new entry to a waiting consumer
+        the moment any client adds it. Claims whose lease ran out are looked at before each wait, as by
+        :meth:`claim`."""
+        claims = self.claim(topic, consumer, max_deliveries=max_deliveries)
+        if claims or wait <= 0:
+            return claims
+        stream = self._group(topic)
+        answer = self._r.xreadgroup(GROUP, consumer, {stream: ">"}, count=1, block=max(1, int(wait * 1000)))
+        return [
+            Claim(topic, fields["item"], entry_id, _entry_time(entry_id), 1)
+            for _, entries in answer or [] for entry_id, fields in entries if fields and "item" in fields
+        ]  # fmt: skip
+
     def extend(self, claim: Claim, consumer: str) -> bool:
         return bool(self._extend(keys=[self._stream(claim.topic)], args=[GROUP, claim.token, consumer]))
 
@@ -309,6 +323,6 @@ def _wrap_errors(method: Any) -> Any:
     return wrapper
 
 
-for _name in WorkQueue.__abstractmethods__:
+for _name in (*WorkQueue.__abstractmethods__, "claim_waiting"):
     setattr(RedisWorkQueue, _name, _wrap_errors(getattr(RedisWorkQueue, _name)))
 del _name

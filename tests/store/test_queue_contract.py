@@ -105,6 +105,38 @@ def test_concurrent_workers_never_get_the_same_item(store_opener):
     assert sorted(got) == sorted(items)  # each exactly once
 
 
+def test_a_waiting_worker_claims_an_item_queued_by_another_process_at_once(store_opener):
+    """An idle worker waits on the queue: an item another daemon queues is claimed as soon as it is there,
+    not at the worker's next look (an idle daemon used to wait up to half a second per post)."""
+    waiting, other = queue_of(store_opener()), queue_of(store_opener())
+    other.put("posts", ["first"])  # creates the topic, as a daemon's first poll does
+    other.ack(waiting.claim("posts", "w0")[0])
+    got: list = []
+    worker = threading.Thread(target=lambda: got.append((waiting.claim_waiting("posts", "w1", wait=5.0), time.monotonic())))
+    worker.start()
+    time.sleep(0.3)  # the worker is waiting
+    queued_at = time.monotonic()
+    other.put("posts", ["new"])
+    worker.join(6)
+    (claims, claimed_at) = got[0]
+    assert [(c.item, c.deliveries) for c in claims] == [("new", 1)]
+    assert claimed_at - queued_at < 0.2  # not the 5 s wait
+    assert other.backlog("posts").claims == {"w1": 1}  # a claim like any other: acknowledged, extended, taken over
+    assert other.extend(claims[0], "w1")
+
+
+def test_a_waiting_worker_gives_up_after_its_wait_and_still_takes_over_dead_claims(store):
+    q = queue_of(store, lease_seconds=0.3)
+    start = time.monotonic()
+    assert q.claim_waiting("posts", "w1", wait=0.4) == []
+    assert 0.35 < time.monotonic() - start < 1.5
+    q.put("posts", ["a"])
+    q.claim("posts", "dead")
+    time.sleep(0.45)
+    (taken,) = q.claim_waiting("posts", "w1", wait=5.0)
+    assert (taken.item, taken.deliveries) == ("a", 2)
+
+
 def test_backlog_reports_the_oldest_unfinished_item(store):
     q = queue_of(store)
     empty = q.backlog("posts")
