@@ -358,6 +358,7 @@ def run_daemons(
                 raise RuntimeError(f"daemons did not start: {(tmp / f'{name}.log').read_text()[-2000:]}")
             time.sleep(0.1)
         posts = corpus.posts(name)
+        os.sync()  # the seeding's files written out now: the run's first fsyncs would otherwise flush them
         redis_cpu0, calls0 = redis_server.cpu_and_calls()
         cpu0 = sum(proc_cpu(pid) for p in procs for pid in descendants(p.pid))
         idle0, harness0 = machine_idle(), proc_cpu(os.getpid())
