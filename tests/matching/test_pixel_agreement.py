@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from PIL import Image
+import math
+
+from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
 from bot.config import MatchingConfig
 from bot.hashing.agreement import pixel_agreement
@@ -55,3 +57,35 @@ def test_pixel_agreement_tells_the_right_placement_from_a_wrong_one_and_a_look_a
     assert pixel_agreement(copy, known, shifted)[0] < 0.3
     other = decode_image(encode(_half(False), quality=95)).crop((0, h // 2, w // 2, h)).resize((w, h))
     assert pixel_agreement(other, known, right)[0] < 0.3
+
+
+def _blurred(seed: int) -> Image.Image:
+    return scene(seed, 1080, 720).filter(ImageFilter.BoxBlur(6)).filter(ImageFilter.GaussianBlur(3))
+
+
+def _rotated_under_big_text(image: Image.Image, degrees: float) -> Image.Image:
+    """Rotated, cut to an upright rectangle inside the rotated picture, and two lines of big words over
+    it (a fifth of its height each): what a re-poster's meme editor does."""
+    w, h = image.size
+    turned = image.rotate(degrees, resample=Image.Resampling.BICUBIC, expand=True)
+    a = math.radians(abs(degrees))
+    s = 1 / (math.cos(a) + math.sin(a) * max(w, h) / min(w, h))
+    cx, cy = turned.width / 2, turned.height / 2
+    out = turned.crop((int(cx - w * s / 2), int(cy - h * s / 2), int(cx + w * s / 2), int(cy + h * s / 2)))
+    size = int(min(out.size) * 0.2)
+    font = ImageFont.load_default(size=size)
+    draw = ImageDraw.Draw(out)
+    for i, words in enumerate(("ARMY BEFORE", "BORDER SHARE")):
+        draw.text((out.width * 0.05, out.height * 0.4 + i * size), words, fill=(200, 120, 140), font=font)
+    return out
+
+
+def test_a_rotated_copy_under_big_text_matches_on_the_pixels_the_text_leaves(store, archive, tmp_path: Path) -> None:
+    """The words take a third of the picture and the keypoints around them (28 inliers); the pixels
+    outside the words still agree with the known image, those of a look-alike under the same words do not."""
+    entry = add_image(store, archive, encode(_blurred(6), quality=95), label="blurred scene")
+    matcher = Matcher(store, archive, MatchingConfig(), features_dir=tmp_path / "features")
+    found = matcher.match(encode(_rotated_under_big_text(_blurred(6), -16), quality=88))
+    assert found and found[0].tier == "match" and found[0].known.id == entry.id
+    look_alike = encode(_rotated_under_big_text(_blurred(2006), -16), quality=88)
+    assert not [m for m in matcher.match(look_alike) if m.tier == "match"]
