@@ -12,7 +12,9 @@ Two stages, so a check costs about the same at 100 k known images as at 1 k:
    the match radius, is a match within ``pdq_suggest`` when a second signal type agrees (pHash within 6
    bits; a pHash candidate likewise when PDQ agrees). Every other candidate is verified
    with local features and RANSAC (:mod:`bot.hashing.local`: a similarity, or a sane homography for
-   perspective): ``match`` or ``suggest`` by inlier count; a hash within the candidate radius that fails
+   perspective): ``match`` or ``suggest`` by inlier count; a fit short of the match bar whose inliers
+   bunch on part of the picture is also judged on its pixels (:mod:`bot.hashing.agreement`: the known
+   image laid over the query where the fit puts it); a hash within the candidate radius that fails
    verification is still a ``suggest`` (for review, never an alert).
 3. Regions. When the whole image matched nothing known, the embedded pictures proposed by
    :mod:`bot.hashing.regions` (a picture inside a screenshot of a post, a meme panel, a paste) are checked
