@@ -60,6 +60,13 @@ OWN_SHARE = 0.35
 #: thin hull (spread 0.025-0.06, known coverage 0.53-0.75); look-alikes with >= 25 inliers reached known
 #: coverage <= 0.42 (bench/disc.py), those with >= 40 <= 0.10
 WIDE_TIERS = ((1.0, 0.08, 0.2), (0.5, 0.08, 0.3), (0.4, 0.1, 0.3), (0.8, 0.02, 0.5))
+#: a fit passes whatever its spread when it has (share of the inlier threshold) inliers and the known
+#: image's pixels, warped by it, agree with the query's over (least share) of the overlap's textured cells
+#: (see :mod:`bot.hashing.agreement`). Measured on bench/disc.py: copies whose inliers bunch (dark, blurred,
+#: JPEG q15 crops) 0.77-1.0, a copy under big text 0.54 (the text's cells disagree), and of the 210
+#: distractor queries' fits with 24+ inliers (the same HUD, the neighbouring half of a photograph) none
+#: above 0.15; unrelated queries of bench/speed.py 0.06-0.10
+PIXEL_TIERS = ((0.48, 0.5), (0.4, 0.75))
 
 
 @dataclass(frozen=True)
@@ -242,16 +249,22 @@ class Verification:
     #: coverage measured on the known image: share of its GRID x GRID cells inside the query's outline that
     #: hold known keypoints and also an inlier
     known_coverage: float = 0.0
+    #: share of the overlap's textured cells where the known image's pixels, warped by the fit, agree with
+    #: the query's (:func:`bot.hashing.agreement.pixel_agreement`; 0: not measured)
+    agreement: float = 0.0
 
     def passes(self, min_inliers: int) -> bool:
         """Enough inliers (or half as many that make up most of the overlap), a plausible scale, and
-        inliers spread over the overlap rather than bunched on one logo or overlay element."""
+        inliers spread over the overlap rather than bunched on one logo or overlay element; or, for a fit
+        with bunched inliers, pixels that agree over the overlap."""
         spread_ok = self.spread >= MIN_SPREAD or self.share >= OWN_SHARE
         # many inliers over a fifth of the overlap: a copy under big text or an emoji (the overlay's own
         # keypoints take cells no inlier can reach); a shared HUD or logo gives fewer inliers than this
         coverage = MIN_COVERAGE if self.inliers < STRONG_INLIERS else MIN_COVERAGE_STRONG
         if not MIN_SCALE <= self.scale <= MAX_SCALE:
             return False
+        if any(self.inliers >= share * min_inliers and self.agreement >= least for share, least in PIXEL_TIERS):
+            return True
         if any(self.inliers >= share * min_inliers and self.spread >= spread and self.known_coverage >= known
                for share, spread, known in WIDE_TIERS):
             return True

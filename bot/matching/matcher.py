@@ -12,7 +12,9 @@ Two stages, so a check costs about the same at 100 k known images as at 1 k:
    the match radius, is a match within ``pdq_suggest`` when a second signal type agrees (pHash within 6
    bits; a pHash candidate likewise when PDQ agrees). Every other candidate is verified
    with local features and RANSAC (:mod:`bot.hashing.local`: a similarity, or a sane homography for
-   perspective): ``match`` or ``suggest`` by inlier count; a hash within the candidate radius that fails
+   perspective): ``match`` or ``suggest`` by inlier count; a fit short of the match bar whose inliers
+   bunch on part of the picture is also judged on its pixels (:mod:`bot.hashing.agreement`: the known
+   image laid over the query where the fit puts it); a hash within the candidate radius that fails
    verification is still a ``suggest`` (for review, never an alert).
 3. Regions. When the whole image matched nothing known, the embedded pictures proposed by
    :mod:`bot.hashing.regions` (a picture inside a screenshot of a post, a meme panel, a paste) are checked
@@ -40,6 +42,7 @@ from PIL import Image
 from bot.archive import Archive
 from bot.config import MatchingConfig
 from bot.errors import AfterimageError
+from bot.hashing.agreement import pixel_agreement
 from bot.hashing.decode import decode_image
 from bot.hashing.local import (
     FEATURES_VERSION, FEW_KEYPOINTS, GRAIN, LocalFeatures, Verification, extract, extract_coarse, grain, unpack, verify, within,
@@ -87,6 +90,10 @@ COARSE_ABOVE, COARSE = 0.75, 2.0
 #: candidates verified are often a hash's near neighbours, the voted true entry comes after them)
 SHARP_ABOVE = 1.25
 SHARP_CANDIDATES = 2
+#: a failing fit with at least this many inliers is checked on the pixels too (an unrelated image's random
+#: fit finds about 10; 2 of bench/speed.py's 20 unrelated 12 MP queries ran the check, each a decode of
+#: a known working image and ~3 ms), when its overlap holds at least PIXELS_MIN_CELLS textured cells
+PIXELS_MIN_INLIERS, PIXELS_MIN_CELLS = 20, 16
 #: the descriptor index is saved again once this many entries (or 5 %) were added since the last save
 SNAPSHOT_EVERY = 1_000
 #: entries appended from one read of the store at a refresh (more, rarer: read page by page)
@@ -578,6 +585,10 @@ class Matcher:
         that still fails is verified once against the known source's sharper keypoints
         (:meth:`sharp_known_features`): :data:`SHARP_CANDIDATES` such retries per view, since each decodes a
         source the first time."""
+        return self._pixels_checked(entry, view, mirrored, self._verify_sharp(entry, view, mirrored))
+
+    def _verify_sharp(self, entry: KnownMedia, view: _View, mirrored: bool) -> Verification | None:
+        """:meth:`_verify_scaled`, retried against the known source's sharper keypoints for a low-texture view."""
         check = self._verify_scaled(entry, view, mirrored)
         if (check is not None and check.passes(self.config.min_inliers_match)) or view.sharpened >= SHARP_CANDIDATES:
             return check
@@ -592,6 +603,30 @@ class Matcher:
         if again is None or (check is not None and again.inliers <= check.inliers):
             return check
         return again
+
+    def _pixels_checked(self, entry: KnownMedia, view: _View, mirrored: bool, check: Verification | None) -> Verification | None:
+        """A fit that falls short of the match bar with at least :data:`PIXELS_MIN_INLIERS` inliers (bunched
+        on part of a dark, blurred or heavily compressed copy) is measured once more on the pixels: the known
+        working image laid over the view where the fit puts it (:func:`pixel_agreement`). Unrelated images'
+        random fits mostly stay under that many inliers, so a check that finds nothing rarely pays the decode."""
+        if check is None or check.inliers < PIXELS_MIN_INLIERS or check.passes(self.config.min_inliers_match):
+            return check
+        known = self.known_image(entry)
+        if known is None:
+            return check
+        agreement, cells = pixel_agreement(self._orient(view.image, mirrored), known, check.region)
+        log.debug("%s: %d inliers, pixels agree over %.2f of %d cells", entry.id, check.inliers, agreement, cells)
+        return replace(check, agreement=agreement) if cells >= PIXELS_MIN_CELLS else check
+
+    def known_image(self, entry: KnownMedia) -> Image.Image | None:
+        """An entry's working image, decoded from the archive (None when it has no archived file)."""
+        if not entry.sha256 or not entry.archive_path:
+            return None
+        try:
+            return decode_image(self.archive.get(entry.archive_path))
+        except AfterimageError as e:
+            log.warning("cannot decode %s: %s", entry.id, e)
+            return None
 
     def _verify_scaled(self, entry: KnownMedia, view: _View, mirrored: bool) -> Verification | None:
         """Verify the view against the entry's cached keypoints, retried at another scale of the view."""

@@ -294,3 +294,17 @@ def test_a_grainy_copy_is_matched_on_the_keypoints_of_its_smoothed_out_copy(stor
     assert found and found[0].tier == "match" and found[0].known.id == entry.id
     look_alike = _grainy_photo_of_screen(scene(2007, 1024, 640), 7)
     assert not [m for m in matcher.match(look_alike) if m.tier == "match"]
+
+
+def test_a_failed_sharper_retry_on_another_candidate_leaves_one_for_the_true_entry(store, archive, tmp_path) -> None:
+    """A check verifies a low-texture view against hash neighbours before the voted true entry: the
+    sharper-source retry spent on a neighbour that fails must leave one for the true entry."""
+    true = add_image(store, archive, encode(_blurred(1), quality=95), label="true")
+    neighbour = add_image(store, archive, encode(_blurred(2), quality=95), label="neighbour")
+    matcher = _matcher(store, archive, tmp_path)
+    matcher.refresh()
+    view = matcher._view(hash_image(encode(_crop_30(_blurred(1), 0.1, 0.2), quality=88)), None)
+    spent = matcher._verify(neighbour, view, False)
+    assert view.sharpened == 1 and not (spent and spent.passes(matcher.config.min_inliers_match))
+    check = matcher._verify(true, view, False)
+    assert check is not None and check.passes(matcher.config.min_inliers_match)
