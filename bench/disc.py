@@ -294,10 +294,11 @@ def main() -> None:
         hits: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0, 0])  # ours, pdq, phash, queries
         wrong = 0
         times: list[float] = []
+        place = {ename: e for e, ename in enumerate(ALL_EDITS)}
         for k, (name, img) in enumerate(origs):
             for ename, edit in edits.items():
                 # seeded by the edit's place among all edits: --only checks the very queries a full run does
-                r = random.Random(k * 1000 + list(ALL_EDITS).index(ename))
+                r = random.Random(k * 1000 + place[ename])
                 data = jpeg_bytes(rgb(edit(img, r)))
                 if save:
                     (save / f"{name}__{ename.replace(':', '_')}.jpg").write_bytes(data)

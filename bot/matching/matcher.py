@@ -619,7 +619,8 @@ class Matcher:
         return replace(check, agreement=agreement) if cells >= PIXELS_MIN_CELLS else check
 
     def known_image(self, entry: KnownMedia) -> Image.Image | None:
-        """An entry's working image, decoded from the archive (None when it has no archived file)."""
+        """An entry's working image, decoded from the archive (None when it has no archived file or it does
+        not decode)."""
         if not entry.sha256 or not entry.archive_path:
             return None
         try:
@@ -664,11 +665,10 @@ class Matcher:
             return LocalFeatures.from_bytes(cache.read_bytes())
         except (OSError, ValueError, KeyError):
             pass
-        try:
-            feats = extract(decode_image(self.archive.get(entry.archive_path)))
-        except AfterimageError as e:
-            log.warning("cannot compute local features of %s: %s", entry.id, e)
+        image = self.known_image(entry)
+        if image is None:
             return None
+        feats = extract(image)
         self.cache_features(entry.sha256, feats)
         return feats
 
