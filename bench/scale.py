@@ -4,9 +4,10 @@
 
 Everything runs in one go, against a redis-server of its own and real ``afterimage run`` daemons:
 
-1. **check cost**: the per-image cost of ``afterimage check`` (decode + match, one thread) on the posts'
-   images, against the same known set: the unit of "cores' worth of matching". Measured again after every
-   run; a run's figure uses the mean of the checks just before and after it (:class:`CheckCost`).
+1. **check cost**: the per-image cost of ``afterimage check`` (its per-input step: read the file, decode,
+   match; one thread) on the posts' images, against the same known set: the unit of "cores' worth of
+   matching". Measured again after every run; a run's figure uses the mean of the checks just before and
+   after it (:class:`CheckCost`).
 2. **throughput**: N posts (each a ~2 MP edited copy of a known image, served over HTTP) are stored and queued
    at once; the time until every one is processed (its match alert queued) gives posts/s (``--deliver-alerts``:
    until every alert, with its comparison picture, has also reached a chat webhook on a local server: every
@@ -16,7 +17,8 @@ Everything runs in one go, against a redis-server of its own and real ``afterima
    processes, x 1 forked process of two threads (``--runs``).
    Printed: posts/s, the check cost around the run, cores' worth of matching (posts/s x check cost), the
    CPU the daemons used (cores busy), the cores nothing used (idle) and this script's own share (its media
-   server), Redis CPU and commands per post, and the ratio of cores of matching to the baseline's.
+   server), the daemons' page faults per post (memory handed back and faulted in again would show here),
+   Redis CPU and commands per post, and the ratio of cores of matching to the baseline's.
 3. **scale-out simulation** (``--skip-sim`` to skip): 1, 2, 4 and 8 simulated daemons, each a process that
    claims posts from the real Redis work queue and does the real store round trips of a post, with the
    matching replaced by a sleep of one measured per-post cost (as if every daemon had a machine of its own).
@@ -37,6 +39,7 @@ import json
 import multiprocessing
 import os
 import re
+import resource
 import shutil
 import signal
 import socket
@@ -60,6 +63,7 @@ from PIL import Image  # noqa: E402
 from bench.evalset import scene  # noqa: E402
 from bot.archive import Archive  # noqa: E402
 from bot.known import add_image  # noqa: E402
+from bot.matching.check import check_one  # noqa: E402
 from bot.matching.matcher import Matcher  # noqa: E402
 from bot.models import Media, Post  # noqa: E402
 from bot.store import open_work_queue  # noqa: E402
@@ -217,6 +221,14 @@ def proc_cpu(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def proc_faults(pid: int) -> int:
+    """Page faults a process took so far (minor: a page first touched, or copied after a fork)."""
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[7])
+    except OSError:
+        return 0
+
+
 # ------------------------------------------------------------------------------------------------ setup
 class Corpus:
     def __init__(self, known: int, posts: int, files: Files) -> None:
@@ -298,7 +310,8 @@ def stop_daemons(procs: list[subprocess.Popen[bytes]]) -> None:
 
 # ------------------------------------------------------------------------------------------------ 1. check
 class CheckCost:
-    """Mean CPU seconds per image of ``afterimage check`` (decode + match, one thread) on the posts' images.
+    """Mean CPU seconds per image of ``afterimage check`` on the posts' images, one thread: the command's own
+    per-input step (:func:`bot.matching.check.check_one`: read the file, decode, match, its answer) on files.
 
     CPU time, not wall time: on a shared machine the wall time also counts the waits for a core. The mean,
     not the median: posts/s is the inverse of the mean cost of a post, so "cores' worth of matching" (posts/s
@@ -310,24 +323,36 @@ class CheckCost:
     def __init__(self, corpus: Corpus, redis_server: RedisServer, tmp: Path) -> None:
         url = redis_server.url("bench-check")
         corpus.seed(url, tmp / "check")
-        self.images = corpus.post_bytes
+        self.files = []
+        for i, data in enumerate(corpus.post_bytes):
+            self.files.append(tmp / "check" / f"post-{i}.jpg")
+            self.files[-1].write_bytes(data)
         self.store = RedisStore(url)
         self.matcher = Matcher(self.store, Archive(tmp / "check" / "archive"))
         one_library_thread_per_worker()  # as in a daemon's worker
         keep_freed_memory()  # as in a daemon
-        self.matcher.match(self.images[0])  # loads the index, caches the known images' local features
+        self._check(self.files[0])  # loads the index, caches the known images' local features
+
+    def _check(self, path: Path) -> bool:
+        """One input of ``afterimage check``: True when it matched."""
+        line = check_one(self.matcher, str(path), path.read_bytes)
+        if "error" in line:
+            raise RuntimeError(f"check failed on {path}: {line['error']}")
+        return line["match"] is not None
 
     def measure(self, show: bool = False) -> float:
         times, walls, found = [], [], 0
-        for data in self.images:
+        faults = resource.getrusage(resource.RUSAGE_THREAD).ru_minflt
+        for path in self.files:
             t, w = time.thread_time(), time.perf_counter()
-            found += bool(self.matcher.match(data))
+            found += self._check(path)
             times.append(time.thread_time() - t)
             walls.append(time.perf_counter() - w)
         cost = statistics.mean(times)
+        self.faults = (resource.getrusage(resource.RUSAGE_THREAD).ru_minflt - faults) / len(self.files)
         if show:
             print(f"check cost: mean {cost * 1000:.1f} ms CPU per ~2 MP image (median {statistics.median(times) * 1000:.1f} "
-                  f"ms; wall {statistics.median(walls) * 1000:.0f} ms), {found}/{len(times)} matched, one thread; measured "
+                  f"ms; wall {statistics.median(walls) * 1000:.0f} ms; {self.faults:.0f} page faults), {found}/{len(times)} matched, one thread; measured "
                   "again after every run")
         return cost
 
@@ -361,6 +386,7 @@ def run_daemons(
         os.sync()  # the seeding's files written out now: the run's first fsyncs would otherwise flush them
         redis_cpu0, calls0 = redis_server.cpu_and_calls()
         cpu0 = sum(proc_cpu(pid) for p in procs for pid in descendants(p.pid))
+        faults0 = sum(proc_faults(pid) for p in procs for pid in descendants(p.pid))
         idle0, harness0 = machine_idle(), proc_cpu(os.getpid())
         hooks0 = len(files.hooks)
         t0 = time.monotonic()
@@ -373,6 +399,7 @@ def run_daemons(
         wall = time.monotonic() - t0
         pids = [pid for p in procs for pid in descendants(p.pid)]
         cpu = sum(proc_cpu(pid) for pid in pids) - cpu0
+        faults = sum(proc_faults(pid) for pid in pids) - faults0
         idle, harness = machine_idle() - idle0, proc_cpu(os.getpid()) - harness0
         memory = pss_mb(pids) / daemons
         redis_cpu1, calls1 = redis_server.cpu_and_calls()
@@ -388,6 +415,7 @@ def run_daemons(
         "cores_idle": idle / wall,
         "cores_harness": harness / wall,
         "cpu_per_post": cpu / n,
+        "faults_per_post": faults / n,
         "redis_cpu_per_post": (redis_cpu1 - redis_cpu0) / n,
         "redis_calls_per_post": (calls1 - calls0) / n,
         "alerts": alerts,
@@ -577,7 +605,7 @@ def main() -> None:
             print(f"\n== throughput: {args.posts} posts, ~2 MP edited copies of {args.known} known images, Redis store, "
                   + ("each post's alert delivered to a webhook" if args.deliver_alerts else "alerts queued"))
             print(f"{'run':34} {'posts/s':>8} {'check':>6} {'cores of matching':>18} {'cores busy':>11} {'idle':>5} {'bench':>6} "
-                  f"{'CPU/post':>9} {'Redis us/post':>14} {'Redis cmds/post':>16} {'MB/daemon':>10} {'alerts':>7} {'vs baseline':>12}")
+                  f"{'CPU/post':>9} {'faults/post':>12} {'Redis us/post':>14} {'Redis cmds/post':>16} {'MB/daemon':>10} {'alerts':>7} {'vs baseline':>12}")
             results: list[tuple[str, dict[str, float]]] = []
             for i, spec in enumerate(filter(None, args.runs.split(","))):
                 daemons, workers, mode = parse_run(spec, args.workers_mode)
@@ -590,7 +618,7 @@ def main() -> None:
                 base_mode, _, threads = mode.partition(":")
                 label = f"{daemons} daemon(s) x {workers} {MODE_LABELS[base_mode]}" + (f" x {threads} thr." if threads else "")
                 print(f"{label:34} {r['posts_s']:8.2f} {r['check'] * 1000:4.1f}ms {r['matching']:18.2f} {r['cores_busy']:11.2f} "
-                      f"{r['cores_idle']:5.2f} {r['cores_harness']:6.2f} {r['cpu_per_post'] * 1000:7.0f}ms "
+                      f"{r['cores_idle']:5.2f} {r['cores_harness']:6.2f} {r['cpu_per_post'] * 1000:7.0f}ms {r['faults_per_post']:12.0f} "
                       f"{r['redis_cpu_per_post'] * 1e6:14.0f} {r['redis_calls_per_post']:16.0f} {r['pss_mb']:10.0f} "
                       f"{r['alerts']:7.0f} {r['matching'] / base:11.2f}x", flush=True)
             checker.close()
