@@ -10,7 +10,6 @@ sufficient share of the overlapping area (a HUD shares only its corners with ano
 from __future__ import annotations
 
 import base64
-import io
 import threading
 from dataclasses import dataclass
 
@@ -19,8 +18,9 @@ import faiss
 import numpy as np
 from PIL import Image
 
-#: version of :func:`extract`'s output: cached features of another version are recomputed
-FEATURES_VERSION = 3
+#: version of :func:`extract`'s output and of :meth:`LocalFeatures.to_bytes`: cached features of another
+#: version are recomputed
+FEATURES_VERSION = 4
 #: keypoints per image; 1000 on a 640 px image keeps extraction ~10 ms and matching ~2 ms per candidate
 N_FEATURES = 1000
 #: Lowe's ratio test: the best descriptor match must be clearly better than the second best
@@ -69,6 +69,9 @@ WIDE_TIERS = ((1.0, 0.08, 0.2), (0.5, 0.08, 0.3), (0.4, 0.1, 0.3), (0.8, 0.02, 0
 PIXEL_TIERS = ((0.48, 0.5), (0.4, 0.75))
 
 
+_FEATURES_MAGIC = b"AIORB\x00"
+
+
 @dataclass(frozen=True)
 class LocalFeatures:
     """Keypoint positions (N x 2, working-image pixels), ORB descriptors (N x 32) and the image size."""
@@ -79,14 +82,26 @@ class LocalFeatures:
     responses: np.ndarray | None = None
 
     def to_bytes(self) -> bytes:
-        buf = io.BytesIO()
-        np.savez(buf, points=self.points, descriptors=self.descriptors, size=np.array(self.size))
-        return buf.getvalue()
+        """A header (magic, keypoint count, image size) and the raw arrays: every verification of a check
+        that finds nothing reads one of these, and parsing an .npz (a zip of three .npy files) took 0.6 ms
+        of the ~4 ms a verification costs; this layout reads in a few microseconds."""
+        n = len(self.points)
+        header = np.array([n, *self.size], "<u4").tobytes()
+        return (_FEATURES_MAGIC + header + np.ascontiguousarray(self.points, "<f4").tobytes()
+                + np.ascontiguousarray(self.descriptors, np.uint8).tobytes())
 
     @classmethod
     def from_bytes(cls, data: bytes) -> LocalFeatures:
-        with np.load(io.BytesIO(data)) as z:
-            return cls(z["points"], z["descriptors"], (int(z["size"][0]), int(z["size"][1])))
+        """Features written by :meth:`to_bytes`. Raises ValueError for anything else (a truncated file)."""
+        start = len(_FEATURES_MAGIC) + 12
+        if data[: len(_FEATURES_MAGIC)] != _FEATURES_MAGIC or len(data) < start:
+            raise ValueError("not a local-features file")
+        n, w, h = (int(v) for v in np.frombuffer(data, "<u4", 3, len(_FEATURES_MAGIC)))
+        if len(data) != start + n * (8 + 32):
+            raise ValueError(f"local-features file of {len(data)} bytes for {n} keypoints")
+        points = np.frombuffer(data, "<f4", 2 * n, start).reshape(n, 2).astype(np.float32)
+        descriptors = np.frombuffer(data, np.uint8, 32 * n, start + 8 * n).reshape(n, 32).copy()
+        return cls(points, descriptors, (w, h))
 
     def __len__(self) -> int:
         return len(self.points)

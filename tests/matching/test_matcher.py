@@ -177,3 +177,19 @@ def test_a_damaged_saved_index_is_skipped(store, archive, tmp_path, monkeypatch)
     saved.write_bytes(b"not an index")
     query = encode(crop(scene(2), 0.75))
     assert Matcher(store, archive, features_dir=tmp_path / "features").best(query).known.id == ids[2]
+
+
+def test_a_truncated_features_cache_file_is_recomputed_not_fatal(store, archive, tmp_path) -> None:
+    """The cache may be cut short (a full disk, a partial copy of the data folder): the check still
+    verifies against the entry, recomputing its features from the archive and caching them again."""
+    matcher, ids = make(store, archive, tmp_path, seeds=(8,))
+    query = encode(caption(crop(scene(8), 0.7, 0.25, 0.3)), quality=70)
+    assert matcher.best(query).known.id == ids[8]
+    cached = [p for p in (tmp_path / "features").rglob("*") if p.is_file()]
+    assert len(cached) == 1
+    whole = cached[0].read_bytes()
+    cached[0].write_bytes(whole[: len(whole) // 2])
+    fresh = Matcher(store, archive, MatchingConfig(), features_dir=tmp_path / "features")
+    found = fresh.best(query)
+    assert found is not None and found.known.id == ids[8] and found.signal == "orb"
+    assert cached[0].read_bytes() == whole  # cached again, in full
