@@ -472,6 +472,9 @@ class Daemon:
             self.processes.start()
             if threading.current_thread() is threading.main_thread():
                 signal.signal(signal.SIGUSR1, lambda *_: self._deliver_soon())
+        # after an upgrade that changed the cache's format this deletes up to one file per known image:
+        # not worth delaying the first post for
+        threading.Thread(target=self._sweep_feature_cache, name="features-sweep", daemon=True).start()
         self.workers.start()
         self.scheduler = self.build_scheduler()
         self.scheduler.start()
@@ -483,6 +486,11 @@ class Daemon:
             f" in {self.processes.processes} processes" if self.processes is not None else "",
             self.store.url,
         )
+
+    def _sweep_feature_cache(self) -> None:
+        removed = self.matcher.sweep_feature_cache()
+        if removed:
+            log.info("removed %d cached feature file(s) of an older format", removed)
 
     def _in_worker_process(self) -> None:
         """First thing in a forked worker process: a connection of its own, and the daemon to wake."""

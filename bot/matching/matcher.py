@@ -20,17 +20,19 @@ Two stages, so a check costs about the same at 100 k known images as at 1 k:
    :mod:`bot.hashing.regions` (a picture inside a screenshot of a post, a meme panel, a paste) are checked
    the same way, each as an image of its own, and a match outlines that region in the query.
 
-Local features of known images (1000 ORB keypoints) are cached under ``features_dir`` as raw arrays, 40 KB
-per image (4 GB at 100 k): parsing one takes 0.02 ms (an .npz took 0.6 ms, paid by every verification),
-recomputing it from the archive (read, verify the SHA-256, decode, ORB) 14 ms, and a check verifies up to
-``max_candidates`` of them. A missing or
-unreadable cache file is simply recomputed, so the cache can be deleted at any time.
+Local features of known images (1000 ORB keypoints) are cached under ``features_dir`` as raw arrays, at most
+40 KB per image (26 KB on bench/speed.py's images, 2.6 GB at 100 k): parsing one takes 0.02 ms (an .npz took
+0.6 ms, paid by every verification), recomputing it from the archive (read, verify the SHA-256, decode, ORB)
+14 ms, and a check verifies up to ``max_candidates`` of them. A missing or unreadable cache file is simply
+recomputed, so the cache can be deleted at any time; files of an older format are deleted by
+:meth:`Matcher.sweep_feature_cache`.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -99,6 +101,8 @@ PIXELS_MIN_INLIERS, PIXELS_MIN_CELLS = 20, 16
 SNAPSHOT_EVERY = 1_000
 #: entries appended from one read of the store at a refresh (more, rarer: read page by page)
 _APPEND_PAGE = 200
+#: how a cached features file of this code's format ends (:func:`~bot.hashing.local.LocalFeatures.to_bytes`)
+_CACHE_SUFFIX = f".v{FEATURES_VERSION}.orb"
 
 
 @dataclass(frozen=True)
@@ -718,7 +722,27 @@ class Matcher:
 
     def _cache_path(self, sha256: str, kind: str = "") -> Path:
         suffix = f".{kind}" if kind else ""
-        return self.features_dir / sha256[:2] / f"{sha256}{suffix}.v{FEATURES_VERSION}.orb"
+        return self.features_dir / sha256[:2] / f"{sha256}{suffix}{_CACHE_SUFFIX}"
+
+    def sweep_feature_cache(self, older_than: float = 3600.0) -> int:
+        """Delete cached features no version of this code reads (written in an older format: after an
+        upgrade they would otherwise stay, ~30 KB per known image, 3 GB at 100,000) and temporary files a
+        killed write left (only those older than ``older_than`` seconds, so a write in progress in another
+        process is left alone). Returns how many files were removed; a file that cannot be removed is
+        skipped (a read-only data folder only keeps the space)."""
+        cutoff = time.time() - older_than
+        removed = 0
+        for path in self.features_dir.glob("??/*"):
+            try:
+                stale = not path.name.endswith(_CACHE_SUFFIX) and (
+                    not path.name.endswith(".tmp") or path.stat().st_mtime < cutoff
+                )
+                if stale:
+                    path.unlink()
+                    removed += 1
+            except OSError:
+                continue
+        return removed
 
     def _box_region(self, view: _View, work: Image.Image, size: tuple[int, int] | None) -> list[tuple[float, float]] | None:
         """The outline of a region view in the input's pixels (None for the whole image: nothing to outline)."""

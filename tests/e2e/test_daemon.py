@@ -135,6 +135,9 @@ def test_matching_post_alerts_once_with_picture_and_stops_on_sigterm(tmp_path, w
     config = write_config(tmp_path / "cfg.yaml", server, redis_url, tmp_path / "data")
     seed_known(config, trailer, monkeypatch)
     post(w, "1859000000000000001", evidence)
+    older_format = tmp_path / "data" / "features" / "ab" / f"{'ab' * 32}.v3.npz"  # left by an earlier version
+    older_format.parent.mkdir(parents=True)
+    older_format.write_bytes(b"PK\x03\x04")
 
     proc = start_daemon(config)
     try:
@@ -155,6 +158,7 @@ def test_matching_post_alerts_once_with_picture_and_stops_on_sigterm(tmp_path, w
     assert image.format == "JPEG" and image.width > image.height  # side by side
     assert code == 0 and stop_seconds < 10, output
     assert TOKEN not in output
+    assert not older_format.exists() and "removed 1 cached feature file(s) of an older format" in output
     print(f"alert latency {latency:.1f}s after start (poll interval 2s); SIGTERM to exit {stop_seconds:.1f}s")
 
 

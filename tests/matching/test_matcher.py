@@ -3,6 +3,8 @@ and look-alikes, refreshes when known media change, and reports recycled images 
 
 from __future__ import annotations
 
+import os
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -193,3 +195,28 @@ def test_a_truncated_features_cache_file_is_recomputed_not_fatal(store, archive,
     found = fresh.best(query)
     assert found is not None and found.known.id == ids[8] and found.signal == "orb"
     assert cached[0].read_bytes() == whole  # cached again, in full
+
+
+def test_the_sweep_deletes_cached_features_of_an_older_format_and_keeps_the_current_ones(store, archive, tmp_path) -> None:
+    """After an upgrade that changed the cache's format the old files are never read again: the sweep the
+    daemon runs at start frees their space, and leaves what the current code reads or is writing."""
+    matcher, ids = make(store, archive, tmp_path, seeds=(8,))
+    query = encode(caption(crop(scene(8), 0.7, 0.25, 0.3)), quality=70)
+    assert matcher.best(query).known.id == ids[8]
+    [current] = [p for p in (tmp_path / "features").rglob("*") if p.is_file()]
+    folder = current.parent
+    sha = current.name.split(".", 1)[0]
+    old = [folder / f"{sha}.v3.npz", folder / f"{sha}.sharp.v3.npz", folder / f"{sha}.v2.npz"]
+    for path in old:
+        path.write_bytes(b"PK\x03\x04 an old .npz")
+    writing = folder / f"{sha}.v9.1234.tmp"  # another process's write in progress
+    writing.write_bytes(b"partial")
+    left = folder / f"{sha}.v9.5678.tmp"  # a killed write, long ago
+    left.write_bytes(b"partial")
+    os.utime(left, (time.time() - 7200, time.time() - 7200))
+
+    assert matcher.sweep_feature_cache() == 4
+    assert sorted(p.name for p in folder.iterdir()) == sorted([current.name, writing.name])
+    fresh = Matcher(store, archive, MatchingConfig(), features_dir=tmp_path / "features")
+    assert fresh.best(query).known.id == ids[8]
+    assert fresh.sweep_feature_cache() == 0
