@@ -725,8 +725,8 @@ class Matcher:
         return self.features_dir / sha256[:2] / f"{sha256}{suffix}{_CACHE_SUFFIX}"
 
     def sweep_feature_cache(self, older_than: float = 3600.0) -> int:
-        """Delete cached features no version of this code reads (written in an older format: after an
-        upgrade they would otherwise stay, ~30 KB per known image, 3 GB at 100,000) and temporary files a
+        """Delete cached features this version does not read (an older format's: after an upgrade they
+        would otherwise stay, ~30 KB per known image, 3 GB at 100,000) and temporary files a
         killed write left (only those older than ``older_than`` seconds, so a write in progress in another
         process is left alone). Returns how many files were removed; a file that cannot be removed is
         skipped (a read-only data folder only keeps the space)."""
