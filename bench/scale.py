@@ -215,18 +215,19 @@ def machine_idle() -> float:
     return (int(fields[4]) + int(fields[5])) / os.sysconf("SC_CLK_TCK")
 
 
-def proc_cpu(pid: int) -> float:
-    """CPU seconds (user + system) a process used so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def proc_faults(pid: int) -> int:
-    """Page faults a process took so far (minor: a page first touched, or copied after a fork)."""
-    try:
-        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[7])
-    except OSError:
-        return 0
+def proc_usage(pids: list[int]) -> tuple[float, int]:
+    """CPU seconds (user + system) and page faults (minor: a page first touched, or copied after a fork)
+    these processes used so far, from one read of each one's ``/proc/<pid>/stat``; a process already gone
+    counts nothing."""
+    cpu, faults = 0, 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        cpu += int(fields[11]) + int(fields[12])
+        faults += int(fields[7])
+    return cpu / os.sysconf("SC_CLK_TCK"), faults
 
 
 # ------------------------------------------------------------------------------------------------ setup
@@ -385,9 +386,8 @@ def run_daemons(
         posts = corpus.posts(name)
         os.sync()  # the seeding's files written out now: the run's first fsyncs would otherwise flush them
         redis_cpu0, calls0 = redis_server.cpu_and_calls()
-        cpu0 = sum(proc_cpu(pid) for p in procs for pid in descendants(p.pid))
-        faults0 = sum(proc_faults(pid) for p in procs for pid in descendants(p.pid))
-        idle0, harness0 = machine_idle(), proc_cpu(os.getpid())
+        cpu0, faults0 = proc_usage([pid for p in procs for pid in descendants(p.pid)])
+        idle0, harness0 = machine_idle(), proc_usage([os.getpid()])[0]
         hooks0 = len(files.hooks)
         t0 = time.monotonic()
         changes = store.record_poll(AccountPoll("x", "bench", posts))
@@ -398,9 +398,9 @@ def run_daemons(
             time.sleep(0.025)  # the end of a ~5 s run is seen within 0.5 % of it, the harness using ~2 % of a core
         wall = time.monotonic() - t0
         pids = [pid for p in procs for pid in descendants(p.pid)]
-        cpu = sum(proc_cpu(pid) for pid in pids) - cpu0
-        faults = sum(proc_faults(pid) for pid in pids) - faults0
-        idle, harness = machine_idle() - idle0, proc_cpu(os.getpid()) - harness0
+        cpu1, faults1 = proc_usage(pids)
+        cpu, faults = cpu1 - cpu0, faults1 - faults0
+        idle, harness = machine_idle() - idle0, proc_usage([os.getpid()])[0] - harness0
         memory = pss_mb(pids) / daemons
         redis_cpu1, calls1 = redis_server.cpu_and_calls()
         alerts = len(files.hooks) - hooks0 if deliver else store.outbox_size()

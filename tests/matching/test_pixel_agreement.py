@@ -3,9 +3,8 @@ the known image, laid over it where the fit puts it, agrees with its pixels; a l
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import math
+from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
